@@ -1,0 +1,509 @@
+//! The store: a sequencer that orders writes, a committer that makes batches durable, the
+//! committed state that readers see and the event log that watchers replay.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use imbl::OrdMap;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
+
+use crate::backend::Backend;
+use crate::object::{render, Event, EventKind, Object, Precondition, Revision, Write};
+use crate::Error;
+
+type Map = OrdMap<Arc<str>, Arc<Object>>;
+
+/// Tuning of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// How many recent events the store keeps for watch replay and historic reads. A watch or an
+    /// exact read from an older revision gets [`Error::Compacted`].
+    pub event_log_capacity: usize,
+    /// How many events a watcher may fall behind before it re-reads from the event log.
+    pub watch_buffer: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            event_log_capacity: 100_000,
+            watch_buffer: 16_384,
+        }
+    }
+}
+
+/// A handle to the store; clones share it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    seq: Mutex<Sequencer>,
+    committed: RwLock<Committed>,
+    events: broadcast::Sender<Arc<Event>>,
+    backend: Arc<dyn Backend>,
+    wake: Arc<Notify>,
+    revision: watch::Sender<Revision>,
+    config: StoreConfig,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the committer task see that the store is gone and end.
+        self.wake.notify_one();
+    }
+}
+
+/// Writes that have been ordered but not yet made durable.
+struct Sequencer {
+    /// The latest state, including writes still being committed.
+    pending: Map,
+    next_rev: Revision,
+    queue: Vec<Queued>,
+}
+
+struct Queued {
+    event: Arc<Event>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What readers see.
+struct Committed {
+    map: Map,
+    rev: Revision,
+    log: VecDeque<Arc<Event>>,
+    /// Every event after this revision is in `log`.
+    compacted: Revision,
+}
+
+impl Store {
+    /// Opens a store over `backend`, loading what it holds. Must be called within a Tokio
+    /// runtime: it starts the committer task.
+    pub fn open(backend: impl Backend, config: StoreConfig) -> Result<Self, Error> {
+        let backend: Arc<dyn Backend> = Arc::new(backend);
+        let loaded = backend.load()?;
+        let mut map = Map::new();
+        let mut revision = loaded.revision;
+        for obj in loaded.objects {
+            revision = revision.max(obj.mod_rev);
+            map.insert(obj.key.clone(), Arc::new(obj));
+        }
+        let (events, _) = broadcast::channel(config.watch_buffer.max(16));
+        let wake = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            seq: Mutex::new(Sequencer {
+                pending: map.clone(),
+                next_rev: revision + 1,
+                queue: Vec::new(),
+            }),
+            committed: RwLock::new(Committed {
+                map,
+                rev: revision,
+                log: VecDeque::new(),
+                compacted: revision,
+            }),
+            events,
+            backend,
+            wake: wake.clone(),
+            revision: watch::channel(revision).0,
+            config,
+        });
+        tokio::spawn(run_committer(Arc::downgrade(&inner), wake));
+        Ok(Self { inner })
+    }
+
+    /// Opens an empty in-memory store.
+    pub fn memory() -> Self {
+        Self::open(crate::MemoryBackend, StoreConfig::default())
+            .expect("the memory backend cannot fail to load")
+    }
+
+    /// The latest committed revision.
+    pub fn revision(&self) -> Revision {
+        self.inner.committed.read().rev
+    }
+
+    /// The oldest revision from which watches and historic reads are still possible.
+    pub fn compacted_revision(&self) -> Revision {
+        self.inner.committed.read().compacted
+    }
+
+    /// Waits until the committed revision reaches `rev`, for at most `timeout`.
+    pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> Result<(), Error> {
+        let mut rx = self.inner.revision.subscribe();
+        let outcome = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= rev))
+            .await
+            .map(|r| r.is_ok());
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Closed),
+            Err(_) => Err(Error::TooNew {
+                requested: rev,
+                current: self.revision(),
+            }),
+        }
+    }
+
+    /// The committed object at `key`.
+    pub fn get(&self, key: &str) -> Option<Arc<Object>> {
+        self.inner.committed.read().map.get(key).cloned()
+    }
+
+    /// The latest state of `key`, including a write still being committed. Read-modify-write
+    /// loops start from this so they do not spin on their own in-flight writes; the result of
+    /// such a loop is acknowledged only after everything it builds on is durable.
+    pub fn get_latest(&self, key: &str) -> Option<Arc<Object>> {
+        self.inner.seq.lock().pending.get(key).cloned()
+    }
+
+    /// A consistent view of everything committed, at the latest revision.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = self.inner.committed.read();
+        Snapshot {
+            rev: c.rev,
+            map: c.map.clone(),
+        }
+    }
+
+    /// A consistent view at revision `rev`, restricted to keys under `prefix` (other keys may
+    /// show a later state). Fails with [`Error::Compacted`] when `rev` is older than the event
+    /// log, and [`Error::TooNew`] when it is newer than the latest commit.
+    pub fn snapshot_at(&self, rev: Revision, prefix: &str) -> Result<Snapshot, Error> {
+        let c = self.inner.committed.read();
+        if rev > c.rev {
+            return Err(Error::TooNew {
+                requested: rev,
+                current: c.rev,
+            });
+        }
+        if rev < c.compacted {
+            return Err(Error::Compacted {
+                requested: rev,
+                oldest: c.compacted,
+            });
+        }
+        let mut map = c.map.clone();
+        for ev in c.log.iter().rev() {
+            if ev.rev <= rev {
+                break;
+            }
+            if !ev.key().starts_with(prefix) {
+                continue;
+            }
+            match &ev.prev {
+                Some(prev) => {
+                    map.insert(prev.key.clone(), prev.clone());
+                }
+                None => {
+                    map.remove(ev.key());
+                }
+            }
+        }
+        Ok(Snapshot { rev, map })
+    }
+
+    /// Writes one key. Returns the committed event once it is durable.
+    pub async fn write(&self, key: &str, write: Write) -> Result<Arc<Event>, Error> {
+        let (done, rx) = oneshot::channel();
+        let event = {
+            let mut seq = self.inner.seq.lock();
+            let current = seq.pending.get(key).cloned();
+            check(key, current.as_deref(), write_precondition(&write))?;
+            let rev = seq.next_rev;
+            let key: Arc<str> = current
+                .as_ref()
+                .map(|c| c.key.clone())
+                .unwrap_or_else(|| Arc::from(key));
+            let event = match write {
+                Write::Put {
+                    mut value, attrs, ..
+                } => {
+                    let object = Arc::new(Object {
+                        key: key.clone(),
+                        create_rev: current.as_ref().map_or(rev, |c| c.create_rev),
+                        mod_rev: rev,
+                        attrs,
+                        data: render(&mut value, rev),
+                    });
+                    seq.pending.insert(key, object.clone());
+                    Event {
+                        rev,
+                        kind: EventKind::Put,
+                        object,
+                        prev: current,
+                    }
+                }
+                Write::Delete { mut last, .. } => {
+                    let prev = current.ok_or_else(|| Error::NotFound {
+                        key: key.to_string(),
+                    })?;
+                    let object = Arc::new(Object {
+                        key: key.clone(),
+                        create_rev: prev.create_rev,
+                        mod_rev: rev,
+                        attrs: prev.attrs.clone(),
+                        data: render(&mut last, rev),
+                    });
+                    seq.pending.remove(&key);
+                    Event {
+                        rev,
+                        kind: EventKind::Delete,
+                        object,
+                        prev: Some(prev),
+                    }
+                }
+            };
+            let event = Arc::new(event);
+            seq.next_rev += 1;
+            seq.queue.push(Queued {
+                event: event.clone(),
+                done,
+            });
+            event
+        };
+        self.inner.wake.notify_one();
+        match rx.await {
+            Ok(Ok(())) => Ok(event),
+            Ok(Err(message)) => Err(Error::Backend {
+                op: "commit",
+                source: message.into(),
+            }),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Watches keys under `prefix`, starting after revision `from`: the watcher first replays
+    /// the logged events after `from`, then follows new commits.
+    pub fn watch(&self, prefix: &str, from: Revision) -> Result<Watcher, Error> {
+        let (backlog, rx) = self.subscribe(prefix, from)?;
+        Ok(Watcher {
+            store: self.clone(),
+            prefix: prefix.to_string(),
+            backlog,
+            rx,
+            last: from,
+        })
+    }
+
+    fn subscribe(
+        &self,
+        prefix: &str,
+        from: Revision,
+    ) -> Result<(VecDeque<Arc<Event>>, broadcast::Receiver<Arc<Event>>), Error> {
+        let c = self.inner.committed.read();
+        if from < c.compacted {
+            return Err(Error::Compacted {
+                requested: from,
+                oldest: c.compacted,
+            });
+        }
+        if from > c.rev {
+            return Err(Error::TooNew {
+                requested: from,
+                current: c.rev,
+            });
+        }
+        // Subscribing under the read lock means the receiver sees exactly the events after
+        // `c.rev`; the log supplies those from `from` to `c.rev`.
+        let rx = self.inner.events.subscribe();
+        let start = c.log.partition_point(|e| e.rev <= from);
+        let backlog = c
+            .log
+            .range(start..)
+            .filter(|e| e.key().starts_with(prefix))
+            .cloned()
+            .collect();
+        Ok((backlog, rx))
+    }
+
+    /// Drops events at and before `rev` from the event log (never the latest revision).
+    pub fn compact(&self, rev: Revision) {
+        let mut c = self.inner.committed.write();
+        let rev = rev.min(c.rev);
+        while c.log.front().is_some_and(|e| e.rev <= rev) {
+            c.log.pop_front();
+        }
+        c.compacted = c.compacted.max(rev);
+    }
+}
+
+fn write_precondition(w: &Write) -> Precondition {
+    match w {
+        Write::Put { precondition, .. } | Write::Delete { precondition, .. } => *precondition,
+    }
+}
+
+fn check(key: &str, current: Option<&Object>, pre: Precondition) -> Result<(), Error> {
+    match (pre, current) {
+        (Precondition::None, _) => Ok(()),
+        (Precondition::MustNotExist, None) => Ok(()),
+        (Precondition::MustNotExist, Some(_)) => Err(Error::AlreadyExists {
+            key: key.to_string(),
+        }),
+        (Precondition::MustExist | Precondition::ModRevision(_), None) => Err(Error::NotFound {
+            key: key.to_string(),
+        }),
+        (Precondition::MustExist, Some(_)) => Ok(()),
+        (Precondition::ModRevision(want), Some(c)) if c.mod_rev == want => Ok(()),
+        (Precondition::ModRevision(want), Some(c)) => Err(Error::Conflict {
+            key: key.to_string(),
+            expected: want,
+            actual: c.mod_rev,
+        }),
+    }
+}
+
+async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(inner) = inner.upgrade() else { return };
+        loop {
+            let batch = std::mem::take(&mut inner.seq.lock().queue);
+            if batch.is_empty() {
+                break;
+            }
+            let events: Vec<Arc<Event>> = batch.iter().map(|q| q.event.clone()).collect();
+            let last = events.last().map_or(0, |e| e.rev);
+            let result = if inner.backend.blocking() {
+                let backend = inner.backend.clone();
+                let events = events.clone();
+                tokio::task::spawn_blocking(move || backend.persist(&events, last))
+                    .await
+                    .unwrap_or_else(|e| Err(Error::backend("commit", e)))
+            } else {
+                inner.backend.persist(&events, last)
+            };
+            match result {
+                Ok(()) => {
+                    publish(&inner, &events);
+                    for q in batch {
+                        let _ = q.done.send(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; failing the writes of the batch");
+                    let message = e.to_string();
+                    // Everything sequenced after the failed batch was checked against state
+                    // that will never exist: fail it too and restart from the committed state.
+                    let rest = {
+                        let mut seq = inner.seq.lock();
+                        let c = inner.committed.read();
+                        seq.pending = c.map.clone();
+                        seq.next_rev = c.rev + 1;
+                        std::mem::take(&mut seq.queue)
+                    };
+                    for q in batch.into_iter().chain(rest) {
+                        let _ = q.done.send(Err(message.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn publish(inner: &Inner, events: &[Arc<Event>]) {
+    let mut c = inner.committed.write();
+    for ev in events {
+        match ev.kind {
+            EventKind::Put => {
+                c.map.insert(ev.object.key.clone(), ev.object.clone());
+            }
+            EventKind::Delete => {
+                c.map.remove(ev.key());
+            }
+        }
+        c.rev = ev.rev;
+        c.log.push_back(ev.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = inner.events.send(ev.clone());
+    }
+    while c.log.len() > inner.config.event_log_capacity {
+        if let Some(old) = c.log.pop_front() {
+            c.compacted = old.rev;
+        }
+    }
+    inner.revision.send_replace(c.rev);
+}
+
+/// A consistent, immutable view of the store at one revision.
+#[derive(Clone)]
+pub struct Snapshot {
+    /// The revision the view shows.
+    pub rev: Revision,
+    map: Map,
+}
+
+impl Snapshot {
+    /// The object at `key`.
+    pub fn get(&self, key: &str) -> Option<&Arc<Object>> {
+        self.map.get(key)
+    }
+
+    /// The objects whose keys start with `prefix`, in key order, starting after `start_after`.
+    pub fn range<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Object>> + 'a {
+        let lower = match start_after {
+            Some(k) if k >= prefix => Bound::Excluded(k),
+            _ => Bound::Included(prefix),
+        };
+        self.map
+            .range::<_, str>((lower, Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+    }
+
+    /// How many objects have keys under `prefix` after `start_after` (used for
+    /// `remainingItemCount`).
+    pub fn count(&self, prefix: &str, start_after: Option<&str>) -> usize {
+        self.range(prefix, start_after).count()
+    }
+}
+
+/// A stream of committed events under one key prefix, in revision order.
+pub struct Watcher {
+    store: Store,
+    prefix: String,
+    backlog: VecDeque<Arc<Event>>,
+    rx: broadcast::Receiver<Arc<Event>>,
+    last: Revision,
+}
+
+impl Watcher {
+    /// The revision of the last event delivered (or the starting revision).
+    pub fn revision(&self) -> Revision {
+        self.last
+    }
+
+    /// The next event. A watcher that falls behind re-reads from the event log; it fails with
+    /// [`Error::Compacted`] only when the events it missed are gone from the log.
+    pub async fn next(&mut self) -> Result<Arc<Event>, Error> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                self.last = ev.rev;
+                return Ok(ev);
+            }
+            match self.rx.recv().await {
+                Ok(ev) => {
+                    if ev.rev <= self.last || !ev.key().starts_with(&self.prefix) {
+                        continue;
+                    }
+                    self.last = ev.rev;
+                    return Ok(ev);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let (backlog, rx) = self.store.subscribe(&self.prefix, self.last)?;
+                    self.backlog = backlog;
+                    self.rx = rx;
+                }
+                Err(broadcast::error::RecvError::Closed) => return Err(Error::Closed),
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Behaviour of the store through its public API, over the memory and redb backends.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flotilla_store::{
+    Attrs, Error, EventKind, Precondition, RedbBackend, Store, StoreConfig, Write,
+};
+use serde_json::{json, Value};
+
+fn put(name: &str, data: &str, precondition: Precondition) -> Write {
+    Write::Put {
+        value: json!({"metadata": {"name": name}, "data": {"v": data}}),
+        attrs: Attrs {
+            labels: vec![("app".into(), data.into())],
+            fields: vec![],
+        },
+        precondition,
+    }
+}
+
+fn delete(name: &str, precondition: Precondition) -> Write {
+    Write::Delete {
+        last: json!({"metadata": {"name": name}}),
+        precondition,
+    }
+}
+
+fn data_of(store: &Store, key: &str) -> Option<Value> {
+    store
+        .get(key)
+        .map(|o| serde_json::from_slice(&o.data).unwrap())
+}
+
+#[tokio::test]
+async fn writes_number_revisions_and_enforce_preconditions() {
+    let store = Store::memory();
+    assert_eq!(store.revision(), 0);
+    let created = store
+        .write("/k/a", put("a", "1", Precondition::MustNotExist))
+        .await
+        .unwrap();
+    assert_eq!(created.rev, 1);
+    assert_eq!(created.object.create_rev, 1);
+    assert_eq!(data_of(&store, "/k/a").unwrap()["metadata"]["resourceVersion"], "1");
+
+    let err = store
+        .write("/k/a", put("a", "x", Precondition::MustNotExist))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+
+    let err = store
+        .write("/k/a", put("a", "x", Precondition::ModRevision(7)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { expected: 7, actual: 1, .. }),
+        "{err}"
+    );
+
+    let updated = store
+        .write("/k/a", put("a", "2", Precondition::ModRevision(1)))
+        .await
+        .unwrap();
+    assert_eq!((updated.rev, updated.object.create_rev), (2, 1));
+    assert_eq!(updated.prev.as_ref().unwrap().mod_rev, 1);
+
+    let err = store
+        .write("/k/missing", put("m", "1", Precondition::MustExist))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = store
+        .write("/k/missing", delete("m", Precondition::None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+
+    let deleted = store
+        .write("/k/a", delete("a", Precondition::ModRevision(2)))
+        .await
+        .unwrap();
+    assert_eq!(deleted.kind, EventKind::Delete);
+    assert_eq!(deleted.rev, 3);
+    // The final state carries the deletion's revision.
+    let last: Value = serde_json::from_slice(&deleted.object.data).unwrap();
+    assert_eq!(last["metadata"]["resourceVersion"], "3");
+    assert!(store.get("/k/a").is_none());
+    // Failed writes used no revision.
+    assert_eq!(store.revision(), 3);
+}
+
+#[tokio::test]
+async fn snapshots_show_past_revisions_of_a_prefix() {
+    let store = Store::memory();
+    for (name, v) in [("a", "1"), ("b", "1"), ("c", "1")] {
+        store
+            .write(&format!("/k/{name}"), put(name, v, Precondition::None))
+            .await
+            .unwrap();
+    }
+    store.write("/k/a", put("a", "2", Precondition::None)).await.unwrap(); // rev 4
+    store.write("/k/b", delete("b", Precondition::None)).await.unwrap(); // rev 5
+    store.write("/k/d", put("d", "1", Precondition::None)).await.unwrap(); // rev 6
+
+    let names = |s: &flotilla_store::Snapshot| -> Vec<String> {
+        s.range("/k/", None).map(|o| o.key.to_string()).collect()
+    };
+    let now = store.snapshot();
+    assert_eq!(now.rev, 6);
+    assert_eq!(names(&now), ["/k/a", "/k/c", "/k/d"]);
+
+    let at3 = store.snapshot_at(3, "/k/").unwrap();
+    assert_eq!(names(&at3), ["/k/a", "/k/b", "/k/c"]);
+    assert_eq!(at3.get("/k/a").unwrap().mod_rev, 1);
+
+    // Paging: everything after a key, and counting what remains.
+    let after_a: Vec<_> = at3.range("/k/", Some("/k/a")).map(|o| o.key.to_string()).collect();
+    assert_eq!(after_a, ["/k/b", "/k/c"]);
+    assert_eq!(at3.count("/k/", Some("/k/b")), 1);
+
+    assert!(matches!(
+        store.snapshot_at(7, "/k/"),
+        Err(Error::TooNew { requested: 7, current: 6 })
+    ));
+    store.compact(4);
+    assert!(matches!(
+        store.snapshot_at(3, "/k/"),
+        Err(Error::Compacted { requested: 3, oldest: 4 })
+    ));
+    assert_eq!(names(&store.snapshot_at(4, "/k/").unwrap()), ["/k/a", "/k/b", "/k/c"]);
+}
+
+#[tokio::test]
+async fn watch_replays_from_a_revision_then_follows() {
+    let store = Store::memory();
+    store.write("/k/a", put("a", "1", Precondition::None)).await.unwrap();
+    store.write("/other/x", put("x", "1", Precondition::None)).await.unwrap();
+    store.write("/k/b", put("b", "1", Precondition::None)).await.unwrap();
+
+    let mut w = store.watch("/k/", 1).unwrap();
+    let ev = w.next().await.unwrap();
+    assert_eq!((ev.rev, ev.key()), (3, "/k/b"));
+
+    let writer = store.clone();
+    tokio::spawn(async move {
+        writer.write("/other/y", put("y", "1", Precondition::None)).await.unwrap();
+        writer.write("/k/a", delete("a", Precondition::None)).await.unwrap();
+    });
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((ev.rev, ev.kind, ev.key()), (5, EventKind::Delete, "/k/a"));
+    assert_eq!(w.revision(), 5);
+
+    store.compact(4);
+    assert!(matches!(store.watch("/k/", 3), Err(Error::Compacted { .. })));
+    assert!(matches!(store.watch("/k/", 9), Err(Error::TooNew { .. })));
+}
+
+#[tokio::test]
+async fn a_lagging_watcher_catches_up_from_the_log() {
+    let config = StoreConfig {
+        event_log_capacity: 1000,
+        watch_buffer: 16,
+    };
+    let store = Store::open(flotilla_store::MemoryBackend, config).unwrap();
+    let mut w = store.watch("/k/", 0).unwrap();
+    for i in 0..200 {
+        store
+            .write(&format!("/k/{i:03}"), put("n", "1", Precondition::None))
+            .await
+            .unwrap();
+    }
+    for expected in 1..=200u64 {
+        assert_eq!(w.next().await.unwrap().rev, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_lagging_watcher_fails_once_its_events_are_compacted() {
+    let config = StoreConfig {
+        event_log_capacity: 20,
+        watch_buffer: 16,
+    };
+    let store = Store::open(flotilla_store::MemoryBackend, config).unwrap();
+    let mut w = store.watch("/k/", 0).unwrap();
+    for i in 0..100 {
+        store
+            .write(&format!("/k/{i:03}"), put("n", "1", Precondition::None))
+            .await
+            .unwrap();
+    }
+    let mut seen = 0;
+    let err = loop {
+        match w.next().await {
+            Ok(_) => seen += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(seen < 100);
+    assert!(matches!(err, Error::Compacted { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_get_distinct_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        RedbBackend::open(&dir.path().join("db.redb")).unwrap(),
+        StoreConfig::default(),
+    )
+    .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.write(&format!("/k/{i}"), put("n", "1", Precondition::MustNotExist))
+                    .await
+                    .unwrap()
+                    .rev
+            })
+        })
+        .collect();
+    let mut revs = HashSet::new();
+    for t in tasks {
+        assert!(revs.insert(t.await.unwrap()));
+    }
+    assert_eq!(revs, (1..=200).collect());
+    assert_eq!(store.snapshot().count("/k/", None), 200);
+}
+
+#[tokio::test]
+async fn redb_store_reopens_with_its_objects_and_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    {
+        let store = Store::open(RedbBackend::open(&path).unwrap(), StoreConfig::default()).unwrap();
+        store.write("/k/a", put("a", "1", Precondition::None)).await.unwrap();
+        store.write("/k/b", put("b", "2", Precondition::None)).await.unwrap();
+        store.write("/k/a", delete("a", Precondition::None)).await.unwrap();
+    }
+    // The committer task notices the store is gone and releases the database.
+    let store = loop {
+        match RedbBackend::open(&path) {
+            Ok(b) => break Store::open(b, StoreConfig::default()).unwrap(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert_eq!(store.revision(), 3);
+    assert!(store.get("/k/a").is_none());
+    let b = store.get("/k/b").unwrap();
+    assert_eq!((b.create_rev, b.mod_rev), (2, 2));
+    assert_eq!(b.attrs.label("app"), Some("2"));
+    // The revision sequence continues; history before the reopen is gone for watches.
+    let ev = store.write("/k/c", put("c", "1", Precondition::None)).await.unwrap();
+    assert_eq!(ev.rev, 4);
+    assert!(matches!(store.watch("/k/", 2), Err(Error::Compacted { .. })));
+    assert!(store.watch("/k/", 3).is_ok());
+}
+
+#[tokio::test]
+async fn wait_for_times_out_on_a_revision_that_never_comes() {
+    let store = Store::memory();
+    store.write("/k/a", put("a", "1", Precondition::None)).await.unwrap();
+    store.wait_for(1, Duration::from_millis(10)).await.unwrap();
+    let err = store.wait_for(5, Duration::from_millis(20)).await.unwrap_err();
+    assert!(matches!(err, Error::TooNew { requested: 5, current: 1 }));
+}
