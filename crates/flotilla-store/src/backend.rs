@@ -67,7 +67,10 @@ impl RedbBackend {
 
 impl Backend for RedbBackend {
     fn load(&self) -> Result<Loaded, Error> {
-        let txn = self.db.begin_read().map_err(|e| Error::backend("read", e))?;
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::backend("read", e))?;
         let mut loaded = Loaded::default();
         match txn.open_table(META) {
             Ok(meta) => {

@@ -16,6 +16,14 @@ use crate::Error;
 
 type Map = OrdMap<Arc<str>, Arc<Object>>;
 
+/// A new subscription: the logged events after the start, the live receiver, and the revision
+/// the receiver starts after.
+type Subscription = (
+    VecDeque<Arc<Event>>,
+    broadcast::Receiver<Arc<Event>>,
+    Revision,
+);
+
 /// Tuning of a [`Store`].
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -279,21 +287,18 @@ impl Store {
     /// Watches keys under `prefix`, starting after revision `from`: the watcher first replays
     /// the logged events after `from`, then follows new commits.
     pub fn watch(&self, prefix: &str, from: Revision) -> Result<Watcher, Error> {
-        let (backlog, rx) = self.subscribe(prefix, from)?;
+        let (backlog, rx, at) = self.subscribe(prefix, from)?;
         Ok(Watcher {
             store: self.clone(),
             prefix: prefix.to_string(),
             backlog,
             rx,
             last: from,
+            seen: at,
         })
     }
 
-    fn subscribe(
-        &self,
-        prefix: &str,
-        from: Revision,
-    ) -> Result<(VecDeque<Arc<Event>>, broadcast::Receiver<Arc<Event>>), Error> {
+    fn subscribe(&self, prefix: &str, from: Revision) -> Result<Subscription, Error> {
         let c = self.inner.committed.read();
         if from < c.compacted {
             return Err(Error::Compacted {
@@ -317,7 +322,7 @@ impl Store {
             .filter(|e| e.key().starts_with(prefix))
             .cloned()
             .collect();
-        Ok((backlog, rx))
+        Ok((backlog, rx, c.rev))
     }
 
     /// Drops events at and before `rev` from the event log (never the latest revision).
@@ -473,12 +478,24 @@ pub struct Watcher {
     backlog: VecDeque<Arc<Event>>,
     rx: broadcast::Receiver<Arc<Event>>,
     last: Revision,
+    /// The newest revision known to be covered: every event up to it is delivered or pending.
+    seen: Revision,
 }
 
 impl Watcher {
     /// The revision of the last event delivered (or the starting revision).
     pub fn revision(&self) -> Revision {
         self.last
+    }
+
+    /// A revision safe to report as progress (a bookmark): every event under the prefix up
+    /// to it has been delivered. When nothing is pending this is the store's latest revision.
+    pub fn progress(&self) -> Revision {
+        if self.backlog.is_empty() && self.rx.is_empty() {
+            self.seen.max(self.last)
+        } else {
+            self.last
+        }
     }
 
     /// The next event. A watcher that falls behind re-reads from the event log; it fails with
@@ -491,6 +508,7 @@ impl Watcher {
             }
             match self.rx.recv().await {
                 Ok(ev) => {
+                    self.seen = self.seen.max(ev.rev);
                     if ev.rev <= self.last || !ev.key().starts_with(&self.prefix) {
                         continue;
                     }
@@ -498,9 +516,10 @@ impl Watcher {
                     return Ok(ev);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let (backlog, rx) = self.store.subscribe(&self.prefix, self.last)?;
+                    let (backlog, rx, at) = self.store.subscribe(&self.prefix, self.last)?;
                     self.backlog = backlog;
                     self.rx = rx;
+                    self.seen = self.seen.max(at);
                 }
                 Err(broadcast::error::RecvError::Closed) => return Err(Error::Closed),
             }

@@ -42,7 +42,10 @@ async fn writes_number_revisions_and_enforce_preconditions() {
         .unwrap();
     assert_eq!(created.rev, 1);
     assert_eq!(created.object.create_rev, 1);
-    assert_eq!(data_of(&store, "/k/a").unwrap()["metadata"]["resourceVersion"], "1");
+    assert_eq!(
+        data_of(&store, "/k/a").unwrap()["metadata"]["resourceVersion"],
+        "1"
+    );
 
     let err = store
         .write("/k/a", put("a", "x", Precondition::MustNotExist))
@@ -55,7 +58,14 @@ async fn writes_number_revisions_and_enforce_preconditions() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Conflict { expected: 7, actual: 1, .. }),
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 7,
+                actual: 1,
+                ..
+            }
+        ),
         "{err}"
     );
 
@@ -100,9 +110,18 @@ async fn snapshots_show_past_revisions_of_a_prefix() {
             .await
             .unwrap();
     }
-    store.write("/k/a", put("a", "2", Precondition::None)).await.unwrap(); // rev 4
-    store.write("/k/b", delete("b", Precondition::None)).await.unwrap(); // rev 5
-    store.write("/k/d", put("d", "1", Precondition::None)).await.unwrap(); // rev 6
+    store
+        .write("/k/a", put("a", "2", Precondition::None))
+        .await
+        .unwrap(); // rev 4
+    store
+        .write("/k/b", delete("b", Precondition::None))
+        .await
+        .unwrap(); // rev 5
+    store
+        .write("/k/d", put("d", "1", Precondition::None))
+        .await
+        .unwrap(); // rev 6
 
     let names = |s: &flotilla_store::Snapshot| -> Vec<String> {
         s.range("/k/", None).map(|o| o.key.to_string()).collect()
@@ -116,28 +135,49 @@ async fn snapshots_show_past_revisions_of_a_prefix() {
     assert_eq!(at3.get("/k/a").unwrap().mod_rev, 1);
 
     // Paging: everything after a key, and counting what remains.
-    let after_a: Vec<_> = at3.range("/k/", Some("/k/a")).map(|o| o.key.to_string()).collect();
+    let after_a: Vec<_> = at3
+        .range("/k/", Some("/k/a"))
+        .map(|o| o.key.to_string())
+        .collect();
     assert_eq!(after_a, ["/k/b", "/k/c"]);
     assert_eq!(at3.count("/k/", Some("/k/b")), 1);
 
     assert!(matches!(
         store.snapshot_at(7, "/k/"),
-        Err(Error::TooNew { requested: 7, current: 6 })
+        Err(Error::TooNew {
+            requested: 7,
+            current: 6
+        })
     ));
     store.compact(4);
     assert!(matches!(
         store.snapshot_at(3, "/k/"),
-        Err(Error::Compacted { requested: 3, oldest: 4 })
+        Err(Error::Compacted {
+            requested: 3,
+            oldest: 4
+        })
     ));
-    assert_eq!(names(&store.snapshot_at(4, "/k/").unwrap()), ["/k/a", "/k/b", "/k/c"]);
+    assert_eq!(
+        names(&store.snapshot_at(4, "/k/").unwrap()),
+        ["/k/a", "/k/b", "/k/c"]
+    );
 }
 
 #[tokio::test]
 async fn watch_replays_from_a_revision_then_follows() {
     let store = Store::memory();
-    store.write("/k/a", put("a", "1", Precondition::None)).await.unwrap();
-    store.write("/other/x", put("x", "1", Precondition::None)).await.unwrap();
-    store.write("/k/b", put("b", "1", Precondition::None)).await.unwrap();
+    store
+        .write("/k/a", put("a", "1", Precondition::None))
+        .await
+        .unwrap();
+    store
+        .write("/other/x", put("x", "1", Precondition::None))
+        .await
+        .unwrap();
+    store
+        .write("/k/b", put("b", "1", Precondition::None))
+        .await
+        .unwrap();
 
     let mut w = store.watch("/k/", 1).unwrap();
     let ev = w.next().await.unwrap();
@@ -145,8 +185,14 @@ async fn watch_replays_from_a_revision_then_follows() {
 
     let writer = store.clone();
     tokio::spawn(async move {
-        writer.write("/other/y", put("y", "1", Precondition::None)).await.unwrap();
-        writer.write("/k/a", delete("a", Precondition::None)).await.unwrap();
+        writer
+            .write("/other/y", put("y", "1", Precondition::None))
+            .await
+            .unwrap();
+        writer
+            .write("/k/a", delete("a", Precondition::None))
+            .await
+            .unwrap();
     });
     let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
         .await
@@ -156,7 +202,10 @@ async fn watch_replays_from_a_revision_then_follows() {
     assert_eq!(w.revision(), 5);
 
     store.compact(4);
-    assert!(matches!(store.watch("/k/", 3), Err(Error::Compacted { .. })));
+    assert!(matches!(
+        store.watch("/k/", 3),
+        Err(Error::Compacted { .. })
+    ));
     assert!(matches!(store.watch("/k/", 9), Err(Error::TooNew { .. })));
 }
 
@@ -216,10 +265,13 @@ async fn concurrent_writes_share_commits_and_get_distinct_revisions() {
         .map(|i| {
             let s = store.clone();
             tokio::spawn(async move {
-                s.write(&format!("/k/{i}"), put("n", "1", Precondition::MustNotExist))
-                    .await
-                    .unwrap()
-                    .rev
+                s.write(
+                    &format!("/k/{i}"),
+                    put("n", "1", Precondition::MustNotExist),
+                )
+                .await
+                .unwrap()
+                .rev
             })
         })
         .collect();
@@ -237,9 +289,18 @@ async fn redb_store_reopens_with_its_objects_and_revision() {
     let path = dir.path().join("db.redb");
     {
         let store = Store::open(RedbBackend::open(&path).unwrap(), StoreConfig::default()).unwrap();
-        store.write("/k/a", put("a", "1", Precondition::None)).await.unwrap();
-        store.write("/k/b", put("b", "2", Precondition::None)).await.unwrap();
-        store.write("/k/a", delete("a", Precondition::None)).await.unwrap();
+        store
+            .write("/k/a", put("a", "1", Precondition::None))
+            .await
+            .unwrap();
+        store
+            .write("/k/b", put("b", "2", Precondition::None))
+            .await
+            .unwrap();
+        store
+            .write("/k/a", delete("a", Precondition::None))
+            .await
+            .unwrap();
     }
     // The committer task notices the store is gone and releases the database.
     let store = loop {
@@ -254,17 +315,35 @@ async fn redb_store_reopens_with_its_objects_and_revision() {
     assert_eq!((b.create_rev, b.mod_rev), (2, 2));
     assert_eq!(b.attrs.label("app"), Some("2"));
     // The revision sequence continues; history before the reopen is gone for watches.
-    let ev = store.write("/k/c", put("c", "1", Precondition::None)).await.unwrap();
+    let ev = store
+        .write("/k/c", put("c", "1", Precondition::None))
+        .await
+        .unwrap();
     assert_eq!(ev.rev, 4);
-    assert!(matches!(store.watch("/k/", 2), Err(Error::Compacted { .. })));
+    assert!(matches!(
+        store.watch("/k/", 2),
+        Err(Error::Compacted { .. })
+    ));
     assert!(store.watch("/k/", 3).is_ok());
 }
 
 #[tokio::test]
 async fn wait_for_times_out_on_a_revision_that_never_comes() {
     let store = Store::memory();
-    store.write("/k/a", put("a", "1", Precondition::None)).await.unwrap();
+    store
+        .write("/k/a", put("a", "1", Precondition::None))
+        .await
+        .unwrap();
     store.wait_for(1, Duration::from_millis(10)).await.unwrap();
-    let err = store.wait_for(5, Duration::from_millis(20)).await.unwrap_err();
-    assert!(matches!(err, Error::TooNew { requested: 5, current: 1 }));
+    let err = store
+        .wait_for(5, Duration::from_millis(20))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::TooNew {
+            requested: 5,
+            current: 1
+        }
+    ));
 }

@@ -1,0 +1,574 @@
+//! Defaulting and validation of built-in kinds: the defaults and the checks a user of
+//! kube-apiserver would notice (required fields, selectors matching templates, port ranges, ...).
+
+use serde_json::{json, Map, Value};
+
+use crate::errors::Cause;
+use crate::selectors::LabelSelector;
+use crate::validation::{config_key_problem, label_problems};
+
+fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    let map = v.as_object_mut().expect("defaulting runs on objects");
+    let e = map.entry(key.to_string()).or_insert_with(|| json!({}));
+    if !e.is_object() {
+        *e = json!({});
+    }
+    e.as_object_mut().expect("just made an object")
+}
+
+fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_string(), value);
+    }
+}
+
+/// Applies kube-apiserver's defaults for `kind` (group `group`) to `obj`.
+pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    match (group, kind) {
+        ("", "Namespace") => {
+            let name = obj["metadata"]["name"].clone();
+            let meta = obj_mut(obj, "metadata");
+            let labels = meta.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), name);
+            }
+            default(obj_mut(obj, "spec"), "finalizers", json!(["kubernetes"]));
+            default(obj_mut(obj, "status"), "phase", json!("Active"));
+        }
+        ("", "Secret") => default(
+            obj.as_object_mut().expect("object"),
+            "type",
+            json!("Opaque"),
+        ),
+        ("", "Service") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "type", json!("ClusterIP"));
+            let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+            default(spec, "sessionAffinity", json!("None"));
+            if !external {
+                default(spec, "internalTrafficPolicy", json!("Cluster"));
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    default(p, "protocol", json!("TCP"));
+                    if let Some(port) = p.get("port").cloned() {
+                        default(p, "targetPort", port);
+                    }
+                }
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
+        }
+        ("apps", "Deployment") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "progressDeadlineSeconds", json!(600));
+            pod_template_defaults(spec, "Always");
+        }
+        ("apps", "ReplicaSet") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "replicas", json!(1));
+            pod_template_defaults(spec, "Always");
+        }
+        ("apps", "StatefulSet") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            pod_template_defaults(spec, "Always");
+        }
+        ("apps", "DaemonSet") => {
+            let spec = obj_mut(obj, "spec");
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            default(spec, "revisionHistoryLimit", json!(10));
+            pod_template_defaults(spec, "Always");
+        }
+        ("batch", "Job") => {
+            let uid = obj["metadata"]["uid"].clone();
+            let name = obj["metadata"]["name"].clone();
+            let spec = obj_mut(obj, "spec");
+            job_spec_defaults(spec, &uid, &name);
+        }
+        ("batch", "CronJob") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "concurrencyPolicy", json!("Allow"));
+            default(spec, "suspend", json!(false));
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(jt) = spec.get_mut("jobTemplate").and_then(|j| j.get_mut("spec")) {
+                if let Some(js) = jt.as_object_mut() {
+                    default(js, "backoffLimit", json!(6));
+                    default(js, "completionMode", json!("NonIndexed"));
+                    default(js, "suspend", json!(false));
+                    pod_template_defaults(js, "");
+                }
+            }
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            let spec = obj_mut(obj, "spec");
+            if spec.get("policyTypes").is_none() {
+                let mut types = vec![json!("Ingress")];
+                if spec.get("egress").is_some() {
+                    types.push(json!("Egress"));
+                }
+                spec.insert("policyTypes".into(), Value::Array(types));
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            default(
+                obj.as_object_mut().expect("object"),
+                "preemptionPolicy",
+                json!("PreemptLowerPriority"),
+            );
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            let o = obj.as_object_mut().expect("object");
+            default(o, "reclaimPolicy", json!("Delete"));
+            default(o, "volumeBindingMode", json!("Immediate"));
+        }
+        _ => {}
+    }
+}
+
+fn job_spec_defaults(spec: &mut Map<String, Value>, uid: &Value, name: &Value) {
+    let parallelism_set = spec.get("parallelism").is_some_and(|v| !v.is_null());
+    let completions_set = spec.get("completions").is_some_and(|v| !v.is_null());
+    if !parallelism_set && !completions_set {
+        spec.insert("completions".into(), json!(1));
+    }
+    default(spec, "parallelism", json!(1));
+    default(spec, "backoffLimit", json!(6));
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    default(spec, "manualSelector", Value::Null);
+    spec.remove("manualSelector");
+    // Like kube-apiserver, a Job without a manual selector selects its pods by its own uid.
+    if spec.get("selector").is_none() && uid.is_string() {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+        if let Some(t) = spec.get_mut("template").and_then(Value::as_object_mut) {
+            let meta = t.entry("metadata").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                let labels = m.entry("labels").or_insert_with(|| json!({}));
+                if let Some(l) = labels.as_object_mut() {
+                    for (k, v) in [
+                        ("batch.kubernetes.io/controller-uid", uid),
+                        ("batch.kubernetes.io/job-name", name),
+                        ("controller-uid", uid),
+                        ("job-name", name),
+                    ] {
+                        l.insert(k.into(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    pod_template_defaults(spec, "");
+}
+
+fn pod_template_defaults(spec: &mut Map<String, Value>, restart_policy: &str) {
+    let Some(pod) = spec
+        .get_mut("template")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if !restart_policy.is_empty() {
+        default(pod, "restartPolicy", json!(restart_policy));
+    }
+    default(pod, "dnsPolicy", json!("ClusterFirst"));
+    default(pod, "terminationGracePeriodSeconds", json!(30));
+    default(pod, "schedulerName", json!("default-scheduler"));
+    default(pod, "securityContext", json!({}));
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = pod.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                default(c, "terminationMessagePolicy", json!("File"));
+                default(c, "resources", json!({}));
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let latest = !image_has_tag(image) || image.ends_with(":latest");
+                default(
+                    c,
+                    "imagePullPolicy",
+                    json!(if latest { "Always" } else { "IfNotPresent" }),
+                );
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        default(p, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn image_has_tag(image: &str) -> bool {
+    if image.contains('@') {
+        return true;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.contains(':')
+}
+
+/// Validates a built-in object; returns the causes of a 422.
+pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
+    let mut c = Vec::new();
+    let spec = &obj["spec"];
+    match (group, kind) {
+        ("", "ConfigMap") => {
+            let mut keys = std::collections::BTreeSet::new();
+            for field in ["data", "binaryData"] {
+                if let Some(m) = obj.get(field).and_then(Value::as_object) {
+                    for k in m.keys() {
+                        if let Some(p) = config_key_problem(k) {
+                            c.push(Cause::invalid(field, &Value::from(k.as_str()), &p));
+                        }
+                        if !keys.insert(k.clone()) {
+                            c.push(Cause::invalid(
+                                field,
+                                &Value::from(k.as_str()),
+                                "duplicate of key present in data",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        ("", "Secret") => {
+            for field in ["data", "stringData"] {
+                if let Some(m) = obj.get(field).and_then(Value::as_object) {
+                    for k in m.keys() {
+                        if let Some(p) = config_key_problem(k) {
+                            c.push(Cause::invalid(
+                                format!("{field}[{k}]"),
+                                &Value::from(k.as_str()),
+                                &p,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        ("", "Service") => validate_service(spec, &mut c),
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            if let Some(r) = spec.get("replicas").and_then(Value::as_i64) {
+                if r < 0 {
+                    c.push(Cause::invalid(
+                        "spec.replicas",
+                        &json!(r),
+                        "must be greater than or equal to 0",
+                    ));
+                }
+            }
+            validate_selector_and_template(spec, "spec", &mut c);
+        }
+        ("batch", "Job") => {
+            validate_selector_and_template(spec, "spec", &mut c);
+            validate_job_restart(&spec["template"]["spec"], "spec.template.spec", &mut c);
+        }
+        ("batch", "CronJob") => {
+            if spec["schedule"].as_str().unwrap_or("").is_empty() {
+                c.push(Cause::required("spec.schedule"));
+            }
+            let tpl = &spec["jobTemplate"]["spec"]["template"];
+            validate_pod_spec(&tpl["spec"], "spec.jobTemplate.spec.template.spec", &mut c);
+            validate_job_restart(&tpl["spec"], "spec.jobTemplate.spec.template.spec", &mut c);
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            let role_ref = &obj["roleRef"];
+            for f in ["kind", "name"] {
+                if role_ref[f].as_str().unwrap_or("").is_empty() {
+                    c.push(Cause::required(format!("roleRef.{f}")));
+                }
+            }
+            if let Some(subjects) = obj["subjects"].as_array() {
+                for (i, s) in subjects.iter().enumerate() {
+                    let kind = s["kind"].as_str().unwrap_or("");
+                    if !matches!(kind, "ServiceAccount" | "User" | "Group") {
+                        c.push(Cause::not_supported(
+                            format!("subjects[{i}].kind"),
+                            &s["kind"],
+                            &["ServiceAccount", "User", "Group"],
+                        ));
+                    }
+                    if s["name"].as_str().unwrap_or("").is_empty() {
+                        c.push(Cause::required(format!("subjects[{i}].name")));
+                    }
+                }
+            }
+        }
+        ("policy", "PodDisruptionBudget")
+            if spec.get("minAvailable").is_some() && spec.get("maxUnavailable").is_some() =>
+        {
+            c.push(Cause::invalid(
+                "spec",
+                spec,
+                "minAvailable and maxUnavailable cannot be both set",
+            ));
+        }
+        ("scheduling.k8s.io", "PriorityClass") if !obj["value"].is_i64() => {
+            c.push(Cause::required("value"));
+        }
+        ("storage.k8s.io", "StorageClass")
+            if obj["provisioner"].as_str().unwrap_or("").is_empty() =>
+        {
+            c.push(Cause::required("provisioner"));
+        }
+        ("coordination.k8s.io", "Lease") => {}
+        _ => {}
+    }
+    c
+}
+
+fn validate_service(spec: &Value, c: &mut Vec<Cause>) {
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
+    let supported = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+    if !supported.contains(&ty) {
+        c.push(Cause::not_supported("spec.type", &spec["type"], &supported));
+    }
+    let ports = spec["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let headless = spec["clusterIP"].as_str() == Some("None");
+    if ports.is_empty() && ty != "ExternalName" && !headless {
+        c.push(Cause::required("spec.ports"));
+    }
+    if ty == "ExternalName" && spec["externalName"].as_str().unwrap_or("").is_empty() {
+        c.push(Cause::required("spec.externalName"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let name = p["name"].as_str().unwrap_or("");
+        if ports.len() > 1 && name.is_empty() {
+            c.push(Cause::required(format!("spec.ports[{i}].name")));
+        }
+        if !name.is_empty() && !names.insert(name.to_string()) {
+            c.push(Cause::duplicate(
+                format!("spec.ports[{i}].name"),
+                &p["name"],
+            ));
+        }
+        let port = p["port"].as_i64().unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            c.push(Cause::invalid(
+                format!("spec.ports[{i}].port"),
+                &json!(port),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        let proto = p["protocol"].as_str().unwrap_or("TCP");
+        if !["TCP", "UDP", "SCTP"].contains(&proto) {
+            c.push(Cause::not_supported(
+                format!("spec.ports[{i}].protocol"),
+                &p["protocol"],
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+    }
+}
+
+fn validate_job_restart(pod: &Value, path: &str, c: &mut Vec<Cause>) {
+    match pod["restartPolicy"].as_str() {
+        Some("OnFailure" | "Never") => {}
+        None => c.push(Cause::required_detail(
+            format!("{path}.restartPolicy"),
+            "valid values: \"OnFailure\", \"Never\"",
+        )),
+        Some(_) => c.push(Cause::not_supported(
+            format!("{path}.restartPolicy"),
+            &pod["restartPolicy"],
+            &["OnFailure", "Never"],
+        )),
+    }
+}
+
+fn validate_selector_and_template(spec: &Value, path: &str, c: &mut Vec<Cause>) {
+    let selector = &spec["selector"];
+    if !selector.is_object() {
+        c.push(Cause::required(format!("{path}.selector")));
+    } else {
+        match LabelSelector::from_object(selector) {
+            Ok(sel) => {
+                if sel.is_empty() {
+                    c.push(Cause::invalid(
+                        format!("{path}.selector"),
+                        selector,
+                        "empty selector is invalid for deployment",
+                    ));
+                }
+                let labels = spec["template"]["metadata"]["labels"].as_object();
+                let matches =
+                    sel.matches(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str));
+                if !matches {
+                    c.push(Cause::invalid(
+                        format!("{path}.template.metadata.labels"),
+                        &spec["template"]["metadata"]["labels"],
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+            Err(e) => c.push(Cause::invalid(format!("{path}.selector"), selector, &e)),
+        }
+    }
+    validate_pod_spec(
+        &spec["template"]["spec"],
+        &format!("{path}.template.spec"),
+        c,
+    );
+}
+
+fn validate_pod_spec(pod: &Value, path: &str, c: &mut Vec<Cause>) {
+    let containers = pod["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if containers.is_empty() {
+        c.push(Cause::required(format!("{path}.containers")));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (list, items) in [
+        (
+            "initContainers",
+            pod["initContainers"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        ),
+        ("containers", containers),
+    ] {
+        for (i, ct) in items.iter().enumerate() {
+            let p = format!("{path}.{list}[{i}]");
+            let name = ct["name"].as_str().unwrap_or("");
+            if name.is_empty() {
+                c.push(Cause::required(format!("{p}.name")));
+            } else {
+                for problem in label_problems(name) {
+                    c.push(Cause::invalid(format!("{p}.name"), &ct["name"], &problem));
+                }
+                if !names.insert(name.to_string()) {
+                    c.push(Cause::duplicate(format!("{p}.name"), &ct["name"]));
+                }
+            }
+            if ct["image"].as_str().unwrap_or("").trim().is_empty() {
+                c.push(Cause::required(format!("{p}.image")));
+            }
+            if let Some(ports) = ct["ports"].as_array() {
+                for (j, port) in ports.iter().enumerate() {
+                    let n = port["containerPort"].as_i64().unwrap_or(0);
+                    if !(1..=65535).contains(&n) {
+                        c.push(Cause::invalid(
+                            format!("{p}.ports[{j}].containerPort"),
+                            &json!(n),
+                            "must be between 1 and 65535, inclusive",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(causes: &[Cause]) -> Vec<&str> {
+        causes.iter().map(|c| c.field.as_str()).collect()
+    }
+
+    #[test]
+    fn deployment_defaults_and_validation() {
+        let mut d = json!({"metadata": {"name": "web"}, "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}]}}}});
+        apply_defaults("apps", "Deployment", &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        let c0 = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c0["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(c0["ports"][0]["protocol"], "TCP");
+        assert!(validate("apps", "Deployment", &d).is_empty());
+
+        let bad = json!({"spec": {"selector": {"matchLabels": {"app": "x"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}, {"name": "c", "image": "i"}]}}}});
+        assert_eq!(
+            fields(&validate("apps", "Deployment", &bad)),
+            [
+                "spec.template.metadata.labels",
+                "spec.template.spec.containers[0].image",
+                "spec.template.spec.containers[1].name"
+            ]
+        );
+        let empty = json!({"spec": {}});
+        assert_eq!(
+            fields(&validate("apps", "Deployment", &empty)),
+            ["spec.selector", "spec.template.spec.containers"]
+        );
+    }
+
+    #[test]
+    fn service_and_job_rules() {
+        let mut s = json!({"spec": {"ports": [{"port": 80}]}});
+        apply_defaults("", "Service", &mut s);
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert!(validate("", "Service", &s).is_empty());
+        let bad = json!({"spec": {"ports": [{"port": 0, "name": "a"}, {"port": 80, "name": "a"}], "type": "Bogus"}});
+        assert_eq!(
+            fields(&validate("", "Service", &bad)),
+            ["spec.type", "spec.ports[0].port", "spec.ports[1].name"]
+        );
+        let mut job = json!({"metadata": {"name": "j", "uid": "u1"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+        apply_defaults("batch", "Job", &mut job);
+        assert_eq!(
+            job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "j"
+        );
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
+        assert_eq!(
+            fields(&validate("batch", "Job", &job)),
+            ["spec.template.spec.restartPolicy"]
+        );
+    }
+
+    #[test]
+    fn configmap_keys() {
+        let cm = json!({"data": {"ok.key": "1", "bad key": "2"}, "binaryData": {"ok.key": "AA=="}});
+        assert_eq!(
+            fields(&validate("", "ConfigMap", &cm)),
+            ["data", "binaryData"]
+        );
+    }
+}

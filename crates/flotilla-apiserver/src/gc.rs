@@ -1,0 +1,405 @@
+//! The garbage collector (ownerReferences with background, foreground and orphan propagation)
+//! and the namespace controller (a deleted namespace's objects are removed, then the namespace).
+//!
+//! Both follow the store's event stream and write through the server's own update and delete
+//! paths, so every rule of the API (finalizers, validation, events) applies to their writes.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_store::{Event, EventKind};
+use serde_json::{json, Value};
+
+use crate::list::ns_name;
+use crate::registry::Resource;
+use crate::rest::{finalizers, meta, meta_str, DeleteOptions, Loc};
+use crate::server::ApiServer;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    uid: String,
+    block: bool,
+}
+
+fn owners(v: &Value) -> Vec<Owner> {
+    meta(v)
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| {
+                    Some(Owner {
+                        uid: o.get("uid")?.as_str()?.to_string(),
+                        block: o.get("blockOwnerDeletion") == Some(&json!(true)),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The collector's view of the object graph.
+#[derive(Default)]
+struct Graph {
+    /// uid -> key of every live object.
+    keys: HashMap<String, String>,
+    /// owner uid -> keys of objects that name it.
+    dependents: HashMap<String, BTreeSet<String>>,
+}
+
+impl Graph {
+    fn add(&mut self, key: &str, v: &Value) {
+        let uid = meta_str(v, "uid");
+        if !uid.is_empty() {
+            self.keys.insert(uid.to_string(), key.to_string());
+        }
+        for o in owners(v) {
+            self.dependents
+                .entry(o.uid)
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
+
+    fn remove(&mut self, key: &str, v: &Value) {
+        let uid = meta_str(v, "uid");
+        if self.keys.get(uid).is_some_and(|k| k == key) {
+            self.keys.remove(uid);
+        }
+        for o in owners(v) {
+            if let Some(set) = self.dependents.get_mut(&o.uid) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(&o.uid);
+                }
+            }
+        }
+    }
+}
+
+/// Runs the garbage collector and namespace controller until the store closes.
+pub(crate) async fn run(server: ApiServer, resync: Duration) {
+    let mut graph = Graph::default();
+    let snap = server.store().snapshot();
+    let mut pending: HashSet<String> = HashSet::new();
+    for o in snap.range("/", None) {
+        let v = crate::rest::parse(o);
+        graph.add(&o.key, &v);
+        if !owners(&v).is_empty() || !meta_str(&v, "deletionTimestamp").is_empty() {
+            pending.insert(o.key.to_string());
+        }
+    }
+    let mut watcher = match server.store().watch("/", snap.rev) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "garbage collector cannot watch the store");
+            return;
+        }
+    };
+    let mut gc = Collector { server, graph };
+    for key in pending.drain() {
+        gc.process(&key).await;
+    }
+    let mut ticker = tokio::time::interval(resync);
+    loop {
+        tokio::select! {
+            ev = watcher.next() => match ev {
+                Ok(ev) => gc.on_event(&ev).await,
+                Err(flotilla_store::Error::Compacted { .. }) => {
+                    // Fell behind the event log: start over from the current state.
+                    let snap = gc.server.store().snapshot();
+                    gc.graph = Graph::default();
+                    for o in snap.range("/", None) {
+                        gc.graph.add(&o.key, &crate::rest::parse(o));
+                    }
+                    match gc.server.store().watch("/", snap.rev) {
+                        Ok(w) => watcher = w,
+                        Err(_) => return,
+                    }
+                }
+                Err(_) => return,
+            },
+            _ = ticker.tick() => gc.resync().await,
+        }
+    }
+}
+
+struct Collector {
+    server: ApiServer,
+    graph: Graph,
+}
+
+impl Collector {
+    fn resource_of_key(&self, key: &str) -> Option<Arc<Resource>> {
+        let mut parts = key.trim_start_matches('/').splitn(3, '/');
+        let group = parts.next()?;
+        let plural = parts.next()?;
+        let group = if group == "core" { "" } else { group };
+        let reg = self.server.state.registry.read();
+        let found = reg
+            .all()
+            .find(|r| r.group == group && r.plural == plural)
+            .cloned();
+        found
+    }
+
+    fn loc(&self, key: &str) -> Option<Loc> {
+        let res = self.resource_of_key(key)?;
+        let (ns, name) = ns_name(&res, key);
+        Some(Loc { res, ns, name })
+    }
+
+    async fn on_event(&mut self, ev: &Event) {
+        let key = ev.key().to_string();
+        let now: Value = crate::rest::parse(&ev.object);
+        if let Some(prev) = &ev.prev {
+            self.graph.remove(&key, &crate::rest::parse(prev));
+        }
+        match ev.kind {
+            EventKind::Put => {
+                self.graph.add(&key, &now);
+                if !owners(&now).is_empty() || !meta_str(&now, "deletionTimestamp").is_empty() {
+                    self.process(&key).await;
+                }
+            }
+            EventKind::Delete => {
+                let uid = meta_str(&now, "uid").to_string();
+                let deps: Vec<String> = self
+                    .graph
+                    .dependents
+                    .get(&uid)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                for d in deps {
+                    self.process(&d).await;
+                }
+                // An owner waiting for its dependents may now be free to go.
+                for o in owners(&now) {
+                    if let Some(k) = self.graph.keys.get(&o.uid).cloned() {
+                        self.process(&k).await;
+                    }
+                }
+                if let (Some(res), true) =
+                    (self.resource_of_key(&key), key.matches('/').count() >= 4)
+                {
+                    if let (Some(ns), _) = ns_name(&res, &key) {
+                        let ns_key = format!("/core/namespaces/{ns}");
+                        self.process(&ns_key).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn resync(&mut self) {
+        let snap = self.server.store().snapshot();
+        let keys: Vec<String> = snap
+            .range("/", None)
+            .filter(|o| {
+                let v = crate::rest::parse(o);
+                !owners(&v).is_empty() || !meta_str(&v, "deletionTimestamp").is_empty()
+            })
+            .map(|o| o.key.to_string())
+            .collect();
+        for k in keys {
+            self.process(&k).await;
+        }
+    }
+
+    /// Brings one object in line with the ownership rules.
+    async fn process(&mut self, key: &str) {
+        let Some(obj) = self.server.store().get(key) else {
+            return;
+        };
+        let v = crate::rest::parse(&obj);
+        let Some(loc) = self.loc(key) else { return };
+        let deleting = !meta_str(&v, "deletionTimestamp").is_empty();
+        let fins = finalizers(&v);
+        let uid = meta_str(&v, "uid").to_string();
+        if deleting && loc.res.group.is_empty() && loc.res.plural == "namespaces" {
+            self.finish_namespace(&loc, &v).await;
+            return;
+        }
+        if deleting && fins.iter().any(|f| f == "orphan") {
+            let deps: Vec<String> = self
+                .graph
+                .dependents
+                .get(&uid)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            for d in deps {
+                if let Some(dl) = self.loc(&d) {
+                    let owner = uid.clone();
+                    let r = self
+                        .server
+                        .modify(&dl, move |o| {
+                            if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
+                                refs.retain(|r| r["uid"].as_str() != Some(owner.as_str()));
+                                if refs.is_empty() {
+                                    o["metadata"]
+                                        .as_object_mut()
+                                        .map(|m| m.remove("ownerReferences"));
+                                }
+                            }
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        if e.code != 404 {
+                            tracing::warn!(key = d, error = %e, "could not orphan a dependent");
+                            return;
+                        }
+                    }
+                }
+            }
+            self.drop_finalizer(&loc, "orphan").await;
+            return;
+        }
+        if deleting && fins.iter().any(|f| f == "foregroundDeletion") {
+            let deps: Vec<String> = self
+                .graph
+                .dependents
+                .get(&uid)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            let mut blocking = 0;
+            for d in deps {
+                let Some(dobj) = self.server.store().get(&d) else {
+                    continue;
+                };
+                let dv = crate::rest::parse(&dobj);
+                if owners(&dv).iter().any(|o| o.uid == uid && o.block) {
+                    blocking += 1;
+                }
+                if meta_str(&dv, "deletionTimestamp").is_empty() {
+                    if let Some(dl) = self.loc(&d) {
+                        let opts = DeleteOptions {
+                            propagation: Some("Foreground".into()),
+                            ..Default::default()
+                        };
+                        if let Err(e) = self.server.delete_with(&dl, &opts, false).await {
+                            if e.code != 404 {
+                                tracing::warn!(key = d, error = %e, "could not delete a dependent");
+                            }
+                        }
+                    }
+                }
+            }
+            if blocking == 0 {
+                self.drop_finalizer(&loc, "foregroundDeletion").await;
+            }
+            return;
+        }
+        // A dependent whose owners are all gone is deleted; dangling references are dropped.
+        let refs = owners(&v);
+        if refs.is_empty() || deleting {
+            return;
+        }
+        let alive: Vec<&Owner> = refs
+            .iter()
+            .filter(|o| self.graph.keys.contains_key(&o.uid))
+            .collect();
+        if alive.is_empty() {
+            let opts = DeleteOptions {
+                propagation: Some("Background".into()),
+                ..Default::default()
+            };
+            if let Err(e) = self.server.delete_with(&loc, &opts, false).await {
+                if e.code != 404 {
+                    tracing::warn!(key, error = %e, "could not collect an orphaned dependent");
+                }
+            }
+        } else if alive.len() < refs.len() {
+            let live: HashSet<String> = alive.iter().map(|o| o.uid.clone()).collect();
+            let r = self
+                .server
+                .modify(&loc, move |o| {
+                    if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
+                        refs.retain(|r| r["uid"].as_str().is_some_and(|u| live.contains(u)));
+                    }
+                })
+                .await;
+            if let Err(e) = r {
+                if e.code != 404 {
+                    tracing::warn!(key, error = %e, "could not drop dangling owner references");
+                }
+            }
+        }
+    }
+
+    async fn drop_finalizer(&self, loc: &Loc, f: &str) {
+        if let Err(e) = self.server.remove_finalizer(loc, f).await {
+            if e.code != 404 {
+                tracing::warn!(name = loc.name, finalizer = f, error = %e, "could not remove a finalizer");
+            }
+        }
+    }
+
+    /// Deletes a terminating namespace's objects; once none are left, removes the namespace's
+    /// `kubernetes` finalizer so that the namespace itself goes.
+    async fn finish_namespace(&self, loc: &Loc, ns_obj: &Value) {
+        let ns = &loc.name;
+        let resources: Vec<Arc<Resource>> = {
+            let reg = self.server.state.registry.read();
+            let mut seen = HashSet::new();
+            reg.all()
+                .filter(|r| {
+                    r.namespaced && seen.insert((r.storage_key_group.clone(), r.plural.clone()))
+                })
+                .cloned()
+                .collect()
+        };
+        let snap = self.server.store().snapshot();
+        let mut remaining: Vec<String> = Vec::new();
+        for res in resources {
+            let prefix = res.key_prefix(Some(ns));
+            let items: Vec<(String, bool)> = snap
+                .range(&prefix, None)
+                .map(|o| {
+                    (
+                        o.key.to_string(),
+                        !meta_str(&crate::rest::parse(o), "deletionTimestamp").is_empty(),
+                    )
+                })
+                .collect();
+            if !items.is_empty() {
+                remaining.push(format!(
+                    "{}.{} has {} resource instances",
+                    res.plural,
+                    res.group,
+                    items.len()
+                ));
+            }
+            for (key, already) in items {
+                if already {
+                    continue;
+                }
+                let (ons, name) = ns_name(&res, &key);
+                let l = Loc {
+                    res: res.clone(),
+                    ns: ons,
+                    name,
+                };
+                if let Err(e) = self
+                    .server
+                    .delete_with(&l, &DeleteOptions::default(), false)
+                    .await
+                {
+                    if e.code != 404 {
+                        tracing::warn!(key, error = %e, "could not delete an object of a terminating namespace");
+                    }
+                }
+            }
+        }
+        let spec_finalizers = ns_obj["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        if remaining.is_empty() && spec_finalizers {
+            if let Err(e) = self.server.finalize_namespace(loc).await {
+                if e.code != 404 {
+                    tracing::warn!(namespace = ns, error = %e, "could not finalize the namespace");
+                }
+            }
+        }
+    }
+}

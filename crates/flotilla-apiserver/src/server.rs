@@ -1,0 +1,291 @@
+//! The request entry point: routing of non-resource paths, content negotiation, body limits and
+//! the response helpers shared by the handlers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_store::Store;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use parking_lot::RwLock;
+use serde_json::{json, Value};
+
+use crate::errors::{ApiError, ApiResult};
+use crate::registry::Registry;
+use crate::request::{parse_resource_path, Query};
+use crate::schema::{Schema, GIT_VERSION, KUBERNETES_VERSION};
+
+/// The response body type: a full buffer, or a stream for watches.
+pub type ResponseBody = BoxBody<Bytes, Infallible>;
+
+/// The largest request body accepted, as kube-apiserver's default (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Tuning of the API server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How often a watch with `allowWatchBookmarks` receives a bookmark.
+    pub bookmark_interval: Duration,
+    /// The longest a watch may last without `timeoutSeconds` (kube-apiserver picks 30-60 min).
+    pub max_watch: Duration,
+    /// How long a read at a future resourceVersion waits before 504.
+    pub rv_wait: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bookmark_interval: Duration::from_secs(60),
+            max_watch: Duration::from_secs(1800),
+            rv_wait: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A Kubernetes-compatible API server over a [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiServer {
+    pub(crate) state: Arc<State>,
+}
+
+pub(crate) struct State {
+    pub store: Store,
+    pub registry: RwLock<Registry>,
+    pub schema: Arc<Schema>,
+    pub config: ServerConfig,
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+/// How the client wants a response encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Plain JSON objects and lists.
+    Json,
+    /// YAML.
+    Yaml,
+    /// `meta.k8s.io` Table (version v1 or v1beta1).
+    Table(&'static str),
+    /// `meta.k8s.io/v1` PartialObjectMetadata(List).
+    Metadata,
+}
+
+impl ApiServer {
+    /// An API server over `store` with the built-in kinds.
+    pub fn new(store: Store, config: ServerConfig) -> Self {
+        Self {
+            state: Arc::new(State {
+                store,
+                registry: RwLock::new(Registry::default()),
+                schema: Schema::builtin(),
+                config,
+                ready: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The store the server writes to.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Marks the server ready (`/readyz` answers ok from now on).
+    pub fn set_ready(&self) {
+        self.state
+            .ready
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Handles one request. The caller has authenticated it.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let query = Query::parse(parts.uri.query());
+        let path = parts.uri.path().to_string();
+        let output = match negotiate(parts.headers.get(header::ACCEPT)) {
+            Ok(o) => o,
+            Err(e) => return error_response(&e),
+        };
+        let body = if matches!(
+            parts.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) {
+            match Limited::new(body, MAX_BODY).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    let too_large = e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some();
+                    return error_response(&if too_large {
+                        ApiError::too_large(MAX_BODY)
+                    } else {
+                        ApiError::bad_request(format!("reading the request body: {e}"))
+                    });
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let ctx = crate::rest::Ctx {
+            method: parts.method.clone(),
+            query,
+            output,
+            content_type,
+            body,
+        };
+        match self.route(&path, ctx).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    async fn route(&self, path: &str, ctx: crate::rest::Ctx) -> ApiResult<Response<ResponseBody>> {
+        if let Some(info) = parse_resource_path(path) {
+            return self.resource_request(info, ctx).await;
+        }
+        let get_only = |ctx: &crate::rest::Ctx| -> ApiResult<()> {
+            if ctx.method == Method::GET || ctx.method == Method::HEAD {
+                Ok(())
+            } else {
+                Err(ApiError::method_not_allowed(ctx.method.as_str(), path))
+            }
+        };
+        match path.trim_end_matches('/') {
+            "/version" => {
+                get_only(&ctx)?;
+                Ok(json_response(StatusCode::OK, &version_info()))
+            }
+            p if p == "/healthz"
+                || p == "/livez"
+                || p.starts_with("/healthz/")
+                || p.starts_with("/livez/") =>
+            {
+                Ok(text_response(StatusCode::OK, "ok"))
+            }
+            p if p == "/readyz" || p.starts_with("/readyz/") => {
+                if self.state.ready.load(std::sync::atomic::Ordering::SeqCst) {
+                    Ok(text_response(StatusCode::OK, "ok"))
+                } else {
+                    Ok(text_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "[-]informer-sync failed: not ready yet\nreadyz check failed",
+                    ))
+                }
+            }
+            p if p.starts_with("/openapi") => {
+                get_only(&ctx)?;
+                crate::openapi::serve(self, p, &ctx)
+            }
+            _ => {
+                get_only(&ctx)?;
+                crate::discovery::serve(self, path.trim_end_matches('/'), &ctx)
+            }
+        }
+    }
+}
+
+/// `/version`.
+pub fn version_info() -> Value {
+    json!({
+        "major": KUBERNETES_VERSION.0,
+        "minor": KUBERNETES_VERSION.1,
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "flotilla",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "n/a (flotilla, rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+/// Chooses the response encoding from an Accept header.
+pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
+    let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
+        return Ok(Output::Json);
+    };
+    let mut fallback = None;
+    for media in accept.split(',') {
+        let mut params = media.split(';').map(str::trim);
+        let ty = params.next().unwrap_or("");
+        let mut as_ = "";
+        let mut g = "";
+        let mut v = "";
+        for p in params {
+            match p.split_once('=') {
+                Some(("as", x)) => as_ = x,
+                Some(("g", x)) => g = x,
+                Some(("v", x)) => v = x,
+                _ => {}
+            }
+        }
+        let json_like = matches!(ty, "application/json" | "*/*" | "application/*");
+        if json_like && g == "meta.k8s.io" {
+            match (as_, v) {
+                ("Table", "v1") => return Ok(Output::Table("v1")),
+                ("Table", "v1beta1") => return Ok(Output::Table("v1beta1")),
+                ("PartialObjectMetadata" | "PartialObjectMetadataList", "v1") => {
+                    return Ok(Output::Metadata)
+                }
+                _ => continue,
+            }
+        }
+        if !as_.is_empty() {
+            // An aggregated-discovery or other typed request we do not serve: skip it so the
+            // client's fallback media type is used.
+            continue;
+        }
+        if json_like {
+            fallback.get_or_insert(Output::Json);
+        } else if ty == "application/yaml" {
+            fallback.get_or_insert(Output::Yaml);
+        }
+    }
+    fallback.ok_or_else(|| ApiError::not_acceptable(accept))
+}
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, v: &Value) -> Response<ResponseBody> {
+    bytes_response(
+        code,
+        "application/json",
+        Bytes::from(serde_json::to_vec(v).expect("JSON values encode")),
+    )
+}
+
+/// A response with raw bytes.
+pub fn bytes_response(code: StatusCode, content_type: &str, b: Bytes) -> Response<ResponseBody> {
+    let mut r = Response::new(Full::new(b).boxed());
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).expect("static content types are valid"),
+    );
+    r
+}
+
+fn text_response(code: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    bytes_response(
+        code,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(text.as_bytes()),
+    )
+}
+
+/// The Status response of an error.
+pub fn error_response(e: &ApiError) -> Response<ResponseBody> {
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+    )
+}

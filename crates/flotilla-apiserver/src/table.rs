@@ -1,0 +1,653 @@
+//! `meta.k8s.io` Table and PartialObjectMetadata output: the columns `kubectl get` prints for
+//! built-in kinds, and additionalPrinterColumns for custom resources.
+
+use serde_json::{json, Value};
+
+use crate::registry::Resource;
+use crate::server::Output;
+
+struct Col {
+    name: &'static str,
+    ty: &'static str,
+    priority: i64,
+    description: &'static str,
+}
+
+const fn col(
+    name: &'static str,
+    ty: &'static str,
+    priority: i64,
+    description: &'static str,
+) -> Col {
+    Col {
+        name,
+        ty,
+        priority,
+        description,
+    }
+}
+
+const NAME: Col = col(
+    "Name",
+    "string",
+    0,
+    "Name must be unique within a namespace.",
+);
+const AGE: Col = col(
+    "Age",
+    "string",
+    0,
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+);
+
+/// Kubernetes' HumanDuration: "45s", "3m20s", "5h", "3d4h", ...
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        return format!("{s}s");
+    }
+    let m = s / 60;
+    if m < 10 {
+        let rem = s % 60;
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
+    }
+    if m < 180 {
+        return format!("{m}m");
+    }
+    let h = m / 60;
+    if h < 8 {
+        let rem = m % 60;
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
+    }
+    if h < 48 {
+        return format!("{h}h");
+    }
+    let d = h / 24;
+    if d < 8 {
+        let rem = h % 24;
+        return if rem == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rem}h")
+        };
+    }
+    if d < 365 * 2 {
+        return format!("{d}d");
+    }
+    let y = d / 365;
+    if y < 8 {
+        let rem = d % 365;
+        return if rem == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{rem}d")
+        };
+    }
+    format!("{y}y")
+}
+
+fn age_of(ts: &Value) -> Value {
+    match ts
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        Some(t) => json!(human_duration(
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
+        )),
+        None => json!("<unknown>"),
+    }
+}
+
+fn count(v: &Value) -> i64 {
+    match v {
+        Value::Object(m) => m.len() as i64,
+        Value::Array(a) => a.len() as i64,
+        _ => 0,
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn or_none(s: &str) -> Value {
+    if s.is_empty() {
+        json!("<none>")
+    } else {
+        json!(s)
+    }
+}
+
+fn columns(res: &Resource) -> Vec<Col> {
+    if res.custom {
+        return vec![];
+    }
+    match (res.group.as_str(), res.kind.as_str()) {
+        ("", "Namespace") => vec![
+            NAME,
+            col("Status", "string", 0, "The status of the namespace"),
+            AGE,
+        ],
+        ("", "ConfigMap") => vec![NAME, col("Data", "string", 0, "Number of keys"), AGE],
+        ("", "Secret") => vec![
+            NAME,
+            col("Type", "string", 0, "The type of the secret"),
+            col("Data", "string", 0, "Number of keys"),
+            AGE,
+        ],
+        ("", "Service") => vec![
+            NAME,
+            col("Type", "string", 0, "The type of the service"),
+            col("Cluster-IP", "string", 0, "The cluster IP"),
+            col("External-IP", "string", 0, "External IPs"),
+            col("Port(s)", "string", 0, "Service ports"),
+            AGE,
+            col("Selector", "string", 1, "The selector"),
+        ],
+        ("", "ServiceAccount") => vec![NAME, col("Secrets", "string", 0, "Number of secrets"), AGE],
+        ("", "Event") => vec![
+            col(
+                "Last Seen",
+                "string",
+                0,
+                "Time since the event was last seen",
+            ),
+            col("Type", "string", 0, "Type of the event"),
+            col("Reason", "string", 0, "Reason"),
+            col("Object", "string", 0, "The object the event is about"),
+            col("Message", "string", 0, "Message"),
+        ],
+        ("apps", "Deployment") => vec![
+            NAME,
+            col(
+                "Ready",
+                "string",
+                0,
+                "Number of ready replicas out of desired",
+            ),
+            col(
+                "Up-to-date",
+                "string",
+                0,
+                "Total number of updated replicas",
+            ),
+            col(
+                "Available",
+                "string",
+                0,
+                "Total number of available replicas",
+            ),
+            AGE,
+            col(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
+            col("Selector", "string", 1, "Label selector for pods."),
+        ],
+        ("apps", "ReplicaSet") => vec![
+            NAME,
+            col("Desired", "integer", 0, "Number of desired pods"),
+            col("Current", "integer", 0, "Number of actually running pods"),
+            col("Ready", "integer", 0, "Number of ready pods"),
+            AGE,
+        ],
+        ("apps", "StatefulSet") => vec![
+            NAME,
+            col(
+                "Ready",
+                "string",
+                0,
+                "Number of ready replicas out of desired",
+            ),
+            AGE,
+        ],
+        ("apps", "DaemonSet") => vec![
+            NAME,
+            col("Desired", "integer", 0, "Desired number of scheduled pods"),
+            col("Current", "integer", 0, "Current number of scheduled pods"),
+            col("Ready", "integer", 0, "Number of ready pods"),
+            col("Up-to-date", "integer", 0, "Number of updated pods"),
+            col("Available", "integer", 0, "Number of available pods"),
+            col("Node Selector", "string", 0, "Node selector"),
+            AGE,
+        ],
+        ("batch", "Job") => vec![
+            NAME,
+            col("Status", "string", 0, "Status of the job"),
+            col(
+                "Completions",
+                "string",
+                0,
+                "Desired and successful completions",
+            ),
+            col("Duration", "string", 0, "Time the job ran"),
+            AGE,
+        ],
+        ("batch", "CronJob") => vec![
+            NAME,
+            col("Schedule", "string", 0, "The schedule"),
+            col("Timezone", "string", 0, "The time zone"),
+            col("Suspend", "boolean", 0, "Whether the cron job is suspended"),
+            col("Active", "integer", 0, "Number of running jobs"),
+            col(
+                "Last Schedule",
+                "string",
+                0,
+                "When the job was last scheduled",
+            ),
+            AGE,
+        ],
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => vec![
+            NAME,
+            col("Created At", "date", 0, "When the CRD was created"),
+        ],
+        _ => vec![NAME, AGE],
+    }
+}
+
+fn cells(res: &Resource, o: &Value) -> Vec<Value> {
+    let m = &o["metadata"];
+    let name = m["name"].clone();
+    let age = age_of(&m["creationTimestamp"]);
+    let spec = &o["spec"];
+    let status = &o["status"];
+    match (res.group.as_str(), res.kind.as_str()) {
+        _ if res.custom => custom_cells(res, o),
+        ("", "Namespace") => vec![
+            name,
+            json!(status["phase"].as_str().unwrap_or("Active")),
+            age,
+        ],
+        ("", "ConfigMap") => vec![
+            name,
+            json!(count(&o["data"]) + count(&o["binaryData"])),
+            age,
+        ],
+        ("", "Secret") => vec![name, o["type"].clone(), json!(count(&o["data"])), age],
+        ("", "Service") => {
+            let ports: Vec<String> = spec["ports"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| match p["nodePort"].as_i64() {
+                            Some(np) => format!(
+                                "{}:{}/{}",
+                                int(&p["port"]),
+                                np,
+                                p["protocol"].as_str().unwrap_or("TCP")
+                            ),
+                            None => format!(
+                                "{}/{}",
+                                int(&p["port"]),
+                                p["protocol"].as_str().unwrap_or("TCP")
+                            ),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let selector: Vec<String> = spec["selector"]
+                .as_object()
+                .map(|s| {
+                    s.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let external = spec["externalName"].as_str().unwrap_or("");
+            vec![
+                name,
+                spec["type"].clone(),
+                or_none(spec["clusterIP"].as_str().unwrap_or("")),
+                or_none(external),
+                or_none(&ports.join(",")),
+                age,
+                or_none(&selector.join(",")),
+            ]
+        }
+        ("", "ServiceAccount") => vec![name, json!(count(&o["secrets"])), age],
+        ("", "Event") => {
+            let io = &o["involvedObject"];
+            let last = if o["lastTimestamp"].is_string() {
+                &o["lastTimestamp"]
+            } else {
+                &m["creationTimestamp"]
+            };
+            vec![
+                age_of(last),
+                o["type"].clone(),
+                o["reason"].clone(),
+                json!(format!(
+                    "{}/{}",
+                    io["kind"].as_str().unwrap_or("").to_lowercase(),
+                    io["name"].as_str().unwrap_or("")
+                )),
+                o["message"].clone(),
+            ]
+        }
+        ("apps", "Deployment") => {
+            let (containers, images) = containers_images(&spec["template"]["spec"]);
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(&status["readyReplicas"]),
+                    int(&spec["replicas"])
+                )),
+                json!(int(&status["updatedReplicas"])),
+                json!(int(&status["availableReplicas"])),
+                age,
+                json!(containers),
+                json!(images),
+                json!(selector_text(&spec["selector"])),
+            ]
+        }
+        ("apps", "ReplicaSet") => vec![
+            name,
+            json!(int(&spec["replicas"])),
+            json!(int(&status["replicas"])),
+            json!(int(&status["readyReplicas"])),
+            age,
+        ],
+        ("apps", "StatefulSet") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                int(&status["readyReplicas"]),
+                int(&spec["replicas"])
+            )),
+            age,
+        ],
+        ("apps", "DaemonSet") => {
+            let ns: Vec<String> = spec["template"]["spec"]["nodeSelector"]
+                .as_object()
+                .map(|s| {
+                    s.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(int(&status["desiredNumberScheduled"])),
+                json!(int(&status["currentNumberScheduled"])),
+                json!(int(&status["numberReady"])),
+                json!(int(&status["updatedNumberScheduled"])),
+                json!(int(&status["numberAvailable"])),
+                or_none(&ns.join(",")),
+                age,
+            ]
+        }
+        ("batch", "Job") => {
+            let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+            let has = |t: &str| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True")
+            };
+            let state = if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if spec["suspend"] == json!(true) {
+                "Suspended"
+            } else {
+                "Running"
+            };
+            let duration = match (
+                status["startTime"].as_str(),
+                status["completionTime"].as_str(),
+            ) {
+                (Some(s), Some(e)) => match (
+                    chrono::DateTime::parse_from_rfc3339(s),
+                    chrono::DateTime::parse_from_rfc3339(e),
+                ) {
+                    (Ok(s), Ok(e)) => human_duration((e - s).num_seconds()),
+                    _ => String::new(),
+                },
+                (Some(_), None) => age_of(&status["startTime"])
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                _ => String::new(),
+            };
+            vec![
+                name,
+                json!(state),
+                json!(format!(
+                    "{}/{}",
+                    int(&status["succeeded"]),
+                    spec["completions"]
+                        .as_i64()
+                        .map_or("1".to_string(), |c| c.to_string())
+                )),
+                json!(duration),
+                age,
+            ]
+        }
+        ("batch", "CronJob") => vec![
+            name,
+            spec["schedule"].clone(),
+            or_none(spec["timeZone"].as_str().unwrap_or("")),
+            json!(spec["suspend"].as_bool().unwrap_or(false)),
+            json!(count(&status["active"])),
+            if status["lastScheduleTime"].is_string() {
+                age_of(&status["lastScheduleTime"])
+            } else {
+                json!("<none>")
+            },
+            age,
+        ],
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            vec![name, m["creationTimestamp"].clone()]
+        }
+        _ => vec![name, age],
+    }
+}
+
+fn containers_images(pod: &Value) -> (String, String) {
+    let cs = pod["containers"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = cs.iter().filter_map(|c| c["name"].as_str()).collect();
+    let images: Vec<&str> = cs.iter().filter_map(|c| c["image"].as_str()).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector_text(sel: &Value) -> String {
+    let mut parts: Vec<String> = sel["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(exprs) = sel["matchExpressions"].as_array() {
+        for e in exprs {
+            let vals: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let key = e["key"].as_str().unwrap_or("");
+            parts.push(match e["operator"].as_str().unwrap_or("") {
+                "In" => format!("{key} in ({})", vals.join(",")),
+                "NotIn" => format!("{key} notin ({})", vals.join(",")),
+                "Exists" => key.to_string(),
+                _ => format!("!{key}"),
+            });
+        }
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Evaluates a simple JSONPath (`.spec.replicas`, `.status.conditions[0].type`,
+/// `.metadata.labels.app`) against an object.
+pub fn simple_jsonpath<'a>(o: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = o;
+    let p = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
+    for part in p.split('.').filter(|s| !s.is_empty()) {
+        let (field, index) = match part.split_once('[') {
+            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !field.is_empty() {
+            cur = cur.get(field)?;
+        }
+        if let Some(i) = index {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+fn custom_cells(res: &Resource, o: &Value) -> Vec<Value> {
+    let mut out = vec![o["metadata"]["name"].clone()];
+    if res.printer_columns.is_empty() {
+        out.push(age_of(&o["metadata"]["creationTimestamp"]));
+        return out;
+    }
+    for c in &res.printer_columns {
+        let v = simple_jsonpath(o, &c.json_path)
+            .cloned()
+            .unwrap_or(Value::Null);
+        out.push(match (c.type_.as_str(), &v) {
+            (_, Value::Null) => Value::Null,
+            ("date", Value::String(_)) => age_of(&v),
+            ("string", Value::String(_)) => v,
+            ("string", other) => json!(other.to_string()),
+            _ => v,
+        });
+    }
+    out
+}
+
+fn column_definitions(res: &Resource) -> Vec<Value> {
+    if res.custom {
+        let mut cols = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": NAME.description, "priority": 0}),
+        ];
+        if res.printer_columns.is_empty() {
+            cols.push(json!({"name": "Age", "type": "date", "format": "", "description": AGE.description, "priority": 0}));
+        }
+        for c in &res.printer_columns {
+            cols.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
+        }
+        return cols;
+    }
+    columns(res)
+        .iter()
+        .map(|c| {
+            let format = if c.name == "Name" { "name" } else { "" };
+            json!({"name": c.name, "type": c.ty, "format": format, "description": c.description, "priority": c.priority})
+        })
+        .collect()
+}
+
+fn partial_metadata(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"].clone()})
+}
+
+fn row(res: &Resource, o: &Value) -> Value {
+    json!({"cells": cells(res, o), "object": partial_metadata(o)})
+}
+
+/// Renders one object for the requested output.
+pub(crate) fn render_one(res: &Resource, o: Value, output: Output) -> Value {
+    match output {
+        Output::Json | Output::Yaml => o,
+        Output::Metadata => partial_metadata(&o),
+        Output::Table(v) => json!({
+            "kind": "Table",
+            "apiVersion": format!("meta.k8s.io/{v}"),
+            "metadata": {"resourceVersion": o["metadata"]["resourceVersion"].clone()},
+            "columnDefinitions": column_definitions(res),
+            "rows": [row(res, &o)],
+        }),
+    }
+}
+
+/// Renders a list for the requested output (Table or PartialObjectMetadataList).
+pub(crate) fn render_list(
+    res: &Resource,
+    objs: Vec<Value>,
+    list_meta: Value,
+    output: Output,
+) -> Value {
+    match output {
+        Output::Table(v) => json!({
+            "kind": "Table",
+            "apiVersion": format!("meta.k8s.io/{v}"),
+            "metadata": list_meta,
+            "columnDefinitions": column_definitions(res),
+            "rows": objs.iter().map(|o| row(res, o)).collect::<Vec<_>>(),
+        }),
+        Output::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "items": objs.iter().map(partial_metadata).collect::<Vec<_>>(),
+        }),
+        Output::Json | Output::Yaml => json!({
+            "kind": format!("{}List", res.kind),
+            "apiVersion": res.api_version(),
+            "metadata": list_meta,
+            "items": objs,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_match_kubernetes() {
+        for (secs, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (200, "3m20s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (20 * 3600, "20h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (30 * 86400, "30d"),
+            (800 * 86400, "2y70d"),
+        ] {
+            assert_eq!(human_duration(secs), want);
+        }
+    }
+
+    #[test]
+    fn jsonpaths() {
+        let o = json!({"spec": {"replicas": 3, "list": [{"a": 1}]}, "metadata": {"labels": {"app": "x"}}});
+        assert_eq!(simple_jsonpath(&o, ".spec.replicas"), Some(&json!(3)));
+        assert_eq!(simple_jsonpath(&o, ".spec.list[0].a"), Some(&json!(1)));
+        assert_eq!(
+            simple_jsonpath(&o, ".metadata.labels.app"),
+            Some(&json!("x"))
+        );
+        assert_eq!(simple_jsonpath(&o, ".spec.missing"), None);
+    }
+}

@@ -1,0 +1,356 @@
+//! HTTPS serving and authentication: a CA, a serving certificate and admin credentials kept in
+//! the data directory, client-certificate and bearer-token authentication, and the admin
+//! kubeconfig.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+
+use crate::errors::ApiError;
+use crate::server::{error_response, ApiServer, ResponseBody};
+
+/// Errors of credential handling and serving.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading or writing a credential file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generating or parsing a certificate failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// The TLS configuration was rejected.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("tls client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn read(path: &Path) -> Result<Option<String>, TlsError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TlsError::Io {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io {
+        path: path.into(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The credentials of one server: its CA, serving certificate, admin client certificate and
+/// admin bearer token.
+pub struct Credentials {
+    /// CA certificate (PEM).
+    pub ca_pem: String,
+    ca_key: KeyPair,
+    /// Serving certificate chain (PEM).
+    pub server_pem: String,
+    server_key: KeyPair,
+    /// Admin client certificate (PEM).
+    pub admin_cert_pem: String,
+    /// Admin client key (PEM).
+    pub admin_key_pem: String,
+    /// Admin bearer token.
+    pub admin_token: String,
+}
+
+impl Credentials {
+    /// Loads the CA and admin credentials from `dir`, generating any that are missing, and
+    /// issues a serving certificate for `hosts` (names and IPs).
+    pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, TlsError> {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let (ca_pem, ca_key) = match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
+            (Some(c), Some(k)) => (c, KeyPair::from_pem(&k)?),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut p = CertificateParams::new(Vec::<String>::new())?;
+                p.distinguished_name.push(DnType::CommonName, "flotilla-ca");
+                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                p.key_usages = vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ];
+                p.not_after = rcgen::date_time_ymd(2036, 1, 1);
+                let cert = p.self_signed(&key)?;
+                write_private(&dir.join("ca.key"), &key.serialize_pem())?;
+                write_private(&dir.join("ca.crt"), &cert.pem())?;
+                (cert.pem(), key)
+            }
+        };
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key.serialize_pem())?)?;
+        let (admin_cert_pem, admin_key_pem) =
+            match (read(&dir.join("admin.crt"))?, read(&dir.join("admin.key"))?) {
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    let key = KeyPair::generate()?;
+                    let mut p = CertificateParams::new(Vec::<String>::new())?;
+                    p.distinguished_name
+                        .push(DnType::CommonName, "flotilla-admin");
+                    p.distinguished_name
+                        .push(DnType::OrganizationName, "system:masters");
+                    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+                    p.not_after = rcgen::date_time_ymd(2036, 1, 1);
+                    let cert = p.signed_by(&key, &issuer)?;
+                    write_private(&dir.join("admin.key"), &key.serialize_pem())?;
+                    write_private(&dir.join("admin.crt"), &cert.pem())?;
+                    (cert.pem(), key.serialize_pem())
+                }
+            };
+        let admin_token = match read(&dir.join("admin.token"))? {
+            Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let bytes: [u8; 32] = rand::random();
+                let t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+                write_private(&dir.join("admin.token"), &t)?;
+                t
+            }
+        };
+        // The serving certificate is issued anew on every start, so it always names the
+        // address being served; clients trust the CA, which stays.
+        let server_key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.distinguished_name.push(DnType::CommonName, "flotilla");
+        let mut sans = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        sans.extend(hosts.iter().cloned());
+        sans.sort();
+        sans.dedup();
+        for h in sans {
+            p.subject_alt_names.push(match h.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(h.try_into()?),
+            });
+        }
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let server_pem = p.signed_by(&server_key, &issuer)?.pem();
+        Ok(Self {
+            ca_pem,
+            ca_key,
+            server_pem,
+            server_key,
+            admin_cert_pem,
+            admin_key_pem,
+            admin_token,
+        })
+    }
+
+    /// A kubeconfig for the admin user against `server_url`.
+    pub fn admin_kubeconfig(&self, server_url: &str, name: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}-admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\n    namespace: default\ncurrent-context: {name}\n",
+            ca = b64(&self.ca_pem),
+            cert = b64(&self.admin_cert_pem),
+            key = b64(&self.admin_key_pem),
+        )
+    }
+
+    /// Writes `contents` to `path` atomically with owner-only permissions.
+    pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), TlsError> {
+        write_private(path, contents)
+    }
+
+    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ca_der = CertificateDer::from_pem_slice_compat(&self.ca_pem)?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der.clone())?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()?;
+        let chain = vec![
+            CertificateDer::from_pem_slice_compat(&self.server_pem)?,
+            ca_der,
+        ];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.serialize_der()));
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// The CA key, for issuing further client certificates.
+    pub fn ca_key_pem(&self) -> String {
+        self.ca_key.serialize_pem()
+    }
+}
+
+trait PemCompat: Sized {
+    fn from_pem_slice_compat(pem: &str) -> Result<Self, rustls::Error>;
+}
+
+impl PemCompat for CertificateDer<'static> {
+    fn from_pem_slice_compat(pem: &str) -> Result<Self, rustls::Error> {
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| rustls::Error::General(format!("bad certificate PEM: {e}")))
+    }
+}
+
+/// Serves `server` over HTTPS on `listener` until `shutdown` resolves. Requests must present a
+/// client certificate signed by the CA or the admin bearer token; others get 401.
+pub async fn serve_https(
+    server: ApiServer,
+    listener: TcpListener,
+    creds: &Credentials,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), TlsError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(creds.server_config()?);
+    let token: Arc<str> = Arc::from(creds.admin_token.as_str());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            serve_connection(server, tls, peer, cert_user, token).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    server: ApiServer,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    cert_user: bool,
+    token: Arc<str>,
+) {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let server = server.clone();
+        let token = token.clone();
+        async move { Ok::<_, Infallible>(authenticate_and_handle(server, req, cert_user, &token).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn token_matches(header: Option<&http::HeaderValue>, token: &str) -> bool {
+    let Some(got) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant-time comparison.
+    let (a, b) = (got.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authenticate_and_handle(
+    server: ApiServer,
+    req: Request<Incoming>,
+    cert_user: bool,
+    token: &str,
+) -> Response<ResponseBody> {
+    let public = matches!(
+        req.uri().path(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    );
+    if !(cert_user
+        || public
+        || token_matches(req.headers().get(http::header::AUTHORIZATION), token))
+    {
+        return error_response(&ApiError::unauthorized());
+    }
+    server.handle(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_compare_exactly() {
+        let h = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        assert!(token_matches(Some(&h("Bearer abc")), "abc"));
+        assert!(!token_matches(Some(&h("Bearer abd")), "abc"));
+        assert!(!token_matches(Some(&h("Bearer ab")), "abc"));
+        assert!(!token_matches(Some(&h("Basic abc")), "abc"));
+        assert!(!token_matches(None, "abc"));
+    }
+
+    #[test]
+    fn credentials_persist_except_the_serving_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Credentials::load_or_create(dir.path(), &["10.1.2.3".into()]).unwrap();
+        let b = Credentials::load_or_create(dir.path(), &[]).unwrap();
+        assert_eq!(a.ca_pem, b.ca_pem);
+        assert_eq!(a.admin_cert_pem, b.admin_cert_pem);
+        assert_eq!(a.admin_token, b.admin_token);
+        assert_ne!(a.server_pem, b.server_pem);
+        let kc = a.admin_kubeconfig("https://127.0.0.1:6443", "flotilla");
+        assert!(kc.contains("server: https://127.0.0.1:6443"));
+    }
+}

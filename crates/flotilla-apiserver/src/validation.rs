@@ -1,0 +1,299 @@
+//! Name, label and metadata rules, with Kubernetes' own wording.
+
+use serde_json::Value;
+
+use crate::errors::Cause;
+use crate::registry::NameRule;
+
+const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const LABEL1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+
+fn is_label_1123(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Problems of `s` as an RFC 1123 subdomain.
+pub fn subdomain_problems(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 253 {
+        out.push("must be no more than 253 characters".into());
+    }
+    if !s.split('.').all(is_label_1123) {
+        out.push(SUBDOMAIN_MSG.into());
+    }
+    out
+}
+
+/// Problems of `s` as an RFC 1123 label.
+pub fn label_problems(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push("must be no more than 63 characters".into());
+    }
+    if !is_label_1123(s) {
+        out.push(LABEL_MSG.into());
+    }
+    out
+}
+
+/// Problems of `s` as an RFC 1035 label.
+pub fn label1035_problems(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push("must be no more than 63 characters".into());
+    }
+    if !(is_label_1123(s) && s.starts_with(|c: char| c.is_ascii_lowercase())) {
+        out.push(LABEL1035_MSG.into());
+    }
+    out
+}
+
+fn path_segment_problems(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s == "." || s == ".." {
+        out.push(format!("may not be '{s}'"));
+    }
+    for c in ["/", "%"] {
+        if s.contains(c) {
+            out.push(format!("may not contain '{c}'"));
+        }
+    }
+    out
+}
+
+/// Problems of an object name under `rule`.
+pub fn name_problems(rule: NameRule, name: &str) -> Vec<String> {
+    match rule {
+        NameRule::Subdomain => subdomain_problems(name),
+        NameRule::Label => label_problems(name),
+        NameRule::Label1035 => label1035_problems(name),
+        NameRule::PathSegment => path_segment_problems(name),
+    }
+}
+
+fn qualified_name_part_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The problem of `k` as a qualified name (label and annotation keys), if any.
+pub fn label_key_problem(k: &str) -> Option<String> {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(problem) = subdomain_problems(p).into_iter().next() {
+            return Some(format!("prefix part {problem}"));
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    if !qualified_name_part_ok(name) {
+        return Some(QUALIFIED_NAME_MSG.into());
+    }
+    None
+}
+
+/// The problem of `v` as a label value, if any.
+pub fn label_value_problem(v: &str) -> Option<String> {
+    if v.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    if !v.is_empty() && !qualified_name_part_ok(v) {
+        return Some(LABEL_VALUE_MSG.into());
+    }
+    None
+}
+
+/// The problem of `k` as a ConfigMap or Secret key, if any.
+pub fn config_key_problem(k: &str) -> Option<String> {
+    if k.is_empty() || k.len() > 253 {
+        return Some("must be no more than 253 characters".into());
+    }
+    if k == "." || k == ".." || k.starts_with("..") {
+        return Some("must not be '.' or '..' or start with '..'".into());
+    }
+    if !k
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Some(CONFIG_KEY_MSG.into());
+    }
+    None
+}
+
+const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
+
+/// Validates an object's metadata: name, labels, annotations, finalizers, owner references.
+pub fn validate_metadata(meta: &Value, rule: NameRule) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+    if name.is_empty() {
+        causes.push(Cause::required_detail(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+    } else {
+        for p in name_problems(rule, name) {
+            causes.push(Cause::invalid("metadata.name", &Value::from(name), &p));
+        }
+    }
+    if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            if let Some(p) = label_key_problem(k) {
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &Value::from(k.as_str()),
+                    &p,
+                ));
+            }
+            match v.as_str() {
+                Some(s) => {
+                    if let Some(p) = label_value_problem(s) {
+                        causes.push(Cause::invalid("metadata.labels", v, &p));
+                    }
+                }
+                None => causes.push(Cause::invalid("metadata.labels", v, "must be a string")),
+            }
+        }
+    }
+    if let Some(ann) = meta.get("annotations").and_then(Value::as_object) {
+        let mut total = 0;
+        for (k, v) in ann {
+            total += k.len() + v.as_str().map_or(0, str::len);
+            if let Some(p) = label_key_problem(&k.to_ascii_lowercase()) {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    &Value::from(k.as_str()),
+                    &p,
+                ));
+            }
+        }
+        if total > TOTAL_ANNOTATION_SIZE {
+            causes.push(Cause::too_long(
+                "metadata.annotations",
+                TOTAL_ANNOTATION_SIZE,
+            ));
+        }
+    }
+    if let Some(fins) = meta.get("finalizers").and_then(Value::as_array) {
+        for (i, f) in fins.iter().enumerate() {
+            let s = f.as_str().unwrap_or("");
+            if let Some(p) = label_key_problem(s) {
+                causes.push(Cause::invalid(format!("metadata.finalizers[{i}]"), f, &p));
+            }
+        }
+    }
+    if let Some(owners) = meta.get("ownerReferences").and_then(Value::as_array) {
+        let mut controllers = 0;
+        for (i, o) in owners.iter().enumerate() {
+            for field in ["apiVersion", "kind", "name", "uid"] {
+                if o.get(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    causes.push(Cause::invalid(
+                        format!("metadata.ownerReferences[{i}].{field}"),
+                        &Value::from(""),
+                        &format!("{field} must not be empty"),
+                    ));
+                }
+            }
+            if o.get("controller").and_then(Value::as_bool) == Some(true) {
+                controllers += 1;
+            }
+        }
+        if controllers > 1 {
+            causes.push(Cause::invalid(
+                "metadata.ownerReferences",
+                &Value::Array(owners.clone()),
+                "Only one reference can have Controller set to true",
+            ));
+        }
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn name_rules() {
+        let cases: &[(NameRule, &str, bool)] = &[
+            (NameRule::Subdomain, "web.example-1", true),
+            (NameRule::Subdomain, "Web", false),
+            (NameRule::Subdomain, "-web", false),
+            (NameRule::Subdomain, "a..b", false),
+            (NameRule::Label, "web-1", true),
+            (NameRule::Label, "web.1", false),
+            (NameRule::Label1035, "1web", false),
+            (NameRule::Label1035, "web1", true),
+            (NameRule::PathSegment, "system:admin", true),
+            (NameRule::PathSegment, "a/b", false),
+            (NameRule::PathSegment, "..", false),
+        ];
+        for (rule, name, ok) in cases {
+            assert_eq!(
+                name_problems(*rule, name).is_empty(),
+                *ok,
+                "{rule:?} {name}"
+            );
+        }
+        assert_eq!(
+            name_problems(NameRule::Subdomain, &"a".repeat(254)).len(),
+            1
+        );
+        assert_eq!(name_problems(NameRule::Label, &"a".repeat(64)).len(), 1);
+    }
+
+    #[test]
+    fn label_rules() {
+        assert_eq!(label_key_problem("app"), None);
+        assert_eq!(label_key_problem("example.com/app"), None);
+        assert!(label_key_problem("Example.com/app").is_some());
+        assert!(label_key_problem("/app").is_some());
+        assert!(label_key_problem("app-").is_some());
+        assert_eq!(label_value_problem(""), None);
+        assert_eq!(label_value_problem("My_Value.1"), None);
+        assert!(label_value_problem("a b").is_some());
+        assert!(label_value_problem(&"a".repeat(64)).is_some());
+    }
+
+    #[test]
+    fn metadata_causes_name_the_fields() {
+        let causes = validate_metadata(
+            &json!({"name": "Bad", "labels": {"ok": "fine", "bad key": "x"}, "finalizers": ["example.com/f", "no good"]}),
+            NameRule::Subdomain,
+        );
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["metadata.name", "metadata.labels", "metadata.finalizers[1]"]
+        );
+        let causes = validate_metadata(&json!({}), NameRule::Subdomain);
+        assert_eq!(causes[0].reason, "FieldValueRequired");
+    }
+}
