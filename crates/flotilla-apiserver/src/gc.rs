@@ -102,8 +102,11 @@ pub(crate) async fn run(server: ApiServer, resync: Duration) {
         gc.process(&key).await;
     }
     let mut ticker = tokio::time::interval(resync);
+    let stopped = gc.server.stopped();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
+            _ = &mut stopped => return,
             ev = watcher.next() => match ev {
                 Ok(ev) => gc.on_event(&ev).await,
                 Err(flotilla_store::Error::Compacted { .. }) => {

@@ -361,7 +361,9 @@ impl ApiServer {
         let res = res.clone();
         let output = ctx.output;
         let interval = self.state.config.bookmark_interval;
+        let stopped = self.stopped();
         tokio::spawn(async move {
+            tokio::pin!(stopped);
             let deadline = tokio::time::Instant::now() + timeout;
             let send_initial_end = send_initial == Some(true);
             for o in initial_objs {
@@ -381,6 +383,7 @@ impl ApiServer {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => return,
+                    _ = &mut stopped => return,
                     _ = tx.closed() => return,
                     _ = ticker.tick(), if bookmarks => {
                         let line = bookmark_line(&res, watcher.progress(), false);

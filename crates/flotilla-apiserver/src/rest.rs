@@ -964,11 +964,12 @@ impl ApiServer {
                 };
                 match self.state.store.write(&key, write).await {
                     Ok(ev) => {
+                        self.after_write(res, &ev.object);
                         return Ok(Reply {
                             code: StatusCode::OK,
                             body: self.present(res, parse(&ev.object)),
                             warnings: vec![],
-                        })
+                        });
                     }
                     Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. })
                         if opts.resource_version.is_none() =>

@@ -56,6 +56,8 @@ pub(crate) struct State {
     pub schema: Arc<Schema>,
     pub config: ServerConfig,
     pub ready: std::sync::atomic::AtomicBool,
+    /// Set once the server shuts down; background tasks and watches end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// How the client wants a response encoded.
@@ -81,6 +83,7 @@ impl ApiServer {
                 schema: Schema::builtin(),
                 config,
                 ready: std::sync::atomic::AtomicBool::new(false),
+                shutdown: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -88,6 +91,23 @@ impl ApiServer {
     /// The store the server writes to.
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// Stops the server's background work: controllers end and open watches close, so the
+    /// store is released once the last request finishes.
+    pub fn shutdown(&self) {
+        self.state
+            .ready
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`Self::shutdown`] has been called.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.state.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     /// Marks the server ready (`/readyz` answers ok from now on).

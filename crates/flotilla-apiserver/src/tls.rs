@@ -285,14 +285,23 @@ async fn serve_connection(
     cert_user: bool,
     token: Arc<str>,
 ) {
+    let stopped = server.stopped();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let server = server.clone();
         let token = token.clone();
         async move { Ok::<_, Infallible>(authenticate_and_handle(server, req, cert_user, &token).await) }
     });
+    let stopped = stopped;
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::select! {
+        r = conn => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        // A server that shuts down closes its connections.
+        _ = stopped => {}
     }
 }
 

@@ -1,0 +1,201 @@
+//! CustomResourceDefinition lifecycle through the `kube` client with DynamicObject.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use serde_json::json;
+
+use crate::support::{self, eventually, status_of};
+
+fn widget_crd(versions: serde_json::Value) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
+                 "versions": versions}}))
+    .unwrap()
+}
+
+fn version(name: &str, storage: bool) -> serde_json::Value {
+    json!({"name": name, "served": true, "storage": storage,
+           "subresources": {"status": {}},
+           "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+               "spec": {"type": "object", "required": ["size"], "properties": {
+                   "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                   "color": {"type": "string", "enum": ["red", "blue"], "default": "red"}}},
+               "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}})
+}
+
+fn widgets(t: &support::TestServer, v: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", v, "Widget"),
+        "widgets",
+    );
+    Api::namespaced_with(t.client.clone(), "default", &ar)
+}
+
+fn widget(v: &str, name: &str, spec: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": format!("example.com/{v}"), "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+async fn established(crds: &Api<CustomResourceDefinition>) -> bool {
+    crds.get("widgets.example.com")
+        .await
+        .ok()
+        .and_then(|c| c.status)
+        .and_then(|s| s.conditions)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                && cs
+                    .iter()
+                    .any(|c| c.type_ == "NamesAccepted" && c.status == "True")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_lifecycle() {
+    let t = support::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    crds.create(
+        &PostParams::default(),
+        &widget_crd(json!([version("v1", true)])),
+    )
+    .await
+    .unwrap();
+    eventually("the CRD is established", || established(&crds)).await;
+
+    let v1 = widgets(&t, "v1");
+    let w = v1
+        .create(
+            &PostParams::default(),
+            &widget("v1", "w1", json!({"size": 3, "junk": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        w.data["spec"],
+        json!({"size": 3, "color": "red"}),
+        "pruned and defaulted"
+    );
+    assert_eq!(w.metadata.generation, Some(1));
+
+    let s = status_of(
+        v1.create(
+            &PostParams::default(),
+            &widget("v1", "bad", json!({"size": 30, "color": "pink"})),
+        )
+        .await,
+    );
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    let causes: Vec<(String, String)> = s
+        .details
+        .unwrap()
+        .causes
+        .into_iter()
+        .map(|c| (c.field, c.reason))
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            ("spec.size".into(), "FieldValueInvalid".into()),
+            ("spec.color".into(), "FieldValueNotSupported".into())
+        ]
+    );
+    let s = status_of(
+        v1.create(&PostParams::default(), &widget("v1", "bad", json!({})))
+            .await,
+    );
+    assert_eq!(s.details.unwrap().causes[0].field.as_str(), "spec.size");
+    // Strategic merge patch is not for custom resources.
+    let s = status_of(
+        v1.patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"size": 4}})),
+        )
+        .await,
+    );
+    assert_eq!(s.code, 415);
+
+    // Status subresource.
+    let st = json!({"status": {"ready": true}, "spec": {"size": 9}});
+    let w = v1
+        .patch_status("w1", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            w.data["status"]["ready"].clone(),
+            w.data["spec"]["size"].clone()
+        ),
+        (json!(true), json!(3))
+    );
+
+    // A second version is served from the same storage (conversion None).
+    let mut crd = crds.get("widgets.example.com").await.unwrap();
+    let mut v2 = version("v2", false);
+    v2["additionalPrinterColumns"] =
+        json!([{"name": "Color", "type": "string", "jsonPath": ".spec.color"}]);
+    crd.spec.versions.push(serde_json::from_value(v2).unwrap());
+    crds.replace("widgets.example.com", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let w2 = widgets(&t, "v2");
+    eventually("v2 is served", || async { w2.get("w1").await.is_ok() }).await;
+    let got = w2.get("w1").await.unwrap();
+    assert_eq!(got.types.unwrap().api_version, "example.com/v2");
+
+    // Printer columns in Table output.
+    let (code, table) = support::raw_with(
+        &t.client,
+        "GET",
+        "/apis/example.com/v2/namespaces/default/widgets",
+        None,
+        &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 200);
+    let cols: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["Name", "Color"]);
+    assert_eq!(table["rows"][0]["cells"], json!(["w1", "red"]));
+
+    // Invalid CRDs are rejected.
+    let mut bad = widget_crd(json!([version("v1", false)]));
+    bad.metadata.name = Some("gadgets.example.com".into());
+    let s = status_of(crds.create(&PostParams::default(), &bad).await);
+    assert_eq!(s.code, 422);
+
+    // Deleting the CRD removes its objects and stops serving it.
+    crds.delete("widgets.example.com", &Default::default())
+        .await
+        .unwrap();
+    eventually("the CRD is gone", || async {
+        crds.get("widgets.example.com").await.is_err()
+    })
+    .await;
+    let (code, _) = t
+        .raw(
+            "GET",
+            "/apis/example.com/v1/namespaces/default/widgets",
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 404);
+    let leftovers = t
+        .server
+        .store()
+        .snapshot()
+        .count("/example.com/widgets/", None);
+    assert_eq!(leftovers, 0);
+}

@@ -1,0 +1,346 @@
+//! The installed `kubectl` against the server: apply, diff, get in its output formats, watch,
+//! label, annotate, scale, patch, CRDs, delete with cascade, explain and wait.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::{self, eventually};
+
+fn testdata(name: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "api", "testdata", name]
+        .iter()
+        .collect();
+    p.to_string_lossy().into_owned()
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_reapply_and_modify_a_multi_document_file() {
+    let t = support::start().await;
+    let out = t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    for line in [
+        "namespace/shop created",
+        "configmap/web-config created",
+        "deployment.apps/web created",
+        "service/web created",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    let out = t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    assert_eq!(out.matches("unchanged").count(), 4, "{out}");
+
+    // diff shows the change without making it; exit code 1 means "differences found".
+    let (ok, diff, _) = t.kubectl(&["diff", "-f", &testdata("app-v2.yaml")]);
+    assert!(!ok && diff.contains("+        image: nginx:1.26"), "{diff}");
+    let d = json(&t.kubectl_ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"]));
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
+
+    let out = t.kubectl_ok(&["apply", "-f", &testdata("app-v2.yaml")]);
+    assert!(
+        out.contains("deployment.apps/web configured")
+            && out.contains("configmap/web-config configured"),
+        "{out}"
+    );
+    // The stored result of kubectl's three-way strategic merge: the sidecar and MODE are gone
+    // (removed from the file), KEEP stays, NEW and the 443 port are merged in by their keys.
+    let d = json(&t.kubectl_ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"]));
+    let cs = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 1);
+    assert_eq!(cs[0]["image"], "nginx:1.26");
+    let env: Vec<&str> = cs[0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env, ["KEEP", "NEW"]);
+    let ports: Vec<i64> = cs[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [80, 443]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let (ok, _, _) = t.kubectl(&["diff", "-f", &testdata("app-v2.yaml")]);
+    assert!(ok, "no differences after applying");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_in_every_output_format_and_with_selectors() {
+    let t = support::start().await;
+    t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    let table = t.kubectl_ok(&["get", "deploy", "-n", "shop"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(table.lines().nth(1).unwrap().starts_with("web "), "{table}");
+    let wide = t.kubectl_ok(&["get", "deploy", "-n", "shop", "-o", "wide"]);
+    assert!(
+        wide.contains("nginx:1.25,busybox:1.36") && wide.contains("app=web"),
+        "{wide}"
+    );
+    let svc = t.kubectl_ok(&["get", "svc", "web", "-n", "shop"]);
+    assert!(svc.contains("ClusterIP") && svc.contains("80/TCP"), "{svc}");
+
+    let yaml = t.kubectl_ok(&["get", "cm", "web-config", "-n", "shop", "-o", "yaml"]);
+    assert!(
+        yaml.contains("color: blue") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
+    let name = t.kubectl_ok(&[
+        "get",
+        "cm",
+        "web-config",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.name}:{.data.color}",
+    ]);
+    assert_eq!(name, "web-config:blue");
+    let by_label = t.kubectl_ok(&["get", "cm,deploy", "-A", "-l", "app=web", "-o", "name"]);
+    assert_eq!(
+        by_label.lines().collect::<Vec<_>>(),
+        ["configmap/web-config", "deployment.apps/web"]
+    );
+    let none = t.kubectl_ok(&[
+        "get",
+        "cm",
+        "-n",
+        "shop",
+        "-l",
+        "app notin (web)",
+        "-o",
+        "name",
+    ]);
+    assert!(none.trim().is_empty());
+    let all = t.kubectl_ok(&["get", "all", "-n", "shop", "-o", "name"]);
+    assert!(
+        all.contains("service/web") && all.contains("deployment.apps/web"),
+        "{all}"
+    );
+    let (ok, _, err) = t.kubectl(&["get", "nosuchkind"]);
+    assert!(
+        !ok && err.contains("the server doesn't have a resource type \"nosuchkind\""),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_annotate_scale_patch_and_watch() {
+    let t = support::start().await;
+    t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    let kubeconfig = t.kubeconfig.clone();
+    // Watch in the background while making changes.
+    let watcher = std::thread::spawn(move || {
+        std::process::Command::new("timeout")
+            .args([
+                "6",
+                "kubectl",
+                "get",
+                "cm",
+                "-n",
+                "shop",
+                "-w",
+                "--output-watch-events",
+                "-o",
+                "custom-columns=EVENT:.type,NAME:.object.metadata.name,COLOR:.object.data.color",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    t.kubectl_ok(&["label", "cm", "web-config", "-n", "shop", "tier=front"]);
+    t.kubectl_ok(&["annotate", "cm", "web-config", "-n", "shop", "owner=team-a"]);
+    t.kubectl_ok(&[
+        "patch",
+        "cm",
+        "web-config",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"color":"red"}}"#,
+    ]);
+    t.kubectl_ok(&[
+        "patch",
+        "cm",
+        "web-config",
+        "-n",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/size","value":"L"}]"#,
+    ]);
+    t.kubectl_ok(&["patch", "deploy", "web", "-n", "shop", "--type", "strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.37"}]}}}}"#]);
+    t.kubectl_ok(&["scale", "deploy", "web", "-n", "shop", "--replicas=5"]);
+    let cm = json(&t.kubectl_ok(&["get", "cm", "web-config", "-n", "shop", "-o", "json"]));
+    assert_eq!(cm["metadata"]["labels"]["tier"], "front");
+    assert_eq!(cm["metadata"]["annotations"]["owner"], "team-a");
+    assert_eq!(cm["data"], serde_json::json!({"color": "red", "size": "L"}));
+    let d = json(&t.kubectl_ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][1]["image"],
+        "busybox:1.37"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
+    let (ok, _, err) = t.kubectl(&[
+        "patch",
+        "cm",
+        "web-config",
+        "-n",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/nope"}]"#,
+    ]);
+    assert!(!ok && err.contains("Invalid"), "{err}");
+
+    let out =
+        String::from_utf8_lossy(&tokio::task::block_in_place(|| watcher.join().unwrap()).stdout)
+            .into_owned();
+    let events: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(events.first().map(|e| e[0]), Some("ADDED"), "{out}");
+    assert!(events.len() >= 5, "{out}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e == &["MODIFIED", "web-config", "red"]),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_explain_wait_and_invalid_custom_objects() {
+    let t = support::start().await;
+    t.kubectl_ok(&["apply", "-f", &testdata("crd.yaml")]);
+    t.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=20s",
+    ]);
+    t.kubectl_ok(&["apply", "-f", &testdata("gadget.yaml")]);
+    let table = t.kubectl_ok(&["get", "gadgets"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE"]);
+    assert!(table.contains("g1") && table.contains('4'), "{table}");
+    assert!(t
+        .kubectl_ok(&["get", "gd", "-o", "name"])
+        .contains("gadget.example.com/g1"));
+
+    let (ok, _, err) = t.kubectl(&["apply", "-f", &testdata("gadget-invalid.yaml")]);
+    assert!(!ok, "an invalid custom object is rejected");
+    assert!(
+        err.contains("spec.size") && err.contains("should be less than or equal to 10"),
+        "{err}"
+    );
+    let (ok, _, _) = t.kubectl(&["get", "gadget", "g2"]);
+    assert!(!ok, "and not stored");
+
+    let explain = t.kubectl_ok(&["explain", "gadget.spec.size"]);
+    assert!(explain.contains("How big the gadget is."), "{explain}");
+    let explain = t.kubectl_ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explain.contains("rollingUpdate") && explain.contains("The deployment strategy"),
+        "{explain}"
+    );
+
+    // Strict field validation by kubectl's default.
+    let (ok, _, err) = t.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\nbogus: 1\n"),
+    );
+    assert!(!ok && err.contains("unknown field \"bogus\""), "{err}");
+
+    t.kubectl_ok(&["delete", "crd", "gadgets.example.com"]);
+    let (ok, _, _) = t.kubectl(&["get", "gadgets"]);
+    assert!(!ok, "the resource is no longer served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_cascade_orphan_and_background() {
+    let t = support::start().await;
+    t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    let uid = t.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let dependent = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: Deployment\n    name: web\n    uid: {uid}\n"
+        )
+    };
+    t.kubectl_stdin(&["apply", "-f", "-"], Some(&dependent("dep-a")));
+    t.kubectl_ok(&["delete", "deploy", "web", "-n", "shop", "--cascade=orphan"]);
+    let owners = t.kubectl_ok(&[
+        "get",
+        "cm",
+        "dep-a",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
+    assert!(owners.trim().is_empty(), "orphaned: {owners}");
+
+    t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    let uid2 = t.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    assert_ne!(uid, uid2);
+    let dep_b = dependent("dep-b").replace(&uid, &uid2);
+    t.kubectl_stdin(&["apply", "-f", "-"], Some(&dep_b));
+    t.kubectl_ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--cascade=background",
+    ]);
+    eventually("the dependent is collected", || async {
+        !t.kubectl(&["get", "cm", "dep-b", "-n", "shop"]).0
+    })
+    .await;
+    assert!(
+        t.kubectl(&["get", "cm", "dep-a", "-n", "shop"]).0,
+        "the orphan stays"
+    );
+
+    t.kubectl_ok(&["delete", "namespace", "shop", "--timeout=20s"]);
+    let (ok, _, err) = t.kubectl(&["get", "namespace", "shop"]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}

@@ -1,0 +1,129 @@
+//! Each patch type through the `kube` client, on built-in and custom kinds.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::support::{self, status_of};
+
+async fn web(t: &support::TestServer) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(t.client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"a": "1"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [
+                                  {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}], "ports": [{"containerPort": 80}]},
+                                  {"name": "side", "image": "side:1"}]}}}})).unwrap();
+    api.create(&PostParams::default(), &d).await.unwrap();
+    api
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_json_and_strategic_patches() {
+    let t = support::start().await;
+    let api = web(&t).await;
+    let pp = PatchParams::default();
+
+    // JSON merge patch replaces lists wholesale.
+    let p = json!({"metadata": {"labels": {"b": "2", "a": null}}, "spec": {"replicas": 3}});
+    let d = api.patch("web", &pp, &Patch::Merge(&p)).await.unwrap();
+    assert_eq!(
+        d.metadata.labels.unwrap(),
+        [("b".to_string(), "2".to_string())].into()
+    );
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
+
+    // Strategic merge patch merges containers by name and env by name.
+    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2", "env": [{"name": "B", "value": "2"}]}]}}}});
+    let d = api.patch("web", &pp, &Patch::Strategic(&p)).await.unwrap();
+    let cs = d.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(cs.len(), 2);
+    assert_eq!(cs[0].image.as_deref(), Some("app:2"));
+    let env: Vec<String> = cs[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(env, ["A", "B"]);
+    assert_eq!(
+        cs[0].ports.as_ref().unwrap().len(),
+        1,
+        "untouched lists stay"
+    );
+
+    // JSON patch (RFC 6902), including a failing test operation that changes nothing.
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/spec/replicas", "value": 5},
+        {"op": "add", "path": "/metadata/labels/c", "value": "3"}]))
+    .unwrap();
+    let d = api
+        .patch("web", &pp, &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(5));
+    let rv = d.metadata.resource_version.clone();
+    let bad: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/replicas", "value": 1},
+        {"op": "replace", "path": "/spec/replicas", "value": 9}]))
+    .unwrap();
+    let s = status_of(api.patch("web", &pp, &Patch::<()>::Json(bad)).await);
+    assert_eq!(s.code, 422);
+    assert_eq!(api.get("web").await.unwrap().metadata.resource_version, rv);
+
+    // A patch that makes the object invalid is rejected with causes.
+    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": ""}]}}}});
+    let s = status_of(api.patch("web", &pp, &Patch::Strategic(&p)).await);
+    assert_eq!(s.code, 422);
+
+    // A patch naming a stale resourceVersion conflicts.
+    let p = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}});
+    assert_eq!(
+        status_of(api.patch("web", &pp, &Patch::Merge(&p)).await).code,
+        409
+    );
+
+    // Server-side apply is not served yet: a clear 415.
+    let p = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
+    let s = status_of(
+        api.patch("web", &PatchParams::apply("test"), &Patch::Apply(&p))
+            .await,
+    );
+    assert_eq!((s.code, s.reason.as_str()), (415, "UnsupportedMediaType"));
+    assert!(s.message.contains("server-side apply"), "{}", s.message);
+
+    // Patching a missing object is a 404.
+    assert_eq!(
+        status_of(api.patch("nope", &pp, &Patch::Merge(&json!({}))).await).code,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_subresource() {
+    let t = support::start().await;
+    let api = web(&t).await;
+    let s = api.get_scale("web").await.unwrap();
+    assert_eq!(s.spec.unwrap().replicas, Some(2));
+    let p = json!({"spec": {"replicas": 7}});
+    let s = api
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
+    assert_eq!(s.spec.unwrap().replicas, Some(7));
+    assert_eq!(
+        api.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(7)
+    );
+    let p = json!({"spec": {"replicas": -1}});
+    assert_eq!(
+        status_of(
+            api.patch_scale("web", &PatchParams::default(), &Patch::Merge(&p))
+                .await
+        )
+        .code,
+        422
+    );
+}
