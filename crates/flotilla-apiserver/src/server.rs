@@ -125,6 +125,11 @@ impl ApiServer {
     {
         let (parts, body) = req.into_parts();
         let query = Query::parse(parts.uri.query());
+        if let Some(d) = query.get("dryRun").filter(|d| !d.is_empty() && *d != "All") {
+            return error_response(&ApiError::bad_request(format!(
+                "Invalid dryRun value: {d:?}; the only supported value is \"All\""
+            )));
+        }
         let path = parts.uri.path().to_string();
         let output = match negotiate(parts.headers.get(header::ACCEPT)) {
             Ok(o) => o,

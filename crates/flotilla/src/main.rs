@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flotilla_apiserver::{ApiServer, Credentials, ServerConfig};
 use flotilla_store::{RedbBackend, Store, StoreConfig};
 
+mod bench;
+
 /// Flotilla: a multi-cluster Kubernetes fleet manager.
 #[derive(Parser)]
 #[command(name = "flotilla", version, about)]
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the hub: a Kubernetes-compatible API server over the fleet's store.
     Hub(HubArgs),
+    /// Fleet and API benchmarks with a latency, throughput and memory report.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Hub(args) => run_hub(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

@@ -403,3 +403,39 @@ async fn the_in_process_client_uses_the_same_api() {
         409
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_accepts_only_all() {
+    let t = support::start().await;
+    let body = serde_json::to_vec(
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}),
+    )
+    .unwrap();
+    let (code, s) = t
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=Sometimes",
+            Some("application/json"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!((code, s["reason"].as_str()), (400, Some("BadRequest")));
+    let (code, _) = t
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/configmaps?dryRun=All",
+            Some("application/json"),
+            body,
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (code, _) = t
+        .raw(
+            "GET",
+            "/api/v1/namespaces/default/configmaps/d",
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 404);
+}

@@ -1,0 +1,453 @@
+//! `flotilla bench api`: measures a hub's API over HTTPS with the `kube` client — create, get
+//! and patch throughput and latency at several concurrencies, LIST of 10,000 objects, watch
+//! delivery latency to 100 watchers, and the hub's memory and CPU per request.
+//!
+//! By default it starts its own hub process (so it can read the hub's RSS and CPU time from
+//! /proc); `--kubeconfig` measures an already running server instead.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+/// Which benchmark to run.
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// API server throughput, latency, memory and watch delivery.
+    Api(ApiBenchArgs),
+}
+
+/// Arguments of `flotilla bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+/// Arguments of `flotilla bench api`.
+#[derive(clap::Args)]
+pub struct ApiBenchArgs {
+    /// Store of the hub the benchmark starts.
+    #[arg(long, default_value = "redb", value_parser = ["redb", "memory"])]
+    store: String,
+    /// Measure the server of this kubeconfig instead of starting a hub (no RSS/CPU figures).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Objects for the memory figure after the 10,000-object phase.
+    #[arg(long, default_value_t = 50_000)]
+    max_objects: usize,
+    /// Size of each object's payload in bytes.
+    #[arg(long, default_value_t = 1024)]
+    object_bytes: usize,
+}
+
+struct Hub {
+    child: std::process::Child,
+    pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let child = std::process::Command::new(exe)
+        .args([
+            "hub",
+            "--store",
+            store,
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let kubeconfig = dir.path().join("admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kubeconfig.exists() {
+        anyhow::ensure!(Instant::now() < deadline, "the hub did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id();
+    Ok((
+        Hub {
+            child,
+            pid,
+            _dir: dir,
+        },
+        kubeconfig,
+    ))
+}
+
+/// (user+system CPU seconds, RSS bytes) of a process, from /proc.
+fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((ticks / 100.0, rss_kb * 1024))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+struct Phase {
+    name: String,
+    ops: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    cpu: Option<f64>,
+}
+
+impl Phase {
+    fn row(&self) -> String {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let cpu = self
+            .cpu
+            .map(|c| format!("{:.3}", c * 1000.0 / self.ops as f64))
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "| {} | {} | {:.0} | {} | {} | {} |",
+            self.name,
+            self.ops,
+            self.ops as f64 / self.elapsed.as_secs_f64(),
+            ms(percentile(&l, 0.5)),
+            ms(percentile(&l, 0.99)),
+            cpu
+        )
+    }
+}
+
+fn configmap(name: &str, payload: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"bench": "true"}},
+        "data": {"payload": payload},
+    }))
+    .expect("a valid ConfigMap")
+}
+
+/// Runs `total` operations with `concurrency` workers; `op(i)` performs operation i.
+async fn run_phase<F, Fut>(
+    name: &str,
+    total: usize,
+    concurrency: usize,
+    pid: Option<u32>,
+    op: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    eprintln!("  {name}: {total} operations at concurrency {concurrency} ...");
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu0 = pid.and_then(proc_usage).map(|u| u.0);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let op = op.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    let elapsed = start.elapsed();
+    let cpu = match (cpu0, pid.and_then(proc_usage)) {
+        (Some(a), Some((b, _))) => Some(b - a),
+        _ => None,
+    };
+    Ok(Phase {
+        name: name.into(),
+        ops: total,
+        elapsed,
+        latencies,
+        cpu,
+    })
+}
+
+/// Runs `flotilla bench`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Api(a) => run_api(a).await,
+    }
+}
+
+async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
+    let (hub, kubeconfig) = match &args.kubeconfig {
+        Some(k) => (None, k.clone()),
+        None => {
+            eprintln!("starting a hub (--store {}) ...", args.store);
+            let (h, k) = start_hub(&args.store).await?;
+            (Some(h), k)
+        }
+    };
+    let pid = hub.as_ref().map(|h| h.pid);
+    let kc = Kubeconfig::read_from(&kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(config)?;
+    let payload: Arc<str> = Arc::from("x".repeat(args.object_bytes.saturating_sub(150).max(1)));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [
+        "bench-c1",
+        "bench-c16",
+        "bench-c64",
+        "bench-list",
+        "bench-watch",
+    ] {
+        let n: Namespace = serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )?;
+        if let Err(e) = namespaces.create(&PostParams::default(), &n).await {
+            anyhow::bail!("creating namespace {ns}: {e} (is the server empty?)");
+        }
+    }
+    let idle_rss = pid.and_then(proc_usage).map(|u| u.1);
+    let mut phases = Vec::new();
+    eprintln!("creates:");
+    for (c, n) in [(1usize, 1000usize), (16, 4000), (64, 5000)] {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &format!("bench-c{c}"));
+        let payload = payload.clone();
+        phases.push(
+            run_phase(&format!("create, concurrency {c}"), n, c, pid, move |i| {
+                let api = api.clone();
+                let cm = configmap(&format!("cm-{i}"), &payload);
+                async move {
+                    api.create(&PostParams::default(), &cm).await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+    }
+    eprintln!("reads and patches:");
+    {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-c16");
+        phases.push(
+            run_phase("get, concurrency 16", 10_000, 16, pid, move |i| {
+                let api = api.clone();
+                async move {
+                    api.get(&format!("cm-{}", i % 4000)).await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-c16");
+        phases.push(
+            run_phase("merge patch, concurrency 16", 4000, 16, pid, move |i| {
+                let api = api.clone();
+                async move {
+                    let p = json!({"metadata": {"labels": {"patched": i.to_string()}}});
+                    api.patch(
+                        &format!("cm-{}", i % 4000),
+                        &PatchParams::default(),
+                        &Patch::Merge(&p),
+                    )
+                    .await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+    }
+    eprintln!("filling bench-list to 10,000 objects ...");
+    let list_api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-list");
+    {
+        let api = list_api.clone();
+        let payload = payload.clone();
+        run_phase("fill", 10_000, 64, pid, move |i| {
+            let api = api.clone();
+            let cm = configmap(&format!("cm-{i}"), &payload);
+            async move {
+                api.create(&PostParams::default(), &cm).await?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    let rss_10k = pid.and_then(proc_usage).map(|u| u.1);
+    eprintln!("LIST of 10,000 objects:");
+    // The LIST figure is the server's: the response is read as bytes, not decoded into
+    // 10,000 typed objects on the client.
+    let list = {
+        let client = client.clone();
+        run_phase(
+            "list 10,000 objects, concurrency 1",
+            20,
+            1,
+            pid,
+            move |_| {
+                let client = client.clone();
+                async move {
+                    let req = http::Request::get("/api/v1/namespaces/bench-list/configmaps")
+                        .body(kube::client::Body::empty())?;
+                    let resp = client.send(req).await?;
+                    anyhow::ensure!(resp.status().is_success(), "LIST failed: {}", resp.status());
+                    let body = http_body_util::BodyExt::collect(resp.into_body())
+                        .await?
+                        .to_bytes();
+                    anyhow::ensure!(
+                        body.len() > 10_000 * 1000,
+                        "LIST returned only {} bytes",
+                        body.len()
+                    );
+                    Ok(())
+                }
+            },
+        )
+        .await?
+    };
+    eprintln!("watch delivery: 100 watchers, 1,000 updates ...");
+    let watch = watch_delivery(&client).await?;
+    let total_so_far = 1000 + 4000 + 5000 + 10_000 + 1;
+    let extra = args.max_objects.saturating_sub(total_so_far);
+    let mut rss_max = None;
+    if extra > 0 {
+        eprintln!("filling to {} objects ...", args.max_objects);
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-list");
+        let payload = payload.clone();
+        run_phase("fill", extra, 64, pid, move |i| {
+            let api = api.clone();
+            let cm = configmap(&format!("more-{i}"), &payload);
+            async move {
+                api.create(&PostParams::default(), &cm).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        rss_max = pid.and_then(proc_usage).map(|u| u.1);
+    }
+
+    println!("## flotilla bench api (--store {})\n", args.store);
+    println!("| operation | count | ops/s | p50 ms | p99 ms | hub CPU ms/op |");
+    println!("|---|---|---|---|---|---|");
+    for p in &phases {
+        println!("{}", p.row());
+    }
+    println!("{}", list.row());
+    let mut wl = watch.clone();
+    wl.sort();
+    println!(
+        "\nwatch delivery, 100 watchers x 1,000 updates ({} deliveries): p50 {} ms, p99 {} ms, max {} ms",
+        wl.len(),
+        ms(percentile(&wl, 0.5)),
+        ms(percentile(&wl, 0.99)),
+        ms(wl.last().copied().unwrap_or_default())
+    );
+    let mb = |b: Option<u64>| {
+        b.map(|b| format!("{:.0} MB", b as f64 / 1e6))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "hub RSS: idle {}, after 10,000 objects {}, after {} objects {}",
+        mb(idle_rss),
+        mb(rss_10k),
+        args.max_objects,
+        mb(rss_max)
+    );
+    drop(hub);
+    Ok(())
+}
+
+/// 100 watchers on one namespace; 1,000 sequential updates each carrying the time they were
+/// sent; returns every watcher's delivery latency.
+async fn watch_delivery(client: &kube::Client) -> anyhow::Result<Vec<Duration>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
+    let created = api
+        .create(&PostParams::default(), &configmap("target", "0"))
+        .await?;
+    let rv = created.metadata.resource_version.unwrap_or_default();
+    let origin = Instant::now();
+    let updates = 1000usize;
+    let mut watchers = Vec::new();
+    for _ in 0..100 {
+        let api = api.clone();
+        let rv = rv.clone();
+        let stream = api.watch(&WatchParams::default().timeout(290), &rv).await?;
+        watchers.push(tokio::spawn(async move {
+            let mut stream = stream.boxed();
+            let mut lat = Vec::with_capacity(updates);
+            while lat.len() < updates {
+                match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+                    Ok(Some(Ok(WatchEvent::Modified(cm)))) => {
+                        let sent: u64 = cm
+                            .data
+                            .as_ref()
+                            .and_then(|d| d.get("payload"))
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(0);
+                        let now = origin.elapsed().as_micros() as u64;
+                        lat.push(Duration::from_micros(now.saturating_sub(sent)));
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+            lat
+        }));
+    }
+    // Give every watch time to be established before the first update.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..updates {
+        let sent = origin.elapsed().as_micros().to_string();
+        let p = json!({"data": {"payload": sent}});
+        api.patch("target", &PatchParams::default(), &Patch::Merge(&p))
+            .await?;
+    }
+    let mut all = Vec::new();
+    for w in watchers {
+        all.extend(w.await?);
+    }
+    anyhow::ensure!(
+        all.len() == 100 * updates,
+        "only {} of {} deliveries arrived",
+        all.len(),
+        100 * updates
+    );
+    Ok(all)
+}

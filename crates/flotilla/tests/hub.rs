@@ -1,0 +1,210 @@
+//! End-to-end tests of the `flotilla hub` process: its command-line contract, kubectl against
+//! it, and kill -9 under concurrent writes.
+
+// These tests are synchronous: waiting for a process is a blocking sleep by design.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+fn flotilla() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+struct Hub {
+    child: Child,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a hub on a free port and waits for its admin kubeconfig.
+fn start_hub(dir: &Path) -> Hub {
+    let kubeconfig = dir.join("admin.kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let child = flotilla()
+        .args(["hub", "--data-dir"])
+        .arg(dir)
+        .args(["--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kubeconfig.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the hub did not write its kubeconfig"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Hub { child, kubeconfig }
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[test]
+fn usage_errors_exit_2_and_runtime_errors_exit_1_with_one_line() {
+    let out = flotilla().args(["hub"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = flotilla()
+        .args(["hub", "--data-dir", "/tmp/x", "--store", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = flotilla().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = flotilla()
+        .args(["hub", "--data-dir"])
+        .arg(file.path().join("sub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("creating"), "{err}");
+
+    // A port already in use is a runtime failure too.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = flotilla()
+        .args(["hub", "--data-dir"])
+        .arg(dir.path())
+        .args(["--bind", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: binding"));
+}
+
+#[test]
+fn kubectl_works_against_the_hub_process_and_credentials_are_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(dir.path());
+    let kubectl = |args: &[&str]| {
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &hub.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let manifest =
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\ndata:\n  a: b\n";
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(manifest.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(kubectl(&["get", "namespaces"]).contains("default"));
+    kubectl(&["create", "-f", "-"]);
+    let ca = std::fs::read(dir.path().join("pki/ca.crt")).unwrap();
+    drop(hub);
+    let hub = start_hub(dir.path());
+    assert_eq!(
+        std::fs::read(dir.path().join("pki/ca.crt")).unwrap(),
+        ca,
+        "the CA is reused"
+    );
+    let out = Command::new("kubectl")
+        .args(["get", "configmap", "kept", "-o", "jsonpath={.data.a}"])
+        .env("KUBECONFIG", &hub.kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "b");
+}
+
+#[test]
+fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = start_hub(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    rt.block_on(async {
+        let client = client(&hub.kubeconfig).await;
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+            let acked = acked.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let name = format!("w{w}-{i}");
+                    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"i": i.to_string()}})).unwrap();
+                    match api.create(&PostParams::default(), &cm).await {
+                        Ok(_) => acked.lock().unwrap().push(name),
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        // Let writes flow, then kill the hub mid-stream.
+        while acked.lock().unwrap().len() < 300 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hub.child.kill().unwrap();
+        hub.child.wait().unwrap();
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 300);
+    let hub = start_hub(dir.path());
+    rt.block_on(async {
+        let api: Api<ConfigMap> = Api::namespaced(client(&hub.kubeconfig).await, "default");
+        let stored: std::collections::HashSet<String> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
+        let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged writes lost: {lost:?}",
+            lost.len()
+        );
+    });
+}
