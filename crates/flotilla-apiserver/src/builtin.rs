@@ -63,10 +63,10 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("apps", "Deployment") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "replicas", json!(1));
-            default(
+            rolling_defaults(
                 spec,
                 "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
             );
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "progressDeadlineSeconds", json!(600));
@@ -81,11 +81,7 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             let spec = obj_mut(obj, "spec");
             default(spec, "replicas", json!(1));
             default(spec, "podManagementPolicy", json!("OrderedReady"));
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            rolling_defaults(spec, "updateStrategy", json!({"partition": 0}));
             default(spec, "revisionHistoryLimit", json!(10));
             default(
                 spec,
@@ -96,10 +92,10 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         }
         ("apps", "DaemonSet") => {
             let spec = obj_mut(obj, "spec");
-            default(
+            rolling_defaults(
                 spec,
                 "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                json!({"maxUnavailable": 1, "maxSurge": 0}),
             );
             default(spec, "revisionHistoryLimit", json!(10));
             pod_template_defaults(spec, "Always");
@@ -148,6 +144,28 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             default(o, "volumeBindingMode", json!("Immediate"));
         }
         _ => {}
+    }
+}
+
+/// Defaults a rollout strategy field by field, as kube-apiserver does: type RollingUpdate, and
+/// for RollingUpdate each missing parameter.
+fn rolling_defaults(spec: &mut Map<String, Value>, field: &str, params: Value) {
+    let strategy = spec.entry(field.to_string()).or_insert_with(|| json!({}));
+    if !strategy.is_object() {
+        *strategy = json!({});
+    }
+    let s = strategy.as_object_mut().expect("just made an object");
+    default(s, "type", json!("RollingUpdate"));
+    if s.get("type") == Some(&json!("RollingUpdate")) {
+        let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
+        if !ru.is_object() {
+            *ru = json!({});
+        }
+        if let (Some(ru), Some(p)) = (ru.as_object_mut(), params.as_object()) {
+            for (k, v) in p {
+                default(ru, k, v.clone());
+            }
+        }
     }
 }
 
@@ -509,6 +527,16 @@ mod tests {
         apply_defaults("apps", "Deployment", &mut d);
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        // An empty strategy is defaulted field by field; Recreate gets no rolling parameters.
+        let mut e = json!({"spec": {"strategy": {}}});
+        apply_defaults("apps", "Deployment", &mut e);
+        assert_eq!(
+            e["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let mut r = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        apply_defaults("apps", "Deployment", &mut r);
+        assert_eq!(r["spec"]["strategy"], json!({"type": "Recreate"}));
         let c0 = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c0["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c0["ports"][0]["protocol"], "TCP");

@@ -17,6 +17,7 @@ mod gc;
 mod list;
 mod openapi;
 mod patch;
+mod proto;
 pub mod registry;
 mod request;
 mod rest;

@@ -78,10 +78,21 @@ impl FieldValidation {
     }
 }
 
-/// Parses a request body as JSON or YAML, by content type.
-pub(crate) fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
+/// Parses a request body as JSON, YAML or (for built-in kinds, whose protobuf definition is
+/// `proto_def`) Kubernetes' protobuf encoding, by content type.
+pub(crate) fn decode_body(
+    content_type: &str,
+    body: &[u8],
+    proto_def: Option<&str>,
+) -> ApiResult<Value> {
     let base = content_type.split(';').next().unwrap_or("").trim();
     let v: Value = match base {
+        crate::proto::MEDIA_TYPE => match proto_def {
+            Some(def) => crate::proto::decode(body, def).map_err(|e| {
+                ApiError::bad_request(format!("unable to decode the protobuf body: {e}"))
+            })?,
+            None => return Err(ApiError::unsupported_media_type(base)),
+        },
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
@@ -90,6 +101,14 @@ pub(crate) fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(v)
+}
+
+/// The OpenAPI (and protobuf) definition of a built-in resource.
+fn builtin_def(res: &Resource) -> Option<&'static str> {
+    match &res.schema {
+        SchemaRef::Builtin(d) => Some(d),
+        SchemaRef::Custom(_) => None,
+    }
 }
 
 pub(crate) fn meta(v: &Value) -> &Map<String, Value> {
@@ -323,7 +342,7 @@ impl ApiServer {
         ns: Option<&str>,
         ctx: &Ctx,
     ) -> ApiResult<Reply> {
-        let mut obj = decode_body(&ctx.content_type, &ctx.body)?;
+        let mut obj = decode_body(&ctx.content_type, &ctx.body, builtin_def(res))?;
         let fv = FieldValidation::from_query(&ctx.query)?;
         check_type_meta(res, &mut obj)?;
         {
@@ -515,7 +534,12 @@ impl ApiServer {
     }
 
     pub(crate) async fn update(&self, loc: &Loc, sub: Option<&str>, ctx: &Ctx) -> ApiResult<Reply> {
-        let mut body = decode_body(&ctx.content_type, &ctx.body)?;
+        let def = if sub == Some("scale") {
+            Some("io.k8s.api.autoscaling.v1.Scale")
+        } else {
+            builtin_def(&loc.res)
+        };
+        let mut body = decode_body(&ctx.content_type, &ctx.body, def)?;
         if sub == Some("scale") {
             return self.write_scale(loc, body, ctx).await;
         }
@@ -1145,7 +1169,11 @@ fn delete_options(ctx: &Ctx) -> ApiResult<DeleteOptions> {
         o.propagation = Some("Orphan".into());
     }
     if !ctx.body.is_empty() {
-        let body = decode_body(&ctx.content_type, &ctx.body)?;
+        let body = decode_body(
+            &ctx.content_type,
+            &ctx.body,
+            Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
+        )?;
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation = Some(p.into());
         }

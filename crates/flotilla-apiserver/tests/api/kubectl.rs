@@ -344,3 +344,143 @@ async fn delete_with_cascade_orphan_and_background() {
     let (ok, _, err) = t.kubectl(&["get", "namespace", "shop"]);
     assert!(!ok && err.contains("NotFound"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generator_commands_send_protobuf_and_work() {
+    let t = support::start().await;
+    for args in [
+        vec![
+            "create",
+            "configmap",
+            "c1",
+            "--from-literal=a=b",
+            "--from-literal=empty=",
+        ],
+        vec!["create", "secret", "generic", "s1", "--from-literal=k=v"],
+        vec![
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.25",
+            "--replicas=0",
+            "--port=80",
+        ],
+        vec!["create", "service", "clusterip", "svc1", "--tcp=80:8080"],
+        vec!["create", "job", "j1", "--image=busybox", "--", "echo", "hi"],
+        vec![
+            "create",
+            "cronjob",
+            "cj1",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+            "--",
+            "echo",
+            "hi",
+        ],
+        vec!["create", "ingress", "ing1", "--rule=foo.com/bar=svc1:80"],
+        vec!["create", "rolebinding", "rb1", "--role=r1", "--user=alice"],
+        vec!["create", "serviceaccount", "sa1"],
+        vec!["create", "priorityclass", "high", "--value=1000"],
+        vec!["create", "quota", "q1", "--hard=pods=10"],
+        vec![
+            "create",
+            "pdb",
+            "pdb1",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        vec!["create", "namespace", "team"],
+        vec![
+            "expose",
+            "deployment",
+            "web",
+            "--port=8080",
+            "--name=web-exposed",
+        ],
+    ] {
+        t.kubectl_ok(&args);
+    }
+    let get = |args: &[&str]| t.kubectl_ok(args);
+    assert_eq!(
+        get(&["get", "cm", "c1", "-o", "jsonpath={.data}"]),
+        r#"{"a":"b","empty":""}"#
+    );
+    assert_eq!(
+        get(&["get", "secret", "s1", "-o", "jsonpath={.data.k} {.type}"]),
+        "dg== Opaque"
+    );
+    let d = json(&get(&["get", "deploy", "web", "-o", "json"]));
+    assert_eq!(
+        d["spec"]["replicas"], 0,
+        "an explicit zero survives protobuf decoding"
+    );
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert!(d["spec"]["template"]["metadata"]["creationTimestamp"].is_null());
+    assert_eq!(
+        get(&[
+            "get",
+            "svc",
+            "svc1",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}"
+        ]),
+        "8080"
+    );
+    assert_eq!(
+        get(&[
+            "get",
+            "job",
+            "j1",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}"
+        ]),
+        r#"["echo","hi"]"#
+    );
+    assert_eq!(
+        get(&["get", "cronjob", "cj1", "-o", "jsonpath={.spec.schedule}"]),
+        "*/5 * * * *"
+    );
+    let ing = json(&get(&["get", "ingress", "ing1", "-o", "json"]));
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 80,
+        "inlined ingressRuleValue"
+    );
+    assert_eq!(
+        get(&[
+            "get",
+            "rolebinding",
+            "rb1",
+            "-o",
+            "jsonpath={.subjects[0].name}"
+        ]),
+        "alice"
+    );
+    assert_eq!(
+        get(&["get", "priorityclass", "high", "-o", "jsonpath={.value}"]),
+        "1000"
+    );
+    assert_eq!(
+        get(&["get", "pdb", "pdb1", "-o", "jsonpath={.spec.minAvailable}"]),
+        "1"
+    );
+    assert_eq!(
+        get(&[
+            "get",
+            "svc",
+            "web-exposed",
+            "-o",
+            "jsonpath={.spec.selector.app}"
+        ]),
+        "web"
+    );
+    // An invalid object sent as protobuf is still a 422 with the Kubernetes message.
+    let (ok, _, err) = t.kubectl(&["create", "configmap", "Bad_Name"]);
+    assert!(
+        !ok && err.contains("a lowercase RFC 1123 subdomain"),
+        "{err}"
+    );
+}
