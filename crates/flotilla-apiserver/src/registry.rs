@@ -221,7 +221,8 @@ const BUILTINS: &[Builtin] = &[
         .short(&["svc"])
         .all()
         .status()
-        .names(NameRule::Label1035),
+        .names(NameRule::Label1035)
+        .fields(&["spec.clusterIP", "spec.type"]),
     b("", "v1", "serviceaccounts", "ServiceAccount", true).short(&["sa"]),
     b("", "v1", "events", "Event", true)
         .short(&["ev"])
@@ -273,7 +274,8 @@ const BUILTINS: &[Builtin] = &[
         .all()
         .status()
         .scale()
-        .generation(),
+        .generation()
+        .fields(&["status.replicas"]),
     b("batch", "v1", "jobs", "Job", true)
         .all()
         .status()

@@ -897,7 +897,8 @@ impl ApiServer {
 
     pub(crate) async fn delete(&self, loc: &Loc, ctx: &Ctx) -> ApiResult<Reply> {
         let opts = delete_options(ctx)?;
-        self.delete_with(loc, &opts, ctx.query.dry_run()).await
+        self.delete_with(loc, &opts, opts.dry_run || ctx.query.dry_run())
+            .await
     }
 
     pub(crate) async fn delete_with(
@@ -1056,7 +1057,17 @@ impl ApiServer {
                 ns,
                 name,
             };
-            match self.delete_with(&loc, &opts, ctx.query.dry_run()).await {
+            let before = self
+                .state
+                .store
+                .get(&loc.key())
+                .map(|o| self.present(res, parse(&o)));
+            match self
+                .delete_with(&loc, &opts, opts.dry_run || ctx.query.dry_run())
+                .await
+            {
+                // An object deleted at once is listed as it last was; a held one as it is now.
+                Ok(r) if r.body["kind"] == "Status" => items.extend(before),
                 Ok(r) => items.push(r.body),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -1156,6 +1167,8 @@ impl ApiServer {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DeleteOptions {
     pub propagation: Option<String>,
+    /// `dryRun: ["All"]` in the body (the query parameter is read separately).
+    pub dry_run: bool,
     pub uid: Option<String>,
     pub resource_version: Option<u64>,
 }
@@ -1176,6 +1189,16 @@ fn delete_options(ctx: &Ctx) -> ApiResult<DeleteOptions> {
         )?;
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation = Some(p.into());
+        }
+        match body.get("dryRun") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) if a.is_empty() => {}
+            Some(Value::Array(a)) if a.len() == 1 && a[0] == "All" => o.dry_run = true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid dryRun value: {other}; the only supported value is [\"All\"]"
+                )))
+            }
         }
         if body.get("orphanDependents") == Some(&json!(true)) {
             o.propagation = Some("Orphan".into());

@@ -199,3 +199,101 @@ async fn crd_lifecycle() {
         .count("/example.com/widgets/", None);
     assert_eq!(leftovers, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resource_scale_subresource_and_selectable_fields() {
+    let t = support::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    let mut v = version("v1", true);
+    v["subresources"]["scale"] = json!({"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.count", "labelSelectorPath": ".status.selector"});
+    v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["count"] =
+        json!({"type": "integer"});
+    v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["selector"] =
+        json!({"type": "string"});
+    v["selectableFields"] = json!([{"jsonPath": ".spec.color"}]);
+    crds.create(&PostParams::default(), &widget_crd(json!([v])))
+        .await
+        .unwrap();
+    eventually("the CRD is established", || established(&crds)).await;
+    let api = widgets(&t, "v1");
+    api.create(
+        &PostParams::default(),
+        &widget("v1", "a", json!({"size": 2, "color": "blue"})),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &PostParams::default(),
+        &widget("v1", "b", json!({"size": 2})),
+    )
+    .await
+    .unwrap();
+    let st = json!({"status": {"count": 2, "selector": "app=w"}});
+    api.patch_status("a", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap();
+
+    let (code, scale) = t
+        .raw(
+            "GET",
+            "/apis/example.com/v1/namespaces/default/widgets/a/scale",
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (
+            scale["spec"]["replicas"].clone(),
+            scale["status"]["replicas"].clone(),
+            scale["status"]["selector"].clone()
+        ),
+        (json!(2), json!(2), json!("app=w"))
+    );
+    let (code, _) = t
+        .raw(
+            "PATCH",
+            "/apis/example.com/v1/namespaces/default/widgets/a/scale",
+            Some("application/merge-patch+json"),
+            br#"{"spec":{"replicas":5}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(api.get("a").await.unwrap().data["spec"]["size"], 5);
+    // The schema still applies through the scale subresource (maximum 10).
+    let (code, _) = t
+        .raw(
+            "PATCH",
+            "/apis/example.com/v1/namespaces/default/widgets/a/scale",
+            Some("application/merge-patch+json"),
+            br#"{"spec":{"replicas":50}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, 422);
+
+    let blue = api
+        .list(&kube::api::ListParams::default().fields("spec.color=blue"))
+        .await
+        .unwrap();
+    assert_eq!(blue.items.len(), 1);
+    let red = api
+        .list(&kube::api::ListParams::default().fields("spec.color=red"))
+        .await
+        .unwrap();
+    assert_eq!(
+        red.items
+            .iter()
+            .map(|w| w.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["b"],
+        "defaults are selectable"
+    );
+    assert_eq!(
+        status_of(
+            api.list(&kube::api::ListParams::default().fields("spec.size=2"))
+                .await
+        )
+        .code,
+        400
+    );
+}

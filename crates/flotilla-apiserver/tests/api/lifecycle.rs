@@ -243,3 +243,45 @@ async fn redb_store_survives_a_restart_and_continues_its_revisions() {
         "revisions continue after the deletion's ({rv} vs {last_rv})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_deletes_change_nothing() {
+    let t = support::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    api.create(&PostParams::default(), &cm("keep", json!({})))
+        .await
+        .unwrap();
+    api.delete(
+        "keep",
+        &DeleteParams {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        api.get("keep").await.is_ok(),
+        "dryRun in the DeleteOptions body"
+    );
+    let (code, _) = t
+        .raw(
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/keep?dryRun=All",
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert!(api.get("keep").await.is_ok(), "dryRun in the query");
+    let (code, _) = t
+        .raw(
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/keep",
+            Some("application/json"),
+            br#"{"dryRun":["Some"]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(api.get("keep").await.is_ok());
+}

@@ -323,3 +323,70 @@ async fn watch_bookmarks_initial_events_selectors_and_timeouts() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletecollection_by_label() {
+    let t = support::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    for (n, l) in [
+        ("a", json!({"team": "x"})),
+        ("b", json!({"team": "x"})),
+        ("c", json!({"team": "y"})),
+    ] {
+        api.create(&PostParams::default(), &cm(n, l)).await.unwrap();
+    }
+    let dry = kube::api::DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete_collection(&dry, &ListParams::default().labels("team=x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&api, &ListParams::default()).await,
+        ["a", "b", "c"],
+        "dry run deletes nothing"
+    );
+    api.delete_collection(&Default::default(), &ListParams::default().labels("team=x"))
+        .await
+        .unwrap();
+    assert_eq!(names(&api, &ListParams::default()).await, ["c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_runtime_watcher_and_reflector_follow_the_server() {
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let t = support::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
+    api.create(&PostParams::default(), &cm("before", json!({})))
+        .await
+        .unwrap();
+    for config in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let stream = reflector::reflector(writer, watcher(api.clone(), config)).applied_objects();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while stream.next().await.is_some() {}
+        });
+        support::eventually("the reflector lists", || async {
+            reader
+                .get(&reflector::ObjectRef::new("before").within("default"))
+                .is_some()
+        })
+        .await;
+        let name = format!("after-{}", reader.state().len());
+        api.create(&PostParams::default(), &cm(&name, json!({})))
+            .await
+            .unwrap();
+        support::eventually("the reflector sees the new object", || async {
+            reader
+                .get(&reflector::ObjectRef::new(&name).within("default"))
+                .is_some()
+        })
+        .await;
+        task.abort();
+    }
+}
