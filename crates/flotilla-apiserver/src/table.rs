@@ -257,8 +257,153 @@ fn columns(res: &Resource) -> Vec<Col> {
             NAME,
             col("Created At", "date", 0, "When the CRD was created"),
         ],
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") | ("", "LimitRange") => {
+            vec![
+                NAME,
+                col("Created At", "date", 0, "When the object was created"),
+            ]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => vec![
+            NAME,
+            col("Role", "string", 0, "Role referenced by the binding"),
+            AGE,
+            col("Users", "string", 1, "Users bound"),
+            col("Groups", "string", 1, "Groups bound"),
+            col("ServiceAccounts", "string", 1, "Service accounts bound"),
+        ],
+        ("networking.k8s.io", "Ingress") => vec![
+            NAME,
+            col("Class", "string", 0, "The ingress class"),
+            col("Hosts", "string", 0, "Hosts the ingress serves"),
+            col("Address", "string", 0, "Addresses of the load balancer"),
+            col("Ports", "string", 0, "Ports of the load balancer"),
+            AGE,
+        ],
+        ("networking.k8s.io", "NetworkPolicy") => vec![
+            NAME,
+            col("Pod-Selector", "string", 0, "Pods the policy applies to"),
+            AGE,
+        ],
+        ("autoscaling", "HorizontalPodAutoscaler") => vec![
+            NAME,
+            col("Reference", "string", 0, "The scaled object"),
+            col("Targets", "string", 0, "Current and target metrics"),
+            col("MinPods", "string", 0, "Lower replica limit"),
+            col("MaxPods", "integer", 0, "Upper replica limit"),
+            col("Replicas", "integer", 0, "Current replicas"),
+            AGE,
+        ],
+        ("policy", "PodDisruptionBudget") => vec![
+            NAME,
+            col(
+                "Min Available",
+                "string",
+                0,
+                "Pods that must stay available",
+            ),
+            col(
+                "Max Unavailable",
+                "string",
+                0,
+                "Pods that may be unavailable",
+            ),
+            col(
+                "Allowed Disruptions",
+                "integer",
+                0,
+                "Disruptions allowed now",
+            ),
+            AGE,
+        ],
+        ("coordination.k8s.io", "Lease") => {
+            vec![NAME, col("Holder", "string", 0, "The lease holder"), AGE]
+        }
+        ("", "PersistentVolumeClaim") => vec![
+            NAME,
+            col("Status", "string", 0, "Phase of the claim"),
+            col("Volume", "string", 0, "Bound volume"),
+            col("Capacity", "string", 0, "Capacity of the volume"),
+            col("Access Modes", "string", 0, "Access modes"),
+            col("StorageClass", "string", 0, "Storage class"),
+            col(
+                "VolumeAttributesClass",
+                "string",
+                0,
+                "Volume attributes class",
+            ),
+            AGE,
+        ],
+        ("", "ResourceQuota") => vec![
+            NAME,
+            AGE,
+            col("Request", "string", 0, "Requests used and allowed"),
+            col("Limit", "string", 0, "Limits used and allowed"),
+        ],
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            NAME,
+            col("Value", "integer", 0, "The priority value"),
+            col(
+                "Global-Default",
+                "boolean",
+                0,
+                "Whether this is the default priority class",
+            ),
+            AGE,
+            col("PreemptionPolicy", "string", 0, "The preemption policy"),
+        ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            NAME,
+            col("Provisioner", "string", 0, "The provisioner"),
+            col(
+                "ReclaimPolicy",
+                "string",
+                0,
+                "Reclaim policy of provisioned volumes",
+            ),
+            col("VolumeBindingMode", "string", 0, "When volumes are bound"),
+            col(
+                "AllowVolumeExpansion",
+                "string",
+                0,
+                "Whether volumes may grow",
+            ),
+            AGE,
+        ],
         _ => vec![NAME, AGE],
     }
+}
+
+fn subjects_of(o: &Value, kind: &str) -> Value {
+    let names: Vec<String> = o["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["kind"] == kind)
+        .map(|s| match (kind, s["namespace"].as_str()) {
+            ("ServiceAccount", Some(ns)) => format!("{ns}/{}", s["name"].as_str().unwrap_or("")),
+            _ => s["name"].as_str().unwrap_or("").to_string(),
+        })
+        .collect();
+    json!(names.join(", "))
+}
+
+fn quota_pairs(status: &Value, keep: impl Fn(&str) -> bool) -> Value {
+    let hard = status["hard"].as_object();
+    let used = status["used"].as_object();
+    let mut parts: Vec<String> = hard
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| keep(k))
+        .map(|(k, h)| {
+            let u = used
+                .and_then(|u| u.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("0");
+            format!("{k}: {u}/{}", h.as_str().unwrap_or(""))
+        })
+        .collect();
+    parts.sort();
+    json!(parts.join(", "))
 }
 
 fn cells(res: &Resource, o: &Value) -> Vec<Value> {
@@ -453,9 +598,137 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             },
             age,
         ],
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            vec![name, m["creationTimestamp"].clone()]
+        ("apiextensions.k8s.io", "CustomResourceDefinition")
+        | ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
+        | ("", "LimitRange") => vec![name, m["creationTimestamp"].clone()],
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                o["roleRef"]["kind"].as_str().unwrap_or(""),
+                o["roleRef"]["name"].as_str().unwrap_or("")
+            )),
+            age,
+            subjects_of(o, "User"),
+            subjects_of(o, "Group"),
+            subjects_of(o, "ServiceAccount"),
+        ],
+        ("networking.k8s.io", "Ingress") => {
+            let hosts: Vec<&str> = spec["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["host"].as_str())
+                .collect();
+            let tls = spec["tls"].as_array().is_some_and(|t| !t.is_empty());
+            let addrs: Vec<&str> = status["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+                .collect();
+            vec![
+                name,
+                or_none(spec["ingressClassName"].as_str().unwrap_or("")),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(addrs.join(",")),
+                json!(if tls { "80, 443" } else { "80" }),
+                age,
+            ]
         }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            vec![name, json!(selector_text(&spec["podSelector"])), age]
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let target = &spec["scaleTargetRef"];
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    target["kind"].as_str().unwrap_or(""),
+                    target["name"].as_str().unwrap_or("")
+                )),
+                json!(format!("<unknown>/{} metrics", count(&spec["metrics"]))),
+                json!(spec["minReplicas"].as_i64().unwrap_or(1).to_string()),
+                json!(int(&spec["maxReplicas"])),
+                json!(int(&status["currentReplicas"])),
+                age,
+            ]
+        }
+        ("policy", "PodDisruptionBudget") => {
+            let text = |v: &Value| match v {
+                Value::Null => json!("N/A"),
+                Value::String(s) => json!(s),
+                other => json!(other.to_string()),
+            };
+            vec![
+                name,
+                text(&spec["minAvailable"]),
+                text(&spec["maxUnavailable"]),
+                json!(int(&status["disruptionsAllowed"])),
+                age,
+            ]
+        }
+        ("coordination.k8s.io", "Lease") => vec![
+            name,
+            or_none(spec["holderIdentity"].as_str().unwrap_or("")),
+            age,
+        ],
+        ("", "PersistentVolumeClaim") => {
+            let modes: Vec<&str> = status["accessModes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|m| match m {
+                    "ReadWriteOnce" => "RWO",
+                    "ReadOnlyMany" => "ROX",
+                    "ReadWriteMany" => "RWX",
+                    "ReadWriteOncePod" => "RWOP",
+                    other => other,
+                })
+                .collect();
+            vec![
+                name,
+                json!(status["phase"].as_str().unwrap_or("Pending")),
+                json!(spec["volumeName"].as_str().unwrap_or("")),
+                json!(status["capacity"]["storage"].as_str().unwrap_or("")),
+                json!(modes.join(",")),
+                or_none(spec["storageClassName"].as_str().unwrap_or("")),
+                or_none(spec["volumeAttributesClassName"].as_str().unwrap_or("")),
+                age,
+            ]
+        }
+        ("", "ResourceQuota") => vec![
+            name,
+            age,
+            quota_pairs(status, |k| !k.starts_with("limits.")),
+            quota_pairs(status, |k| k.starts_with("limits.")),
+        ],
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            name,
+            json!(int(&o["value"])),
+            json!(o["globalDefault"].as_bool().unwrap_or(false)),
+            age,
+            json!(o["preemptionPolicy"]
+                .as_str()
+                .unwrap_or("PreemptLowerPriority")),
+        ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            name,
+            o["provisioner"].clone(),
+            json!(o["reclaimPolicy"].as_str().unwrap_or("Delete")),
+            json!(o["volumeBindingMode"].as_str().unwrap_or("Immediate")),
+            json!(o["allowVolumeExpansion"]
+                .as_bool()
+                .unwrap_or(false)
+                .to_string()),
+            age,
+        ],
         _ => vec![name, age],
     }
 }

@@ -484,3 +484,90 @@ async fn generator_commands_send_protobuf_and_work() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_have_kubectls_usual_columns() {
+    let t = support::start().await;
+    t.kubectl_ok(&["apply", "-f", &testdata("kinds.yaml")]);
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("role", &["NAME", "CREATED", "AT"], "reader"),
+        ("rolebinding", &["NAME", "ROLE", "AGE"], "Role/reader"),
+        (
+            "ingress",
+            &["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
+            "shop.example.com",
+        ),
+        ("networkpolicy", &["NAME", "POD-SELECTOR", "AGE"], "app=web"),
+        (
+            "hpa",
+            &[
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE",
+            ],
+            "Deployment/web",
+        ),
+        (
+            "pdb",
+            &[
+                "NAME",
+                "MIN",
+                "AVAILABLE",
+                "MAX",
+                "UNAVAILABLE",
+                "ALLOWED",
+                "DISRUPTIONS",
+                "AGE",
+            ],
+            "N/A",
+        ),
+        ("lease", &["NAME", "HOLDER", "AGE"], "hub-0"),
+        (
+            "pvc",
+            &[
+                "NAME",
+                "STATUS",
+                "VOLUME",
+                "CAPACITY",
+                "ACCESS",
+                "MODES",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "AGE",
+            ],
+            "Pending",
+        ),
+        (
+            "priorityclass",
+            &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"],
+            "1000",
+        ),
+        (
+            "storageclass",
+            &[
+                "NAME",
+                "PROVISIONER",
+                "RECLAIMPOLICY",
+                "VOLUMEBINDINGMODE",
+                "ALLOWVOLUMEEXPANSION",
+                "AGE",
+            ],
+            "example.com/fast",
+        ),
+    ];
+    for (kind, header, cell) in cases {
+        let out = t.kubectl_ok(&["get", kind]);
+        let got: Vec<&str> = out
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(&got, header, "{kind}:\n{out}");
+        assert!(out.contains(cell), "{kind}:\n{out}");
+    }
+}
