@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod builtin;
+mod convert;
 mod crd;
 mod discovery;
 pub mod errors;

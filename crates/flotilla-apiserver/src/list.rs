@@ -220,7 +220,7 @@ impl ApiServer {
                     if i > 0 {
                         buf.extend_from_slice(b",");
                     }
-                    if res.custom {
+                    if crate::convert::needs_conversion(res) {
                         let v = self.present(res, parse(o));
                         buf.extend_from_slice(&serde_json::to_vec(&v).expect("JSON encodes"));
                     } else {
@@ -429,7 +429,9 @@ impl ApiServer {
         let mut buf = BytesMut::with_capacity(data.len() + 40);
         buf.extend_from_slice(format!("{{\"type\":\"{ty}\",\"object\":").as_bytes());
         match output {
-            Output::Json | Output::Yaml if !res.custom => buf.extend_from_slice(data),
+            Output::Json | Output::Yaml if !crate::convert::needs_conversion(res) => {
+                buf.extend_from_slice(data)
+            }
             out => {
                 let v: Value = serde_json::from_slice(data).expect("stored objects are JSON");
                 let v = self.present(res, v);

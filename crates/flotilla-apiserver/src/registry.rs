@@ -208,6 +208,21 @@ impl Builtin {
     }
 }
 
+/// The selectable fields of Events (kube-apiserver's field labels for events).
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
 /// The built-in kinds the server stores as templates (nothing runs them on the hub).
 const BUILTINS: &[Builtin] = &[
     b("", "v1", "namespaces", "Namespace", false)
@@ -226,19 +241,7 @@ const BUILTINS: &[Builtin] = &[
     b("", "v1", "serviceaccounts", "ServiceAccount", true).short(&["sa"]),
     b("", "v1", "events", "Event", true)
         .short(&["ev"])
-        .fields(&[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ]),
+        .fields(EVENT_FIELDS),
     b("", "v1", "resourcequotas", "ResourceQuota", true)
         .short(&["quota"])
         .status(),
@@ -361,15 +364,10 @@ const BUILTINS: &[Builtin] = &[
         false,
     )
     .short(&["sc"]),
+    // Same storage as core Events, so the same (stored-form) selectable fields.
     b("events.k8s.io", "v1", "events", "Event", true)
         .short(&["ev"])
-        .fields(&[
-            "reason",
-            "type",
-            "regarding.kind",
-            "regarding.name",
-            "regarding.namespace",
-        ]),
+        .fields(EVENT_FIELDS),
     b(
         "apiextensions.k8s.io",
         "v1",
@@ -427,7 +425,12 @@ fn builtin_resources() -> Vec<Arc<Resource>> {
                 schema: SchemaRef::Builtin(def),
                 printer_columns: vec![],
                 selectable_fields: bi.fields.iter().map(|s| s.to_string()).collect(),
-                storage_key_group: bi.group.into(),
+                // events.k8s.io/v1 Events are core Events seen through another API.
+                storage_key_group: if bi.group == "events.k8s.io" {
+                    String::new()
+                } else {
+                    bi.group.into()
+                },
                 custom: false,
             })
         })

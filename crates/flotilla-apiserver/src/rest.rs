@@ -300,14 +300,8 @@ impl ApiServer {
 
     /// Presents a stored object at the requested version (custom resources are stored at the
     /// version they were written with and served at any version: conversion strategy None).
-    pub(crate) fn present(&self, res: &Resource, mut v: Value) -> Value {
-        if res.custom {
-            let want = res.api_version();
-            if v.get("apiVersion").and_then(Value::as_str) != Some(want.as_str()) {
-                v["apiVersion"] = Value::String(want);
-            }
-        }
-        v
+    pub(crate) fn present(&self, res: &Resource, v: Value) -> Value {
+        crate::convert::to_request(res, v)
     }
 
     async fn ensure_namespace_open(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<()> {
@@ -425,9 +419,10 @@ impl ApiServer {
                     warnings,
                 });
             }
+            let stored = crate::convert::to_storage(res, obj.clone());
             let write = Write::Put {
-                attrs: attrs_of(res, &obj),
-                value: obj.clone(),
+                attrs: attrs_of(res, &stored),
+                value: stored,
                 precondition: Precondition::MustNotExist,
             };
             match self.state.store.write(&loc.key(), write).await {
@@ -435,7 +430,7 @@ impl ApiServer {
                     self.after_write(res, &ev.object);
                     return Ok(Reply {
                         code: StatusCode::CREATED,
-                        body: parse(&ev.object),
+                        body: self.present(res, parse(&ev.object)),
                         warnings,
                     });
                 }
@@ -625,7 +620,7 @@ impl ApiServer {
                 .store
                 .get_latest(&key)
                 .ok_or_else(|| ApiError::not_found(loc.target()))?;
-            let current = parse(&current_obj);
+            let current = self.present(res, parse(&current_obj));
             let mut new = make(&current)?;
             if !new.is_object() {
                 return Err(ApiError::bad_request("the object must be a JSON object"));
@@ -698,15 +693,16 @@ impl ApiServer {
                 });
             }
             let deleting = ready_to_delete(res, &new);
+            let stored = crate::convert::to_storage(res, new.clone());
             let write = if deleting {
                 Write::Delete {
-                    last: new.clone(),
+                    last: stored,
                     precondition: Precondition::ModRevision(current_obj.mod_rev),
                 }
             } else {
                 Write::Put {
-                    attrs: attrs_of(res, &new),
-                    value: new.clone(),
+                    attrs: attrs_of(res, &stored),
+                    value: stored,
                     precondition: Precondition::ModRevision(current_obj.mod_rev),
                 }
             };

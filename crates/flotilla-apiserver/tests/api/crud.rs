@@ -439,3 +439,68 @@ async fn dry_run_accepts_only_all() {
         .await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_one_resource_through_both_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let t = support::start().await;
+    let deps: Api<Deployment> = Api::namespaced(t.client.clone(), "default");
+    let d = deps
+        .create(&PostParams::default(), &deployment("web", "nginx:1"))
+        .await
+        .unwrap();
+    let new_api: Api<NewEvent> = Api::namespaced(t.client.clone(), "default");
+    let e: NewEvent = serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "flotilla.dev/placement",
+        "reportingInstance": "hub-0", "action": "Place", "reason": "Placed", "type": "Normal",
+        "note": "placed on 3 clusters",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default", "uid": d.metadata.uid}})).unwrap();
+    let created = new_api.create(&PostParams::default(), &e).await.unwrap();
+    assert_eq!(created.note.as_deref(), Some("placed on 3 clusters"));
+
+    let core_api: Api<CoreEvent> = Api::namespaced(t.client.clone(), "default");
+    let core = core_api.get("web.1").await.unwrap();
+    assert_eq!(core.message.as_deref(), Some("placed on 3 clusters"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(
+        core.reporting_component.as_deref(),
+        Some("flotilla.dev/placement")
+    );
+    let found = core_api
+        .list(
+            &ListParams::default().fields("involvedObject.name=web,involvedObject.kind=Deployment"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    // Both APIs list the same object; an update through one shows through the other.
+    let mut c = core.clone();
+    c.message = Some("placed on 4 clusters".into());
+    core_api
+        .replace("web.1", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    assert_eq!(
+        new_api.get("web.1").await.unwrap().note.as_deref(),
+        Some("placed on 4 clusters")
+    );
+    assert_eq!(
+        new_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    let describe = t.kubectl_ok(&["describe", "deployment", "web"]);
+    assert!(
+        describe.contains("Placed") && describe.contains("placed on 4 clusters"),
+        "{describe}"
+    );
+    new_api.delete("web.1", &Default::default()).await.unwrap();
+    assert_eq!(status_of(core_api.get("web.1").await).code, 404);
+}
