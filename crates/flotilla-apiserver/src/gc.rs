@@ -39,6 +39,21 @@ fn owners(v: &Value) -> Vec<Owner> {
         .unwrap_or_default()
 }
 
+/// The latest of an Event's occurrence times.
+fn last_seen(e: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    [
+        &e["series"]["lastObservedTime"],
+        &e["lastTimestamp"],
+        &e["eventTime"],
+        &e["metadata"]["creationTimestamp"],
+    ]
+    .into_iter()
+    .filter_map(|t| t.as_str())
+    .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    .map(|t| t.with_timezone(&chrono::Utc))
+    .max()
+}
+
 /// The collector's view of the object graph.
 #[derive(Default)]
 struct Graph {
@@ -102,6 +117,9 @@ pub(crate) async fn run(server: ApiServer, resync: Duration) {
         gc.process(&key).await;
     }
     let mut ticker = tokio::time::interval(resync);
+    let ttl = gc.server.state.config.event_ttl;
+    let mut expiry =
+        tokio::time::interval((ttl / 60).clamp(Duration::from_millis(50), Duration::from_secs(60)));
     let stopped = gc.server.stopped();
     tokio::pin!(stopped);
     loop {
@@ -124,6 +142,7 @@ pub(crate) async fn run(server: ApiServer, resync: Duration) {
                 Err(_) => return,
             },
             _ = ticker.tick() => gc.resync().await,
+            _ = expiry.tick() => gc.expire_events(ttl).await,
         }
     }
 }
@@ -325,6 +344,36 @@ impl Collector {
             if let Err(e) = r {
                 if e.code != 404 {
                     tracing::warn!(key, error = %e, "could not drop dangling owner references");
+                }
+            }
+        }
+    }
+
+    /// Deletes Events whose last occurrence is older than `ttl`, as kube-apiserver's event TTL
+    /// does.
+    async fn expire_events(&self, ttl: Duration) {
+        let Ok(ttl) = chrono::Duration::from_std(ttl) else {
+            return;
+        };
+        let cutoff = chrono::Utc::now() - ttl;
+        let expired: Vec<String> = self
+            .server
+            .store()
+            .snapshot()
+            .range("/core/events/", None)
+            .filter(|o| last_seen(&crate::rest::parse(o)).is_some_and(|t| t < cutoff))
+            .map(|o| o.key.to_string())
+            .collect();
+        for key in expired {
+            if let Some(loc) = self.loc(&key) {
+                if let Err(e) = self
+                    .server
+                    .delete_with(&loc, &DeleteOptions::default(), false)
+                    .await
+                {
+                    if e.code != 404 {
+                        tracing::warn!(key, error = %e, "could not expire an event");
+                    }
                 }
             }
         }

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub max_watch: Duration,
     /// How long a read at a future resourceVersion waits before 504.
     pub rv_wait: Duration,
+    /// How long Events are kept after their last occurrence (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             bookmark_interval: Duration::from_secs(60),
             max_watch: Duration::from_secs(1800),
             rv_wait: Duration::from_secs(3),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }

@@ -45,6 +45,9 @@ struct HubArgs {
     /// Storage backend.
     #[arg(long, value_enum, default_value = "redb")]
     store: StoreKind,
+    /// How long Events are kept after they last occurred (kube-apiserver's --event-ttl).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    event_ttl_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -97,7 +100,11 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.data_dir.display()))?;
     let store = open_store(args.store, &args.data_dir)?;
-    let server = ApiServer::new(store, ServerConfig::default());
+    let config = ServerConfig {
+        event_ttl: std::time::Duration::from_secs(args.event_ttl_seconds),
+        ..ServerConfig::default()
+    };
+    let server = ApiServer::new(store, config);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.bind))?;

@@ -285,3 +285,43 @@ async fn dry_run_deletes_change_nothing() {
     assert_eq!(code, 400);
     assert!(api.get("keep").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_expire_after_their_ttl() {
+    use k8s_openapi::api::core::v1::Event;
+    let config = flotilla_apiserver::ServerConfig {
+        event_ttl: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let t = support::start_with(support::Backend::Memory, config, None).await;
+    let events: Api<Event> = Api::namespaced(t.client.clone(), "default");
+    let now = chrono::Utc::now();
+    let ev = |name: &str, last: chrono::DateTime<chrono::Utc>| -> Event {
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+            "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "default"},
+            "reason": "Test", "message": "m", "type": "Normal",
+            "lastTimestamp": last.format("%Y-%m-%dT%H:%M:%SZ").to_string()}),
+        )
+        .unwrap()
+    };
+    events
+        .create(
+            &PostParams::default(),
+            &ev("old", now - chrono::Duration::hours(2)),
+        )
+        .await
+        .unwrap();
+    events
+        .create(
+            &PostParams::default(),
+            &ev("fresh", now + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    eventually("the old event expires", || async {
+        matches!(events.get("old").await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await;
+    assert!(events.get("fresh").await.is_ok());
+}
