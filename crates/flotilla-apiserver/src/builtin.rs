@@ -460,6 +460,77 @@ fn validate_selector_and_template(spec: &Value, path: &str, c: &mut Vec<Cause>) 
 }
 
 fn validate_pod_spec(pod: &Value, path: &str, c: &mut Vec<Cause>) {
+    let mut volumes = std::collections::BTreeSet::new();
+    for (i, v) in pod["volumes"].as_array().into_iter().flatten().enumerate() {
+        let name = v["name"].as_str().unwrap_or("");
+        if name.is_empty() {
+            c.push(Cause::required(format!("{path}.volumes[{i}].name")));
+        } else if !volumes.insert(name.to_string()) {
+            c.push(Cause::duplicate(
+                format!("{path}.volumes[{i}].name"),
+                &v["name"],
+            ));
+        } else {
+            for p in label_problems(name) {
+                c.push(Cause::invalid(
+                    format!("{path}.volumes[{i}].name"),
+                    &v["name"],
+                    &p,
+                ));
+            }
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for (i, ct) in pod[list].as_array().into_iter().flatten().enumerate() {
+            let p = format!("{path}.{list}[{i}]");
+            for (j, m) in ct["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let name = m["name"].as_str().unwrap_or("");
+                if name.is_empty() {
+                    c.push(Cause::required(format!("{p}.volumeMounts[{j}].name")));
+                } else if !volumes.contains(name) {
+                    c.push(Cause::not_found(
+                        format!("{p}.volumeMounts[{j}].name"),
+                        &m["name"],
+                    ));
+                }
+                if m["mountPath"].as_str().unwrap_or("").is_empty() {
+                    c.push(Cause::required(format!("{p}.volumeMounts[{j}].mountPath")));
+                }
+            }
+            for (j, e) in ct["env"].as_array().into_iter().flatten().enumerate() {
+                if e["name"].as_str().unwrap_or("").is_empty() {
+                    c.push(Cause::required(format!("{p}.env[{j}].name")));
+                }
+            }
+            let res = &ct["resources"];
+            for (name, req) in res["requests"].as_object().into_iter().flatten() {
+                let limit = res["limits"].get(name);
+                let (Some(r), Some(l)) = (
+                    req.as_str().and_then(crate::validation::parse_quantity),
+                    limit
+                        .and_then(Value::as_str)
+                        .and_then(crate::validation::parse_quantity),
+                ) else {
+                    continue;
+                };
+                if r > l {
+                    c.push(Cause::invalid(
+                        format!("{p}.resources.requests"),
+                        req,
+                        &format!(
+                            "must be less than or equal to {name} limit of {}",
+                            limit.and_then(Value::as_str).unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let containers = pod["containers"]
         .as_array()
         .map(Vec::as_slice)
@@ -589,6 +660,42 @@ mod tests {
             fields(&validate("batch", "Job", &job)),
             ["spec.template.spec.restartPolicy"]
         );
+    }
+
+    #[test]
+    fn pod_spec_volumes_env_and_resources() {
+        let d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {
+            "volumes": [{"name": "data"}, {"name": "data"}],
+            "containers": [{"name": "c", "image": "i",
+                "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "nope", "mountPath": "/n"}],
+                "env": [{"value": "x"}],
+                "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}}}});
+        let causes = validate("apps", "Deployment", &d);
+        let got: Vec<(&str, &str)> = causes
+            .iter()
+            .map(|c| (c.field.as_str(), c.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("spec.template.spec.volumes[1].name", "FieldValueDuplicate"),
+                (
+                    "spec.template.spec.containers[0].volumeMounts[1].name",
+                    "FieldValueNotFound"
+                ),
+                (
+                    "spec.template.spec.containers[0].env[0].name",
+                    "FieldValueRequired"
+                ),
+                (
+                    "spec.template.spec.containers[0].resources.requests",
+                    "FieldValueInvalid"
+                ),
+            ]
+        );
+        assert!(causes[3]
+            .message
+            .contains("must be less than or equal to cpu limit of 1"));
     }
 
     #[test]

@@ -194,6 +194,11 @@ pub fn admit_custom(schema: Option<&Value>, obj: &mut Value) -> (Vec<String>, Ve
         for issue in decode(&s, &node, m) {
             match issue {
                 DecodeIssue::Unknown(p) => unknown.push(format!("metadata.{p}")),
+                DecodeIssue::Quantity(p) => causes.push(Cause::invalid(
+                    format!("metadata.{p}"),
+                    &Value::Null,
+                    crate::validation::QUANTITY_MSG,
+                )),
                 DecodeIssue::Type {
                     path,
                     found,

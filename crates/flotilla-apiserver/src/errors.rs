@@ -56,6 +56,15 @@ impl Cause {
         }
     }
 
+    /// `Not found: <value>`.
+    pub fn not_found(field: impl Into<String>, value: &Value) -> Self {
+        Self {
+            reason: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {}", render_value(value)),
+        }
+    }
+
     /// `Duplicate value: <value>`.
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
         Self {

@@ -463,6 +463,14 @@ impl ApiServer {
                 for issue in issues {
                     match issue {
                         DecodeIssue::Unknown(p) => unknown.push(p),
+                        DecodeIssue::Quantity(_) => {
+                            return Err(ApiError::bad_request(format!(
+                                "{kind} in version \"{v}\" cannot be handled as a {kind}: {msg}",
+                                kind = res.kind,
+                                v = res.version,
+                                msg = crate::validation::QUANTITY_MSG,
+                            )));
+                        }
                         DecodeIssue::Type {
                             path,
                             found,

@@ -87,6 +87,8 @@ impl Schema {
 pub enum DecodeIssue {
     /// A field the schema does not know (already pruned from the object).
     Unknown(String),
+    /// A resource quantity that does not parse.
+    Quantity(String),
     /// A value of the wrong JSON type.
     Type {
         /// Dotted path of the field.
@@ -126,6 +128,21 @@ fn walk(
     path: &mut String,
     out: &mut Vec<DecodeIssue>,
 ) {
+    let is_quantity = node
+        .get("$ref")
+        .and_then(Value::as_str)
+        .is_some_and(|r| r.ends_with("resource.Quantity"));
+    if is_quantity {
+        let ok = match &*value {
+            Value::String(q) => crate::validation::parse_quantity(q).is_some(),
+            Value::Number(_) | Value::Null => true,
+            _ => false,
+        };
+        if !ok {
+            out.push(DecodeIssue::Quantity(path.clone()));
+        }
+        return;
+    }
     let node = schema.resolve(node);
     let ty = node.get("type").and_then(Value::as_str);
     let format = node.get("format").and_then(Value::as_str);
@@ -314,6 +331,12 @@ mod tests {
             json!({"spec": {"ports": [{"port": 80, "targetPort": "http", "x": 1}, {"port": 81, "targetPort": 8080}], "clusterIP": null}}),
             json!({"spec": {"ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8080}]}}),
             &[DecodeIssue::Unknown("spec.ports[0].x".into())],
+        );
+        check(
+            "io.k8s.api.core.v1.ResourceRequirements",
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "lots"}}),
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "lots"}}),
+            &[DecodeIssue::Quantity("requests.cpu".into())],
         );
     }
 

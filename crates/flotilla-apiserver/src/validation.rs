@@ -142,6 +142,44 @@ pub fn config_key_problem(k: &str) -> Option<String> {
     None
 }
 
+/// The message kube-apiserver gives for a malformed resource quantity.
+pub const QUANTITY_MSG: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+/// Parses a Kubernetes resource quantity ("500m", "1Gi", "1e3", "2") into its value.
+pub fn parse_quantity(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    if number.is_empty() || number.matches('.').count() > 1 || number[1..].contains(['+', '-']) {
+        return None;
+    }
+    let n: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    Some(n * factor)
+}
+
 const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 
 /// Validates an object's metadata: name, labels, annotations, finalizers, owner references.
@@ -267,6 +305,25 @@ mod tests {
             1
         );
         assert_eq!(name_problems(NameRule::Label, &"a".repeat(64)).len(), 1);
+    }
+
+    #[test]
+    fn quantities() {
+        let cases: &[(&str, Option<f64>)] = &[
+            ("2", Some(2.0)),
+            ("500m", Some(0.5)),
+            ("1Gi", Some(1073741824.0)),
+            ("1.5k", Some(1500.0)),
+            ("1e3", Some(1000.0)),
+            ("-1", Some(-1.0)),
+            ("abc", None),
+            ("1Gb", None),
+            ("1..2", None),
+            ("", None),
+        ];
+        for (q, want) in cases {
+            assert_eq!(parse_quantity(q), *want, "{q}");
+        }
     }
 
     #[test]

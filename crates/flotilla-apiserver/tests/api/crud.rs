@@ -504,3 +504,56 @@ async fn events_are_one_resource_through_both_apis() {
     new_api.delete("web.1", &Default::default()).await.unwrap();
     assert_eq!(status_of(core_api.get("web.1").await).code, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_quantities_and_pod_spec_references_are_rejected() {
+    let t = support::start().await;
+    let path = "/apis/apps/v1/namespaces/default/deployments";
+    let mut d = serde_json::to_value(deployment("q", "nginx:1")).unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "lots"}});
+    let (code, s) = t
+        .raw(
+            "POST",
+            path,
+            Some("application/json"),
+            serde_json::to_vec(&d).unwrap(),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("quantities must match the regular expression"),
+        "{s}"
+    );
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}});
+    d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    let (code, s) = t
+        .raw(
+            "POST",
+            path,
+            Some("application/json"),
+            serde_json::to_vec(&d).unwrap(),
+        )
+        .await;
+    assert_eq!(code, 422, "{s}");
+    assert_eq!(
+        s["details"]["causes"][0]["field"],
+        "spec.template.spec.containers[0].volumeMounts[0].name"
+    );
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueNotFound");
+    d["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    let (code, s) = t
+        .raw(
+            "POST",
+            path,
+            Some("application/json"),
+            serde_json::to_vec(&d).unwrap(),
+        )
+        .await;
+    assert_eq!(code, 201, "{s}");
+}
