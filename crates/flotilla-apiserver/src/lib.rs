@@ -14,8 +14,10 @@ mod convert;
 mod crd;
 mod discovery;
 pub mod errors;
+mod fieldpath;
 mod gc;
 mod list;
+mod managed;
 mod openapi;
 mod patch;
 mod proto;
@@ -60,6 +62,7 @@ impl ApiServer {
                 query: request::Query::default(),
                 output: server::Output::Json,
                 content_type: "application/json".into(),
+                user_agent: "flotilla-apiserver".into(),
                 body: serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
                     .expect("JSON encodes")
                     .into(),

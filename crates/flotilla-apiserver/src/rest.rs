@@ -22,6 +22,7 @@ pub(crate) struct Ctx {
     pub output: Output,
     pub content_type: String,
     pub body: Bytes,
+    pub user_agent: String,
 }
 
 /// A response object plus warnings for the `Warning` header.
@@ -101,6 +102,54 @@ pub(crate) fn decode_body(
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(v)
+}
+
+/// The field manager of an Update-operation write: `fieldManager`, or the client's user agent
+/// up to its first '/', as kube-apiserver derives it.
+fn field_manager(ctx: &Ctx) -> ApiResult<String> {
+    let m = match ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.to_string(),
+        None => {
+            let ua = ctx.user_agent.split('/').next().unwrap_or("").trim();
+            if ua.is_empty() {
+                "unknown".to_string()
+            } else {
+                ua.chars().take(128).collect()
+            }
+        }
+    };
+    if m.len() > 128 || m.chars().any(|c| c.is_control()) {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "UpdateOptions",
+            "",
+            vec![Cause::invalid(
+                "fieldManager",
+                &json!(m),
+                "must consist of printable characters and be at most 128 characters",
+            )],
+        ));
+    }
+    Ok(m)
+}
+
+/// The schema root the field manager walks: the built-in definition, or the CRD's schema with
+/// ObjectMeta for `metadata`.
+fn managed_root(res: &Resource) -> Value {
+    let meta = json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
+    match &res.schema {
+        SchemaRef::Builtin(def) => json!({"$ref": format!("#/definitions/{def}")}),
+        SchemaRef::Custom(schema) => {
+            let mut v = schema.as_deref().cloned().unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
+            if !v["properties"].is_object() {
+                v["properties"] = json!({});
+            }
+            v["properties"]["metadata"] = meta;
+            v
+        }
+    }
 }
 
 /// The OpenAPI (and protobuf) definition of a built-in resource.
@@ -388,6 +437,19 @@ impl ApiServer {
             }
         }
         let warnings = self.admit(res, &mut obj, None, fv)?;
+        {
+            let manager = field_manager(ctx)?;
+            let root = managed_root(res);
+            let api_version = res.api_version();
+            let mctx = crate::managed::Context {
+                schema: &self.state.schema,
+                root: &root,
+                api_version: &api_version,
+                subresource: "",
+                has_status: res.status,
+            };
+            crate::managed::record_update(&mctx, None, &mut obj, &manager)?;
+        }
         let generate =
             meta_str(&obj, "name").is_empty() && !meta_str(&obj, "generateName").is_empty();
         if let Some(ns) = ns {
@@ -582,6 +644,20 @@ impl ApiServer {
             .trim()
             .to_string();
         let kind = crate::patch::PatchKind::from_content_type(&ct)?;
+        if kind == crate::patch::PatchKind::Apply {
+            return self.apply_patch(loc, sub, ctx, &ct).await;
+        }
+        if ctx.query.get("force").is_some_and(|f| !f.is_empty()) {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![Cause::forbidden(
+                    "force",
+                    "may not be specified for non-apply patch",
+                )],
+            ));
+        }
         if sub == Some("scale") {
             let current = self.get_scale(loc)?.body;
             let patched = crate::patch::apply(&self.state.schema, None, kind, &current, &ctx.body)?;
@@ -620,6 +696,7 @@ impl ApiServer {
         make: impl Fn(&Value) -> ApiResult<Value>,
     ) -> ApiResult<Reply> {
         let fv = FieldValidation::from_query(&ctx.query)?;
+        let manager = field_manager(ctx)?;
         let key = loc.key();
         let res = &loc.res;
         for _ in 0..32 {
@@ -676,6 +753,18 @@ impl ApiServer {
                         )],
                     ));
                 }
+            }
+            {
+                let root = managed_root(res);
+                let api_version = res.api_version();
+                let mctx = crate::managed::Context {
+                    schema: &self.state.schema,
+                    root: &root,
+                    api_version: &api_version,
+                    subresource: if sub == Some("status") { "status" } else { "" },
+                    has_status: res.status,
+                };
+                crate::managed::record_update(&mctx, Some(&current), &mut new, &manager)?;
             }
             let mut unchanged = current.clone();
             meta_mut(&mut unchanged).remove("resourceVersion");
@@ -1105,10 +1194,123 @@ fn internal_ctx() -> Ctx {
         output: Output::Json,
         content_type: "application/json".into(),
         body: Bytes::new(),
+        user_agent: "flotilla-apiserver".into(),
     }
 }
 
 impl ApiServer {
+    /// Server-side apply: merges the applied configuration by field manager, creating the
+    /// object if it does not exist.
+    async fn apply_patch(
+        &self,
+        loc: &Loc,
+        sub: Option<&str>,
+        ctx: &Ctx,
+        ct: &str,
+    ) -> ApiResult<Reply> {
+        let Some(manager) = ctx
+            .query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+        else {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![Cause::required_detail(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
+            ));
+        };
+        let force = match ctx.query.get("force") {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid force value {other:?}"
+                )))
+            }
+        };
+        if sub == Some("scale") {
+            return Err(ApiError::bad_request(
+                "apply is not supported on the scale subresource",
+            ));
+        }
+        let mut config: Value = if ct.ends_with("+json") {
+            serde_json::from_slice(&ctx.body).map_err(|e| {
+                ApiError::bad_request(format!("error decoding the apply patch: {e}"))
+            })?
+        } else {
+            serde_yaml::from_slice(&ctx.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        };
+        check_type_meta(&loc.res, &mut config)?;
+        if meta(&config)
+            .get("managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        match meta_str(&config, "name") {
+            "" => {
+                meta_mut(&mut config).insert("name".into(), json!(loc.name));
+            }
+            n if n != loc.name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({})",
+                    loc.name
+                )))
+            }
+            _ => {}
+        }
+        if let Some(ns) = &loc.ns {
+            let got = meta_str(&config, "namespace");
+            if !got.is_empty() && got != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let res = &loc.res;
+        let root = managed_root(res);
+        let api_version = res.api_version();
+        let mctx = crate::managed::Context {
+            schema: &self.state.schema,
+            root: &root,
+            api_version: &api_version,
+            subresource: if sub == Some("status") { "status" } else { "" },
+            has_status: res.status,
+        };
+        for _ in 0..2 {
+            if self.state.store.get_latest(&loc.key()).is_none() {
+                if sub.is_some() {
+                    return Err(ApiError::not_found(loc.target()));
+                }
+                let merged = crate::managed::apply(&mctx, None, &config, &manager, force)?;
+                let cctx = Ctx {
+                    method: Method::POST,
+                    query: ctx.query.clone(),
+                    output: ctx.output,
+                    content_type: "application/json".into(),
+                    body: Bytes::from(serde_json::to_vec(&merged).expect("JSON encodes")),
+                    user_agent: ctx.user_agent.clone(),
+                };
+                match self.create(res, loc.ns.as_deref(), &cctx).await {
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    other => return other,
+                }
+            }
+            return self
+                .guaranteed_update(loc, sub, ctx, None, |current| {
+                    crate::managed::apply(&mctx, Some(current), &config, &manager, force)
+                })
+                .await;
+        }
+        Err(ApiError::conflict(loc.target(), ApiError::MODIFIED))
+    }
+
     /// Replaces an object's status through the status subresource (used by the server's own
     /// controllers).
     pub(crate) async fn write_status(&self, loc: &Loc, status: Value) -> ApiResult<Reply> {

@@ -33,10 +33,23 @@ impl Schema {
                     .expect("the vendored definitions are valid gzip");
                 let mut doc: Value =
                     serde_json::from_str(&text).expect("the vendored definitions are valid JSON");
-                let definitions = match doc.get_mut("definitions").map(Value::take) {
+                let mut definitions = match doc.get_mut("definitions").map(Value::take) {
                     Some(Value::Object(m)) => m,
                     _ => panic!("the vendored definitions have no definitions object"),
                 };
+                // Kubernetes' OpenAPI v3 declares these defaults of list-map keys, which
+                // server-side apply needs to match items; the vendored definitions lack them.
+                for def in [
+                    "io.k8s.api.core.v1.ContainerPort",
+                    "io.k8s.api.core.v1.ServicePort",
+                ] {
+                    if let Some(p) = definitions
+                        .get_mut(def)
+                        .and_then(|d| d.pointer_mut("/properties/protocol"))
+                    {
+                        p["default"] = Value::String("TCP".into());
+                    }
+                }
                 Arc::new(Schema { definitions })
             })
             .clone()

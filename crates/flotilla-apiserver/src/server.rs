@@ -127,6 +127,7 @@ impl ApiServer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
+        tracing::debug!(method = %parts.method, uri = %parts.uri, content_type = ?parts.headers.get(header::CONTENT_TYPE), "request");
         let query = Query::parse(parts.uri.query());
         if let Some(d) = query.get("dryRun").filter(|d| !d.is_empty() && *d != "All") {
             return error_response(&ApiError::bad_request(format!(
@@ -164,12 +165,19 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let ctx = crate::rest::Ctx {
             method: parts.method.clone(),
             query,
             output,
             content_type,
             body,
+            user_agent,
         };
         match self.route(&path, ctx).await {
             Ok(r) => r,

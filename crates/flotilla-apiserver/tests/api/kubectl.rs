@@ -571,3 +571,131 @@ async fn tables_have_kubectls_usual_columns() {
         assert!(out.contains(cell), "{kind}:\n{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_with_kubectl() {
+    let t = support::start().await;
+    let managers = |t: &support::TestServer| -> Vec<(String, String)> {
+        let d = json(&t.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ]));
+        d["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_string(),
+                    e["operation"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Created with client-side apply, then migrated to server-side apply by kubectl.
+    t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    assert_eq!(
+        managers(&t),
+        [(
+            "kubectl-client-side-apply".to_string(),
+            "Update".to_string()
+        )]
+    );
+    let out = t.kubectl_ok(&["apply", "--server-side", "-f", &testdata("app-v2.yaml")]);
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    let m = managers(&t);
+    assert!(m.contains(&("kubectl".into(), "Apply".into())), "{m:?}");
+    assert!(
+        !m.iter().any(|(n, _)| n == "kubectl-client-side-apply"),
+        "ownership moved to kubectl: {m:?}"
+    );
+    // The removed sidecar and env var are gone; new fields are in (merge by keys).
+    let d = json(&t.kubectl_ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"]));
+    let cs = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 1);
+    let env: Vec<&str> = cs[0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env, ["KEEP", "NEW"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+
+    // A second manager conflicts on replicas, then forces.
+    let (ok, _, err) = t.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=scaler",
+        "-f",
+        &testdata("scaler.yaml"),
+    ]);
+    assert!(
+        !ok && err.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
+        ),
+        "{err}"
+    );
+    t.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=scaler",
+        "--force-conflicts",
+        "-f",
+        &testdata("scaler.yaml"),
+    ]);
+    assert_eq!(
+        t.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "7"
+    );
+    assert!(managers(&t).contains(&("scaler".into(), "Apply".into())));
+    let yaml = t.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(
+        yaml.contains("manager: scaler")
+            && yaml.contains("fieldsType: FieldsV1")
+            && yaml.contains("f:replicas: {}"),
+        "{yaml}"
+    );
+    // Without --show-managed-fields kubectl hides them.
+    assert!(!t
+        .kubectl_ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"])
+        .contains("managedFields"));
+
+    // Back to client-side apply.
+    let out = t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let d = json(&t.kubectl_ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"]));
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
+    assert!(managers(&t).contains(&("kubectl-client-side-apply".into(), "Update".into())));
+}

@@ -7,4 +7,5 @@ mod kubectl;
 mod lifecycle;
 mod list_watch;
 mod patches;
+mod ssa;
 mod support;

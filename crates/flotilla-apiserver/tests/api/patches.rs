@@ -85,14 +85,16 @@ async fn merge_json_and_strategic_patches() {
         409
     );
 
-    // Server-side apply is not served yet: a clear 415.
-    let p = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
-    let s = status_of(
-        api.patch("web", &PatchParams::apply("test"), &Patch::Apply(&p))
-            .await,
-    );
-    assert_eq!((s.code, s.reason.as_str()), (415, "UnsupportedMediaType"));
-    assert!(s.message.contains("server-side apply"), "{}", s.message);
+    // force belongs to apply patches only.
+    let (code, _) = t
+        .raw(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web?force=true",
+            Some("application/merge-patch+json"),
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(code, 422);
 
     // Patching a missing object is a 404.
     assert_eq!(
