@@ -152,6 +152,35 @@ fn managed_root(res: &Resource) -> Value {
     }
 }
 
+/// What the field manager needs of a resource and subresource, owned for one request.
+struct ManagedScope {
+    root: Value,
+    api_version: String,
+    subresource: &'static str,
+    has_status: bool,
+}
+
+impl ManagedScope {
+    fn new(res: &Resource, sub: Option<&str>) -> Self {
+        Self {
+            root: managed_root(res),
+            api_version: res.api_version(),
+            subresource: if sub == Some("status") { "status" } else { "" },
+            has_status: res.status,
+        }
+    }
+
+    fn context<'a>(&'a self, schema: &'a crate::schema::Schema) -> crate::managed::Context<'a> {
+        crate::managed::Context {
+            schema,
+            root: &self.root,
+            api_version: &self.api_version,
+            subresource: self.subresource,
+            has_status: self.has_status,
+        }
+    }
+}
+
 /// The OpenAPI (and protobuf) definition of a built-in resource.
 fn builtin_def(res: &Resource) -> Option<&'static str> {
     match &res.schema {
@@ -439,15 +468,8 @@ impl ApiServer {
         let warnings = self.admit(res, &mut obj, None, fv)?;
         {
             let manager = field_manager(ctx)?;
-            let root = managed_root(res);
-            let api_version = res.api_version();
-            let mctx = crate::managed::Context {
-                schema: &self.state.schema,
-                root: &root,
-                api_version: &api_version,
-                subresource: "",
-                has_status: res.status,
-            };
+            let scope = ManagedScope::new(res, None);
+            let mctx = scope.context(&self.state.schema);
             crate::managed::record_update(&mctx, None, &mut obj, &manager)?;
         }
         let generate =
@@ -755,15 +777,8 @@ impl ApiServer {
                 }
             }
             {
-                let root = managed_root(res);
-                let api_version = res.api_version();
-                let mctx = crate::managed::Context {
-                    schema: &self.state.schema,
-                    root: &root,
-                    api_version: &api_version,
-                    subresource: if sub == Some("status") { "status" } else { "" },
-                    has_status: res.status,
-                };
+                let scope = ManagedScope::new(res, sub);
+                let mctx = scope.context(&self.state.schema);
                 crate::managed::record_update(&mctx, Some(&current), &mut new, &manager)?;
             }
             let mut unchanged = current.clone();
@@ -1274,15 +1289,8 @@ impl ApiServer {
             }
         }
         let res = &loc.res;
-        let root = managed_root(res);
-        let api_version = res.api_version();
-        let mctx = crate::managed::Context {
-            schema: &self.state.schema,
-            root: &root,
-            api_version: &api_version,
-            subresource: if sub == Some("status") { "status" } else { "" },
-            has_status: res.status,
-        };
+        let scope = ManagedScope::new(res, sub);
+        let mctx = scope.context(&self.state.schema);
         for _ in 0..2 {
             if self.state.store.get_latest(&loc.key()).is_none() {
                 if sub.is_some() {
