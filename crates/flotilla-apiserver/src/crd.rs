@@ -670,7 +670,7 @@ async fn cleanup(server: ApiServer, crd: Value) {
             .range(&prefix, None)
             .map(|o| o.key.to_string())
             .collect();
-        let opts = crate::rest::DeleteOptions::default();
+        let opts = crate::delete::DeleteOptions::default();
         for key in keys {
             let (ns, obj_name) = crate::list::ns_name(res, &key);
             let loc = Loc {

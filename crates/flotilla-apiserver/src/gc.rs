@@ -11,9 +11,10 @@ use std::time::Duration;
 use flotilla_store::{Event, EventKind};
 use serde_json::{json, Value};
 
+use crate::delete::DeleteOptions;
 use crate::list::ns_name;
 use crate::registry::Resource;
-use crate::rest::{finalizers, meta, meta_str, DeleteOptions, Loc};
+use crate::rest::{finalizers, meta, meta_str, Loc};
 use crate::server::ApiServer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,11 @@
 
 #![warn(missing_docs)]
 
+mod apply;
 mod builtin;
 mod convert;
 mod crd;
+mod delete;
 mod discovery;
 pub mod errors;
 mod fieldpath;

@@ -63,14 +63,11 @@ impl Filter {
             return true;
         }
         let (ns, name) = ns_name(res, &obj.key);
-        self.fields
-            .matches(|f| match f {
-                "metadata.name" => Some(name.as_str()),
-                "metadata.namespace" => Some(ns.as_deref().unwrap_or("")),
-                other => obj.attrs.field(other),
-            })
-            .then_some(())
-            .is_some()
+        self.fields.matches(|f| match f {
+            "metadata.name" => Some(name.as_str()),
+            "metadata.namespace" => Some(ns.as_deref().unwrap_or("")),
+            other => obj.attrs.field(other),
+        })
     }
 }
 

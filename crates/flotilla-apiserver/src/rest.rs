@@ -1,5 +1,6 @@
-//! Handlers of resource requests: create, get, update, patch, delete, deletecollection, and the
-//! status, scale and finalize subresources. List and watch are in `list.rs`.
+//! Handlers of resource requests: routing, create, get, update, patch, and the status, scale
+//! and finalize subresources. Deletion is in `delete.rs`, server-side apply in `apply.rs`, list
+//! and watch in `list.rs`.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use http::{Method, Response, StatusCode};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
+use crate::apply::{field_manager, ManagedScope};
 use crate::errors::{ApiError, ApiResult, Cause, Target};
 use crate::registry::{Resource, SchemaRef};
 use crate::request::{Query, RequestInfo};
@@ -102,83 +104,6 @@ pub(crate) fn decode_body(
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(v)
-}
-
-/// The field manager of an Update-operation write: `fieldManager`, or the client's user agent
-/// up to its first '/', as kube-apiserver derives it.
-fn field_manager(ctx: &Ctx) -> ApiResult<String> {
-    let m = match ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
-        Some(m) => m.to_string(),
-        None => {
-            let ua = ctx.user_agent.split('/').next().unwrap_or("").trim();
-            if ua.is_empty() {
-                "unknown".to_string()
-            } else {
-                ua.chars().take(128).collect()
-            }
-        }
-    };
-    if m.len() > 128 || m.chars().any(|c| c.is_control()) {
-        return Err(ApiError::invalid(
-            "meta.k8s.io",
-            "UpdateOptions",
-            "",
-            vec![Cause::invalid(
-                "fieldManager",
-                &json!(m),
-                "must consist of printable characters and be at most 128 characters",
-            )],
-        ));
-    }
-    Ok(m)
-}
-
-/// The schema root the field manager walks: the built-in definition, or the CRD's schema with
-/// ObjectMeta for `metadata`.
-fn managed_root(res: &Resource) -> Value {
-    let meta = json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"});
-    match &res.schema {
-        SchemaRef::Builtin(def) => json!({"$ref": format!("#/definitions/{def}")}),
-        SchemaRef::Custom(schema) => {
-            let mut v = schema.as_deref().cloned().unwrap_or_else(
-                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-            );
-            if !v["properties"].is_object() {
-                v["properties"] = json!({});
-            }
-            v["properties"]["metadata"] = meta;
-            v
-        }
-    }
-}
-
-/// What the field manager needs of a resource and subresource, owned for one request.
-struct ManagedScope {
-    root: Value,
-    api_version: String,
-    subresource: &'static str,
-    has_status: bool,
-}
-
-impl ManagedScope {
-    fn new(res: &Resource, sub: Option<&str>) -> Self {
-        Self {
-            root: managed_root(res),
-            api_version: res.api_version(),
-            subresource: if sub == Some("status") { "status" } else { "" },
-            has_status: res.status,
-        }
-    }
-
-    fn context<'a>(&'a self, schema: &'a crate::schema::Schema) -> crate::managed::Context<'a> {
-        crate::managed::Context {
-            schema,
-            root: &self.root,
-            api_version: &self.api_version,
-            subresource: self.subresource,
-            has_status: self.has_status,
-        }
-    }
 }
 
 /// The OpenAPI (and protobuf) definition of a built-in resource.
@@ -614,7 +539,7 @@ impl ApiServer {
     }
 
     /// Bookkeeping after a write that concerns other parts of the server (CRDs).
-    fn after_write(&self, res: &Resource, obj: &Object) {
+    pub(crate) fn after_write(&self, res: &Resource, obj: &Object) {
         if res.group == "apiextensions.k8s.io" && res.plural == "customresourcedefinitions" {
             crate::crd::on_crd_written(self, &parse(obj));
         }
@@ -709,7 +634,7 @@ impl ApiServer {
     /// The read-modify-write loop of updates and patches: `make` builds the new object from
     /// the current one; conflicts with concurrent writers are retried unless the client named a
     /// resourceVersion.
-    async fn guaranteed_update(
+    pub(crate) async fn guaranteed_update(
         &self,
         loc: &Loc,
         sub: Option<&str>,
@@ -1002,191 +927,6 @@ impl ApiServer {
         .await?;
         self.get_scale(loc)
     }
-
-    pub(crate) async fn delete(&self, loc: &Loc, ctx: &Ctx) -> ApiResult<Reply> {
-        let opts = delete_options(ctx)?;
-        self.delete_with(loc, &opts, opts.dry_run || ctx.query.dry_run())
-            .await
-    }
-
-    pub(crate) async fn delete_with(
-        &self,
-        loc: &Loc,
-        opts: &DeleteOptions,
-        dry_run: bool,
-    ) -> ApiResult<Reply> {
-        let key = loc.key();
-        let res = &loc.res;
-        for _ in 0..32 {
-            let cur_obj = self
-                .state
-                .store
-                .get_latest(&key)
-                .ok_or_else(|| ApiError::not_found(loc.target()))?;
-            let current = parse(&cur_obj);
-            if let Some(uid) = &opts.uid {
-                if uid != meta_str(&current, "uid") {
-                    return Err(ApiError::conflict(
-                        loc.target(),
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            meta_str(&current, "uid")
-                        ),
-                    ));
-                }
-            }
-            if let Some(rv) = opts.resource_version {
-                if rv != cur_obj.mod_rev {
-                    return Err(ApiError::conflict(
-                        loc.target(),
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            cur_obj.mod_rev
-                        ),
-                    ));
-                }
-            }
-            let mut fins = finalizers(&current);
-            if let Some(f) = crate::crd::deletion_finalizer(res, &current) {
-                if !fins.iter().any(|x| x == f) {
-                    fins.push(f.to_string());
-                }
-            }
-            match opts.propagation.as_deref() {
-                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
-                    fins.retain(|f| f != "orphan");
-                    fins.push("foregroundDeletion".into());
-                }
-                Some("Orphan") if !fins.iter().any(|f| f == "orphan") => {
-                    fins.retain(|f| f != "foregroundDeletion");
-                    fins.push("orphan".into());
-                }
-                _ => {}
-            }
-            let is_namespace = res.group.is_empty() && res.plural == "namespaces";
-            let ns_finalizers = is_namespace
-                && current["spec"]["finalizers"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty());
-            let graceful = !fins.is_empty() || ns_finalizers;
-            if graceful {
-                let mut new = current.clone();
-                let m = meta_mut(&mut new);
-                if !m.contains_key("deletionTimestamp") {
-                    m.insert("deletionTimestamp".into(), json!(now()));
-                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
-                }
-                m.insert("finalizers".into(), json!(fins));
-                if fins.is_empty() {
-                    m.remove("finalizers");
-                }
-                if is_namespace {
-                    new["status"]["phase"] = json!("Terminating");
-                }
-                if new == current || dry_run {
-                    return Ok(Reply {
-                        code: StatusCode::OK,
-                        body: self.present(res, new),
-                        warnings: vec![],
-                    });
-                }
-                let write = Write::Put {
-                    attrs: attrs_of(res, &new),
-                    value: new,
-                    precondition: Precondition::ModRevision(cur_obj.mod_rev),
-                };
-                match self.state.store.write(&key, write).await {
-                    Ok(ev) => {
-                        self.after_write(res, &ev.object);
-                        return Ok(Reply {
-                            code: StatusCode::OK,
-                            body: self.present(res, parse(&ev.object)),
-                            warnings: vec![],
-                        });
-                    }
-                    Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. })
-                        if opts.resource_version.is_none() =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(store_error(e, loc.target())),
-                }
-            }
-            let status = json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": loc.name, "group": res.group, "kind": res.plural, "uid": meta_str(&current, "uid")},
-            });
-            if dry_run {
-                return Ok(Reply {
-                    code: StatusCode::OK,
-                    body: status,
-                    warnings: vec![],
-                });
-            }
-            let write = Write::Delete {
-                last: current.clone(),
-                precondition: Precondition::ModRevision(cur_obj.mod_rev),
-            };
-            match self.state.store.write(&key, write).await {
-                Ok(ev) => {
-                    crate::crd::on_deleted(self, res, &parse(&ev.object));
-                    return Ok(Reply {
-                        code: StatusCode::OK,
-                        body: status,
-                        warnings: vec![],
-                    });
-                }
-                Err(StoreError::Conflict { .. }) if opts.resource_version.is_none() => continue,
-                Err(e) => return Err(store_error(e, loc.target())),
-            }
-        }
-        Err(ApiError::conflict(loc.target(), ApiError::MODIFIED))
-    }
-
-    async fn delete_collection(
-        &self,
-        res: &Arc<Resource>,
-        ns: Option<&str>,
-        ctx: &Ctx,
-    ) -> ApiResult<Response<ResponseBody>> {
-        let opts = delete_options(ctx)?;
-        let filter = crate::list::Filter::from_query(res, &ctx.query)?;
-        let snap = self.state.store.snapshot();
-        let prefix = res.key_prefix(ns);
-        let targets: Vec<(Option<String>, String)> = snap
-            .range(&prefix, None)
-            .filter(|o| filter.matches(res, o))
-            .map(|o| crate::list::ns_name(res, &o.key))
-            .collect();
-        let mut items = Vec::new();
-        for (ns, name) in targets {
-            let loc = Loc {
-                res: res.clone(),
-                ns,
-                name,
-            };
-            let before = self
-                .state
-                .store
-                .get(&loc.key())
-                .map(|o| self.present(res, parse(&o)));
-            match self
-                .delete_with(&loc, &opts, opts.dry_run || ctx.query.dry_run())
-                .await
-            {
-                // An object deleted at once is listed as it last was; a held one as it is now.
-                Ok(r) if r.body["kind"] == "Status" => items.extend(before),
-                Ok(r) => items.push(r.body),
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(),
-                    "metadata": {"resourceVersion": self.state.store.revision().to_string()}, "items": items}),
-        ))
-    }
 }
 
 /// Whether an object being deleted has nothing left holding it.
@@ -1214,111 +954,6 @@ fn internal_ctx() -> Ctx {
 }
 
 impl ApiServer {
-    /// Server-side apply: merges the applied configuration by field manager, creating the
-    /// object if it does not exist.
-    async fn apply_patch(
-        &self,
-        loc: &Loc,
-        sub: Option<&str>,
-        ctx: &Ctx,
-        ct: &str,
-    ) -> ApiResult<Reply> {
-        let Some(manager) = ctx
-            .query
-            .get("fieldManager")
-            .filter(|m| !m.is_empty())
-            .map(String::from)
-        else {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "PatchOptions",
-                "",
-                vec![Cause::required_detail(
-                    "fieldManager",
-                    "is required for apply patch",
-                )],
-            ));
-        };
-        let force = match ctx.query.get("force") {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid force value {other:?}"
-                )))
-            }
-        };
-        if sub == Some("scale") {
-            return Err(ApiError::bad_request(
-                "apply is not supported on the scale subresource",
-            ));
-        }
-        let mut config: Value = if ct.ends_with("+json") {
-            serde_json::from_slice(&ctx.body).map_err(|e| {
-                ApiError::bad_request(format!("error decoding the apply patch: {e}"))
-            })?
-        } else {
-            serde_yaml::from_slice(&ctx.body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
-        };
-        check_type_meta(&loc.res, &mut config)?;
-        if meta(&config)
-            .get("managedFields")
-            .is_some_and(|m| !m.is_null())
-        {
-            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
-        }
-        match meta_str(&config, "name") {
-            "" => {
-                meta_mut(&mut config).insert("name".into(), json!(loc.name));
-            }
-            n if n != loc.name => {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({})",
-                    loc.name
-                )))
-            }
-            _ => {}
-        }
-        if let Some(ns) = &loc.ns {
-            let got = meta_str(&config, "namespace");
-            if !got.is_empty() && got != ns {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-        }
-        let res = &loc.res;
-        let scope = ManagedScope::new(res, sub);
-        let mctx = scope.context(&self.state.schema);
-        for _ in 0..2 {
-            if self.state.store.get_latest(&loc.key()).is_none() {
-                if sub.is_some() {
-                    return Err(ApiError::not_found(loc.target()));
-                }
-                let merged = crate::managed::apply(&mctx, None, &config, &manager, force)?;
-                let cctx = Ctx {
-                    method: Method::POST,
-                    query: ctx.query.clone(),
-                    output: ctx.output,
-                    content_type: "application/json".into(),
-                    body: Bytes::from(serde_json::to_vec(&merged).expect("JSON encodes")),
-                    user_agent: ctx.user_agent.clone(),
-                };
-                match self.create(res, loc.ns.as_deref(), &cctx).await {
-                    Err(e) if e.reason == "AlreadyExists" => continue,
-                    other => return other,
-                }
-            }
-            return self
-                .guaranteed_update(loc, sub, ctx, None, |current| {
-                    crate::managed::apply(&mctx, Some(current), &config, &manager, force)
-                })
-                .await;
-        }
-        Err(ApiError::conflict(loc.target(), ApiError::MODIFIED))
-    }
-
     /// Replaces an object's status through the status subresource (used by the server's own
     /// controllers).
     pub(crate) async fn write_status(&self, loc: &Loc, status: Value) -> ApiResult<Reply> {
@@ -1377,73 +1012,6 @@ impl ApiServer {
     }
 }
 
-/// Parsed delete options.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct DeleteOptions {
-    pub propagation: Option<String>,
-    /// `dryRun: ["All"]` in the body (the query parameter is read separately).
-    pub dry_run: bool,
-    pub uid: Option<String>,
-    pub resource_version: Option<u64>,
-}
-
-fn delete_options(ctx: &Ctx) -> ApiResult<DeleteOptions> {
-    let mut o = DeleteOptions {
-        propagation: ctx.query.get("propagationPolicy").map(String::from),
-        ..Default::default()
-    };
-    if ctx.query.get("orphanDependents") == Some("true") {
-        o.propagation = Some("Orphan".into());
-    }
-    if !ctx.body.is_empty() {
-        let body = decode_body(
-            &ctx.content_type,
-            &ctx.body,
-            Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
-        )?;
-        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
-            o.propagation = Some(p.into());
-        }
-        match body.get("dryRun") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(a)) if a.is_empty() => {}
-            Some(Value::Array(a)) if a.len() == 1 && a[0] == "All" => o.dry_run = true,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid dryRun value: {other}; the only supported value is [\"All\"]"
-                )))
-            }
-        }
-        if body.get("orphanDependents") == Some(&json!(true)) {
-            o.propagation = Some("Orphan".into());
-        }
-        if let Some(u) = body["preconditions"]["uid"].as_str() {
-            o.uid = Some(u.into());
-        }
-        if let Some(rv) = body["preconditions"]["resourceVersion"].as_str() {
-            o.resource_version =
-                Some(rv.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version: {rv:?}"))
-                })?);
-        }
-    }
-    if let Some(p) = &o.propagation {
-        if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
-            return Err(ApiError::invalid(
-                "",
-                "DeleteOptions",
-                "",
-                vec![Cause::not_supported(
-                    "propagationPolicy",
-                    &json!(p),
-                    &["Foreground", "Background", "Orphan"],
-                )],
-            ));
-        }
-    }
-    Ok(o)
-}
-
 fn unknown_fields(
     fv: FieldValidation,
     unknown: Vec<String>,
@@ -1472,7 +1040,7 @@ fn unknown_fields(
 }
 
 /// Checks (and fills in) apiVersion and kind of a request object against the endpoint.
-fn check_type_meta(res: &Resource, obj: &mut Value) -> ApiResult<()> {
+pub(crate) fn check_type_meta(res: &Resource, obj: &mut Value) -> ApiResult<()> {
     let Some(o) = obj.as_object_mut() else {
         return Err(ApiError::bad_request(
             "the request body must be a JSON object",
