@@ -49,7 +49,8 @@ pub struct ApiBenchArgs {
 struct Hub {
     child: std::process::Child,
     pid: u32,
-    _dir: tempfile::TempDir,
+    store: String,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Hub {
@@ -59,10 +60,13 @@ impl Drop for Hub {
     }
 }
 
-async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
-    let dir = tempfile::tempdir()?;
+/// Starts `flotilla hub` on `dir` and waits until it has written its kubeconfig (which it does
+/// once /readyz answers ok).
+async fn spawn_hub(store: &str, dir: &std::path::Path) -> anyhow::Result<std::process::Child> {
+    let kubeconfig = dir.join("admin.kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
     let exe = std::env::current_exe()?;
-    let child = std::process::Command::new(exe)
+    let mut child = std::process::Command::new(exe)
         .args([
             "hub",
             "--store",
@@ -71,26 +75,49 @@ async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !kubeconfig.exists() {
-        anyhow::ensure!(Instant::now() < deadline, "the hub did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            anyhow::bail!("the hub did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(child)
+}
+
+async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let child = spawn_hub(store, dir.path()).await?;
+    let kubeconfig = dir.path().join("admin.kubeconfig");
     let pid = child.id();
     Ok((
         Hub {
             child,
             pid,
-            _dir: dir,
+            store: store.to_string(),
+            dir,
         },
         kubeconfig,
     ))
+}
+
+impl Hub {
+    /// Kills the hub with SIGKILL and starts it again on the same data; returns how long the new
+    /// process took to become ready.
+    async fn kill_and_restart(&mut self) -> anyhow::Result<Duration> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let started = Instant::now();
+        self.child = spawn_hub(&self.store, self.dir.path()).await?;
+        self.pid = self.child.id();
+        Ok(started.elapsed())
+    }
 }
 
 /// (user+system CPU seconds, RSS bytes) of a process, from /proc.
@@ -362,6 +389,12 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         .await?;
         rss_max = pid.and_then(proc_usage).map(|u| u.1);
     }
+    let mut hub = hub;
+    let mut restart = None;
+    if let Some(h) = hub.as_mut().filter(|h| h.store != "memory") {
+        eprintln!("killing the hub (SIGKILL) and restarting it on its data ...");
+        restart = Some(h.kill_and_restart().await?);
+    }
 
     println!("## flotilla bench api (--store {})\n", args.store);
     println!("| operation | count | ops/s | p50 ms | p99 ms | hub CPU ms/op |");
@@ -390,6 +423,13 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         args.max_objects,
         mb(rss_max)
     );
+    if let Some(took) = restart {
+        println!(
+            "hub restart after kill -9 with {} objects: ready in {:.2} s",
+            args.max_objects,
+            took.as_secs_f64()
+        );
+    }
     drop(hub);
     Ok(())
 }
