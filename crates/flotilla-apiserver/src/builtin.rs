@@ -60,6 +60,33 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("", "PersistentVolumeClaim") => {
             default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
         }
+        ("", "PersistentVolume") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            default(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("", "Pod") => {
+            pod_spec_defaults(obj_mut(obj, "spec"), "Always");
+            // As kube-apiserver: a new pod is Pending, with its QoS class.
+            let qos = qos_class(&obj["spec"]);
+            let status = obj_mut(obj, "status");
+            default(status, "phase", json!("Pending"));
+            default(status, "qosClass", json!(qos));
+        }
+        ("", "ReplicationController") => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "replicas", json!(1));
+            // As kube-apiserver: the selector defaults to the template's labels.
+            let labels = spec
+                .get("template")
+                .and_then(|t| t.get("metadata"))
+                .and_then(|m| m.get("labels"))
+                .cloned();
+            if let Some(l) = labels {
+                default(spec, "selector", l);
+            }
+            pod_template_defaults(spec, "Always");
+        }
         ("apps", "Deployment") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "replicas", json!(1));
@@ -209,13 +236,47 @@ fn job_spec_defaults(spec: &mut Map<String, Value>, uid: &Value, name: &Value) {
 }
 
 fn pod_template_defaults(spec: &mut Map<String, Value>, restart_policy: &str) {
-    let Some(pod) = spec
+    if let Some(pod) = spec
         .get_mut("template")
         .and_then(|t| t.get_mut("spec"))
         .and_then(Value::as_object_mut)
-    else {
-        return;
-    };
+    {
+        pod_spec_defaults(pod, restart_policy);
+    }
+}
+
+/// A pod's QoS class: Guaranteed when every container's cpu and memory limits equal their
+/// requests, BestEffort when nothing is requested or limited, Burstable otherwise.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| spec[*l].as_array().into_iter().flatten())
+        .collect();
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"].iter().any(|k| {
+            c["resources"][*k]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+        })
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = &c["resources"]["limits"][*r];
+            let request = &c["resources"]["requests"][*r];
+            limit.is_string() && (request.is_null() || request == limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn pod_spec_defaults(pod: &mut Map<String, Value>, restart_policy: &str) {
     if !restart_policy.is_empty() {
         default(pod, "restartPolicy", json!(restart_policy));
     }
@@ -305,6 +366,21 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
                 }
             }
             validate_selector_and_template(spec, "spec", &mut c);
+        }
+        ("", "Pod") => validate_pod_spec(spec, "spec", &mut c),
+        ("", "ReplicationController") => {
+            let labels = spec["template"]["metadata"]["labels"].as_object();
+            for (k, v) in spec["selector"].as_object().into_iter().flatten() {
+                if labels.and_then(|l| l.get(k)) != Some(v) {
+                    c.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        &spec["template"]["metadata"]["labels"],
+                        "`selector` does not match template `labels`",
+                    ));
+                    break;
+                }
+            }
+            validate_pod_spec(&spec["template"]["spec"], "spec.template.spec", &mut c);
         }
         ("batch", "Job") => {
             validate_selector_and_template(spec, "spec", &mut c);
@@ -696,6 +772,32 @@ mod tests {
         assert!(causes[3]
             .message
             .contains("must be less than or equal to cpu limit of 1"));
+    }
+
+    #[test]
+    fn pods_start_pending_with_their_qos_class() {
+        let pod = |resources: Value| {
+            let mut p = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": resources}]}});
+            apply_defaults("", "Pod", &mut p);
+            p
+        };
+        let p = pod(json!({}));
+        assert_eq!(
+            (
+                p["status"]["phase"].clone(),
+                p["status"]["qosClass"].clone()
+            ),
+            (json!("Pending"), json!("BestEffort"))
+        );
+        assert_eq!(
+            pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))["status"]["qosClass"],
+            "Guaranteed"
+        );
+        assert_eq!(
+            pod(json!({"requests": {"cpu": "1"}}))["status"]["qosClass"],
+            "Burstable"
+        );
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
     }
 
     #[test]

@@ -231,6 +231,36 @@ const BUILTINS: &[Builtin] = &[
         .names(NameRule::Label)
         .fields(&["status.phase"]),
     b("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]),
+    b("", "v1", "pods", "Pod", true)
+        .short(&["po"])
+        .all()
+        .status()
+        .fields(&[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]),
+    b("", "v1", "endpoints", "Endpoints", true).short(&["ep"]),
+    b(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        true,
+    )
+    .short(&["rc"])
+    .all()
+    .status()
+    .scale()
+    .generation(),
+    b("", "v1", "persistentvolumes", "PersistentVolume", false)
+        .short(&["pv"])
+        .status(),
     b("", "v1", "secrets", "Secret", true).fields(&["type"]),
     b("", "v1", "services", "Service", true)
         .short(&["svc"])

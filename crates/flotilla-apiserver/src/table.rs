@@ -369,8 +369,77 @@ fn columns(res: &Resource) -> Vec<Col> {
             ),
             AGE,
         ],
+        ("", "Pod") => vec![
+            NAME,
+            col(
+                "Ready",
+                "string",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            col(
+                "Status",
+                "string",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            col(
+                "Restarts",
+                "string",
+                0,
+                "The number of times the containers in this pod have been restarted.",
+            ),
+            AGE,
+            col("IP", "string", 1, "The pod's IP address."),
+            col("Node", "string", 1, "The node the pod runs on."),
+        ],
+        ("", "Endpoints") => vec![
+            NAME,
+            col("Endpoints", "string", 0, "Endpoints of the service"),
+            AGE,
+        ],
+        ("", "ReplicationController") => vec![
+            NAME,
+            col("Desired", "integer", 0, "Number of desired pods"),
+            col("Current", "integer", 0, "Number of actually running pods"),
+            col("Ready", "integer", 0, "Number of ready pods"),
+            AGE,
+        ],
+        ("", "PersistentVolume") => vec![
+            NAME,
+            col("Capacity", "string", 0, "Capacity of the volume"),
+            col("Access Modes", "string", 0, "Access modes"),
+            col("Reclaim Policy", "string", 0, "Reclaim policy"),
+            col("Status", "string", 0, "Phase of the volume"),
+            col("Claim", "string", 0, "The bound claim"),
+            col("StorageClass", "string", 0, "Storage class"),
+            col(
+                "VolumeAttributesClass",
+                "string",
+                0,
+                "Volume attributes class",
+            ),
+            col("Reason", "string", 0, "Reason of the phase"),
+            AGE,
+        ],
         _ => vec![NAME, AGE],
     }
+}
+
+fn access_modes(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn subjects_of(o: &Value, kind: &str) -> Value {
@@ -729,6 +798,76 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
                 .to_string()),
             age,
         ],
+        ("", "Pod") => {
+            let statuses = status["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let total = spec["containers"].as_array().map_or(0, Vec::len);
+            let ready = statuses
+                .iter()
+                .filter(|c| c["ready"] == json!(true))
+                .count();
+            let restarts: i64 = statuses.iter().map(|c| int(&c["restartCount"])).sum();
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(status["phase"].as_str().unwrap_or("Pending")),
+                json!(restarts.to_string()),
+                age,
+                or_none(status["podIP"].as_str().unwrap_or("")),
+                or_none(spec["nodeName"].as_str().unwrap_or("")),
+            ]
+        }
+        ("", "Endpoints") => {
+            let mut eps = Vec::new();
+            for subset in o["subsets"].as_array().into_iter().flatten() {
+                let ports: Vec<i64> = subset["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| int(&p["port"]))
+                    .collect();
+                for a in subset["addresses"].as_array().into_iter().flatten() {
+                    let ip = a["ip"].as_str().unwrap_or("");
+                    if ports.is_empty() {
+                        eps.push(ip.to_string());
+                    }
+                    for p in &ports {
+                        eps.push(format!("{ip}:{p}"));
+                    }
+                }
+            }
+            vec![name, or_none(&eps.join(",")), age]
+        }
+        ("", "ReplicationController") => vec![
+            name,
+            json!(int(&spec["replicas"])),
+            json!(int(&status["replicas"])),
+            json!(int(&status["readyReplicas"])),
+            age,
+        ],
+        ("", "PersistentVolume") => {
+            let claim = &spec["claimRef"];
+            let claim_text = match (claim["namespace"].as_str(), claim["name"].as_str()) {
+                (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                _ => String::new(),
+            };
+            vec![
+                name,
+                json!(spec["capacity"]["storage"].as_str().unwrap_or("")),
+                json!(access_modes(&spec["accessModes"])),
+                json!(spec["persistentVolumeReclaimPolicy"]
+                    .as_str()
+                    .unwrap_or("Retain")),
+                json!(status["phase"].as_str().unwrap_or("Pending")),
+                json!(claim_text),
+                json!(spec["storageClassName"].as_str().unwrap_or("")),
+                or_none(spec["volumeAttributesClassName"].as_str().unwrap_or("")),
+                json!(status["reason"].as_str().unwrap_or("")),
+                age,
+            ]
+        }
         _ => vec![name, age],
     }
 }

@@ -489,6 +489,26 @@ async fn generator_commands_send_protobuf_and_work() {
 async fn tables_have_kubectls_usual_columns() {
     let t = support::start().await;
     t.kubectl_ok(&["apply", "-f", &testdata("kinds.yaml")]);
+    // kubectl's default prune list names these core kinds; pruning works against the hub.
+    let out = t.kubectl_ok(&[
+        "apply",
+        "--prune",
+        "--all",
+        "-n",
+        "default",
+        "-f",
+        &testdata("kinds.yaml"),
+    ]);
+    assert!(out.contains("unchanged"), "{out}");
+    let pending = t.kubectl_ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "status.phase=Pending",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(pending.trim(), "pod/solo");
     let cases: &[(&str, &[&str], &str)] = &[
         ("role", &["NAME", "CREATED", "AT"], "reader"),
         ("rolebinding", &["NAME", "ROLE", "AGE"], "Role/reader"),
@@ -557,6 +577,35 @@ async fn tables_have_kubectls_usual_columns() {
                 "AGE",
             ],
             "example.com/fast",
+        ),
+        (
+            "pods",
+            &["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+            "Pending",
+        ),
+        (
+            "rc",
+            &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+            "legacy",
+        ),
+        ("endpoints", &["NAME", "ENDPOINTS", "AGE"], "10.0.0.1:443"),
+        (
+            "pv",
+            &[
+                "NAME",
+                "CAPACITY",
+                "ACCESS",
+                "MODES",
+                "RECLAIM",
+                "POLICY",
+                "STATUS",
+                "CLAIM",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "REASON",
+                "AGE",
+            ],
+            "RWO",
         ),
     ];
     for (kind, header, cell) in cases {
