@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -115,7 +116,10 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
     let url = format!("https://{addr}");
-    let kubeconfig = args.data_dir.join("admin.kubeconfig");
+    // An absolute path, so the printed `export KUBECONFIG=...` works from anywhere.
+    let kubeconfig = std::fs::canonicalize(&args.data_dir)
+        .map_err(|e| anyhow::anyhow!("resolving {}: {e}", args.data_dir.display()))?
+        .join("admin.kubeconfig");
     let kubeconfig_text = creds.admin_kubeconfig(&url, "flotilla");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn({
