@@ -40,6 +40,23 @@ fn owners(v: &Value) -> Vec<Owner> {
         .unwrap_or_default()
 }
 
+/// Whether a write of the collector took effect or found the object already gone (404); other
+/// failures are logged with `what` and the object they concern.
+fn settled<T>(
+    r: Result<T, crate::errors::ApiError>,
+    what: &str,
+    object: &dyn std::fmt::Display,
+) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(e) if e.code == 404 => true,
+        Err(e) => {
+            tracing::warn!(object = %object, error = %e, "{what}");
+            false
+        }
+    }
+}
+
 /// The latest of an Event's occurrence times.
 fn last_seen(e: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     [
@@ -267,11 +284,8 @@ impl Collector {
                             }
                         })
                         .await;
-                    if let Err(e) = r {
-                        if e.code != 404 {
-                            tracing::warn!(key = d, error = %e, "could not orphan a dependent");
-                            return;
-                        }
+                    if !settled(r, "could not orphan a dependent", &d) {
+                        return;
                     }
                 }
             }
@@ -300,11 +314,11 @@ impl Collector {
                             propagation: Some("Foreground".into()),
                             ..Default::default()
                         };
-                        if let Err(e) = self.server.delete_with(&dl, &opts, false).await {
-                            if e.code != 404 {
-                                tracing::warn!(key = d, error = %e, "could not delete a dependent");
-                            }
-                        }
+                        settled(
+                            self.server.delete_with(&dl, &opts, false).await,
+                            "could not delete a dependent",
+                            &d,
+                        );
                     }
                 }
             }
@@ -327,11 +341,11 @@ impl Collector {
                 propagation: Some("Background".into()),
                 ..Default::default()
             };
-            if let Err(e) = self.server.delete_with(&loc, &opts, false).await {
-                if e.code != 404 {
-                    tracing::warn!(key, error = %e, "could not collect an orphaned dependent");
-                }
-            }
+            settled(
+                self.server.delete_with(&loc, &opts, false).await,
+                "could not collect an orphaned dependent",
+                &key,
+            );
         } else if alive.len() < refs.len() {
             let live: HashSet<String> = alive.iter().map(|o| o.uid.clone()).collect();
             let r = self
@@ -342,11 +356,7 @@ impl Collector {
                     }
                 })
                 .await;
-            if let Err(e) = r {
-                if e.code != 404 {
-                    tracing::warn!(key, error = %e, "could not drop dangling owner references");
-                }
-            }
+            settled(r, "could not drop dangling owner references", &key);
         }
     }
 
@@ -367,25 +377,23 @@ impl Collector {
             .collect();
         for key in expired {
             if let Some(loc) = self.loc(&key) {
-                if let Err(e) = self
-                    .server
-                    .delete_with(&loc, &DeleteOptions::default(), false)
-                    .await
-                {
-                    if e.code != 404 {
-                        tracing::warn!(key, error = %e, "could not expire an event");
-                    }
-                }
+                settled(
+                    self.server
+                        .delete_with(&loc, &DeleteOptions::default(), false)
+                        .await,
+                    "could not expire an event",
+                    &key,
+                );
             }
         }
     }
 
     async fn drop_finalizer(&self, loc: &Loc, f: &str) {
-        if let Err(e) = self.server.remove_finalizer(loc, f).await {
-            if e.code != 404 {
-                tracing::warn!(name = loc.name, finalizer = f, error = %e, "could not remove a finalizer");
-            }
-        }
+        settled(
+            self.server.remove_finalizer(loc, f).await,
+            "could not remove a finalizer",
+            &loc.name,
+        );
     }
 
     /// Deletes a terminating namespace's objects; once none are left, removes the namespace's
@@ -433,26 +441,24 @@ impl Collector {
                     ns: ons,
                     name,
                 };
-                if let Err(e) = self
-                    .server
-                    .delete_with(&l, &DeleteOptions::default(), false)
-                    .await
-                {
-                    if e.code != 404 {
-                        tracing::warn!(key, error = %e, "could not delete an object of a terminating namespace");
-                    }
-                }
+                settled(
+                    self.server
+                        .delete_with(&l, &DeleteOptions::default(), false)
+                        .await,
+                    "could not delete an object of a terminating namespace",
+                    &key,
+                );
             }
         }
         let spec_finalizers = ns_obj["spec"]["finalizers"]
             .as_array()
             .is_some_and(|a| !a.is_empty());
         if remaining.is_empty() && spec_finalizers {
-            if let Err(e) = self.server.finalize_namespace(loc).await {
-                if e.code != 404 {
-                    tracing::warn!(namespace = ns, error = %e, "could not finalize the namespace");
-                }
-            }
+            settled(
+                self.server.finalize_namespace(loc).await,
+                "could not finalize the namespace",
+                &ns,
+            );
         }
     }
 }

@@ -103,6 +103,15 @@ fn decode_continue(s: &str) -> ApiResult<(u64, String)> {
 }
 
 impl ApiServer {
+    /// Waits (up to the configured time) until the store has committed revision `rv`.
+    async fn wait_rv(&self, rv: u64) -> ApiResult<()> {
+        self.state
+            .store
+            .wait_for(rv, self.state.config.rv_wait)
+            .await
+            .map_err(|e| store_error(e, Default::default()))
+    }
+
     pub(crate) async fn list(
         &self,
         res: &Arc<Resource>,
@@ -144,18 +153,12 @@ impl ApiServer {
             match (rv_match, rv) {
                 ("", None) | ("", Some(0)) | ("NotOlderThan", Some(0)) => (store.snapshot(), None),
                 ("" | "NotOlderThan", Some(r)) => {
-                    store
-                        .wait_for(r, self.state.config.rv_wait)
-                        .await
-                        .map_err(|e| store_error(e, Default::default()))?;
+                    self.wait_rv(r).await?;
                     (store.snapshot(), None)
                 }
                 ("Exact", Some(r)) => {
                     if store.revision() < r {
-                        store
-                            .wait_for(r, self.state.config.rv_wait)
-                            .await
-                            .map_err(|e| store_error(e, Default::default()))?;
+                        self.wait_rv(r).await?;
                     }
                     let snap = store.snapshot_at(r, &prefix).map_err(|e| match e {
                         flotilla_store::Error::Compacted { requested, oldest } => ApiError::gone(
@@ -312,10 +315,7 @@ impl ApiServer {
         };
         let (initial_objs, from) = if initial {
             if let Some(r) = rv.filter(|r| *r > 0) {
-                store
-                    .wait_for(r, self.state.config.rv_wait)
-                    .await
-                    .map_err(|e| store_error(e, Default::default()))?;
+                self.wait_rv(r).await?;
             }
             let snap = store.snapshot();
             let objs: Vec<Arc<Object>> = snap
@@ -330,10 +330,7 @@ impl ApiServer {
                 _ => store.revision(),
             };
             if from > store.revision() {
-                store
-                    .wait_for(from, self.state.config.rv_wait)
-                    .await
-                    .map_err(|e| store_error(e, Default::default()))?;
+                self.wait_rv(from).await?;
             }
             (Vec::new(), from)
         };

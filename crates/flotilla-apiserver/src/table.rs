@@ -748,25 +748,13 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             age,
         ],
         ("", "PersistentVolumeClaim") => {
-            let modes: Vec<&str> = status["accessModes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(|m| match m {
-                    "ReadWriteOnce" => "RWO",
-                    "ReadOnlyMany" => "ROX",
-                    "ReadWriteMany" => "RWX",
-                    "ReadWriteOncePod" => "RWOP",
-                    other => other,
-                })
-                .collect();
+            let modes = access_modes(&status["accessModes"]);
             vec![
                 name,
                 json!(status["phase"].as_str().unwrap_or("Pending")),
                 json!(spec["volumeName"].as_str().unwrap_or("")),
                 json!(status["capacity"]["storage"].as_str().unwrap_or("")),
-                json!(modes.join(",")),
+                json!(modes),
                 or_none(spec["storageClassName"].as_str().unwrap_or("")),
                 or_none(spec["volumeAttributesClassName"].as_str().unwrap_or("")),
                 age,
