@@ -95,6 +95,14 @@ impl Graph {
         }
     }
 
+    /// The keys of the objects that name `uid` as an owner.
+    fn dependents_of(&self, uid: &str) -> Vec<String> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn remove(&mut self, key: &str, v: &Value) {
         let uid = meta_str(v, "uid");
         if self.keys.get(uid).is_some_and(|k| k == key) {
@@ -205,12 +213,7 @@ impl Collector {
             }
             EventKind::Delete => {
                 let uid = meta_str(&now, "uid").to_string();
-                let deps: Vec<String> = self
-                    .graph
-                    .dependents
-                    .get(&uid)
-                    .map(|s| s.iter().cloned().collect())
-                    .unwrap_or_default();
+                let deps: Vec<String> = self.graph.dependents_of(&uid);
                 for d in deps {
                     self.process(&d).await;
                 }
@@ -262,12 +265,7 @@ impl Collector {
             return;
         }
         if deleting && fins.iter().any(|f| f == "orphan") {
-            let deps: Vec<String> = self
-                .graph
-                .dependents
-                .get(&uid)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
+            let deps: Vec<String> = self.graph.dependents_of(&uid);
             for d in deps {
                 if let Some(dl) = self.loc(&d) {
                     let owner = uid.clone();
@@ -293,12 +291,7 @@ impl Collector {
             return;
         }
         if deleting && fins.iter().any(|f| f == "foregroundDeletion") {
-            let deps: Vec<String> = self
-                .graph
-                .dependents
-                .get(&uid)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
+            let deps: Vec<String> = self.graph.dependents_of(&uid);
             let mut blocking = 0;
             for d in deps {
                 let Some(dobj) = self.server.store().get(&d) else {
