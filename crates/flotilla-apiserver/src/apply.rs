@@ -175,6 +175,7 @@ impl ApiServer {
                 }
                 let merged = crate::managed::apply(&mctx, None, &config, &manager, force)?;
                 let cctx = Ctx {
+                    user: ctx.user.clone(),
                     method: Method::POST,
                     query: ctx.query.clone(),
                     output: ctx.output,

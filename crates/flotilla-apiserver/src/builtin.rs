@@ -320,6 +320,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
     let mut c = Vec::new();
     let spec = &obj["spec"];
     match (group, kind) {
+        ("certificates.k8s.io", "CertificateSigningRequest") => c.extend(crate::csr::validate(obj)),
         ("", "ConfigMap") => {
             let mut keys = std::collections::BTreeSet::new();
             for field in ["data", "binaryData"] {

@@ -10,9 +10,11 @@
 #![warn(missing_docs)]
 
 mod apply;
+pub mod auth;
 mod builtin;
 mod convert;
 mod crd;
+mod csr;
 mod delete;
 mod discovery;
 pub mod errors;
@@ -38,7 +40,8 @@ use std::time::Duration;
 
 pub use errors::{ApiError, Cause};
 pub use patch::{json_patch, merge_patch};
-pub use server::{version_info, ApiServer, ResponseBody, ServerConfig, MAX_BODY};
+pub use csr::CLIENT_SIGNER;
+pub use server::{version_info, ApiServer, ResponseBody, ServerConfig, ValidateFn, MAX_BODY};
 pub use tls::{serve_https, Credentials, TlsError};
 
 /// Namespaces every server has, as kube-apiserver creates them.
@@ -49,36 +52,58 @@ impl ApiServer {
     /// Brings the server to ready: creates the system namespaces, serves the CRDs in the
     /// store, starts the garbage collector and namespace controller, and marks `/readyz` ok.
     pub async fn start(&self) -> Result<(), ApiError> {
-        let ns_res = self
-            .state
-            .registry
-            .read()
-            .get("", "v1", "namespaces")
-            .expect("namespaces are built in");
         for ns in SYSTEM_NAMESPACES {
-            if self.store().get(&ns_res.key(None, ns)).is_some() {
-                continue;
-            }
-            let ctx = rest::Ctx {
-                method: http::Method::POST,
-                query: request::Query::default(),
-                output: server::Output::Json,
-                content_type: "application/json".into(),
-                user_agent: "flotilla-apiserver".into(),
-                body: serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-                    .expect("JSON encodes")
-                    .into(),
-            };
-            match self.create(&ns_res, None, &ctx).await {
-                Ok(_) => {}
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
+            self.ensure_object(
+                "",
+                "namespaces",
+                None,
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
+            .await?;
+        }
+        for (plural, obj) in auth::bootstrap_policy() {
+            self.ensure_object("rbac.authorization.k8s.io", plural, None, obj)
+                .await?;
         }
         crd::load(self);
         tokio::spawn(gc::run(self.clone(), Duration::from_secs(300)));
         self.set_ready();
         Ok(())
+    }
+
+    /// Creates `obj` (of `group`/`plural` version v1, in `ns`) through the API unless an object of that
+    /// name exists. Returns whether it created it.
+    pub async fn ensure_object(
+        &self,
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+        obj: serde_json::Value,
+    ) -> Result<bool, ApiError> {
+        let res = self
+            .state
+            .registry
+            .read()
+            .get(group, "v1", plural)
+            .ok_or_else(ApiError::no_route)?;
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if self.store().get(&res.key(ns, &name)).is_some() {
+            return Ok(false);
+        }
+        let ctx = rest::Ctx {
+            user: None,
+            method: http::Method::POST,
+            query: request::Query::default(),
+            output: server::Output::Json,
+            content_type: "application/json".into(),
+            user_agent: "flotilla-apiserver".into(),
+            body: serde_json::to_vec(&obj).expect("JSON encodes").into(),
+        };
+        match self.create(&res, ns, &ctx).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// A `kube` client that talks to this server in process (no socket), through the same

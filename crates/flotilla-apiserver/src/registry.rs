@@ -231,6 +231,20 @@ const BUILTINS: &[Builtin] = &[
         .names(NameRule::Label)
         .fields(&["status.phase"]),
     b("", "v1", "configmaps", "ConfigMap", true).short(&["cm"]),
+    b("", "v1", "nodes", "Node", false)
+        .short(&["no"])
+        .status()
+        .fields(&["spec.unschedulable"]),
+    b(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        false,
+    )
+    .short(&["csr"])
+    .status()
+    .fields(&["spec.signerName"]),
     b("", "v1", "pods", "Pod", true)
         .short(&["po"])
         .all()

@@ -19,6 +19,8 @@ use crate::server::{json_response, ApiServer, Output, ResponseBody};
 
 /// What a handler needs of the request besides the path.
 pub(crate) struct Ctx {
+    /// The authenticated user; None for the server's own in-process requests.
+    pub user: Option<Arc<crate::auth::UserInfo>>,
     pub method: Method,
     pub query: Query,
     pub output: Output,
@@ -224,6 +226,7 @@ impl ApiServer {
         if let Some(sub) = info.subresource.as_deref() {
             let ok = match sub {
                 "status" => res.status,
+                "approval" => res.plural == "certificatesigningrequests",
                 "scale" => res.scale.is_some(),
                 "finalize" => res.plural == "namespaces" && res.group.is_empty(),
                 _ => false,
@@ -390,6 +393,9 @@ impl ApiServer {
                 o.insert("status".into(), json!({}));
             }
         }
+        if res.group == "certificates.k8s.io" && res.plural == "certificatesigningrequests" {
+            crate::csr::set_requester(&mut obj, ctx.user.as_deref());
+        }
         let warnings = self.admit(res, &mut obj, None, fv)?;
         {
             let manager = field_manager(ctx)?;
@@ -510,6 +516,10 @@ impl ApiServer {
                     return Err(ApiError::invalid(&res.group, &res.kind, &name, causes));
                 }
             }
+        }
+        let causes = self.run_validators(res, obj, old);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&res.group, &res.kind, &name, causes));
         }
         if let Some(old) = old {
             let mut causes = Vec::new();
@@ -784,6 +794,12 @@ impl ApiServer {
                 }
                 new = merged;
             }
+            Some("approval") => {
+                // Approval changes the conditions only; the signer writes the certificate.
+                let mut merged = current.clone();
+                merged["status"]["conditions"] = new["status"]["conditions"].clone();
+                new = merged;
+            }
             Some("finalize") => {
                 let mut merged = current.clone();
                 merged["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
@@ -944,6 +960,7 @@ fn ready_to_delete(res: &Resource, v: &Value) -> bool {
 /// An internal request context (controllers writing through the API).
 fn internal_ctx() -> Ctx {
     Ctx {
+        user: None,
         method: Method::PUT,
         query: Query::default(),
         output: Output::Json,

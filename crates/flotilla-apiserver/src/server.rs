@@ -61,7 +61,13 @@ pub(crate) struct State {
     pub ready: std::sync::atomic::AtomicBool,
     /// Set once the server shuts down; background tasks and watches end.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Validating admission checks registered by the embedding program, per (group, plural).
+    pub validators: RwLock<Vec<(String, String, ValidateFn)>>,
 }
+
+/// A validating admission check: given the new object and, on updates, the current one, the
+/// field causes that make the write invalid (none to admit it).
+pub type ValidateFn = Arc<dyn Fn(&Value, Option<&Value>) -> Vec<crate::Cause> + Send + Sync>;
 
 /// How the client wants a response encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +93,35 @@ impl ApiServer {
                 config,
                 ready: std::sync::atomic::AtomicBool::new(false),
                 shutdown: tokio::sync::watch::channel(false).0,
+                validators: RwLock::new(Vec::new()),
             }),
         }
+    }
+
+    /// Registers a validating admission check for objects of `group`/`plural` (every version),
+    /// run after schema validation and defaulting on every create and update.
+    pub fn add_validator(&self, group: &str, plural: &str, f: ValidateFn) {
+        self.state
+            .validators
+            .write()
+            .push((group.to_string(), plural.to_string(), f));
+    }
+
+    pub(crate) fn run_validators(
+        &self,
+        res: &crate::registry::Resource,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Vec<crate::Cause> {
+        let fs: Vec<ValidateFn> = self
+            .state
+            .validators
+            .read()
+            .iter()
+            .filter(|(g, p, _)| *g == res.group && *p == res.plural)
+            .map(|(_, _, f)| f.clone())
+            .collect();
+        fs.iter().flat_map(|f| f(obj, old)).collect()
     }
 
     /// The store the server writes to.
@@ -171,7 +204,17 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let user = parts
+            .extensions
+            .get::<Arc<crate::auth::UserInfo>>()
+            .cloned();
+        if let Some(u) = &user {
+            if let Err(e) = self.authorize(u, &parts.method, &path, &query) {
+                return error_response(&e);
+            }
+        }
         let ctx = crate::rest::Ctx {
+            user,
             method: parts.method.clone(),
             query,
             output,
@@ -182,6 +225,42 @@ impl ApiServer {
         match self.route(&path, ctx).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
+        }
+    }
+
+    /// RBAC for a request of an authenticated user; health and version are public.
+    fn authorize(
+        &self,
+        user: &crate::auth::UserInfo,
+        method: &Method,
+        path: &str,
+        query: &Query,
+    ) -> ApiResult<()> {
+        use crate::auth::{allowed, forbidden, verb_of, Action};
+        let info;
+        let action = match parse_resource_path(path) {
+            Some(i) => {
+                info = i;
+                Action::Resource {
+                    verb: verb_of(method, &info, query.flag("watch")),
+                    info: &info,
+                }
+            }
+            None => {
+                let p = path.trim_end_matches('/');
+                if matches!(p, "/healthz" | "/livez" | "/readyz" | "/version" | "") {
+                    return Ok(());
+                }
+                Action::NonResource {
+                    verb: method.as_str().to_ascii_lowercase(),
+                    path: p,
+                }
+            }
+        };
+        if allowed(&self.state.store, user, &action) {
+            Ok(())
+        } else {
+            Err(forbidden(user, &action))
         }
     }
 

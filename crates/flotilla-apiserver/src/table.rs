@@ -137,6 +137,23 @@ fn columns(res: &Resource) -> Vec<Col> {
             AGE,
         ],
         ("", "ConfigMap") => vec![NAME, col("Data", "string", 0, "Number of keys"), AGE],
+        ("", "Node") => vec![
+            NAME,
+            col("Status", "string", 0, "The status of the node"),
+            col("Roles", "string", 0, "The roles of the node"),
+            AGE,
+            col("Version", "string", 0, "Kubelet Version reported by the node."),
+            col("Internal-IP", "string", 1, "List of internal IPs for the node."),
+            col("OS-Image", "string", 1, "OS image reported by the node."),
+        ],
+        ("certificates.k8s.io", "CertificateSigningRequest") => vec![
+            NAME,
+            AGE,
+            col("SignerName", "string", 0, "Name of the signer"),
+            col("Requestor", "string", 0, "Name of the user that requested the CSR."),
+            col("RequestedDuration", "string", 0, "Requested duration of the certificate."),
+            col("Condition", "string", 0, "The current status of the CSR."),
+        ],
         ("", "Secret") => vec![
             NAME,
             col("Type", "string", 0, "The type of the secret"),
@@ -493,6 +510,65 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             json!(count(&o["data"]) + count(&o["binaryData"])),
             age,
         ],
+        ("", "Node") => {
+            let ready = status["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .unwrap_or("Unknown");
+            let mut st = ready.to_string();
+            if spec["unschedulable"] == json!(true) {
+                st.push_str(",SchedulingDisabled");
+            }
+            let roles: Vec<&str> = m["labels"]
+                .as_object()
+                .map(|l| {
+                    l.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ip = status["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+                .and_then(|a| a["address"].as_str())
+                .unwrap_or("<none>");
+            vec![
+                name,
+                json!(st),
+                json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+                age,
+                json!(status["nodeInfo"]["kubeletVersion"].as_str().unwrap_or("")),
+                json!(ip),
+                json!(status["nodeInfo"]["osImage"].as_str().unwrap_or("<unknown>")),
+            ]
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            let conds: Vec<&str> = status["conditions"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .filter(|c| c["status"] == "True")
+                        .filter_map(|c| c["type"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut cond = if conds.is_empty() { "Pending".to_string() } else { conds.join(",") };
+            if status["certificate"].as_str().is_some_and(|c| !c.is_empty()) {
+                cond.push_str(",Issued");
+            }
+            vec![
+                name,
+                age,
+                spec["signerName"].clone(),
+                spec["username"].clone(),
+                json!(spec["expirationSeconds"]
+                    .as_i64()
+                    .map(human_duration)
+                    .unwrap_or_else(|| "<none>".into())),
+                json!(cond),
+            ]
+        }
         ("", "Secret") => vec![name, o["type"].clone(), json!(count(&o["data"])), age],
         ("", "Service") => {
             let ports: Vec<String> = spec["ports"]

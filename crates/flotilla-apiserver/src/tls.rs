@@ -19,6 +19,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 
+use crate::auth::UserInfo;
 use crate::errors::ApiError;
 use crate::server::{error_response, ApiServer, ResponseBody};
 
@@ -272,7 +273,9 @@ pub async fn serve_https(
                 .get_ref()
                 .1
                 .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+                .and_then(|c| c.first())
+                .and_then(|c| user_of_certificate(c.as_ref()))
+                .map(Arc::new);
             serve_connection(server, tls, peer, cert_user, token).await;
         });
     }
@@ -282,13 +285,14 @@ async fn serve_connection(
     server: ApiServer,
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: SocketAddr,
-    cert_user: bool,
+    cert_user: Option<Arc<UserInfo>>,
     token: Arc<str>,
 ) {
     let stopped = server.stopped();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let server = server.clone();
         let token = token.clone();
+        let cert_user = cert_user.clone();
         async move { Ok::<_, Infallible>(authenticate_and_handle(server, req, cert_user, &token).await) }
     });
     let stopped = stopped;
@@ -317,21 +321,50 @@ fn token_matches(header: Option<&http::HeaderValue>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The user a client certificate names: its subject's CN, with its O entries as groups (as
+/// kube-apiserver's x509 authenticator).
+pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect::<Vec<_>>();
+    Some(UserInfo::new(name, groups))
+}
+
+/// The user of the admin bearer token.
+fn token_user() -> UserInfo {
+    UserInfo::new("flotilla-admin", [crate::auth::MASTERS_GROUP.to_string()])
+}
+
 async fn authenticate_and_handle(
     server: ApiServer,
-    req: Request<Incoming>,
-    cert_user: bool,
+    mut req: Request<Incoming>,
+    cert_user: Option<Arc<UserInfo>>,
     token: &str,
 ) -> Response<ResponseBody> {
     let public = matches!(
         req.uri().path(),
         "/healthz" | "/livez" | "/readyz" | "/version"
     );
-    if !(cert_user
-        || public
-        || token_matches(req.headers().get(http::header::AUTHORIZATION), token))
-    {
-        return error_response(&ApiError::unauthorized());
+    let user = if token_matches(req.headers().get(http::header::AUTHORIZATION), token) {
+        Some(Arc::new(token_user()))
+    } else {
+        cert_user
+    };
+    match user {
+        Some(u) => {
+            req.extensions_mut().insert(u);
+        }
+        None if public => {
+            req.extensions_mut().insert(Arc::new(UserInfo {
+                name: "system:anonymous".into(),
+                groups: vec!["system:unauthenticated".into()],
+            }));
+        }
+        None => return error_response(&ApiError::unauthorized()),
     }
     server.handle(req).await
 }

@@ -1,0 +1,75 @@
+//! `metav1.Condition` lists kept the way Kubernetes' `meta.SetStatusCondition` keeps them:
+//! one entry per type, `lastTransitionTime` changing only when the status does.
+
+use serde_json::{json, Value};
+
+/// Now in Kubernetes' RFC 3339 form (second precision, UTC).
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The condition of `ty` in `conditions` (a JSON array), if present.
+pub fn find<'a>(conditions: &'a Value, ty: &str) -> Option<&'a Value> {
+    conditions.as_array()?.iter().find(|c| c["type"] == ty)
+}
+
+/// Whether the condition of `ty` has status "True".
+pub fn is_true(conditions: &Value, ty: &str) -> bool {
+    find(conditions, ty).is_some_and(|c| c["status"] == "True")
+}
+
+/// Sets the condition `ty` in `conditions` (made an array if it is not). Returns whether
+/// anything but nothing changed (so callers can skip no-op writes).
+pub fn set(
+    conditions: &mut Value,
+    ty: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    observed_generation: Option<i64>,
+) -> bool {
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let list = conditions.as_array_mut().expect("array");
+    let status = if status { "True" } else { "False" };
+    let mut new = json!({"type": ty, "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": now()});
+    if let Some(g) = observed_generation {
+        new["observedGeneration"] = json!(g);
+    }
+    match list.iter_mut().find(|c| c["type"] == ty) {
+        Some(old) => {
+            if old["status"] == status {
+                new["lastTransitionTime"] = old["lastTransitionTime"].clone();
+            }
+            if *old == new {
+                return false;
+            }
+            *old = new;
+        }
+        None => list.push(new),
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let mut c = Value::Null;
+        assert!(set(&mut c, "Joined", true, "A", "m", None));
+        let t0 = find(&c, "Joined").unwrap()["lastTransitionTime"].clone();
+        c[0]["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
+        assert!(!set(&mut c, "Joined", true, "A", "m", None));
+        assert!(set(&mut c, "Joined", true, "B", "m", None));
+        assert_eq!(c[0]["lastTransitionTime"], "2020-01-01T00:00:00Z");
+        assert!(set(&mut c, "Joined", false, "B", "m", None));
+        assert_eq!(c[0]["lastTransitionTime"], t0);
+        assert!(set(&mut c, "Healthy", true, "C", "", Some(3)));
+        assert_eq!(c.as_array().unwrap().len(), 2);
+        assert!(is_true(&c, "Healthy") && !is_true(&c, "Joined"));
+    }
+}

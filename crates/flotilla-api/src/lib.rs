@@ -1,0 +1,10 @@
+//! Flotilla's API: the KubeFleet API groups the hub serves (as CustomResourceDefinitions),
+//! the names and reasons of their conditions, cluster properties and the pure logic over
+//! them (resource quantities, property computation, member health). No IO.
+
+#![warn(missing_docs)]
+
+pub mod conditions;
+pub mod crds;
+pub mod member;
+pub mod quantity;
