@@ -28,11 +28,23 @@ pub fn set(
     message: &str,
     observed_generation: Option<i64>,
 ) -> bool {
+    let status = if status { "True" } else { "False" };
+    set_status(conditions, ty, status, reason, message, observed_generation)
+}
+
+/// [`set`] with the status as text ("True", "False" or "Unknown").
+pub fn set_status(
+    conditions: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    observed_generation: Option<i64>,
+) -> bool {
     if !conditions.is_array() {
         *conditions = json!([]);
     }
     let list = conditions.as_array_mut().expect("array");
-    let status = if status { "True" } else { "False" };
     let mut new = json!({"type": ty, "status": status, "reason": reason, "message": message,
         "lastTransitionTime": now()});
     if let Some(g) = observed_generation {

@@ -1,0 +1,375 @@
+//! The member agent. It runs beside (or inside) a member cluster with two clients: the hub,
+//! with the member's own credentials (it may touch only `fleet-member-<name>`), and the
+//! member's Kubernetes API (any conformant cluster). It follows its InternalMemberCluster on
+//! the hub; while told to Join it sends a heartbeat every `heartbeatPeriodSeconds` (jittered)
+//! carrying the member's health and properties, computed from watch-fed caches of the
+//! member's nodes and pods; when told to Leave it reports that it left and stops.
+//!
+//! The agent keeps no state of its own: a restarted agent rebuilds everything from the two
+//! APIs.
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_api::conditions;
+use flotilla_api::crds::CLUSTER_GROUP;
+use flotilla_api::member::{self, condition as cond, reason, MEMBER_AGENT};
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::{json, Value};
+
+/// What the agent needs to run.
+pub struct Agent {
+    /// The member's name (the MemberCluster's name on the hub).
+    pub name: String,
+    /// A client for the hub, with the member's credentials.
+    pub hub: kube::Client,
+    /// A client for the member cluster.
+    pub member: kube::Client,
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// How the hub answered a write, for logging and backoff.
+fn describe(e: &kube::Error) -> (bool, String) {
+    match e {
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => (
+            true,
+            format!(
+                "the hub rejected the agent's credentials ({} {}): {}; check the agent's hub kubeconfig and that the MemberCluster exists",
+                s.code, s.reason, s.message
+            ),
+        ),
+        other => (false, other.to_string()),
+    }
+}
+
+/// Exponential backoff with a ceiling; credential errors back off to the longest wait at once,
+/// so a revoked agent does not hammer the hub.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(60);
+    fn new() -> Self {
+        Self { next: Self::MIN }
+    }
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+    fn fail(&mut self, auth: bool) -> Duration {
+        let d = if auth { Self::MAX } else { self.next };
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+}
+
+/// Member-side caches the heartbeat reads.
+struct MemberView {
+    nodes: Store<DynamicObject>,
+    pods: Store<DynamicObject>,
+}
+
+fn spawn_reflector(client: kube::Client, ar: ApiResource) -> Store<DynamicObject> {
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let writer = reflector::store::Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                tracing::warn!(resource = %ar.plural, error = %e, "watching the member cluster failed; retrying");
+            }
+        }
+    });
+    reader
+}
+
+/// Whether a cache has received its initial list.
+fn synced(store: &Store<DynamicObject>) -> bool {
+    use futures::FutureExt;
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+impl Agent {
+    /// Runs until the hub tells the member to leave (Ok) or `shutdown` resolves (Ok).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let ns = member::namespace_of(&self.name);
+        let imc_ar = resource(
+            CLUSTER_GROUP,
+            "v1beta1",
+            "InternalMemberCluster",
+            "internalmemberclusters",
+        );
+        let imcs: Api<DynamicObject> = Api::namespaced_with(self.hub.clone(), &ns, &imc_ar);
+        let view = MemberView {
+            nodes: spawn_reflector(self.member.clone(), resource("", "v1", "Node", "nodes")),
+            pods: spawn_reflector(self.member.clone(), resource("", "v1", "Pod", "pods")),
+        };
+        // The InternalMemberCluster, followed by watch.
+        let (imc_tx, mut imc_rx) = tokio::sync::watch::channel::<Option<DynamicObject>>(None);
+        let watch_task = tokio::spawn({
+            let imcs = imcs.clone();
+            let name = self.name.clone();
+            async move {
+                let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                let stream = watcher(imcs, cfg).default_backoff().applied_objects();
+                futures::pin_mut!(stream);
+                let mut last_err = String::new();
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(o) => {
+                            last_err.clear();
+                            imc_tx.send_replace(Some(o));
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            if msg != last_err {
+                                tracing::error!(error = %msg, "watching the InternalMemberCluster on the hub failed; retrying with backoff");
+                                last_err = msg;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let result = self.main_loop(&imcs, &view, &mut imc_rx, &mut shutdown).await;
+        watch_task.abort();
+        result
+    }
+
+    async fn main_loop(
+        &self,
+        imcs: &Api<DynamicObject>,
+        view: &MemberView,
+        imc_rx: &mut tokio::sync::watch::Receiver<Option<DynamicObject>>,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Backoff::new();
+        let mut last_sent = Value::Null;
+        let mut version = String::new();
+        let mut joined_logged = false;
+        loop {
+            let imc = imc_rx.borrow_and_update().clone();
+            let Some(imc) = imc else {
+                tokio::select! {
+                    _ = &mut *shutdown => return Ok(()),
+                    r = imc_rx.changed() => { r?; continue; }
+                }
+            };
+            let period = imc.data["spec"]["heartbeatPeriodSeconds"]
+                .as_u64()
+                .unwrap_or(60)
+                .clamp(1, 600);
+            if imc.data["spec"]["state"] == "Leave" {
+                match self.report_left(imcs).await {
+                    Ok(()) => {
+                        tracing::info!(member = %self.name, "left the fleet as the hub asked; stopping");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        let (auth, msg) = describe(&e);
+                        let wait = backoff.fail(auth);
+                        tracing::warn!(error = %msg, retry_in = ?wait, "could not report leaving");
+                        tokio::select! {
+                            _ = &mut *shutdown => return Ok(()),
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
+                }
+            }
+            if version.is_empty() {
+                if let Ok(v) = self.member.apiserver_version().await {
+                    version = v.git_version;
+                }
+            }
+            let wait = match self.heartbeat(imcs, view, &imc.data, &version, &mut last_sent).await {
+                Ok(()) => {
+                    backoff.reset();
+                    if !joined_logged {
+                        tracing::info!(member = %self.name, period_seconds = period, "joined the fleet; sending heartbeats");
+                        joined_logged = true;
+                    }
+                    // Jitter of +-10% spreads a fleet's heartbeats over the period.
+                    let jitter = rand::random_range(0.9..1.1);
+                    Duration::from_secs_f64(period as f64 * jitter)
+                }
+                Err(e) => {
+                    let (auth, msg) = describe(&e);
+                    let wait = backoff.fail(auth);
+                    if auth {
+                        tracing::error!(error = %msg, retry_in = ?wait, "heartbeat rejected");
+                    } else {
+                        tracing::warn!(error = %msg, retry_in = ?wait, "heartbeat failed; the hub may be unreachable");
+                    }
+                    last_sent = Value::Null;
+                    wait
+                }
+            };
+            // Sleep until the next beat, but wake at once when the hub changes the spec.
+            let spec = imc.data["spec"].clone();
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = &mut *shutdown => return Ok(()),
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    r = imc_rx.changed() => {
+                        r?;
+                        let changed = imc_rx.borrow().as_ref().map(|o| o.data["spec"].clone()) != Some(spec.clone());
+                        if changed { break; }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn member_ready(&self) -> Result<(), String> {
+        let req = http::Request::get("/readyz")
+            .body(Vec::new())
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(10), self.member.request_text(req)).await {
+            Ok(Ok(t)) if t.trim() == "ok" => Ok(()),
+            Ok(Ok(t)) => Err(format!("the member API server is not ready: {}", t.trim())),
+            Ok(Err(e)) => Err(format!("the member API server is not ready: {e}")),
+            Err(_) => Err("the member API server did not answer /readyz within 10s".into()),
+        }
+    }
+
+    async fn custom_properties(&self) -> Result<BTreeMap<String, String>, String> {
+        let cms: Api<DynamicObject> = Api::namespaced_with(
+            self.member.clone(),
+            member::CUSTOM_PROPERTIES_NAMESPACE,
+            &resource("", "v1", "ConfigMap", "configmaps"),
+        );
+        match cms.get_opt(member::CUSTOM_PROPERTIES_CONFIGMAP).await {
+            Ok(None) => Ok(BTreeMap::new()),
+            Ok(Some(cm)) => Ok(cm.data["data"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Err(e) => Err(format!(
+                "reading ConfigMap {}/{}: {e}",
+                member::CUSTOM_PROPERTIES_NAMESPACE,
+                member::CUSTOM_PROPERTIES_CONFIGMAP
+            )),
+        }
+    }
+
+    /// One heartbeat: a merge patch of the InternalMemberCluster's status with the agent's
+    /// status, plus properties and usage only when their values changed since the last beat.
+    async fn heartbeat(
+        &self,
+        imcs: &Api<DynamicObject>,
+        view: &MemberView,
+        imc: &Value,
+        version: &str,
+        last_sent: &mut Value,
+    ) -> Result<(), kube::Error> {
+        let now = conditions::now();
+        let ready = self.member_ready().await;
+        let current_agent = imc["status"]["agentStatus"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["type"] == MEMBER_AGENT))
+            .cloned()
+            .unwrap_or(json!({}));
+        let mut agent_conds = current_agent["conditions"].clone();
+        conditions::set(&mut agent_conds, cond::JOINED, true, reason::JOINED, "the member agent joined the fleet", None);
+        match &ready {
+            Ok(()) => conditions::set(&mut agent_conds, cond::HEALTHY, true, reason::HEALTHY, "the member API server is ready", None),
+            Err(m) => conditions::set(&mut agent_conds, cond::HEALTHY, false, reason::UNHEALTHY, m, None),
+        };
+        let mut status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": now}]});
+        if ready.is_ok() && synced(&view.nodes) && synced(&view.pods) {
+            let nodes = view.nodes.state();
+            let pods = view.pods.state();
+            let usage = member::Usage::compute(nodes.iter().map(|n| &n.data), pods.iter().map(|p| &p.data));
+            let custom = self.custom_properties().await;
+            let (props, rejected) = member::properties(&usage, version, custom.as_ref().unwrap_or(&BTreeMap::new()), &now);
+            let mut imc_conds = imc["status"]["conditions"].clone();
+            match (&custom, rejected.is_empty()) {
+                (Err(e), _) => conditions::set(&mut imc_conds, cond::PROPERTY_COLLECTION_SUCCEEDED, false, reason::PROPERTIES_FAILED, e, None),
+                (Ok(_), false) => {
+                    let msg = rejected.iter().map(|(k, why)| format!("property {k:?} {why}")).collect::<Vec<_>>().join("; ");
+                    conditions::set(&mut imc_conds, cond::PROPERTY_COLLECTION_SUCCEEDED, false, reason::PROPERTIES_FAILED, &msg, None)
+                }
+                (Ok(_), true) => conditions::set(&mut imc_conds, cond::PROPERTY_COLLECTION_SUCCEEDED, true, reason::PROPERTIES_COLLECTED, "all properties were collected", None),
+            };
+            let usage_json = usage.resource_usage(&now);
+            let values = |props: &Value, usage: &Value, conds: &Value| {
+                let vals: BTreeMap<&String, &Value> = props.as_object().map(|m| m.iter().map(|(k, v)| (k, &v["value"])).collect()).unwrap_or_default();
+                json!({"props": vals, "usage": [&usage["capacity"], &usage["allocatable"], &usage["available"]], "conds": conds})
+            };
+            let fingerprint = values(&props, &usage_json, &imc_conds);
+            let stored = values(&imc["status"]["properties"], &imc["status"]["resourceUsage"], &imc["status"]["conditions"]);
+            if fingerprint != *last_sent || fingerprint != stored {
+                // Properties that disappeared are removed (null in a merge patch).
+                let mut props_patch = props.clone();
+                if let Some(old) = imc["status"]["properties"].as_object() {
+                    for k in old.keys() {
+                        if props_patch.get(k).is_none() {
+                            props_patch[k] = Value::Null;
+                        }
+                    }
+                }
+                status["properties"] = props_patch;
+                status["resourceUsage"] = usage_json;
+                status["conditions"] = imc_conds;
+                *last_sent = fingerprint;
+            }
+        }
+        imcs.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .await?;
+        Ok(())
+    }
+
+    async fn report_left(&self, imcs: &Api<DynamicObject>) -> Result<(), kube::Error> {
+        let imc = imcs.get_status(&self.name).await?;
+        let mut agent_conds = imc.data["status"]["agentStatus"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["type"] == MEMBER_AGENT))
+            .map(|a| a["conditions"].clone())
+            .unwrap_or(Value::Null);
+        conditions::set(&mut agent_conds, cond::JOINED, false, reason::LEFT, "the member agent left the fleet", None);
+        let status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": conditions::now()}]});
+        imcs.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_credential_errors_wait_longest() {
+        let mut b = Backoff::new();
+        assert_eq!(b.fail(false), Duration::from_secs(1));
+        assert_eq!(b.fail(false), Duration::from_secs(2));
+        assert_eq!(b.fail(true), Backoff::MAX);
+        b.reset();
+        assert_eq!(b.fail(false), Duration::from_secs(1));
+        for _ in 0..20 {
+            b.fail(false);
+        }
+        assert_eq!(b.fail(false), Backoff::MAX);
+    }
+}
