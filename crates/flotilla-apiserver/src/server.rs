@@ -139,7 +139,7 @@ impl ApiServer {
     }
 
     /// Resolves once [`Self::shutdown`] has been called.
-    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.state.shutdown.subscribe();
         async move {
             let _ = rx.wait_for(|s| *s).await;

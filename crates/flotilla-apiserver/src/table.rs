@@ -977,22 +977,47 @@ fn selector_text(sel: &Value) -> String {
 /// Evaluates a simple JSONPath (`.spec.replicas`, `.status.conditions[0].type`,
 /// `.metadata.labels.app`) against an object.
 pub fn simple_jsonpath<'a>(o: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = o;
+    // Steps: fields (with `\.` escaping a dot inside a name), `[N]`, `['name']` and
+    // `[?(@.field=="value")]` filters (the first match), as printer columns use them.
     let p = path
         .trim()
         .trim_start_matches('{')
         .trim_end_matches('}')
         .trim_start_matches('$');
-    for part in p.split('.').filter(|s| !s.is_empty()) {
-        let (field, index) = match part.split_once('[') {
-            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        if !field.is_empty() {
-            cur = cur.get(field)?;
-        }
-        if let Some(i) = index {
-            cur = cur.get(i)?;
+    let chars: Vec<char> = p.chars().collect();
+    let mut cur = o;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => i += 1,
+            '[' => {
+                let end = i + chars[i..].iter().position(|c| *c == ']')?;
+                let inner: String = chars[i + 1..end].iter().collect();
+                i = end + 1;
+                if let Some(filter) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
+                    let (field, want) = filter.split_once("==")?;
+                    let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
+                    cur = cur
+                        .as_array()?
+                        .iter()
+                        .find(|e| e.get(field.trim()).and_then(Value::as_str) == Some(want))?;
+                } else if let Ok(n) = inner.parse::<usize>() {
+                    cur = cur.get(n)?;
+                } else {
+                    cur = cur.get(inner.trim_matches(|c| c == '"' || c == '\''))?;
+                }
+            }
+            _ => {
+                let mut name = String::new();
+                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        i += 1;
+                    }
+                    name.push(chars[i]);
+                    i += 1;
+                }
+                cur = cur.get(&name)?;
+            }
         }
     }
     Some(cur)
@@ -1125,5 +1150,11 @@ mod tests {
             Some(&json!("x"))
         );
         assert_eq!(simple_jsonpath(&o, ".spec.missing"), None);
+        let m = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Joined", "status": "True"}],
+            "properties": {"kubernetes-fleet.io/node-count": {"value": "3"}}}});
+        assert_eq!(simple_jsonpath(&m, ".status.conditions[?(@.type==\"Joined\")].status"), Some(&json!("True")));
+        assert_eq!(simple_jsonpath(&m, ".status.properties.kubernetes-fleet\\.io/node-count.value"), Some(&json!("3")));
+        assert_eq!(simple_jsonpath(&m, ".status.properties['kubernetes-fleet.io/node-count'].value"), Some(&json!("3")));
+        assert_eq!(simple_jsonpath(&m, ".status.conditions[?(@.type==\"Gone\")].status"), None);
     }
 }

@@ -317,15 +317,11 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let th = threshold(&ctx.config, period);
     let status = member_status(&mc.data["status"], Some(&imc.data), now, th);
     if status != mc.data["status"] {
-        mcs.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Json::<()>(serde_json::from_value(json!([
-                {"op": "test", "path": "/metadata/resourceVersion", "value": mc.resource_version()},
-                {"op": "add", "path": "/status", "value": status}
-            ]))?),
-        )
-        .await?;
+        // A replace at the cached resourceVersion: a stale cache gets 409 and a quick retry.
+        let mut obj = (*mc).clone();
+        obj.data["status"] = status;
+        mcs.replace_status(&name, &PostParams::default(), &obj)
+            .await?;
     }
     // Come back when the member would turn unhealthy without another heartbeat.
     let next = match last_heartbeat(&imc.data) {

@@ -1,14 +1,18 @@
 //! The `flotilla` binary.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use flotilla_apiserver::{ApiServer, Credentials, ServerConfig};
-use flotilla_store::{RedbBackend, Store, StoreConfig};
+use clap::{Parser, Subcommand};
+use flotilla_apiserver::ServerConfig;
 
 mod bench;
+mod fleet;
+mod serve;
+
+use serve::{open_store, serve, StoreKind};
 
 /// Flotilla: a multi-cluster Kubernetes fleet manager.
 #[derive(Parser)]
@@ -20,18 +24,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the hub: a Kubernetes-compatible API server over the fleet's store.
+    /// Run the hub: a Kubernetes-compatible API server over the fleet's store, and the fleet
+    /// controllers.
     Hub(HubArgs),
+    /// Run a simulated member cluster: the same API server with simulated nodes and workloads.
+    Member(fleet::MemberArgs),
+    /// Run a member agent: join the hub, heartbeat, report the member cluster's properties.
+    Agent(fleet::AgentArgs),
+    /// Create a MemberCluster on the hub and write the kubeconfig its agent uses.
+    Join(fleet::JoinArgs),
+    /// Run a hub, N simulated members and their agents in one process (a local fleet).
+    Up(fleet::UpArgs),
     /// Fleet and API benchmarks with a latency, throughput and memory report.
     Bench(bench::BenchArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum StoreKind {
-    /// Everything in memory; lost when the process exits.
-    Memory,
-    /// The embedded, crash-safe store in DATA_DIR/store.redb.
-    Redb,
 }
 
 #[derive(clap::Args)]
@@ -48,6 +53,8 @@ struct HubArgs {
     /// How long Events are kept after they last occurred (kube-apiserver's --event-ttl).
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     event_ttl_seconds: u64,
+    #[command(flatten)]
+    fleet: fleet::HubFleetArgs,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +80,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Hub(args) => run_hub(args).await,
+            Command::Member(args) => fleet::run_member(args).await,
+            Command::Agent(args) => fleet::run_agent(args).await,
+            Command::Join(args) => fleet::run_join(args).await,
+            Command::Up(args) => fleet::run_up(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });
@@ -85,67 +96,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_store(kind: StoreKind, dir: &Path) -> anyhow::Result<Store> {
-    Ok(match kind {
-        StoreKind::Memory => Store::memory(),
-        StoreKind::Redb => {
-            let path = dir.join("store.redb");
-            let backend = RedbBackend::open(&path)
-                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-            Store::open(backend, StoreConfig::default())?
-        }
-    })
-}
-
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.data_dir.display()))?;
     let store = open_store(args.store, &args.data_dir)?;
     let config = ServerConfig {
-        event_ttl: std::time::Duration::from_secs(args.event_ttl_seconds),
+        event_ttl: Duration::from_secs(args.event_ttl_seconds),
         ..ServerConfig::default()
     };
-    let server = ApiServer::new(store, config);
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.bind))?;
-    let addr = listener.local_addr()?;
-    let creds = Credentials::load_or_create(&args.data_dir.join("pki"), &[addr.ip().to_string()])?;
-    server
-        .start()
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
-    let url = format!("https://{addr}");
-    // An absolute path, so the printed `export KUBECONFIG=...` works from anywhere.
-    let kubeconfig = std::fs::canonicalize(&args.data_dir)
-        .map_err(|e| anyhow::anyhow!("resolving {}: {e}", args.data_dir.display()))?
-        .join("admin.kubeconfig");
-    let kubeconfig_text = creds.admin_kubeconfig(&url, "flotilla");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn({
-        let server = server.clone();
-        async move {
-            let shutdown = async {
-                let _ = stop_rx.await;
-            };
-            flotilla_apiserver::serve_https(server, listener, &creds, shutdown).await
-        }
-    });
-    // /readyz answers ok now (start() returned); publish the kubeconfig.
-    Credentials::write_kubeconfig(&kubeconfig, &kubeconfig_text)?;
-    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "hub ready");
+    let hub_config = args.fleet.config();
+    let served = serve(&args.data_dir, args.bind, store, config, "flotilla", |server, creds| async move {
+        fleet::start_hub(&server, &creds, hub_config).await
+    })
+    .await?;
+    tracing::info!(url = %served.url, kubeconfig = %served.kubeconfig.display(), "hub ready");
     eprintln!(
-        "flotilla hub ready at {url}\n  export KUBECONFIG={}\n  kubectl get namespaces",
-        kubeconfig.display()
+        "flotilla hub ready at {}\n  export KUBECONFIG={}\n  kubectl get namespaces",
+        served.url,
+        served.kubeconfig.display()
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(());
-    serving.await??;
-    Ok(())
+    served.stop().await
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

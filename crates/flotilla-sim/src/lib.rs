@@ -1,0 +1,639 @@
+//! A simulated member cluster's behaviour on top of the API server: Node objects with
+//! capacity, a scheduler that binds pods only where their requests fit, a kubelet that starts
+//! bound pods after a delay (and completes Job pods), and the workload controllers
+//! (Deployment -> ReplicaSet -> Pods, StatefulSet, DaemonSet, Job) that write the status
+//! fields a real cluster reports. One task per simulated cluster, idle unless the store
+//! changes, so many fit in one process.
+//!
+//! It reads the server's store (events and snapshots) and writes through the API with the
+//! in-process client, like any controller.
+
+#![warn(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use flotilla_api::member::{pod_holds_resources, pod_requests, Resources};
+use flotilla_api::quantity::parse_milli;
+use flotilla_apiserver::ApiServer;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+/// The shape of a simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Cluster name (prefix of node names).
+    pub name: String,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// CPU per node (a quantity, e.g. "4").
+    pub node_cpu: String,
+    /// Memory per node (a quantity, e.g. "16Gi").
+    pub node_memory: String,
+    /// Extra labels on every node.
+    pub node_labels: BTreeMap<String, String>,
+    /// How long a bound pod takes to start, and a Job pod to finish.
+    pub delay: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            name: "member".into(),
+            nodes: 3,
+            node_cpu: "4".into(),
+            node_memory: "16Gi".into(),
+            node_labels: BTreeMap::new(),
+            delay: Duration::from_millis(500),
+        }
+    }
+}
+
+fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
+}
+
+
+/// Creates the nodes (if missing) and starts the simulation; runs until the server shuts
+/// down.
+pub async fn start(server: &ApiServer, cfg: SimConfig) -> anyhow::Result<()> {
+    if parse_milli(&cfg.node_cpu).is_none() || parse_milli(&cfg.node_memory).is_none() {
+        anyhow::bail!(
+            "node CPU {:?} and memory {:?} must be Kubernetes quantities",
+            cfg.node_cpu,
+            cfg.node_memory
+        );
+    }
+    let client = server.client();
+    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &ar("", "Node", "nodes"));
+    for i in 1..=cfg.nodes {
+        let name = format!("{}-node-{i}", cfg.name);
+        let mut labels: BTreeMap<String, String> = cfg.node_labels.clone();
+        labels.insert("kubernetes.io/hostname".into(), name.clone());
+        labels.insert("kubernetes.io/os".into(), "linux".into());
+        labels.insert("kubernetes.io/arch".into(), "amd64".into());
+        let resources = json!({"cpu": cfg.node_cpu, "memory": cfg.node_memory, "pods": "110"});
+        let created = server
+            .ensure_object(
+                "",
+                "nodes",
+                None,
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating node {name}: {e}"))?;
+        let current = nodes.get_status(&name).await?;
+        if created || current.data["status"]["capacity"] != resources {
+            let status = json!({"status": {
+                "capacity": resources, "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status (simulated)",
+                    "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+                "addresses": [{"type": "InternalIP", "address": format!("10.0.{}.{}", i / 250, i % 250 + 1)},
+                    {"type": "Hostname", "address": name}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0", "osImage": "Flotilla simulated node",
+                    "containerRuntimeVersion": "sim://1", "kernelVersion": "6.1.0", "operatingSystem": "linux",
+                    "architecture": "amd64", "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}
+            }});
+            nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await?;
+        }
+    }
+    tokio::spawn(run(server.clone(), cfg));
+    Ok(())
+}
+
+fn now() -> String {
+    flotilla_api::conditions::now()
+}
+
+/// Which objects the simulation reacts to.
+const PREFIXES: &[&str] = &[
+    "/core/pods/",
+    "/core/nodes/",
+    "/apps/deployments/",
+    "/apps/replicasets/",
+    "/apps/statefulsets/",
+    "/apps/daemonsets/",
+    "/batch/jobs/",
+];
+
+async fn run(server: ApiServer, cfg: SimConfig) {
+    let mut sim = Sim {
+        client: server.client(),
+        cfg,
+        timers: BTreeMap::new(),
+        started: HashMap::new(),
+    };
+    let mut stopped = Box::pin(server.stopped());
+    loop {
+        let snap = server.store().snapshot();
+        sim.reconcile_all(&snap).await;
+        let mut watcher = match server.store().watch("/", snap.rev) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "simulation cannot watch the store");
+                return;
+            }
+        };
+        loop {
+            let next_timer = sim.timers.keys().next().map(|(t, _)| *t);
+            let sleep = async {
+                match next_timer {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = sleep => {
+                    let now = Instant::now();
+                    let due: Vec<_> = sim.timers.keys().filter(|(t, _)| *t <= now).cloned().collect();
+                    for k in due {
+                        sim.timers.remove(&k);
+                    }
+                    // Let concurrent events settle before one pass over the state.
+                    sim.reconcile_all(&server.store().snapshot()).await;
+                }
+                ev = watcher.next() => match ev {
+                    Ok(ev) => {
+                        if !PREFIXES.iter().any(|p| ev.key().starts_with(p)) {
+                            continue;
+                        }
+                        // Coalesce a burst of events into one pass.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        while let Some(Ok(_)) = futures_now(&mut watcher) {}
+                        sim.reconcile_all(&server.store().snapshot()).await;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The watcher's next event if one is already there.
+fn futures_now(
+    w: &mut flotilla_store::Watcher,
+) -> Option<Result<std::sync::Arc<flotilla_store::Event>, flotilla_store::Error>> {
+    use std::future::Future;
+    let fut = w.next();
+    let mut fut = std::pin::pin!(fut);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
+    }
+}
+
+struct Sim {
+    client: kube::Client,
+    cfg: SimConfig,
+    /// Wake-ups for pod transitions (when, pod key).
+    timers: BTreeMap<(Instant, String), ()>,
+    /// When each bound pod's start (or a Job pod's completion) is due.
+    started: HashMap<String, Instant>,
+}
+
+struct State {
+    nodes: Vec<Value>,
+    pods: Vec<Value>,
+    deployments: Vec<Value>,
+    replicasets: Vec<Value>,
+    statefulsets: Vec<Value>,
+    daemonsets: Vec<Value>,
+    jobs: Vec<Value>,
+}
+
+fn load(snap: &flotilla_store::Snapshot, prefix: &str) -> Vec<Value> {
+    snap.range(prefix, None)
+        .filter_map(|o| serde_json::from_slice(&o.data).ok())
+        .collect()
+}
+
+fn name(v: &Value) -> &str {
+    v["metadata"]["name"].as_str().unwrap_or("")
+}
+fn ns(v: &Value) -> &str {
+    v["metadata"]["namespace"].as_str().unwrap_or("default")
+}
+fn uid(v: &Value) -> &str {
+    v["metadata"]["uid"].as_str().unwrap_or("")
+}
+fn deleting(v: &Value) -> bool {
+    v["metadata"]["deletionTimestamp"].is_string()
+}
+fn controller_uid(v: &Value) -> Option<&str> {
+    v["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|o| o["controller"] == true)?["uid"]
+        .as_str()
+}
+fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
+    json!([{"apiVersion": api_version, "kind": kind, "name": name(owner), "uid": uid(owner),
+        "controller": true, "blockOwnerDeletion": true}])
+}
+fn pod_ready(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && flotilla_api::conditions::is_true(&p["status"]["conditions"], "Ready")
+        && !deleting(p)
+}
+fn replicas(v: &Value) -> i64 {
+    v["spec"]["replicas"].as_i64().unwrap_or(1)
+}
+fn generation(v: &Value) -> i64 {
+    v["metadata"]["generation"].as_i64().unwrap_or(1)
+}
+
+/// A short stable hash of a pod template (the pod-template-hash label).
+fn template_hash(t: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    t.to_string().hash(&mut h);
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = h.finish();
+    (0..10)
+        .map(|_| {
+            let c = alphabet[(n % alphabet.len() as u64) as usize] as char;
+            n /= alphabet.len() as u64;
+            c
+        })
+        .collect()
+}
+
+fn random_suffix() -> String {
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+impl Sim {
+    fn api(&self, group: &str, kind: &str, plural: &str, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &ar(group, kind, plural))
+    }
+
+    async fn reconcile_all(&mut self, snap: &flotilla_store::Snapshot) {
+        let st = State {
+            nodes: load(snap, "/core/nodes/"),
+            pods: load(snap, "/core/pods/"),
+            deployments: load(snap, "/apps/deployments/"),
+            replicasets: load(snap, "/apps/replicasets/"),
+            statefulsets: load(snap, "/apps/statefulsets/"),
+            daemonsets: load(snap, "/apps/daemonsets/"),
+            jobs: load(snap, "/batch/jobs/"),
+        };
+        let mut errors = Vec::new();
+        for r in [
+            self.deployments(&st).await,
+            self.replicasets(&st).await,
+            self.statefulsets(&st).await,
+            self.daemonsets(&st).await,
+            self.jobs(&st).await,
+            self.schedule_and_run(&st).await,
+        ] {
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
+        for e in errors {
+            // A conflict or a vanished object is settled by the next pass.
+            tracing::debug!(error = %e, "simulation pass");
+        }
+    }
+
+    fn owned<'a>(&self, pods: &'a [Value], owner: &Value) -> Vec<&'a Value> {
+        pods.iter()
+            .filter(|p| ns(p) == ns(owner) && controller_uid(p) == Some(uid(owner)))
+            .collect()
+    }
+
+    async fn create_pod(&self, owner: &Value, api_version: &str, kind: &str, pod_name: &str, extra_labels: Value, node: Option<&str>) -> anyhow::Result<()> {
+        let template = &owner["spec"]["template"];
+        let mut labels = template["metadata"]["labels"].clone();
+        if !labels.is_object() {
+            labels = json!({});
+        }
+        if let Some(m) = extra_labels.as_object() {
+            for (k, v) in m {
+                labels[k] = v.clone();
+            }
+        }
+        let mut spec = template["spec"].clone();
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        if kind == "Job" && spec["restartPolicy"].is_null() {
+            spec["restartPolicy"] = json!("Never");
+        }
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": ns(owner), "labels": labels,
+                "annotations": template["metadata"]["annotations"].clone(),
+                "ownerReferences": owner_ref(owner, api_version, kind)},
+            "spec": spec});
+        let mut pod = pod;
+        if pod["metadata"]["annotations"].is_null() {
+            pod["metadata"].as_object_mut().expect("object").remove("annotations");
+        }
+        let obj: DynamicObject = serde_json::from_value(pod)?;
+        match self.api("", "Pod", "pods", ns(owner)).create(&PostParams::default(), &obj).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, group: &str, kind: &str, plural: &str, v: &Value) -> anyhow::Result<()> {
+        match self.api(group, kind, plural, ns(v)).delete(name(v), &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn set_status(&self, group: &str, kind: &str, plural: &str, v: &Value, status: Value) -> anyhow::Result<()> {
+        // Only write what changed.
+        let cur = &v["status"];
+        let changed = status
+            .as_object()
+            .map(|m| m.iter().any(|(k, val)| &cur[k] != val))
+            .unwrap_or(false);
+        if !changed {
+            return Ok(());
+        }
+        self.api(group, kind, plural, ns(v))
+            .patch_status(name(v), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .await?;
+        Ok(())
+    }
+
+    async fn deployments(&self, st: &State) -> anyhow::Result<()> {
+        for d in st.deployments.iter().filter(|d| !deleting(d)) {
+            let hash = template_hash(&d["spec"]["template"]);
+            let rss: Vec<&Value> = st
+                .replicasets
+                .iter()
+                .filter(|r| ns(r) == ns(d) && controller_uid(r) == Some(uid(d)))
+                .collect();
+            let want = replicas(d);
+            let current = rss.iter().find(|r| r["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
+            match current {
+                None => {
+                    let mut template = d["spec"]["template"].clone();
+                    template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+                    let mut selector = d["spec"]["selector"].clone();
+                    selector["matchLabels"]["pod-template-hash"] = json!(hash);
+                    let mut labels = template["metadata"]["labels"].clone();
+                    labels["pod-template-hash"] = json!(hash);
+                    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "metadata": {"name": format!("{}-{hash}", name(d)), "namespace": ns(d), "labels": labels,
+                            "annotations": {"deployment.kubernetes.io/revision": (rss.len() + 1).to_string()},
+                            "ownerReferences": owner_ref(d, "apps/v1", "Deployment")},
+                        "spec": {"replicas": want, "selector": selector, "template": template}});
+                    let obj: DynamicObject = serde_json::from_value(rs)?;
+                    match self.api("apps", "ReplicaSet", "replicasets", ns(d)).create(&PostParams::default(), &obj).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Some(rs) if replicas(rs) != want => {
+                    self.api("apps", "ReplicaSet", "replicasets", ns(d))
+                        .patch(name(rs), &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": want}})))
+                        .await?;
+                }
+                Some(_) => {}
+            }
+            // Old ReplicaSets scale down once the new one is available.
+            let new_available = current.map(|r| r["status"]["availableReplicas"].as_i64().unwrap_or(0)).unwrap_or(0);
+            for old in rss.iter().filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str()) {
+                if replicas(old) != 0 && new_available >= want {
+                    self.api("apps", "ReplicaSet", "replicasets", ns(d))
+                        .patch(name(old), &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 0}})))
+                        .await?;
+                }
+            }
+            let sum = |f: &str| rss.iter().map(|r| r["status"][f].as_i64().unwrap_or(0)).sum::<i64>();
+            let updated = current.map(|r| r["status"]["replicas"].as_i64().unwrap_or(0)).unwrap_or(0);
+            let available = sum("availableReplicas");
+            let complete = updated == want && new_available == want && sum("replicas") == want;
+            let mut conds = d["status"]["conditions"].clone();
+            set_cond(&mut conds, "Available", available >= want,
+                if available >= want { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                if available >= want { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." });
+            set_cond(&mut conds, "Progressing", true,
+                if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+                &format!("ReplicaSet \"{}-{hash}\" {}", name(d), if complete { "has successfully progressed." } else { "is progressing." }));
+            let status = json!({"observedGeneration": generation(d), "replicas": sum("replicas"),
+                "updatedReplicas": updated, "readyReplicas": sum("readyReplicas"), "availableReplicas": available,
+                "unavailableReplicas": (want - available).max(0), "conditions": conds});
+            self.set_status("apps", "Deployment", "deployments", d, status).await?;
+        }
+        Ok(())
+    }
+
+    async fn replicasets(&self, st: &State) -> anyhow::Result<()> {
+        for rs in st.replicasets.iter().filter(|r| !deleting(r)) {
+            let pods: Vec<&Value> = self.owned(&st.pods, rs).into_iter().filter(|p| !deleting(p)).collect();
+            let want = replicas(rs) as usize;
+            if pods.len() < want {
+                for _ in pods.len()..want {
+                    self.create_pod(rs, "apps/v1", "ReplicaSet", &format!("{}-{}", name(rs), random_suffix()), json!({}), None).await?;
+                }
+            } else if pods.len() > want {
+                // Unready and unscheduled pods go first, as kube's controller prefers.
+                let mut victims = pods.clone();
+                victims.sort_by_key(|p| (pod_ready(p), p["spec"]["nodeName"].is_string()));
+                for p in victims.iter().take(pods.len() - want) {
+                    self.delete("", "Pod", "pods", p).await?;
+                }
+            }
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            let status = json!({"replicas": pods.len(), "fullyLabeledReplicas": pods.len(),
+                "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": generation(rs)});
+            self.set_status("apps", "ReplicaSet", "replicasets", rs, status).await?;
+        }
+        Ok(())
+    }
+
+    async fn statefulsets(&self, st: &State) -> anyhow::Result<()> {
+        for s in st.statefulsets.iter().filter(|s| !deleting(s)) {
+            let pods: Vec<&Value> = self.owned(&st.pods, s);
+            let want = replicas(s);
+            // Ordered start: pod i is created once pods 0..i are ready.
+            for i in 0..want {
+                let pn = format!("{}-{i}", name(s));
+                match pods.iter().find(|p| name(p) == pn) {
+                    Some(p) if pod_ready(p) => continue,
+                    Some(_) => break,
+                    None => {
+                        self.create_pod(s, "apps/v1", "StatefulSet", &pn,
+                            json!({"statefulset.kubernetes.io/pod-name": pn, "apps.kubernetes.io/pod-index": i.to_string()}), None).await?;
+                        break;
+                    }
+                }
+            }
+            for p in &pods {
+                let idx = name(p).rsplit('-').next().and_then(|i| i.parse::<i64>().ok()).unwrap_or(0);
+                if idx >= want && !deleting(p) {
+                    self.delete("", "Pod", "pods", p).await?;
+                }
+            }
+            let live: Vec<&&Value> = pods.iter().filter(|p| !deleting(p)).collect();
+            let ready = live.iter().filter(|p| pod_ready(p)).count();
+            let status = json!({"observedGeneration": generation(s), "replicas": live.len(),
+                "readyReplicas": ready, "currentReplicas": live.len(), "updatedReplicas": live.len(),
+                "availableReplicas": ready});
+            self.set_status("apps", "StatefulSet", "statefulsets", s, status).await?;
+        }
+        Ok(())
+    }
+
+    async fn daemonsets(&self, st: &State) -> anyhow::Result<()> {
+        let nodes: Vec<&Value> = st.nodes.iter().filter(|n| n["spec"]["unschedulable"] != true).collect();
+        for ds in st.daemonsets.iter().filter(|d| !deleting(d)) {
+            let pods = self.owned(&st.pods, ds);
+            for n in &nodes {
+                if !pods.iter().any(|p| p["spec"]["nodeName"] == name(n)) {
+                    self.create_pod(ds, "apps/v1", "DaemonSet", &format!("{}-{}", name(ds), random_suffix()), json!({}), Some(name(n))).await?;
+                }
+            }
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            let status = json!({"observedGeneration": generation(ds), "desiredNumberScheduled": nodes.len(),
+                "currentNumberScheduled": pods.len(), "updatedNumberScheduled": pods.len(),
+                "numberReady": ready, "numberAvailable": ready, "numberMisscheduled": 0,
+                "numberUnavailable": nodes.len().saturating_sub(ready)});
+            self.set_status("apps", "DaemonSet", "daemonsets", ds, status).await?;
+        }
+        Ok(())
+    }
+
+    async fn jobs(&self, st: &State) -> anyhow::Result<()> {
+        for j in st.jobs.iter().filter(|j| !deleting(j)) {
+            let pods = self.owned(&st.pods, j);
+            let completions = j["spec"]["completions"].as_i64().unwrap_or(1);
+            let parallelism = j["spec"]["parallelism"].as_i64().unwrap_or(1);
+            let succeeded = pods.iter().filter(|p| p["status"]["phase"] == "Succeeded").count() as i64;
+            let active = pods.iter().filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))).count() as i64;
+            let done = succeeded >= completions;
+            if !done && j["spec"]["suspend"] != true {
+                let want_active = parallelism.min(completions - succeeded);
+                for _ in active..want_active {
+                    let mut labels = json!({"batch.kubernetes.io/job-name": name(j), "job-name": name(j)});
+                    labels["batch.kubernetes.io/controller-uid"] = json!(uid(j));
+                    self.create_pod(j, "batch/v1", "Job", &format!("{}-{}", name(j), random_suffix()), labels, None).await?;
+                }
+            }
+            let mut status = json!({"active": active, "succeeded": succeeded, "ready": pods.iter().filter(|p| pod_ready(p)).count(),
+                "startTime": j["status"]["startTime"].as_str().map(String::from).unwrap_or_else(now)});
+            if done {
+                let mut conds = j["status"]["conditions"].clone();
+                set_cond(&mut conds, "SuccessCriteriaMet", true, "CompletionsReached", "Reached expected number of succeeded pods");
+                set_cond(&mut conds, "Complete", true, "CompletionsReached", "Reached expected number of succeeded pods");
+                status["conditions"] = conds;
+                status["completionTime"] = json!(j["status"]["completionTime"].as_str().map(String::from).unwrap_or_else(now));
+                status["active"] = json!(0);
+            }
+            self.set_status("batch", "Job", "jobs", j, status).await?;
+        }
+        Ok(())
+    }
+
+    /// The scheduler and the kubelet: bind pending pods where their requests fit, start bound
+    /// pods after the delay, complete Job pods after another.
+    async fn schedule_and_run(&mut self, st: &State) -> anyhow::Result<()> {
+        let mut free: BTreeMap<String, Resources> = BTreeMap::new();
+        for n in st.nodes.iter().filter(|n| n["spec"]["unschedulable"] != true) {
+            let a = &n["status"]["allocatable"];
+            free.insert(name(n).to_string(), Resources {
+                cpu: a["cpu"].as_str().and_then(parse_milli).unwrap_or(0),
+                memory: a["memory"].as_str().and_then(parse_milli).unwrap_or(0),
+            });
+        }
+        for p in st.pods.iter().filter(|p| pod_holds_resources(p)) {
+            if let Some(f) = free.get_mut(p["spec"]["nodeName"].as_str().unwrap_or("")) {
+                let r = pod_requests(p);
+                f.cpu -= r.cpu;
+                f.memory -= r.memory;
+            }
+        }
+        let now_i = Instant::now();
+        let mut live = BTreeSet::new();
+        for p in st.pods.iter().filter(|p| !deleting(p)) {
+            let key = format!("{}/{}", ns(p), name(p));
+            live.insert(key.clone());
+            let pods = self.api("", "Pod", "pods", ns(p));
+            let node = p["spec"]["nodeName"].as_str().unwrap_or("");
+            let phase = p["status"]["phase"].as_str().unwrap_or("Pending");
+            if node.is_empty() {
+                let r = pod_requests(p);
+                // Most free CPU first, then name: spreads pods like the default scorer.
+                let fit = free
+                    .iter()
+                    .filter(|(_, f)| f.cpu >= r.cpu && f.memory >= r.memory)
+                    .max_by_key(|(n, f)| (f.cpu, std::cmp::Reverse((*n).clone())))
+                    .map(|(n, _)| n.clone());
+                match fit {
+                    Some(n) => {
+                        let f = free.get_mut(&n).expect("node");
+                        f.cpu -= r.cpu;
+                        f.memory -= r.memory;
+                        pods.patch(name(p), &PatchParams::default(), &Patch::Merge(json!({"spec": {"nodeName": n}}))).await?;
+                    }
+                    None => {
+                        let mut conds = p["status"]["conditions"].clone();
+                        let msg = format!("0/{} nodes are available: insufficient cpu or memory.", st.nodes.len());
+                        set_cond(&mut conds, "PodScheduled", false, "Unschedulable", &msg);
+                        self.set_status("", "Pod", "pods", p, json!({"phase": "Pending", "conditions": conds})).await?;
+                    }
+                }
+                continue;
+            }
+            let job_pod = p["metadata"]["ownerReferences"][0]["kind"] == "Job";
+            match phase {
+                "Pending" | "Running" if !(phase == "Running" && !job_pod) => {
+                    let due = *self.started.entry(key.clone()).or_insert(now_i + self.cfg.delay);
+                    if due > now_i {
+                        self.timers.insert((due, key.clone()), ());
+                        continue;
+                    }
+                    self.started.remove(&key);
+                    let mut conds = p["status"]["conditions"].clone();
+                    let status = if phase == "Pending" {
+                        for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+                            set_cond(&mut conds, t, true, "", "");
+                        }
+                        let containers: Vec<Value> = p["spec"]["containers"].as_array().into_iter().flatten().map(|c| json!({
+                            "name": c["name"], "image": c["image"], "imageID": "", "ready": true, "started": true,
+                            "restartCount": 0, "state": {"running": {"startedAt": now()}}})).collect();
+                        json!({"phase": "Running", "conditions": conds, "startTime": now(), "hostIP": "10.0.0.1",
+                            "podIP": format!("10.244.{}.{}", rand::random_range(0..255), rand::random_range(1..255)),
+                            "qosClass": p["status"]["qosClass"].clone(), "containerStatuses": containers})
+                    } else {
+                        for t in ["ContainersReady", "Ready"] {
+                            set_cond(&mut conds, t, false, "PodCompleted", "");
+                        }
+                        let containers: Vec<Value> = p["spec"]["containers"].as_array().into_iter().flatten().map(|c| json!({
+                            "name": c["name"], "image": c["image"], "imageID": "", "ready": false, "started": false,
+                            "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now()}}})).collect();
+                        json!({"phase": "Succeeded", "conditions": conds, "containerStatuses": containers})
+                    };
+                    self.set_status("", "Pod", "pods", p, status).await?;
+                }
+                _ => {}
+            }
+        }
+        self.started.retain(|k, _| live.contains(k));
+        Ok(())
+    }
+}
+
+fn set_cond(conds: &mut Value, ty: &str, status: bool, reason: &str, message: &str) {
+    // Pod and workload conditions carry reason/message only when set; keep them compact.
+    flotilla_api::conditions::set(conds, ty, status, if reason.is_empty() { ty } else { reason }, message, None);
+}

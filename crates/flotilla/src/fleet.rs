@@ -1,0 +1,432 @@
+//! The fleet commands: the hub's controllers, `member`, `agent`, `join` and `up`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use flotilla_apiserver::{ApiServer, Credentials, ServerConfig};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::serve::{client_from_kubeconfig, open_store, serve, StoreKind};
+
+/// Hub flags of the fleet controllers.
+#[derive(clap::Args, Clone)]
+pub struct HubFleetArgs {
+    /// A member is unhealthy once its last heartbeat is older than this (default: three of
+    /// the member's heartbeat periods).
+    #[arg(long, value_name = "SECONDS")]
+    member_health_threshold_seconds: Option<u64>,
+    /// How long a deleted member's agent has to report leaving before the hub removes the
+    /// member anyway.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    member_leave_timeout_seconds: u64,
+}
+
+impl HubFleetArgs {
+    pub fn config(&self) -> flotilla_hub::HubConfig {
+        flotilla_hub::HubConfig {
+            health_threshold: self.member_health_threshold_seconds.map(Duration::from_secs),
+            leave_timeout: Duration::from_secs(self.member_leave_timeout_seconds),
+        }
+    }
+}
+
+/// Everything the hub runs besides the API machinery: the client-certificate signer and the
+/// fleet APIs and controllers.
+pub async fn start_hub(
+    server: &ApiServer,
+    creds: &Credentials,
+    config: flotilla_hub::HubConfig,
+) -> anyhow::Result<()> {
+    server.start_signer(creds.ca_pem.clone(), creds.ca_key_pem());
+    flotilla_hub::start(server, config).await
+}
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    labels
+        .iter()
+        .flat_map(|l| l.split(','))
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("label {l:?} must be KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// `flotilla member`.
+#[derive(clap::Args)]
+pub struct MemberArgs {
+    /// The member cluster's name.
+    #[arg(long)]
+    name: String,
+    /// Directory for the store, credentials and admin.kubeconfig.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address to serve HTTPS on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
+    bind: SocketAddr,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "redb")]
+    store: StoreKind,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+/// The shape of a simulated member.
+#[derive(clap::Args, Clone)]
+pub struct SimArgs {
+    /// Number of simulated nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// CPU of each node (a quantity).
+    #[arg(long, default_value = "4")]
+    node_cpu: String,
+    /// Memory of each node (a quantity).
+    #[arg(long, default_value = "16Gi")]
+    node_memory: String,
+    /// Labels of every node, KEY=VALUE (repeat or comma-separate).
+    #[arg(long)]
+    node_labels: Vec<String>,
+    /// How long a pod takes to start (and a Job's pod to finish), in milliseconds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    workload_delay_ms: u64,
+}
+
+impl SimArgs {
+    fn config(&self, name: &str) -> anyhow::Result<flotilla_sim::SimConfig> {
+        Ok(flotilla_sim::SimConfig {
+            name: name.to_string(),
+            nodes: self.nodes,
+            node_cpu: self.node_cpu.clone(),
+            node_memory: self.node_memory.clone(),
+            node_labels: parse_labels(&self.node_labels)?,
+            delay: Duration::from_millis(self.workload_delay_ms),
+        })
+    }
+}
+
+async fn start_member(
+    name: &str,
+    dir: &Path,
+    bind: SocketAddr,
+    store: StoreKind,
+    sim: flotilla_sim::SimConfig,
+) -> anyhow::Result<crate::serve::Served> {
+    let store = open_store(store, dir)?;
+    serve(dir, bind, store, ServerConfig::default(), name, |server, _| async move {
+        flotilla_sim::start(&server, sim).await
+    })
+    .await
+}
+
+pub async fn run_member(args: MemberArgs) -> anyhow::Result<()> {
+    let sim = args.sim.config(&args.name)?;
+    let served = start_member(&args.name, &args.data_dir, args.bind, args.store, sim).await?;
+    tracing::info!(member = %args.name, url = %served.url, "simulated member ready");
+    eprintln!(
+        "flotilla member {} ready at {}\n  export KUBECONFIG={}\n  kubectl get nodes",
+        args.name,
+        served.url,
+        served.kubeconfig.display()
+    );
+    crate::shutdown_signal().await;
+    served.stop().await
+}
+
+/// `flotilla agent`.
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The member's name (its MemberCluster on the hub).
+    #[arg(long)]
+    name: String,
+    /// Kubeconfig for the hub, with the member's credentials (written by `flotilla join`).
+    #[arg(long, value_name = "FILE")]
+    hub_kubeconfig: PathBuf,
+    /// Kubeconfig for the member cluster; without it, the in-cluster service account.
+    #[arg(long, value_name = "FILE")]
+    member_kubeconfig: Option<PathBuf>,
+}
+
+pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let hub = client_from_kubeconfig(&args.hub_kubeconfig).await?;
+    let member = match &args.member_kubeconfig {
+        Some(p) => client_from_kubeconfig(p).await?,
+        None => kube::Client::try_from(kube::Config::incluster().map_err(|e| {
+            anyhow::anyhow!("no --member-kubeconfig and not in a cluster: {e}")
+        })?)?,
+    };
+    tracing::info!(member = %args.name, "agent starting");
+    flotilla_agent::Agent {
+        name: args.name,
+        hub,
+        member,
+    }
+    .run(crate::shutdown_signal())
+    .await
+}
+
+/// `flotilla join`.
+#[derive(clap::Args)]
+pub struct JoinArgs {
+    /// The new member's name.
+    name: String,
+    /// The hub's admin kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    hub_kubeconfig: PathBuf,
+    /// Where to write the agent's hub kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Labels of the MemberCluster, KEY=VALUE (repeat or comma-separate).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// The member's heartbeat period.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    heartbeat_period_seconds: u32,
+}
+
+fn member_cluster_api(client: kube::Client) -> Api<DynamicObject> {
+    Api::all_with(client, &flotilla_hub::members::member_cluster_resource())
+}
+
+/// Joins member `name`: a client certificate for identity `fleet-member-<name>` issued
+/// through a CertificateSigningRequest, the MemberCluster, and the agent's kubeconfig.
+pub async fn join(
+    hub_kubeconfig: &Path,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    heartbeat_period: u32,
+    out: &Path,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let kc = kube::config::Kubeconfig::read_from(hub_kubeconfig)
+        .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", hub_kubeconfig.display()))?;
+    let client = client_from_kubeconfig(hub_kubeconfig).await?;
+    let mcs = member_cluster_api(client.clone());
+    if mcs.get_opt(name).await?.is_some() {
+        anyhow::bail!("member cluster {name:?} already exists on the hub; choose another name or delete it first (kubectl delete membercluster {name})");
+    }
+    let user = format!("{}{name}", flotilla_api::member::NAMESPACE_PREFIX);
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user.clone());
+    let request_pem = params.serialize_request(&key)?.pem()?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let csr_name = format!("flotilla-join-{name}");
+    let _ = csrs.delete(&csr_name, &Default::default()).await;
+    let csr: CertificateSigningRequest = serde_json::from_value(json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": csr_name},
+        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(&request_pem),
+            "signerName": flotilla_apiserver::CLIENT_SIGNER, "usages": ["client auth", "digital signature"]}
+    }))?;
+    csrs.create(&PostParams::default(), &csr).await?;
+    csrs.patch_approval(
+        &csr_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [{"type": "Approved", "status": "True",
+            "reason": "FlotillaJoin", "message": format!("approved by flotilla join for member {name}"),
+            "lastUpdateTime": flotilla_api::conditions::now()}]}})),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let cert_b64 = loop {
+        let c = csrs.get(&csr_name).await?;
+        if let Some(cert) = c.status.as_ref().and_then(|s| s.certificate.as_ref()) {
+            break base64::engine::general_purpose::STANDARD.encode(&cert.0);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the hub did not issue a certificate for {csr_name} within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = csrs.delete(&csr_name, &Default::default()).await;
+    let mc: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "cluster.kubernetes-fleet.io/v1beta1", "kind": "MemberCluster",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"identity": {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"},
+            "heartbeatPeriodSeconds": heartbeat_period}
+    }))?;
+    match mcs.create(&PostParams::default(), &mc).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            anyhow::bail!("member cluster {name:?} already exists on the hub")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // The agent can start once the hub has prepared the member's namespace and access.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mc = mcs.get(name).await?;
+        if flotilla_api::conditions::is_true(&mc.data["status"]["conditions"], flotilla_api::member::condition::READY_TO_JOIN) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the hub did not prepare member {name} within 30s (is the hub's member controller running?)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The hub's address and CA come from the admin kubeconfig's current cluster.
+    let ctx_name = kc.current_context.clone().unwrap_or_default();
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_default();
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| anyhow::anyhow!("{}: no current cluster", hub_kubeconfig.display()))?;
+    let server = cluster.server.unwrap_or_default();
+    let ca = cluster.certificate_authority_data.unwrap_or_default();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla-hub\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert_b64}\n    client-key-data: {key}\ncontexts:\n- name: {user}@flotilla-hub\n  context:\n    cluster: flotilla-hub\n    user: {user}\n    namespace: {user}\ncurrent-context: {user}@flotilla-hub\n",
+        key = b64(&key.serialize_pem()),
+    );
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    Credentials::write_kubeconfig(out, &text)?;
+    Ok(())
+}
+
+pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
+    let labels = parse_labels(&args.labels)?;
+    join(
+        &args.hub_kubeconfig,
+        &args.name,
+        labels,
+        args.heartbeat_period_seconds,
+        &args.out,
+    )
+    .await?;
+    eprintln!(
+        "member cluster {} joined the hub; start its agent with:\n  flotilla agent --name {} --hub-kubeconfig {} --member-kubeconfig MEMBER_KUBECONFIG",
+        args.name,
+        args.name,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `flotilla up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Number of simulated members.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// Directory for the hub's and members' state and kubeconfigs.
+    #[arg(long, value_name = "DIR", default_value = ".flotilla/fleet")]
+    data_dir: PathBuf,
+    /// Address of the hub.
+    #[arg(long, default_value = "127.0.0.1:6443", value_name = "ADDR:PORT")]
+    bind: SocketAddr,
+    /// Heartbeat period of the members.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    heartbeat_period_seconds: u32,
+    #[command(flatten)]
+    sim: SimArgs,
+    #[command(flatten)]
+    fleet: HubFleetArgs,
+}
+
+const REGIONS: [&str; 3] = ["eastus", "westeurope", "southeastasia"];
+const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
+
+/// The labels of simulated member `k` (1-based): a region and an environment, so placements
+/// have something to select on.
+pub fn member_labels(k: usize) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("fleet.flotilla.dev/region".to_string(), REGIONS[(k - 1) % REGIONS.len()].to_string()),
+        ("fleet.flotilla.dev/environment".to_string(), ENVIRONMENTS[(k - 1) % ENVIRONMENTS.len()].to_string()),
+    ])
+}
+
+pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    let hub_dir = args.data_dir.join("hub");
+    let store = open_store(StoreKind::Redb, &hub_dir)?;
+    let hub_config = args.fleet.config();
+    let hub = serve(&hub_dir, args.bind, store, ServerConfig::default(), "flotilla", |server, creds| async move {
+        start_hub(&server, &creds, hub_config).await
+    })
+    .await?;
+    eprintln!("hub ready at {}", hub.url);
+    let hub_mcs = member_cluster_api(hub.server.client());
+    let mut members = Vec::new();
+    let mut agents = Vec::new();
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    for k in 1..=args.members {
+        let name = format!("member-{k}");
+        let dir = args.data_dir.join(&name);
+        let mut sim = args.sim.config(&name)?;
+        for (key, v) in member_labels(k) {
+            sim.node_labels.entry(key).or_insert(v);
+        }
+        let served = start_member(&name, &dir, "127.0.0.1:0".parse()?, StoreKind::Redb, sim).await?;
+        let agent_kubeconfig = dir.join("agent-hub.kubeconfig");
+        let exists = hub_mcs.get_opt(&name).await?.is_some();
+        if !exists || !agent_kubeconfig.exists() {
+            if exists {
+                // The credentials are gone: join again.
+                hub_mcs.delete(&name, &Default::default()).await?;
+                wait_gone(&hub_mcs, &name).await?;
+            }
+            join(&hub.kubeconfig, &name, member_labels(k), args.heartbeat_period_seconds, &agent_kubeconfig).await?;
+        }
+        let hub_client = client_from_kubeconfig(&agent_kubeconfig).await?;
+        let member_client = client_from_kubeconfig(&served.kubeconfig).await?;
+        let mut stop = stop_tx.subscribe();
+        agents.push(tokio::spawn(
+            flotilla_agent::Agent { name: name.clone(), hub: hub_client, member: member_client }.run(async move {
+                let _ = stop.recv().await;
+            }),
+        ));
+        eprintln!("{name} ready at {} (joined)", served.url);
+        members.push((name, served));
+    }
+    let hub_kc = hub.kubeconfig.display().to_string();
+    eprintln!("\nflotilla fleet is up: a hub and {} simulated members.", args.members);
+    eprintln!("  hub:      export KUBECONFIG={hub_kc}");
+    for (name, m) in &members {
+        eprintln!("  {name}: {}", m.kubeconfig.display());
+    }
+    eprintln!("\nTry:");
+    eprintln!("  kubectl --kubeconfig {hub_kc} get memberclusters");
+    eprintln!("  kubectl --kubeconfig {hub_kc} get membercluster member-1 -o yaml");
+    if let Some((_, m)) = members.first() {
+        eprintln!("  kubectl --kubeconfig {} get nodes", m.kubeconfig.display());
+    }
+    eprintln!("\nCtrl-C stops the fleet; running `flotilla up` again with the same --data-dir resumes it.");
+    crate::shutdown_signal().await;
+    eprintln!("stopping the fleet");
+    let _ = stop_tx.send(());
+    for a in agents {
+        let _ = a.await;
+    }
+    for (_, m) in members {
+        m.stop().await?;
+    }
+    hub.stop().await
+}
+
+async fn wait_gone(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while api.get_opt(name).await?.is_some() {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("member cluster {name} was not removed within 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
