@@ -137,7 +137,12 @@ impl Agent {
                             imc_tx.send_replace(Some(o));
                         }
                         Err(e) => {
-                            let msg = e.to_string();
+                            let msg = match &e {
+                                watcher::Error::InitialListFailed(k)
+                                | watcher::Error::WatchStartFailed(k)
+                                | watcher::Error::WatchFailed(k) => describe(k).1,
+                                other => other.to_string(),
+                            };
                             if msg != last_err {
                                 tracing::error!(error = %msg, "watching the InternalMemberCluster on the hub failed; retrying with backoff");
                                 last_err = msg;
@@ -257,14 +262,7 @@ impl Agent {
         );
         match cms.get_opt(member::CUSTOM_PROPERTIES_CONFIGMAP).await {
             Ok(None) => Ok(BTreeMap::new()),
-            Ok(Some(cm)) => Ok(cm.data["data"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default()),
+            Ok(Some(cm)) => Ok(member::parse_custom_properties(&cm.data["data"])),
             Err(e) => Err(format!(
                 "reading ConfigMap {}/{}: {e}",
                 member::CUSTOM_PROPERTIES_NAMESPACE,

@@ -87,6 +87,28 @@ pub const CUSTOM_PROPERTIES_NAMESPACE: &str = "flotilla-system";
 /// Name of the custom properties ConfigMap.
 pub const CUSTOM_PROPERTIES_CONFIGMAP: &str = "cluster-properties";
 
+/// The operator's properties from the ConfigMap's `data`: the key `properties` holds one
+/// `NAME=VALUE` per line (names may contain `/`, which ConfigMap keys cannot; `#` starts a
+/// comment), and every other key is a property name itself.
+pub fn parse_custom_properties(data: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(m) = data.as_object() else {
+        return out;
+    };
+    for (k, v) in m {
+        let v = v.as_str().unwrap_or("");
+        if k == "properties" {
+            for line in v.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let (name, value) = line.split_once('=').unwrap_or((line, ""));
+                out.insert(name.trim().to_string(), value.trim().to_string());
+            }
+        } else {
+            out.insert(k.clone(), v.trim().to_string());
+        }
+    }
+    out
+}
+
 /// Sums of CPU (millicores) and memory (milli-bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resources {
@@ -364,6 +386,15 @@ mod tests {
         assert_eq!(props["cost.example.com/per-core"]["value"], "0.05");
         assert!(props.get("gpus").is_none());
         assert_eq!(rejected.len(), 2);
+    }
+
+    #[test]
+    fn custom_properties_come_from_lines_and_keys() {
+        let p = parse_custom_properties(&json!({"properties": "# costs\ncost.example.com/per-core = 0.05\n\nbad-line\n", "gpu-count": "4"}));
+        assert_eq!(p["cost.example.com/per-core"], "0.05");
+        assert_eq!(p["gpu-count"], "4");
+        assert_eq!(p["bad-line"], "");
+        assert_eq!(p.len(), 3);
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! A fleet of processes: a hub, two simulated members and their agents. Joining, properties,
+//! RBAC between members, agent failure and recovery, wrong credentials, hub restart, leaving.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn flotilla() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_hub(dir: &Path, port: u16) -> Proc {
+    let kc = dir.join("admin.kubeconfig");
+    let _ = std::fs::remove_file(&kc);
+    let child = flotilla()
+        .args(["hub", "--data-dir"])
+        .arg(dir)
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--member-health-threshold-seconds", "3"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_file(&kc);
+    Proc(child)
+}
+
+fn start_member(dir: &Path, name: &str) -> Proc {
+    let child = flotilla()
+        .args(["member", "--name", name, "--store", "memory", "--nodes", "2", "--node-cpu", "8", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_file(&dir.join("admin.kubeconfig"));
+    Proc(child)
+}
+
+fn start_agent(name: &str, hub_kc: &Path, member_kc: &Path, log: &Path) -> Proc {
+    let child = flotilla()
+        .args(["agent", "--name", name, "--hub-kubeconfig"])
+        .arg(hub_kc)
+        .arg("--member-kubeconfig")
+        .arg(member_kc)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn get_json(kubeconfig: &Path, args: &[&str]) -> Option<Value> {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let out = kubectl(kubeconfig, &a);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn condition(mc: &Value, ty: &str) -> (String, String) {
+    mc["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `f` until it returns Some, or fails with `what`.
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn membercluster(hub: &Path, name: &str) -> Option<Value> {
+    get_json(hub, &["get", "membercluster", name])
+}
+
+fn join(hub: &Path, name: &str, out: &Path) -> Output {
+    flotilla()
+        .args(["join", name, "--heartbeat-period-seconds", "1", "--label", "env=prod", "--hub-kubeconfig"])
+        .arg(hub)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn members_join_report_fail_recover_and_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| -> PathBuf { dir.path().join(p) };
+    let port = free_port();
+    let mut hub_proc = start_hub(&d("hub"), port);
+    let hub = d("hub/admin.kubeconfig");
+    let _m1 = start_member(&d("m1"), "m1");
+    let _m2 = start_member(&d("m2"), "m2");
+
+    // Join both; a second join of a name is refused with a clear error.
+    for m in ["m1", "m2"] {
+        let out = join(&hub, m, &d(&format!("{m}-agent.kubeconfig")));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let again = join(&hub, "m1", &d("again.kubeconfig"));
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // An operator-defined property in member m1.
+    let m1_admin = d("m1/admin.kubeconfig");
+    assert!(kubectl(&m1_admin, &["create", "namespace", "flotilla-system"]).status.success());
+    assert!(kubectl(&m1_admin, &["-n", "flotilla-system", "create", "configmap", "cluster-properties",
+        "--from-literal=properties=cost.example.com/per-core=0.05", "--from-literal=gpu-count=4"]).status.success());
+
+    let mut a1 = start_agent("m1", &d("m1-agent.kubeconfig"), &m1_admin, &d("a1.log"));
+    let _a2 = start_agent("m2", &d("m2-agent.kubeconfig"), &d("m2/admin.kubeconfig"), &d("a2.log"));
+
+    // Joined, healthy, with properties, visible through kubectl.
+    let mc = wait_for("m1 joined with properties", Duration::from_secs(30), || {
+        membercluster(&hub, "m1").filter(|mc| {
+            condition(mc, "Joined").0 == "True"
+                && condition(mc, "Healthy").0 == "True"
+                && mc["status"]["properties"]["cost.example.com/per-core"]["value"] == "0.05"
+        })
+    });
+    let props = &mc["status"]["properties"];
+    assert_eq!(props["kubernetes-fleet.io/node-count"]["value"], "2");
+    assert_eq!(props["resources.kubernetes-fleet.io/total-cpu"]["value"], "16");
+    assert_eq!(props["resources.kubernetes-fleet.io/available-cpu"]["value"], "16");
+    assert_eq!(props["k8s.io/k8s-version"]["value"], "v1.33.0");
+    assert_eq!(props["gpu-count"]["value"], "4");
+    assert_eq!(mc["status"]["resourceUsage"]["allocatable"]["cpu"], "16");
+    assert_eq!(condition(&mc, "ReadyToJoin").0, "True");
+    assert_eq!(condition(&mc, "ClusterPropertyCollectionSucceeded").0, "True");
+    let yaml = String::from_utf8(kubectl(&hub, &["get", "membercluster", "m1", "-o", "yaml"]).stdout).unwrap();
+    assert!(yaml.contains("kubernetes-fleet.io/node-count"), "{yaml}");
+
+    // Available CPU follows what running pods request in the member.
+    assert!(kubectl(&m1_admin, &["create", "deployment", "web", "--image=nginx", "--replicas=2"]).status.success());
+    assert!(kubectl(&m1_admin, &["set", "resources", "deployment", "web", "--requests=cpu=3"]).status.success());
+    wait_for("available CPU to drop by 6", Duration::from_secs(30), || {
+        membercluster(&hub, "m1")
+            .filter(|mc| mc["status"]["properties"]["resources.kubernetes-fleet.io/available-cpu"]["value"] == "10")
+    });
+
+    // RBAC: a member's credentials reach its own namespace and nothing else.
+    let m1_agent = d("m1-agent.kubeconfig");
+    let own = kubectl(&m1_agent, &["get", "configmaps", "-n", "fleet-member-m1"]);
+    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+    let other = kubectl(&m1_agent, &["get", "configmaps", "-n", "fleet-member-m2"]);
+    assert!(!other.status.success());
+    let msg = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        msg.contains("configmaps is forbidden: User \"fleet-member-m1\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"fleet-member-m2\""),
+        "{msg}"
+    );
+    let cluster = kubectl(&m1_agent, &["get", "memberclusters"]);
+    assert!(String::from_utf8_lossy(&cluster.stderr).contains("at the cluster scope"));
+
+    // kill -9 the agent: the member turns unhealthy within the threshold, then recovers.
+    a1.0.kill().unwrap();
+    let _ = a1.0.wait();
+    let mc = wait_for("m1 unhealthy", Duration::from_secs(20), || {
+        membercluster(&hub, "m1").filter(|mc| condition(mc, "Healthy").0 == "False")
+    });
+    assert_eq!(condition(&mc, "Healthy").1, "MemberAgentHeartbeatTimeout");
+    let _a1 = start_agent("m1", &m1_agent, &m1_admin, &d("a1b.log"));
+    wait_for("m1 healthy again", Duration::from_secs(20), || {
+        membercluster(&hub, "m1").filter(|mc| condition(mc, "Healthy").0 == "True")
+    });
+
+    // Wrong credentials: a clear log line, and no retry storm.
+    let bad = d("bad.kubeconfig");
+    let text = std::fs::read_to_string(&m1_agent).unwrap();
+    let cut = text.find("    client-certificate-data").unwrap();
+    let end = text[cut..].find("contexts:").unwrap() + cut;
+    std::fs::write(&bad, format!("{}    token: not-a-valid-token\n{}", &text[..cut], &text[end..])).unwrap();
+    let bad_agent = start_agent("m1", &bad, &m1_admin, &d("bad.log"));
+    std::thread::sleep(Duration::from_secs(4));
+    drop(bad_agent);
+    let log = std::fs::read_to_string(d("bad.log")).unwrap();
+    let rejected = log.lines().filter(|l| l.contains("rejected the agent's credentials (401")).count();
+    assert!(rejected >= 1, "{log}");
+    assert!(log.lines().count() < 12, "too many lines in 4s: {log}");
+
+    // Hub restart (kill -9): agents reconnect without help.
+    hub_proc.0.kill().unwrap();
+    let _ = hub_proc.0.wait();
+    let restarted_at = chrono::Utc::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let _hub2 = start_hub(&d("hub"), port);
+    wait_for("heartbeats after the hub restart", Duration::from_secs(40), || {
+        membercluster(&hub, "m2").filter(|mc| {
+            mc["status"]["agentStatus"][0]["lastReceivedHeartbeat"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t > restarted_at)
+                && condition(mc, "Healthy").0 == "True"
+        })
+    });
+
+    // Leave: deleting the MemberCluster makes the agent report Left and exit; the hub removes
+    // the member's namespace and then the MemberCluster.
+    assert!(kubectl(&hub, &["delete", "membercluster", "m2", "--wait=false"]).status.success());
+    let mut a2 = _a2;
+    let code = wait_for("the m2 agent to exit", Duration::from_secs(30), || a2.0.try_wait().unwrap());
+    assert!(code.success());
+    wait_for("m2 removed", Duration::from_secs(30), || {
+        membercluster(&hub, "m2").is_none().then_some(())
+    });
+    wait_for("namespace fleet-member-m2 removed", Duration::from_secs(30), || {
+        get_json(&hub, &["get", "namespace", "fleet-member-m2"]).is_none().then_some(())
+    });
+    let log = std::fs::read_to_string(d("a2.log")).unwrap();
+    assert!(log.contains("left the fleet"), "{log}");
+    // m1 stays.
+    assert!(membercluster(&hub, "m1").is_some());
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: separate `flotilla` processes (hub, simulated members, agents) on
+//! loopback, driven by kubectl and the kube client, with faults.
+
+mod fleet;
+mod hub;
