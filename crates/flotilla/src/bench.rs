@@ -20,6 +20,8 @@ use serde_json::json;
 pub enum BenchCommand {
     /// API server throughput, latency, memory and watch delivery.
     Api(ApiBenchArgs),
+    /// Hub CPU and memory with N simulated members sending heartbeats.
+    Members(crate::bench_fleet::MembersBenchArgs),
 }
 
 /// Arguments of `flotilla bench`.
@@ -46,9 +48,9 @@ pub struct ApiBenchArgs {
     object_bytes: usize,
 }
 
-struct Hub {
+pub(crate) struct Hub {
     child: std::process::Child,
-    pid: u32,
+    pub(crate) pid: u32,
     store: String,
     dir: tempfile::TempDir,
 }
@@ -91,7 +93,7 @@ async fn spawn_hub(store: &str, dir: &std::path::Path) -> anyhow::Result<std::pr
     Ok(child)
 }
 
-async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
+pub(crate) async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let child = spawn_hub(store, dir.path()).await?;
     let kubeconfig = dir.path().join("admin.kubeconfig");
@@ -121,7 +123,7 @@ impl Hub {
 }
 
 /// (user+system CPU seconds, RSS bytes) of a process, from /proc.
-fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+pub(crate) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
@@ -241,6 +243,7 @@ where
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Api(a) => run_api(a).await,
+        BenchCommand::Members(a) => crate::bench_fleet::run(a).await,
     }
 }
 

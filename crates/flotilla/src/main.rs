@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use flotilla_apiserver::ServerConfig;
 
 mod bench;
+mod bench_fleet;
 mod fleet;
 mod serve;
 
