@@ -152,7 +152,9 @@ impl Agent {
                 }
             }
         });
-        let result = self.main_loop(&imcs, &view, &mut imc_rx, &mut shutdown).await;
+        let result = self
+            .main_loop(&imcs, &view, &mut imc_rx, &mut shutdown)
+            .await;
         watch_task.abort();
         result
     }
@@ -202,7 +204,10 @@ impl Agent {
                     version = v.git_version;
                 }
             }
-            let wait = match self.heartbeat(imcs, view, &imc.data, &version, &mut last_sent).await {
+            let wait = match self
+                .heartbeat(imcs, view, &imc.data, &version, &mut last_sent)
+                .await
+            {
                 Ok(()) => {
                     backoff.reset();
                     if !joined_logged {
@@ -289,34 +294,93 @@ impl Agent {
             .cloned()
             .unwrap_or(json!({}));
         let mut agent_conds = current_agent["conditions"].clone();
-        conditions::set(&mut agent_conds, cond::JOINED, true, reason::JOINED, "the member agent joined the fleet", None);
+        conditions::set(
+            &mut agent_conds,
+            cond::JOINED,
+            true,
+            reason::JOINED,
+            "the member agent joined the fleet",
+            None,
+        );
         match &ready {
-            Ok(()) => conditions::set(&mut agent_conds, cond::HEALTHY, true, reason::HEALTHY, "the member API server is ready", None),
-            Err(m) => conditions::set(&mut agent_conds, cond::HEALTHY, false, reason::UNHEALTHY, m, None),
+            Ok(()) => conditions::set(
+                &mut agent_conds,
+                cond::HEALTHY,
+                true,
+                reason::HEALTHY,
+                "the member API server is ready",
+                None,
+            ),
+            Err(m) => conditions::set(
+                &mut agent_conds,
+                cond::HEALTHY,
+                false,
+                reason::UNHEALTHY,
+                m,
+                None,
+            ),
         };
         let mut status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": now}]});
         if ready.is_ok() && synced(&view.nodes) && synced(&view.pods) {
             let nodes = view.nodes.state();
             let pods = view.pods.state();
-            let usage = member::Usage::compute(nodes.iter().map(|n| &n.data), pods.iter().map(|p| &p.data));
+            let usage =
+                member::Usage::compute(nodes.iter().map(|n| &n.data), pods.iter().map(|p| &p.data));
             let custom = self.custom_properties().await;
-            let (props, rejected) = member::properties(&usage, version, custom.as_ref().unwrap_or(&BTreeMap::new()), &now);
+            let (props, rejected) = member::properties(
+                &usage,
+                version,
+                custom.as_ref().unwrap_or(&BTreeMap::new()),
+                &now,
+            );
             let mut imc_conds = imc["status"]["conditions"].clone();
             match (&custom, rejected.is_empty()) {
-                (Err(e), _) => conditions::set(&mut imc_conds, cond::PROPERTY_COLLECTION_SUCCEEDED, false, reason::PROPERTIES_FAILED, e, None),
+                (Err(e), _) => conditions::set(
+                    &mut imc_conds,
+                    cond::PROPERTY_COLLECTION_SUCCEEDED,
+                    false,
+                    reason::PROPERTIES_FAILED,
+                    e,
+                    None,
+                ),
                 (Ok(_), false) => {
-                    let msg = rejected.iter().map(|(k, why)| format!("property {k:?} {why}")).collect::<Vec<_>>().join("; ");
-                    conditions::set(&mut imc_conds, cond::PROPERTY_COLLECTION_SUCCEEDED, false, reason::PROPERTIES_FAILED, &msg, None)
+                    let msg = rejected
+                        .iter()
+                        .map(|(k, why)| format!("property {k:?} {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    conditions::set(
+                        &mut imc_conds,
+                        cond::PROPERTY_COLLECTION_SUCCEEDED,
+                        false,
+                        reason::PROPERTIES_FAILED,
+                        &msg,
+                        None,
+                    )
                 }
-                (Ok(_), true) => conditions::set(&mut imc_conds, cond::PROPERTY_COLLECTION_SUCCEEDED, true, reason::PROPERTIES_COLLECTED, "all properties were collected", None),
+                (Ok(_), true) => conditions::set(
+                    &mut imc_conds,
+                    cond::PROPERTY_COLLECTION_SUCCEEDED,
+                    true,
+                    reason::PROPERTIES_COLLECTED,
+                    "all properties were collected",
+                    None,
+                ),
             };
             let usage_json = usage.resource_usage(&now);
             let values = |props: &Value, usage: &Value, conds: &Value| {
-                let vals: BTreeMap<&String, &Value> = props.as_object().map(|m| m.iter().map(|(k, v)| (k, &v["value"])).collect()).unwrap_or_default();
+                let vals: BTreeMap<&String, &Value> = props
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k, &v["value"])).collect())
+                    .unwrap_or_default();
                 json!({"props": vals, "usage": [&usage["capacity"], &usage["allocatable"], &usage["available"]], "conds": conds})
             };
             let fingerprint = values(&props, &usage_json, &imc_conds);
-            let stored = values(&imc["status"]["properties"], &imc["status"]["resourceUsage"], &imc["status"]["conditions"]);
+            let stored = values(
+                &imc["status"]["properties"],
+                &imc["status"]["resourceUsage"],
+                &imc["status"]["conditions"],
+            );
             if fingerprint != *last_sent || fingerprint != stored {
                 // Properties that disappeared are removed (null in a merge patch).
                 let mut props_patch = props.clone();
@@ -333,8 +397,12 @@ impl Agent {
                 *last_sent = fingerprint;
             }
         }
-        imcs.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-            .await?;
+        imcs.patch_status(
+            &self.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         Ok(())
     }
 
@@ -345,10 +413,21 @@ impl Agent {
             .and_then(|a| a.iter().find(|a| a["type"] == MEMBER_AGENT))
             .map(|a| a["conditions"].clone())
             .unwrap_or(Value::Null);
-        conditions::set(&mut agent_conds, cond::JOINED, false, reason::LEFT, "the member agent left the fleet", None);
+        conditions::set(
+            &mut agent_conds,
+            cond::JOINED,
+            false,
+            reason::LEFT,
+            "the member agent left the fleet",
+            None,
+        );
         let status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": conditions::now()}]});
-        imcs.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-            .await?;
+        imcs.patch_status(
+            &self.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -91,7 +91,14 @@ fn member_status(extra: &[(&str, Value)]) -> Value {
     json!({"type": "object", "properties": props})
 }
 
-fn crd(kind: &str, plural: &str, scope: &str, short: &[&str], columns: Value, schema: Value) -> Value {
+fn crd(
+    kind: &str,
+    plural: &str,
+    scope: &str,
+    short: &[&str],
+    columns: Value,
+    schema: Value,
+) -> Value {
     let versions: Vec<Value> = VERSIONS
         .iter()
         .map(|v| {
@@ -167,7 +174,14 @@ pub fn member_cluster() -> Value {
         {"name": "Allocatable-CPU", "type": "string", "priority": 1, "jsonPath": ".status.resourceUsage.allocatable.cpu"},
         {"name": "Allocatable-Memory", "type": "string", "priority": 1, "jsonPath": ".status.resourceUsage.allocatable.memory"}
     ]);
-    crd("MemberCluster", "memberclusters", "Cluster", &["cluster"], columns, schema)
+    crd(
+        "MemberCluster",
+        "memberclusters",
+        "Cluster",
+        &["cluster"],
+        columns,
+        schema,
+    )
 }
 
 /// InternalMemberCluster: the hub's instructions to one member's agent and the agent's
@@ -191,7 +205,14 @@ pub fn internal_member_cluster() -> Value {
         {"name": "Joined", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Joined\")].status"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     ]);
-    crd("InternalMemberCluster", "internalmemberclusters", "Namespaced", &["imc"], columns, schema)
+    crd(
+        "InternalMemberCluster",
+        "internalmemberclusters",
+        "Namespaced",
+        &["imc"],
+        columns,
+        schema,
+    )
 }
 
 /// Every CRD the hub installs.

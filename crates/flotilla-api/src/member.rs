@@ -98,7 +98,11 @@ pub fn parse_custom_properties(data: &Value) -> BTreeMap<String, String> {
     for (k, v) in m {
         let v = v.as_str().unwrap_or("");
         if k == "properties" {
-            for line in v.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            for line in v
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
                 let (name, value) = line.split_once('=').unwrap_or((line, ""));
                 out.insert(name.trim().to_string(), value.trim().to_string());
             }
@@ -120,7 +124,13 @@ pub struct Resources {
 
 impl Resources {
     fn of(list: &Value) -> Self {
-        let q = |k: &str| list[k].as_str().and_then(parse_milli).or_else(|| list[k].as_i64().map(|i| i as i128 * 1000)).unwrap_or(0);
+        let q = |k: &str| {
+            list[k]
+                .as_str()
+                .and_then(parse_milli)
+                .or_else(|| list[k].as_i64().map(|i| i as i128 * 1000))
+                .unwrap_or(0)
+        };
         Self {
             cpu: q("cpu"),
             memory: q("memory"),
@@ -154,8 +164,13 @@ pub fn pod_requests(pod: &Value) -> Resources {
 
 /// Whether a pod holds node resources: bound to a node and not finished.
 pub fn pod_holds_resources(pod: &Value) -> bool {
-    pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
-        && !matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty())
+        && !matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
 }
 
 /// A member's nodes' totals, with what running pods request.
@@ -181,7 +196,8 @@ impl Usage {
         for n in nodes {
             u.nodes += 1;
             u.capacity.add(Resources::of(&n["status"]["capacity"]));
-            u.allocatable.add(Resources::of(&n["status"]["allocatable"]));
+            u.allocatable
+                .add(Resources::of(&n["status"]["allocatable"]));
         }
         for p in pods {
             if pod_holds_resources(p) {
@@ -231,17 +247,26 @@ pub fn properties(
     let mut rejected = BTreeMap::new();
     for (k, v) in custom {
         if k == K8S_VERSION || k == NODE_COUNT || k.starts_with(RESOURCE_PREFIX) {
-            rejected.insert(k.clone(), "is reported by the agent and cannot be overridden".into());
+            rejected.insert(
+                k.clone(),
+                "is reported by the agent and cannot be overridden".into(),
+            );
         } else if let Some(p) = qualified_name_problem(k) {
             rejected.insert(k.clone(), format!("is not a valid property name: {p}"));
         } else if parse_milli(v).is_none() {
-            rejected.insert(k.clone(), format!("value {v:?} is not a Kubernetes quantity"));
+            rejected.insert(
+                k.clone(),
+                format!("value {v:?} is not a Kubernetes quantity"),
+            );
         } else {
             put(k, v.trim().to_string());
         }
     }
     // The version is a property too, though not a quantity (KubeFleet reports it the same way).
-    props.insert(K8S_VERSION.into(), json!({"value": version, "observationTime": observed}));
+    props.insert(
+        K8S_VERSION.into(),
+        json!({"value": version, "observationTime": observed}),
+    );
     (Value::Object(props), rejected)
 }
 
@@ -253,7 +278,11 @@ pub fn heartbeat_health(
     threshold: std::time::Duration,
 ) -> (Option<bool>, &'static str, String) {
     match last {
-        None => (None, reason::NO_HEARTBEAT, "the member agent has not sent a heartbeat yet".into()),
+        None => (
+            None,
+            reason::NO_HEARTBEAT,
+            "the member agent has not sent a heartbeat yet".into(),
+        ),
         Some(t) => {
             let age = (now - t).num_milliseconds().max(0) as u128;
             if age > threshold.as_millis() {
@@ -268,7 +297,11 @@ pub fn heartbeat_health(
                     ),
                 )
             } else {
-                (Some(true), reason::HEALTHY, "the member agent sends heartbeats".into())
+                (
+                    Some(true),
+                    reason::HEALTHY,
+                    "the member agent sends heartbeats".into(),
+                )
             }
         }
     }
@@ -283,7 +316,8 @@ fn qualified_name_problem(k: &str) -> Option<String> {
     let part_ok = |p: &str| {
         !p.is_empty()
             && p.len() <= 63
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && p.starts_with(|c: char| c.is_ascii_alphanumeric())
             && p.ends_with(|c: char| c.is_ascii_alphanumeric())
     };
@@ -299,7 +333,8 @@ fn qualified_name_problem(k: &str) -> Option<String> {
             && p.len() <= 253
             && p.split('.').all(|l| {
                 !l.is_empty()
-                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             });
@@ -319,7 +354,11 @@ pub fn validate_member_cluster(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     if name.len() > 63 {
-        errs.push(("FieldValueInvalid", "metadata.name".into(), "metadata.name max length is 63".into()));
+        errs.push((
+            "FieldValueInvalid",
+            "metadata.name".into(),
+            "metadata.name max length is 63".into(),
+        ));
     }
     let spec = &obj["spec"];
     match spec["identity"]["kind"].as_str() {
@@ -334,16 +373,34 @@ pub fn validate_member_cluster(obj: &Value) -> Vec<FieldError> {
     for (i, t) in taints.iter().enumerate() {
         let key = t["key"].as_str().unwrap_or("");
         if let Some(p) = qualified_name_problem(key) {
-            errs.push(("FieldValueInvalid", format!("spec.taints[{i}].key"), format!("taint key must be a valid qualified name: {p}")));
+            errs.push((
+                "FieldValueInvalid",
+                format!("spec.taints[{i}].key"),
+                format!("taint key must be a valid qualified name: {p}"),
+            ));
         }
         let value = t["value"].as_str().unwrap_or("");
         if value.len() > 63 {
-            errs.push(("FieldValueInvalid", format!("spec.taints[{i}].value"), "taint value must not exceed 63 characters".into()));
-        } else if !value.is_empty() && qualified_name_problem(value).is_some() || value.contains('/') {
-            errs.push(("FieldValueInvalid", format!("spec.taints[{i}].value"), "taint value must be a valid label value".into()));
+            errs.push((
+                "FieldValueInvalid",
+                format!("spec.taints[{i}].value"),
+                "taint value must not exceed 63 characters".into(),
+            ));
+        } else if !value.is_empty() && qualified_name_problem(value).is_some()
+            || value.contains('/')
+        {
+            errs.push((
+                "FieldValueInvalid",
+                format!("spec.taints[{i}].value"),
+                "taint value must be a valid label value".into(),
+            ));
         }
         if taints[..i].contains(t) {
-            errs.push(("FieldValueDuplicate", format!("spec.taints[{i}]"), "taints must be unique".into()));
+            errs.push((
+                "FieldValueDuplicate",
+                format!("spec.taints[{i}]"),
+                "taints must be unique".into(),
+            ));
         }
     }
     errs
@@ -374,11 +431,16 @@ mod tests {
         assert_eq!(u.nodes, 2);
         assert_eq!(format_cpu(u.available().cpu), "6500m");
         assert_eq!(format_memory(u.available().memory), "13Gi");
-        let (props, rejected) = properties(&u, "v1.33.0", &BTreeMap::from([
-            ("cost.example.com/per-core".to_string(), "0.05".to_string()),
-            ("gpus".to_string(), "many".to_string()),
-            (property::NODE_COUNT.to_string(), "9".to_string()),
-        ]), "2026-01-01T00:00:00Z");
+        let (props, rejected) = properties(
+            &u,
+            "v1.33.0",
+            &BTreeMap::from([
+                ("cost.example.com/per-core".to_string(), "0.05".to_string()),
+                ("gpus".to_string(), "many".to_string()),
+                (property::NODE_COUNT.to_string(), "9".to_string()),
+            ]),
+            "2026-01-01T00:00:00Z",
+        );
         assert_eq!(props[property::NODE_COUNT]["value"], "2");
         assert_eq!(props[property::TOTAL_CPU]["value"], "8");
         assert_eq!(props[property::AVAILABLE_MEMORY]["value"], "13Gi");
@@ -390,7 +452,9 @@ mod tests {
 
     #[test]
     fn custom_properties_come_from_lines_and_keys() {
-        let p = parse_custom_properties(&json!({"properties": "# costs\ncost.example.com/per-core = 0.05\n\nbad-line\n", "gpu-count": "4"}));
+        let p = parse_custom_properties(
+            &json!({"properties": "# costs\ncost.example.com/per-core = 0.05\n\nbad-line\n", "gpu-count": "4"}),
+        );
         assert_eq!(p["cost.example.com/per-core"], "0.05");
         assert_eq!(p["gpu-count"], "4");
         assert_eq!(p["bad-line"], "");
@@ -412,11 +476,17 @@ mod tests {
         let now = Utc::now();
         let th = std::time::Duration::from_secs(30);
         assert_eq!(heartbeat_health(None, now, th).0, None);
-        assert_eq!(heartbeat_health(Some(now - chrono::Duration::seconds(10)), now, th).0, Some(true));
+        assert_eq!(
+            heartbeat_health(Some(now - chrono::Duration::seconds(10)), now, th).0,
+            Some(true)
+        );
         let (s, r, m) = heartbeat_health(Some(now - chrono::Duration::seconds(31)), now, th);
         assert_eq!((s, r), (Some(false), reason::HEARTBEAT_TIMEOUT));
         assert!(m.contains("threshold 30s"), "{m}");
-        assert_eq!(heartbeat_deadline(now, th), now + chrono::Duration::seconds(30));
+        assert_eq!(
+            heartbeat_deadline(now, th),
+            now + chrono::Duration::seconds(30)
+        );
     }
 
     #[test]
@@ -425,12 +495,26 @@ mod tests {
         let ok = mc(json!({"identity": {"kind": "User", "name": "u"},
             "taints": [{"key": "example.com/gpu", "value": "true", "effect": "NoSchedule"}]}));
         assert!(validate_member_cluster(&ok).is_empty());
-        let bad = mc(json!({"identity": {"kind": "Robot", "name": "u"}, "taints": [
+        let bad = mc(
+            json!({"identity": {"kind": "Robot", "name": "u"}, "taints": [
             {"key": "bad key", "effect": "NoSchedule"},
             {"key": "a", "value": "x/y", "effect": "NoSchedule"},
-            {"key": "a", "value": "x/y", "effect": "NoSchedule"}]}));
-        let fields: Vec<String> = validate_member_cluster(&bad).into_iter().map(|e| e.1).collect();
-        assert_eq!(fields, ["spec.identity.kind", "spec.taints[0].key", "spec.taints[1].value", "spec.taints[2].value", "spec.taints[2]"]);
+            {"key": "a", "value": "x/y", "effect": "NoSchedule"}]}),
+        );
+        let fields: Vec<String> = validate_member_cluster(&bad)
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.identity.kind",
+                "spec.taints[0].key",
+                "spec.taints[1].value",
+                "spec.taints[2].value",
+                "spec.taints[2]"
+            ]
+        );
         let long = json!({"metadata": {"name": "x".repeat(64)}, "spec": {"identity": {"kind": "User", "name": "u"}}});
         assert_eq!(validate_member_cluster(&long)[0].1, "metadata.name");
     }

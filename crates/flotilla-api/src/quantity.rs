@@ -5,10 +5,11 @@
 /// memory). None when the text is not a quantity.
 pub fn parse_milli(s: &str) -> Option<i128> {
     let s = s.trim();
-    let (num, suffix) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')) {
-        Some(i) => s.split_at(i),
-        None => (s, ""),
-    };
+    let (num, suffix) =
+        match s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')) {
+            Some(i) => s.split_at(i),
+            None => (s, ""),
+        };
     let (neg, num) = match num.strip_prefix('-') {
         Some(n) => (true, n),
         None => (false, num.strip_prefix('+').unwrap_or(num)),
@@ -64,7 +65,12 @@ pub fn format_cpu(milli: i128) -> String {
 /// A memory amount (in milli-bytes) in the largest binary unit that divides it exactly.
 pub fn format_memory(milli: i128) -> String {
     let bytes = milli / 1000;
-    for (suffix, unit) in [("Ti", 1i128 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+    for (suffix, unit) in [
+        ("Ti", 1i128 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
         if bytes != 0 && bytes % unit == 0 {
             return format!("{}{suffix}", bytes / unit);
         }

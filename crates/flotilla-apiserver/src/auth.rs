@@ -5,6 +5,8 @@
 //! Requests made through [`ApiServer::client`](crate::ApiServer::client) carry no user: they
 //! come from the server's own process (its controllers) and are not authorized further.
 
+use std::sync::Arc;
+
 use flotilla_store::Store;
 use serde_json::{json, Value};
 
@@ -81,8 +83,10 @@ fn subject_matches(s: &Value, user: &UserInfo, binding_ns: Option<&str>) -> bool
 }
 
 fn has(list: &Value, want: &str) -> bool {
-    list.as_array()
-        .is_some_and(|l| l.iter().any(|v| v.as_str() == Some("*") || v.as_str() == Some(want)))
+    list.as_array().is_some_and(|l| {
+        l.iter()
+            .any(|v| v.as_str() == Some("*") || v.as_str() == Some(want))
+    })
 }
 
 fn rule_allows(rule: &Value, action: &Action<'_>) -> bool {
@@ -126,18 +130,48 @@ fn rule_allows(rule: &Value, action: &Action<'_>) -> bool {
     }
 }
 
-fn parse(store: &Store, key: &str) -> Option<Value> {
-    store.get(key).and_then(|o| serde_json::from_slice(&o.data).ok())
+/// Parsed RBAC objects by key, valid while the stored object's revision is unchanged, so a
+/// request does not parse every binding and role it consults.
+#[derive(Default)]
+pub(crate) struct RbacCache {
+    parsed: parking_lot::Mutex<std::collections::HashMap<Arc<str>, (u64, Arc<Value>)>>,
 }
 
-fn role_allows(store: &Store, role_ref: &Value, ns: Option<&str>, action: &Action<'_>) -> bool {
+impl RbacCache {
+    fn value(&self, obj: &Arc<flotilla_store::Object>) -> Option<Arc<Value>> {
+        if let Some((rev, v)) = self.parsed.lock().get(&obj.key) {
+            if *rev == obj.mod_rev {
+                return Some(v.clone());
+            }
+        }
+        let v: Arc<Value> = Arc::new(serde_json::from_slice(&obj.data).ok()?);
+        let mut m = self.parsed.lock();
+        if m.len() > 100_000 {
+            m.clear();
+        }
+        m.insert(obj.key.clone(), (obj.mod_rev, v.clone()));
+        Some(v)
+    }
+}
+
+fn parse(store: &Store, cache: &RbacCache, key: &str) -> Option<Arc<Value>> {
+    store.get(key).and_then(|o| cache.value(&o))
+}
+
+fn role_allows(
+    store: &Store,
+    cache: &RbacCache,
+    role_ref: &Value,
+    ns: Option<&str>,
+    action: &Action<'_>,
+) -> bool {
     let name = role_ref["name"].as_str().unwrap_or("");
     let key = match (role_ref["kind"].as_str(), ns) {
         (Some("ClusterRole"), _) => format!("/rbac.authorization.k8s.io/clusterroles/{name}"),
         (Some("Role"), Some(ns)) => format!("/rbac.authorization.k8s.io/roles/{ns}/{name}"),
         _ => return false,
     };
-    parse(store, &key).is_some_and(|role| {
+    parse(store, cache, &key).is_some_and(|role| {
         role["rules"]
             .as_array()
             .is_some_and(|rules| rules.iter().any(|r| rule_allows(r, action)))
@@ -145,7 +179,12 @@ fn role_allows(store: &Store, role_ref: &Value, ns: Option<&str>, action: &Actio
 }
 
 /// Whether RBAC allows `user` to do `action`.
-pub(crate) fn allowed(store: &Store, user: &UserInfo, action: &Action<'_>) -> bool {
+pub(crate) fn allowed(
+    store: &Store,
+    cache: &RbacCache,
+    user: &UserInfo,
+    action: &Action<'_>,
+) -> bool {
     if user.groups.iter().any(|g| g == MASTERS_GROUP) {
         return true;
     }
@@ -154,11 +193,9 @@ pub(crate) fn allowed(store: &Store, user: &UserInfo, action: &Action<'_>) -> bo
         binding["subjects"]
             .as_array()
             .is_some_and(|s| s.iter().any(|s| subject_matches(s, user, ns)))
-            && role_allows(store, &binding["roleRef"], ns, action)
+            && role_allows(store, cache, &binding["roleRef"], ns, action)
     };
-    let decode = |o: &std::sync::Arc<flotilla_store::Object>| -> Option<Value> {
-        serde_json::from_slice(&o.data).ok()
-    };
+    let decode = |o: &Arc<flotilla_store::Object>| cache.value(o);
     for o in snap.range("/rbac.authorization.k8s.io/clusterrolebindings/", None) {
         if decode(o).is_some_and(|b| bound(&b, None)) {
             return true;
@@ -275,7 +312,11 @@ pub(crate) fn bootstrap_policy() -> Vec<(&'static str, Value)> {
         ),
         (
             "clusterrolebindings",
-            crb("system:basic-user", "system:basic-user", AUTHENTICATED_GROUP),
+            crb(
+                "system:basic-user",
+                "system:basic-user",
+                AUTHENTICATED_GROUP,
+            ),
         ),
     ]
 }
@@ -303,13 +344,34 @@ mod tests {
             info: &i,
         };
         let cases = [
-            (json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}), true),
-            (json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}), true),
-            (json!({"apiGroups": ["apps"], "resources": ["configmaps"], "verbs": ["get"]}), false),
-            (json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}), false),
-            (json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}), false),
-            (json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["x"]}), true),
-            (json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["y"]}), false),
+            (
+                json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}),
+                true,
+            ),
+            (
+                json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                true,
+            ),
+            (
+                json!({"apiGroups": ["apps"], "resources": ["configmaps"], "verbs": ["get"]}),
+                false,
+            ),
+            (
+                json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}),
+                false,
+            ),
+            (
+                json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}),
+                false,
+            ),
+            (
+                json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["x"]}),
+                true,
+            ),
+            (
+                json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["y"]}),
+                false,
+            ),
         ];
         for (rule, want) in cases {
             assert_eq!(rule_allows(&rule, &get), want, "{rule}");
@@ -320,38 +382,82 @@ mod tests {
             verb: "update",
             info: &s,
         };
-        assert!(!rule_allows(&json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["update"]}), &upd));
-        assert!(rule_allows(&json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update"]}), &upd));
+        assert!(!rule_allows(
+            &json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["update"]}),
+            &upd
+        ));
+        assert!(rule_allows(
+            &json!({"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update"]}),
+            &upd
+        ));
         let nr = Action::NonResource {
             verb: "get".into(),
             path: "/apis/apps/v1",
         };
-        assert!(rule_allows(&json!({"nonResourceURLs": ["/apis/*"], "verbs": ["get"]}), &nr));
-        assert!(!rule_allows(&json!({"nonResourceURLs": ["/api"], "verbs": ["get"]}), &nr));
+        assert!(rule_allows(
+            &json!({"nonResourceURLs": ["/apis/*"], "verbs": ["get"]}),
+            &nr
+        ));
+        assert!(!rule_allows(
+            &json!({"nonResourceURLs": ["/api"], "verbs": ["get"]}),
+            &nr
+        ));
     }
 
     #[test]
     fn subjects_match_users_groups_and_service_accounts() {
         let u = UserInfo::new("system:serviceaccount:ns1:robot", ["team".to_string()]);
-        assert!(subject_matches(&json!({"kind": "Group", "name": "team"}), &u, None));
-        assert!(subject_matches(&json!({"kind": "Group", "name": AUTHENTICATED_GROUP}), &u, None));
-        assert!(subject_matches(&json!({"kind": "ServiceAccount", "name": "robot"}), &u, Some("ns1")));
-        assert!(!subject_matches(&json!({"kind": "ServiceAccount", "name": "robot"}), &u, Some("ns2")));
-        assert!(!subject_matches(&json!({"kind": "User", "name": "robot"}), &u, None));
+        assert!(subject_matches(
+            &json!({"kind": "Group", "name": "team"}),
+            &u,
+            None
+        ));
+        assert!(subject_matches(
+            &json!({"kind": "Group", "name": AUTHENTICATED_GROUP}),
+            &u,
+            None
+        ));
+        assert!(subject_matches(
+            &json!({"kind": "ServiceAccount", "name": "robot"}),
+            &u,
+            Some("ns1")
+        ));
+        assert!(!subject_matches(
+            &json!({"kind": "ServiceAccount", "name": "robot"}),
+            &u,
+            Some("ns2")
+        ));
+        assert!(!subject_matches(
+            &json!({"kind": "User", "name": "robot"}),
+            &u,
+            None
+        ));
     }
 
     #[test]
     fn forbidden_messages_read_like_kube_apiserver() {
         let u = UserInfo::new("alice", []);
         let i = info("apps", "deployments", Some("prod"), Some("web"));
-        let e = forbidden(&u, &Action::Resource { verb: "get", info: &i });
+        let e = forbidden(
+            &u,
+            &Action::Resource {
+                verb: "get",
+                info: &i,
+            },
+        );
         assert_eq!(e.code, 403);
         assert_eq!(
             e.message,
             "deployments.apps \"web\" is forbidden: User \"alice\" cannot get resource \"deployments\" in API group \"apps\" in the namespace \"prod\""
         );
         let i = info("", "namespaces", None, None);
-        let e = forbidden(&u, &Action::Resource { verb: "list", info: &i });
+        let e = forbidden(
+            &u,
+            &Action::Resource {
+                verb: "list",
+                info: &i,
+            },
+        );
         assert_eq!(
             e.message,
             "namespaces is forbidden: User \"alice\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"

@@ -258,6 +258,24 @@ fn apply_defaults(schema: &Value, o: &mut Map<String, Value>) {
     }
 }
 
+/// A schema's `pattern`, compiled once per process (schemas repeat a few patterns across many
+/// writes; compiling one costs far more than matching it).
+fn cached_regex(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().get(pattern) {
+        return r.clone();
+    }
+    let compiled = regex::Regex::new(pattern).ok();
+    let mut c = cache.lock();
+    if c.len() < 4096 {
+        c.insert(pattern.to_string(), compiled.clone());
+    }
+    compiled
+}
+
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -380,7 +398,7 @@ fn walk(s: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>, c: &mut
                 }
             }
             if let Some(p) = s["pattern"].as_str() {
-                if let Ok(re) = regex::Regex::new(p) {
+                if let Some(re) = cached_regex(p) {
                     if !re.is_match(&st) {
                         c.push(Cause::invalid(
                             path,

@@ -173,7 +173,9 @@ async fn handle(
         || !condition(&csr, "Approved")
         || condition(&csr, "Denied")
         || condition(&csr, "Failed")
-        || csr["status"]["certificate"].as_str().is_some_and(|c| !c.is_empty())
+        || csr["status"]["certificate"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
     {
         return;
     }
@@ -189,8 +191,10 @@ async fn handle(
         }
         Err(e) => {
             let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
-            conds.push(json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
-                "message": e, "lastUpdateTime": now(), "lastTransitionTime": now()}));
+            conds.push(
+                json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+                "message": e, "lastUpdateTime": now(), "lastTransitionTime": now()}),
+            );
             status["conditions"] = json!(conds);
         }
     }

@@ -435,8 +435,122 @@ pub struct Comparison {
     pub modified: Set,
 }
 
-/// Compares `old` with `new`.
+/// Compares `old` with `new`. Subtrees that are equal in both are skipped without computing
+/// their field sets (a heartbeat changes a few fields of a large status), so the cost follows
+/// the size of the change, not of the object; lists are compared whole.
 pub fn compare(schema: &Schema, node: Option<&Value>, old: &Value, new: &Value) -> Comparison {
+    let mut out = Comparison::default();
+    compare_at(schema, node, old, new, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The paths strictly below `path` that changed between `old` and `new` (the members at
+/// `path` itself are decided by the caller, which knows whether the key is marked).
+fn compare_at(
+    schema: &Schema,
+    node: Option<&Value>,
+    old: &Value,
+    new: &Value,
+    path: &mut Path,
+    out: &mut Comparison,
+) {
+    if old == new {
+        return;
+    }
+    let sh = shape(schema, node);
+    let map_like = |v: &Value| {
+        matches!(
+            (&sh, v),
+            (
+                Shape::Struct(_) | Shape::Map(_) | Shape::Deduced,
+                Value::Object(_)
+            )
+        )
+    };
+    if !(map_like(old) && map_like(new)) {
+        // Lists, scalars and type changes: whole field sets for this subtree.
+        let (mut fo, mut fnew) = (Set::default(), Set::default());
+        walk_set(schema, shape(schema, node), old, &mut path.clone(), &mut fo);
+        walk_set(
+            schema,
+            shape(schema, node),
+            new,
+            &mut path.clone(),
+            &mut fnew,
+        );
+        let below = |p: &Path| p.len() > path.len();
+        for p in fo.intersection(&fnew).paths().into_iter().filter(below) {
+            let rel = &p[path.len()..];
+            let (a, b) = (get(schema, node, old, rel), get(schema, node, new, rel));
+            let leafy = |v: Option<&Value>| !matches!(v, Some(Value::Object(o)) if !o.is_empty());
+            if a != b && leafy(a) && leafy(b) && !fnew.children_below(&p) {
+                out.modified.insert(&p);
+            }
+        }
+        for p in fnew.difference(&fo).paths().into_iter().filter(below) {
+            out.added.insert(&p);
+        }
+        for p in fo.difference(&fnew).paths().into_iter().filter(below) {
+            out.removed.insert(&p);
+        }
+        return;
+    }
+    let sh = match sh {
+        Shape::Deduced => Shape::Map(None),
+        other => other,
+    };
+    let (o, n) = (old.as_object().expect("map"), new.as_object().expect("map"));
+    let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    for k in keys {
+        let (a, b) = (o.get(k.as_str()), n.get(k.as_str()));
+        if a == b {
+            continue;
+        }
+        path.push(PathElement::Field(k.clone()));
+        let child_node = child(schema, &sh, k);
+        let child_shape = shape(schema, child_node);
+        let known = matches!(&sh, Shape::Struct(nd) if nd.get("properties").and_then(|p| p.get(k.as_str())).is_some());
+        // Whether a side's set holds this path itself: `walk_set` marks empty and unknown
+        // fields, and a leaf inserts its own path.
+        let own = |v: Option<&Value>| {
+            v.is_some_and(|v| {
+                let empty = v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
+                let leaf = match (&child_shape, v) {
+                    (Shape::Struct(_) | Shape::Map(_) | Shape::Deduced, Value::Object(_)) => false,
+                    (Shape::MapList(..) | Shape::SetList, Value::Array(_)) => false,
+                    _ => true,
+                };
+                empty || !known || leaf
+            })
+        };
+        match (own(a), own(b)) {
+            (false, true) => out.added.insert(path),
+            (true, false) => out.removed.insert(path),
+            (true, true) => {
+                let leafy = |v: &Value| !matches!(v, Value::Object(o) if !o.is_empty());
+                let (a, b) = (a.expect("own"), b.expect("own"));
+                if leafy(a) && leafy(b) && field_set(schema, child_node, b).is_empty() {
+                    out.modified.insert(path);
+                }
+            }
+            (false, false) => {}
+        }
+        match (a, b) {
+            (Some(a), Some(b)) => compare_at(schema, child_node, a, b, path, out),
+            (None, Some(b)) => walk_set(schema, shape(schema, child_node), b, path, &mut out.added),
+            (Some(a), None) => {
+                walk_set(schema, shape(schema, child_node), a, path, &mut out.removed)
+            }
+            (None, None) => {}
+        }
+        path.pop();
+    }
+}
+
+/// [`compare`] by whole field sets (structured-merge-diff's definition); the reference the
+/// pruned comparison is tested against.
+#[cfg(test)]
+fn compare_whole(schema: &Schema, node: Option<&Value>, old: &Value, new: &Value) -> Comparison {
     let (fo, fnew) = (field_set(schema, node, old), field_set(schema, node, new));
     let mut modified = Set::default();
     for p in fo.intersection(&fnew).paths() {
@@ -579,6 +693,42 @@ mod tests {
             .unwrap()
             .clone();
         (s, node)
+    }
+
+    #[test]
+    fn pruned_compare_equals_the_whole_comparison() {
+        let s = crate::schema::Schema::builtin();
+        let node = s.definition("io.k8s.api.apps.v1.Deployment").cloned();
+        let base = json!({"metadata": {"name": "d", "labels": {"a": "1"}, "annotations": {}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}]}}},
+            "status": {"conditions": [{"type": "Available", "status": "True"}]}, "x-unknown": {"k": 1}});
+        let variants = [
+            json!({"metadata": {"name": "d", "labels": {"a": "2", "b": "3"}, "annotations": null},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
+                    "spec": {"containers": [{"name": "c", "image": "j"}, {"name": "d", "image": "i"}]}}},
+                "status": {}, "x-unknown": {"k": 2, "l": {}}}),
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": "3", "paused": true}, "status": null}),
+            json!({"metadata": {"name": "d", "labels": {}, "annotations": {"z": ""}}, "spec": {}, "x-unknown": []}),
+            json!({}),
+        ];
+        for (old, new) in [
+            (&base, &variants[0]),
+            (&base, &variants[1]),
+            (&base, &variants[2]),
+            (&base, &variants[3]),
+            (&variants[0], &base),
+            (&variants[1], &variants[2]),
+            (&variants[3], &base),
+        ] {
+            for n in [node.as_ref(), None] {
+                let fast = compare(&s, n, old, new);
+                let whole = compare_whole(&s, n, old, new);
+                assert_eq!(fast.added, whole.added, "added {old} -> {new}");
+                assert_eq!(fast.removed, whole.removed, "removed {old} -> {new}");
+                assert_eq!(fast.modified, whole.modified, "modified {old} -> {new}");
+            }
+        }
     }
 
     #[test]

@@ -200,9 +200,10 @@ impl Collector {
 
     async fn on_event(&mut self, ev: &Event) {
         let key = ev.key().to_string();
-        let now: Value = crate::rest::parse(&ev.object);
+        // The graph needs metadata only (uid, ownerReferences, deletion).
+        let now: Value = crate::rest::gc_meta(&ev.object);
         if let Some(prev) = &ev.prev {
-            self.graph.remove(&key, &crate::rest::parse(prev));
+            self.graph.remove(&key, &crate::rest::gc_meta(prev));
         }
         match ev.kind {
             EventKind::Put => {

@@ -38,9 +38,9 @@ pub mod validation;
 use std::convert::Infallible;
 use std::time::Duration;
 
+pub use csr::CLIENT_SIGNER;
 pub use errors::{ApiError, Cause};
 pub use patch::{json_patch, merge_patch};
-pub use csr::CLIENT_SIGNER;
 pub use server::{version_info, ApiServer, ResponseBody, ServerConfig, ValidateFn, MAX_BODY};
 pub use tls::{serve_https, Credentials, TlsError};
 

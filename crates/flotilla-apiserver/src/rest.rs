@@ -149,6 +149,20 @@ pub(crate) fn finalizers(v: &Value) -> Vec<String> {
 }
 
 /// Parses stored object bytes.
+/// Only the metadata of a stored object, as `{"metadata": ...}` (the rest of the JSON is
+/// skipped without being built), for controllers that follow every write.
+pub(crate) fn parse_meta(obj: &Object) -> Value {
+    #[derive(serde::Deserialize)]
+    struct MetaOnly {
+        #[serde(default)]
+        metadata: Value,
+    }
+    let m: MetaOnly = serde_json::from_slice(&obj.data).unwrap_or(MetaOnly {
+        metadata: Value::Null,
+    });
+    json!({ "metadata": m.metadata })
+}
+
 pub(crate) fn parse(obj: &Object) -> Value {
     serde_json::from_slice(&obj.data).expect("stored objects are valid JSON")
 }
@@ -179,8 +193,50 @@ pub(crate) fn attrs_of(res: &Resource, v: &Value) -> Attrs {
             };
             Some((Box::from(path.as_str()), Box::from(s.as_str())))
         })
+        .chain(gc_attrs(v))
         .collect();
     Attrs { labels, fields }
+}
+
+/// Attribute names the garbage collector reads instead of parsing each written object. Field
+/// selectors cannot name them (they accept only a resource's selectable fields).
+pub(crate) const ATTR_UID: &str = "metadata.uid";
+pub(crate) const ATTR_OWNERS: &str = "metadata.ownerReferences.uid";
+pub(crate) const ATTR_DELETION: &str = "metadata.deletionTimestamp";
+
+fn gc_attrs(v: &Value) -> Vec<(Box<str>, Box<str>)> {
+    let m = meta(v);
+    let mut out = vec![(Box::from(ATTR_UID), Box::from(meta_str(v, "uid")))];
+    let owners: Vec<&str> = m
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|o| o["uid"].as_str()).collect())
+        .unwrap_or_default();
+    if !owners.is_empty() {
+        out.push((Box::from(ATTR_OWNERS), Box::from(owners.join(","))));
+    }
+    let deleted = meta_str(v, "deletionTimestamp");
+    if !deleted.is_empty() {
+        out.push((Box::from(ATTR_DELETION), Box::from(deleted)));
+    }
+    out
+}
+
+/// The metadata the garbage collector needs (uid, owner uids, deletionTimestamp) as
+/// `{"metadata": ...}`, from the attributes computed at write time; objects stored before
+/// those attributes existed are parsed.
+pub(crate) fn gc_meta(obj: &Object) -> Value {
+    let Some(uid) = obj.attrs.field(ATTR_UID) else {
+        return parse_meta(obj);
+    };
+    let mut m = json!({"uid": uid});
+    if let Some(owners) = obj.attrs.field(ATTR_OWNERS) {
+        m["ownerReferences"] = owners.split(',').map(|u| json!({"uid": u})).collect();
+    }
+    if let Some(d) = obj.attrs.field(ATTR_DELETION) {
+        m["deletionTimestamp"] = json!(d);
+    }
+    json!({ "metadata": m })
 }
 
 fn random_suffix() -> String {

@@ -63,6 +63,8 @@ pub(crate) struct State {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Validating admission checks registered by the embedding program, per (group, plural).
     pub validators: RwLock<Vec<(String, String, ValidateFn)>>,
+    /// Parsed Roles and bindings for authorization.
+    pub rbac: crate::auth::RbacCache,
 }
 
 /// A validating admission check: given the new object and, on updates, the current one, the
@@ -94,6 +96,7 @@ impl ApiServer {
                 ready: std::sync::atomic::AtomicBool::new(false),
                 shutdown: tokio::sync::watch::channel(false).0,
                 validators: RwLock::new(Vec::new()),
+                rbac: Default::default(),
             }),
         }
     }
@@ -257,7 +260,7 @@ impl ApiServer {
                 }
             }
         };
-        if allowed(&self.state.store, user, &action) {
+        if allowed(&self.state.store, &self.state.rbac, user, &action) {
             Ok(())
         } else {
             Err(forbidden(user, &action))

@@ -142,16 +142,36 @@ fn columns(res: &Resource) -> Vec<Col> {
             col("Status", "string", 0, "The status of the node"),
             col("Roles", "string", 0, "The roles of the node"),
             AGE,
-            col("Version", "string", 0, "Kubelet Version reported by the node."),
-            col("Internal-IP", "string", 1, "List of internal IPs for the node."),
+            col(
+                "Version",
+                "string",
+                0,
+                "Kubelet Version reported by the node.",
+            ),
+            col(
+                "Internal-IP",
+                "string",
+                1,
+                "List of internal IPs for the node.",
+            ),
             col("OS-Image", "string", 1, "OS image reported by the node."),
         ],
         ("certificates.k8s.io", "CertificateSigningRequest") => vec![
             NAME,
             AGE,
             col("SignerName", "string", 0, "Name of the signer"),
-            col("Requestor", "string", 0, "Name of the user that requested the CSR."),
-            col("RequestedDuration", "string", 0, "Requested duration of the certificate."),
+            col(
+                "Requestor",
+                "string",
+                0,
+                "Name of the user that requested the CSR.",
+            ),
+            col(
+                "RequestedDuration",
+                "string",
+                0,
+                "Requested duration of the certificate.",
+            ),
             col("Condition", "string", 0, "The current status of the CSR."),
         ],
         ("", "Secret") => vec![
@@ -514,7 +534,13 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             let ready = status["conditions"]
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let mut st = ready.to_string();
             if spec["unschedulable"] == json!(true) {
@@ -536,11 +562,17 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
             vec![
                 name,
                 json!(st),
-                json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+                json!(if roles.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    roles.join(",")
+                }),
                 age,
                 json!(status["nodeInfo"]["kubeletVersion"].as_str().unwrap_or("")),
                 json!(ip),
-                json!(status["nodeInfo"]["osImage"].as_str().unwrap_or("<unknown>")),
+                json!(status["nodeInfo"]["osImage"]
+                    .as_str()
+                    .unwrap_or("<unknown>")),
             ]
         }
         ("certificates.k8s.io", "CertificateSigningRequest") => {
@@ -553,8 +585,15 @@ fn cells(res: &Resource, o: &Value) -> Vec<Value> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut cond = if conds.is_empty() { "Pending".to_string() } else { conds.join(",") };
-            if status["certificate"].as_str().is_some_and(|c| !c.is_empty()) {
+            let mut cond = if conds.is_empty() {
+                "Pending".to_string()
+            } else {
+                conds.join(",")
+            };
+            if status["certificate"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+            {
                 cond.push_str(",Issued");
             }
             vec![
@@ -1152,9 +1191,27 @@ mod tests {
         assert_eq!(simple_jsonpath(&o, ".spec.missing"), None);
         let m = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Joined", "status": "True"}],
             "properties": {"kubernetes-fleet.io/node-count": {"value": "3"}}}});
-        assert_eq!(simple_jsonpath(&m, ".status.conditions[?(@.type==\"Joined\")].status"), Some(&json!("True")));
-        assert_eq!(simple_jsonpath(&m, ".status.properties.kubernetes-fleet\\.io/node-count.value"), Some(&json!("3")));
-        assert_eq!(simple_jsonpath(&m, ".status.properties['kubernetes-fleet.io/node-count'].value"), Some(&json!("3")));
-        assert_eq!(simple_jsonpath(&m, ".status.conditions[?(@.type==\"Gone\")].status"), None);
+        assert_eq!(
+            simple_jsonpath(&m, ".status.conditions[?(@.type==\"Joined\")].status"),
+            Some(&json!("True"))
+        );
+        assert_eq!(
+            simple_jsonpath(
+                &m,
+                ".status.properties.kubernetes-fleet\\.io/node-count.value"
+            ),
+            Some(&json!("3"))
+        );
+        assert_eq!(
+            simple_jsonpath(
+                &m,
+                ".status.properties['kubernetes-fleet.io/node-count'].value"
+            ),
+            Some(&json!("3"))
+        );
+        assert_eq!(
+            simple_jsonpath(&m, ".status.conditions[?(@.type==\"Gone\")].status"),
+            None
+        );
     }
 }

@@ -52,7 +52,11 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
                 api.create(&PostParams::default(), &obj).await?;
             }
             Some(cur)
-                if cur.metadata.annotations.as_ref().and_then(|a| a.get(DIGEST))
+                if cur
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DIGEST))
                     != Some(&digest) =>
             {
                 obj.metadata.resource_version = cur.metadata.resource_version.clone();

@@ -16,8 +16,8 @@ use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
@@ -56,7 +56,18 @@ enum Error {
 struct Ctx {
     client: kube::Client,
     config: HubConfig,
+    /// When each member's namespace and access were last checked, at which generation: they
+    /// are checked again when the spec changes and every [`ACCESS_RECHECK`], not on every
+    /// heartbeat.
+    access_checked:
+        parking_lot::Mutex<std::collections::HashMap<String, (i64, std::time::Instant)>>,
+    /// The InternalMemberClusters, from a watch.
+    imcs: reflector::Store<DynamicObject>,
 }
+
+/// How often a member's namespace, Role and RoleBinding are re-checked (and recreated if
+/// someone removed them) without a spec change.
+const ACCESS_RECHECK: Duration = Duration::from_secs(300);
 
 /// Runs the controller until the client's server goes away.
 pub async fn run(client: kube::Client, config: HubConfig) {
@@ -64,18 +75,55 @@ pub async fn run(client: kube::Client, config: HubConfig) {
     let imc_ar = internal_member_cluster_resource();
     let mcs: Api<DynamicObject> = Api::all_with(client.clone(), &mc_ar);
     let imcs: Api<DynamicObject> = Api::all_with(client.clone(), &imc_ar);
-    let ctx = Arc::new(Ctx { client, config });
+    // MemberClusters trigger a reconcile when what the controller acts on changes (spec,
+    // labels, finalizers, deletion), not when the controller's own status write comes back.
+    let mc_writer = reflector::store::Writer::new(mc_ar.clone());
+    let mc_reader = mc_writer.as_reader();
+    let mc_stream = watcher(mcs, watcher::Config::default())
+        .default_backoff()
+        .reflect(mc_writer)
+        .applied_objects()
+        .predicate_filter(trigger_fingerprint, Default::default());
+    // InternalMemberClusters are read from this cache, not fetched per reconcile.
+    let imc_writer = reflector::store::Writer::new(imc_ar.clone());
+    let imc_reader = imc_writer.as_reader();
+    let imc_stream = watcher(imcs, watcher::Config::default())
+        .default_backoff()
+        .reflect(imc_writer)
+        .applied_objects();
+    let ctx = Arc::new(Ctx {
+        client,
+        config,
+        access_checked: Default::default(),
+        imcs: imc_reader,
+    });
     let mapper_ar = mc_ar.clone();
-    Controller::new_with(mcs, watcher::Config::default(), mc_ar)
-        .watches_with(imcs, imc_ar, watcher::Config::default(), move |imc| {
-            // An InternalMemberCluster is named after its member.
-            imc.metadata
-                .name
-                .map(|n| ObjectRef::new_with(&n, mapper_ar.clone()))
-        })
+    Controller::for_stream_with(mc_stream, mc_reader, mc_ar)
+        .watches_stream_with(
+            imc_stream,
+            move |imc| {
+                // An InternalMemberCluster is named after its member.
+                imc.metadata
+                    .name
+                    .map(|n| ObjectRef::new_with(n.as_str(), mapper_ar.clone()))
+            },
+            imc_ar,
+        )
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// What a MemberCluster change must trigger a reconcile for.
+fn trigger_fingerprint(mc: &DynamicObject) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    mc.metadata.generation.hash(&mut h);
+    mc.metadata.deletion_timestamp.is_some().hash(&mut h);
+    mc.metadata.finalizers.hash(&mut h);
+    mc.metadata.labels.hash(&mut h);
+    mc.data["spec"].to_string().hash(&mut h);
+    Some(h.finish())
 }
 
 fn error_policy(mc: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
@@ -127,7 +175,12 @@ fn agent_left(imc: &Value) -> bool {
 }
 
 /// A MemberCluster's status from its current status and its InternalMemberCluster (pure).
-pub fn member_status(current: &Value, imc: Option<&Value>, now: DateTime<Utc>, threshold: Duration) -> Value {
+pub fn member_status(
+    current: &Value,
+    imc: Option<&Value>,
+    now: DateTime<Utc>,
+    threshold: Duration,
+) -> Value {
     let mut status = if current.is_object() {
         current.clone()
     } else {
@@ -184,7 +237,9 @@ pub fn member_status(current: &Value, imc: Option<&Value>, now: DateTime<Utc>, t
                 None,
             ),
             (Some(h), _) => conditions::set(&mut conds, cond::HEALTHY, h, r, &msg, None),
-            (None, _) => conditions::set_status(&mut conds, cond::HEALTHY, "Unknown", r, &msg, None),
+            (None, _) => {
+                conditions::set_status(&mut conds, cond::HEALTHY, "Unknown", r, &msg, None)
+            }
         };
     } else {
         conditions::set_status(
@@ -196,7 +251,10 @@ pub fn member_status(current: &Value, imc: Option<&Value>, now: DateTime<Utc>, t
             None,
         );
     }
-    if let Some(c) = conditions::find(&imc["status"]["conditions"], cond::PROPERTY_COLLECTION_SUCCEEDED) {
+    if let Some(c) = conditions::find(
+        &imc["status"]["conditions"],
+        cond::PROPERTY_COLLECTION_SUCCEEDED,
+    ) {
         conditions::set_status(
             &mut conds,
             cond::PROPERTY_COLLECTION_SUCCEEDED,
@@ -228,9 +286,14 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let mcs: Api<DynamicObject> = Api::all_with(client.clone(), &member_cluster_resource());
     let imcs: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &ns, &internal_member_cluster_resource());
-    let namespaces: Api<DynamicObject> =
-        Api::all_with(client.clone(), &resource("", "v1", "Namespace", "namespaces"));
-    let imc = imcs.get_opt(&name).await?;
+    let namespaces: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource("", "v1", "Namespace", "namespaces"),
+    );
+    let imc = ctx
+        .imcs
+        .get(&ObjectRef::new_with(&name, internal_member_cluster_resource()).within(&ns))
+        .map(|o| (*o).clone());
     if let Some(deleted) = mc.metadata.deletion_timestamp.as_ref() {
         if !mc.finalizers().iter().any(|f| f == FINALIZER) {
             return Ok(Action::await_change());
@@ -271,9 +334,12 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
         mcs.patch(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": rest, "resourceVersion": mc.resource_version()}})),
+            &Patch::Merge(
+                json!({"metadata": {"finalizers": rest, "resourceVersion": mc.resource_version()}}),
+            ),
         )
         .await?;
+        ctx.access_checked.lock().remove(&name);
         tracing::info!(member = %name, "member left the fleet");
         return Ok(Action::await_change());
     }
@@ -283,13 +349,26 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
         mcs.patch(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": fs, "resourceVersion": mc.resource_version()}})),
+            &Patch::Merge(
+                json!({"metadata": {"finalizers": fs, "resourceVersion": mc.resource_version()}}),
+            ),
         )
         .await?;
         // The finalizer write triggers the next round.
         return Ok(Action::await_change());
     }
-    ensure_access(client, &mc, &name, &ns).await?;
+    let generation = mc.metadata.generation.unwrap_or(0);
+    let fresh = ctx
+        .access_checked
+        .lock()
+        .get(&name)
+        .is_some_and(|(g, at)| *g == generation && at.elapsed() < ACCESS_RECHECK);
+    if !fresh {
+        ensure_access(client, &mc, &name, &ns).await?;
+        ctx.access_checked
+            .lock()
+            .insert(name.clone(), (generation, std::time::Instant::now()));
+    }
     let period = period_of(&mc);
     let imc = match imc {
         None => {
@@ -301,11 +380,15 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
             imcs.create(&PostParams::default(), &obj).await?
         }
         Some(imc) => {
-            if imc.data["spec"]["state"] != "Join" || imc.data["spec"]["heartbeatPeriodSeconds"] != json!(period) {
+            if imc.data["spec"]["state"] != "Join"
+                || imc.data["spec"]["heartbeatPeriodSeconds"] != json!(period)
+            {
                 imcs.patch(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": {"state": "Join", "heartbeatPeriodSeconds": period}})),
+                    &Patch::Merge(
+                        json!({"spec": {"state": "Join", "heartbeatPeriodSeconds": period}}),
+                    ),
                 )
                 .await?
             } else {
@@ -335,10 +418,17 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
 }
 
 /// The member's namespace, and a Role and RoleBinding giving its identity that namespace.
-async fn ensure_access(client: &kube::Client, mc: &DynamicObject, name: &str, ns: &str) -> Result<(), Error> {
+async fn ensure_access(
+    client: &kube::Client,
+    mc: &DynamicObject,
+    name: &str,
+    ns: &str,
+) -> Result<(), Error> {
     let labels = json!({member::MEMBER_LABEL: name});
-    let namespaces: Api<DynamicObject> =
-        Api::all_with(client.clone(), &resource("", "v1", "Namespace", "namespaces"));
+    let namespaces: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &resource("", "v1", "Namespace", "namespaces"),
+    );
     if namespaces.get_opt(ns).await?.is_none() {
         let obj = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "labels": labels}}))?;
@@ -349,9 +439,11 @@ async fn ensure_access(client: &kube::Client, mc: &DynamicObject, name: &str, ns
         Api::namespaced_with(client.clone(), ns, &resource(rbac, "v1", "Role", "roles"));
     let role_name = format!("fleet-role-{name}");
     if roles.get_opt(&role_name).await?.is_none() {
-        let obj = serde_json::from_value(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        let obj = serde_json::from_value(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": role_name, "namespace": ns, "labels": labels},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}))?;
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        )?;
         create_ok_if_exists(roles.create(&PostParams::default(), &obj).await)?;
     }
     let bindings: Api<DynamicObject> = Api::namespaced_with(
@@ -425,14 +517,25 @@ mod tests {
         let s = member_status(&s, Some(&imc("True", reason::JOINED, Some(now))), now, th);
         assert_eq!(condition(&s, "Joined")["status"], "True");
         assert_eq!(condition(&s, "Healthy")["status"], "True");
-        assert_eq!(s["properties"]["kubernetes-fleet.io/node-count"]["value"], "3");
+        assert_eq!(
+            s["properties"]["kubernetes-fleet.io/node-count"]["value"],
+            "3"
+        );
 
         let later = now + chrono::Duration::seconds(31);
         let s = member_status(&s, Some(&imc("True", reason::JOINED, Some(now))), later, th);
         assert_eq!(condition(&s, "Healthy")["status"], "False");
-        assert_eq!(condition(&s, "Healthy")["reason"], reason::HEARTBEAT_TIMEOUT);
+        assert_eq!(
+            condition(&s, "Healthy")["reason"],
+            reason::HEARTBEAT_TIMEOUT
+        );
 
-        let s = member_status(&s, Some(&imc("True", reason::JOINED, Some(later))), later, th);
+        let s = member_status(
+            &s,
+            Some(&imc("True", reason::JOINED, Some(later))),
+            later,
+            th,
+        );
         assert_eq!(condition(&s, "Healthy")["status"], "True");
 
         let left = imc("False", reason::LEFT, Some(later));

@@ -55,7 +55,6 @@ fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
 }
 
-
 /// Creates the nodes (if missing) and starts the simulation; runs until the server shuts
 /// down.
 pub async fn start(server: &ApiServer, cfg: SimConfig) -> anyhow::Result<()> {
@@ -313,7 +312,15 @@ impl Sim {
             .collect()
     }
 
-    async fn create_pod(&self, owner: &Value, api_version: &str, kind: &str, pod_name: &str, extra_labels: Value, node: Option<&str>) -> anyhow::Result<()> {
+    async fn create_pod(
+        &self,
+        owner: &Value,
+        api_version: &str,
+        kind: &str,
+        pod_name: &str,
+        extra_labels: Value,
+        node: Option<&str>,
+    ) -> anyhow::Result<()> {
         let template = &owner["spec"]["template"];
         let mut labels = template["metadata"]["labels"].clone();
         if !labels.is_object() {
@@ -338,10 +345,17 @@ impl Sim {
             "spec": spec});
         let mut pod = pod;
         if pod["metadata"]["annotations"].is_null() {
-            pod["metadata"].as_object_mut().expect("object").remove("annotations");
+            pod["metadata"]
+                .as_object_mut()
+                .expect("object")
+                .remove("annotations");
         }
         let obj: DynamicObject = serde_json::from_value(pod)?;
-        match self.api("", "Pod", "pods", ns(owner)).create(&PostParams::default(), &obj).await {
+        match self
+            .api("", "Pod", "pods", ns(owner))
+            .create(&PostParams::default(), &obj)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => Err(e.into()),
@@ -349,14 +363,25 @@ impl Sim {
     }
 
     async fn delete(&self, group: &str, kind: &str, plural: &str, v: &Value) -> anyhow::Result<()> {
-        match self.api(group, kind, plural, ns(v)).delete(name(v), &DeleteParams::default()).await {
+        match self
+            .api(group, kind, plural, ns(v))
+            .delete(name(v), &DeleteParams::default())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn set_status(&self, group: &str, kind: &str, plural: &str, v: &Value, status: Value) -> anyhow::Result<()> {
+    async fn set_status(
+        &self,
+        group: &str,
+        kind: &str,
+        plural: &str,
+        v: &Value,
+        status: Value,
+    ) -> anyhow::Result<()> {
         // Only write what changed.
         let cur = &v["status"];
         let changed = status
@@ -367,7 +392,11 @@ impl Sim {
             return Ok(());
         }
         self.api(group, kind, plural, ns(v))
-            .patch_status(name(v), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                name(v),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await?;
         Ok(())
     }
@@ -381,7 +410,9 @@ impl Sim {
                 .filter(|r| ns(r) == ns(d) && controller_uid(r) == Some(uid(d)))
                 .collect();
             let want = replicas(d);
-            let current = rss.iter().find(|r| r["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
+            let current = rss
+                .iter()
+                .find(|r| r["metadata"]["labels"]["pod-template-hash"] == hash.as_str());
             match current {
                 None => {
                     let mut template = d["spec"]["template"].clone();
@@ -396,7 +427,11 @@ impl Sim {
                             "ownerReferences": owner_ref(d, "apps/v1", "Deployment")},
                         "spec": {"replicas": want, "selector": selector, "template": template}});
                     let obj: DynamicObject = serde_json::from_value(rs)?;
-                    match self.api("apps", "ReplicaSet", "replicasets", ns(d)).create(&PostParams::default(), &obj).await {
+                    match self
+                        .api("apps", "ReplicaSet", "replicasets", ns(d))
+                        .create(&PostParams::default(), &obj)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(kube::Error::Api(s)) if s.code == 409 => {}
                         Err(e) => return Err(e.into()),
@@ -404,46 +439,106 @@ impl Sim {
                 }
                 Some(rs) if replicas(rs) != want => {
                     self.api("apps", "ReplicaSet", "replicasets", ns(d))
-                        .patch(name(rs), &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": want}})))
+                        .patch(
+                            name(rs),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"replicas": want}})),
+                        )
                         .await?;
                 }
                 Some(_) => {}
             }
             // Old ReplicaSets scale down once the new one is available.
-            let new_available = current.map(|r| r["status"]["availableReplicas"].as_i64().unwrap_or(0)).unwrap_or(0);
-            for old in rss.iter().filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str()) {
+            let new_available = current
+                .map(|r| r["status"]["availableReplicas"].as_i64().unwrap_or(0))
+                .unwrap_or(0);
+            for old in rss
+                .iter()
+                .filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str())
+            {
                 if replicas(old) != 0 && new_available >= want {
                     self.api("apps", "ReplicaSet", "replicasets", ns(d))
-                        .patch(name(old), &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 0}})))
+                        .patch(
+                            name(old),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+                        )
                         .await?;
                 }
             }
-            let sum = |f: &str| rss.iter().map(|r| r["status"][f].as_i64().unwrap_or(0)).sum::<i64>();
-            let updated = current.map(|r| r["status"]["replicas"].as_i64().unwrap_or(0)).unwrap_or(0);
+            let sum = |f: &str| {
+                rss.iter()
+                    .map(|r| r["status"][f].as_i64().unwrap_or(0))
+                    .sum::<i64>()
+            };
+            let updated = current
+                .map(|r| r["status"]["replicas"].as_i64().unwrap_or(0))
+                .unwrap_or(0);
             let available = sum("availableReplicas");
             let complete = updated == want && new_available == want && sum("replicas") == want;
             let mut conds = d["status"]["conditions"].clone();
-            set_cond(&mut conds, "Available", available >= want,
-                if available >= want { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                if available >= want { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." });
-            set_cond(&mut conds, "Progressing", true,
-                if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-                &format!("ReplicaSet \"{}-{hash}\" {}", name(d), if complete { "has successfully progressed." } else { "is progressing." }));
+            set_cond(
+                &mut conds,
+                "Available",
+                available >= want,
+                if available >= want {
+                    "MinimumReplicasAvailable"
+                } else {
+                    "MinimumReplicasUnavailable"
+                },
+                if available >= want {
+                    "Deployment has minimum availability."
+                } else {
+                    "Deployment does not have minimum availability."
+                },
+            );
+            set_cond(
+                &mut conds,
+                "Progressing",
+                true,
+                if complete {
+                    "NewReplicaSetAvailable"
+                } else {
+                    "ReplicaSetUpdated"
+                },
+                &format!(
+                    "ReplicaSet \"{}-{hash}\" {}",
+                    name(d),
+                    if complete {
+                        "has successfully progressed."
+                    } else {
+                        "is progressing."
+                    }
+                ),
+            );
             let status = json!({"observedGeneration": generation(d), "replicas": sum("replicas"),
                 "updatedReplicas": updated, "readyReplicas": sum("readyReplicas"), "availableReplicas": available,
                 "unavailableReplicas": (want - available).max(0), "conditions": conds});
-            self.set_status("apps", "Deployment", "deployments", d, status).await?;
+            self.set_status("apps", "Deployment", "deployments", d, status)
+                .await?;
         }
         Ok(())
     }
 
     async fn replicasets(&self, st: &State) -> anyhow::Result<()> {
         for rs in st.replicasets.iter().filter(|r| !deleting(r)) {
-            let pods: Vec<&Value> = self.owned(&st.pods, rs).into_iter().filter(|p| !deleting(p)).collect();
+            let pods: Vec<&Value> = self
+                .owned(&st.pods, rs)
+                .into_iter()
+                .filter(|p| !deleting(p))
+                .collect();
             let want = replicas(rs) as usize;
             if pods.len() < want {
                 for _ in pods.len()..want {
-                    self.create_pod(rs, "apps/v1", "ReplicaSet", &format!("{}-{}", name(rs), random_suffix()), json!({}), None).await?;
+                    self.create_pod(
+                        rs,
+                        "apps/v1",
+                        "ReplicaSet",
+                        &format!("{}-{}", name(rs), random_suffix()),
+                        json!({}),
+                        None,
+                    )
+                    .await?;
                 }
             } else if pods.len() > want {
                 // Unready and unscheduled pods go first, as kube's controller prefers.
@@ -456,7 +551,8 @@ impl Sim {
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
             let status = json!({"replicas": pods.len(), "fullyLabeledReplicas": pods.len(),
                 "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": generation(rs)});
-            self.set_status("apps", "ReplicaSet", "replicasets", rs, status).await?;
+            self.set_status("apps", "ReplicaSet", "replicasets", rs, status)
+                .await?;
         }
         Ok(())
     }
@@ -479,7 +575,11 @@ impl Sim {
                 }
             }
             for p in &pods {
-                let idx = name(p).rsplit('-').next().and_then(|i| i.parse::<i64>().ok()).unwrap_or(0);
+                let idx = name(p)
+                    .rsplit('-')
+                    .next()
+                    .and_then(|i| i.parse::<i64>().ok())
+                    .unwrap_or(0);
                 if idx >= want && !deleting(p) {
                     self.delete("", "Pod", "pods", p).await?;
                 }
@@ -489,18 +589,31 @@ impl Sim {
             let status = json!({"observedGeneration": generation(s), "replicas": live.len(),
                 "readyReplicas": ready, "currentReplicas": live.len(), "updatedReplicas": live.len(),
                 "availableReplicas": ready});
-            self.set_status("apps", "StatefulSet", "statefulsets", s, status).await?;
+            self.set_status("apps", "StatefulSet", "statefulsets", s, status)
+                .await?;
         }
         Ok(())
     }
 
     async fn daemonsets(&self, st: &State) -> anyhow::Result<()> {
-        let nodes: Vec<&Value> = st.nodes.iter().filter(|n| n["spec"]["unschedulable"] != true).collect();
+        let nodes: Vec<&Value> = st
+            .nodes
+            .iter()
+            .filter(|n| n["spec"]["unschedulable"] != true)
+            .collect();
         for ds in st.daemonsets.iter().filter(|d| !deleting(d)) {
             let pods = self.owned(&st.pods, ds);
             for n in &nodes {
                 if !pods.iter().any(|p| p["spec"]["nodeName"] == name(n)) {
-                    self.create_pod(ds, "apps/v1", "DaemonSet", &format!("{}-{}", name(ds), random_suffix()), json!({}), Some(name(n))).await?;
+                    self.create_pod(
+                        ds,
+                        "apps/v1",
+                        "DaemonSet",
+                        &format!("{}-{}", name(ds), random_suffix()),
+                        json!({}),
+                        Some(name(n)),
+                    )
+                    .await?;
                 }
             }
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
@@ -508,7 +621,8 @@ impl Sim {
                 "currentNumberScheduled": pods.len(), "updatedNumberScheduled": pods.len(),
                 "numberReady": ready, "numberAvailable": ready, "numberMisscheduled": 0,
                 "numberUnavailable": nodes.len().saturating_sub(ready)});
-            self.set_status("apps", "DaemonSet", "daemonsets", ds, status).await?;
+            self.set_status("apps", "DaemonSet", "daemonsets", ds, status)
+                .await?;
         }
         Ok(())
     }
@@ -518,25 +632,55 @@ impl Sim {
             let pods = self.owned(&st.pods, j);
             let completions = j["spec"]["completions"].as_i64().unwrap_or(1);
             let parallelism = j["spec"]["parallelism"].as_i64().unwrap_or(1);
-            let succeeded = pods.iter().filter(|p| p["status"]["phase"] == "Succeeded").count() as i64;
-            let active = pods.iter().filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))).count() as i64;
+            let succeeded = pods
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Succeeded")
+                .count() as i64;
+            let active = pods
+                .iter()
+                .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+                .count() as i64;
             let done = succeeded >= completions;
             if !done && j["spec"]["suspend"] != true {
                 let want_active = parallelism.min(completions - succeeded);
                 for _ in active..want_active {
-                    let mut labels = json!({"batch.kubernetes.io/job-name": name(j), "job-name": name(j)});
+                    let mut labels =
+                        json!({"batch.kubernetes.io/job-name": name(j), "job-name": name(j)});
                     labels["batch.kubernetes.io/controller-uid"] = json!(uid(j));
-                    self.create_pod(j, "batch/v1", "Job", &format!("{}-{}", name(j), random_suffix()), labels, None).await?;
+                    self.create_pod(
+                        j,
+                        "batch/v1",
+                        "Job",
+                        &format!("{}-{}", name(j), random_suffix()),
+                        labels,
+                        None,
+                    )
+                    .await?;
                 }
             }
             let mut status = json!({"active": active, "succeeded": succeeded, "ready": pods.iter().filter(|p| pod_ready(p)).count(),
                 "startTime": j["status"]["startTime"].as_str().map(String::from).unwrap_or_else(now)});
             if done {
                 let mut conds = j["status"]["conditions"].clone();
-                set_cond(&mut conds, "SuccessCriteriaMet", true, "CompletionsReached", "Reached expected number of succeeded pods");
-                set_cond(&mut conds, "Complete", true, "CompletionsReached", "Reached expected number of succeeded pods");
+                set_cond(
+                    &mut conds,
+                    "SuccessCriteriaMet",
+                    true,
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                );
+                set_cond(
+                    &mut conds,
+                    "Complete",
+                    true,
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                );
                 status["conditions"] = conds;
-                status["completionTime"] = json!(j["status"]["completionTime"].as_str().map(String::from).unwrap_or_else(now));
+                status["completionTime"] = json!(j["status"]["completionTime"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(now));
                 status["active"] = json!(0);
             }
             self.set_status("batch", "Job", "jobs", j, status).await?;
@@ -548,12 +692,19 @@ impl Sim {
     /// pods after the delay, complete Job pods after another.
     async fn schedule_and_run(&mut self, st: &State) -> anyhow::Result<()> {
         let mut free: BTreeMap<String, Resources> = BTreeMap::new();
-        for n in st.nodes.iter().filter(|n| n["spec"]["unschedulable"] != true) {
+        for n in st
+            .nodes
+            .iter()
+            .filter(|n| n["spec"]["unschedulable"] != true)
+        {
             let a = &n["status"]["allocatable"];
-            free.insert(name(n).to_string(), Resources {
-                cpu: a["cpu"].as_str().and_then(parse_milli).unwrap_or(0),
-                memory: a["memory"].as_str().and_then(parse_milli).unwrap_or(0),
-            });
+            free.insert(
+                name(n).to_string(),
+                Resources {
+                    cpu: a["cpu"].as_str().and_then(parse_milli).unwrap_or(0),
+                    memory: a["memory"].as_str().and_then(parse_milli).unwrap_or(0),
+                },
+            );
         }
         for p in st.pods.iter().filter(|p| pod_holds_resources(p)) {
             if let Some(f) = free.get_mut(p["spec"]["nodeName"].as_str().unwrap_or("")) {
@@ -583,13 +734,28 @@ impl Sim {
                         let f = free.get_mut(&n).expect("node");
                         f.cpu -= r.cpu;
                         f.memory -= r.memory;
-                        pods.patch(name(p), &PatchParams::default(), &Patch::Merge(json!({"spec": {"nodeName": n}}))).await?;
+                        pods.patch(
+                            name(p),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"nodeName": n}})),
+                        )
+                        .await?;
                     }
                     None => {
                         let mut conds = p["status"]["conditions"].clone();
-                        let msg = format!("0/{} nodes are available: insufficient cpu or memory.", st.nodes.len());
+                        let msg = format!(
+                            "0/{} nodes are available: insufficient cpu or memory.",
+                            st.nodes.len()
+                        );
                         set_cond(&mut conds, "PodScheduled", false, "Unschedulable", &msg);
-                        self.set_status("", "Pod", "pods", p, json!({"phase": "Pending", "conditions": conds})).await?;
+                        self.set_status(
+                            "",
+                            "Pod",
+                            "pods",
+                            p,
+                            json!({"phase": "Pending", "conditions": conds}),
+                        )
+                        .await?;
                     }
                 }
                 continue;
@@ -597,7 +763,10 @@ impl Sim {
             let job_pod = p["metadata"]["ownerReferences"][0]["kind"] == "Job";
             match phase {
                 "Pending" | "Running" if !(phase == "Running" && !job_pod) => {
-                    let due = *self.started.entry(key.clone()).or_insert(now_i + self.cfg.delay);
+                    let due = *self
+                        .started
+                        .entry(key.clone())
+                        .or_insert(now_i + self.cfg.delay);
                     if due > now_i {
                         self.timers.insert((due, key.clone()), ());
                         continue;
@@ -635,5 +804,12 @@ impl Sim {
 
 fn set_cond(conds: &mut Value, ty: &str, status: bool, reason: &str, message: &str) {
     // Pod and workload conditions carry reason/message only when set; keep them compact.
-    flotilla_api::conditions::set(conds, ty, status, if reason.is_empty() { ty } else { reason }, message, None);
+    flotilla_api::conditions::set(
+        conds,
+        ty,
+        status,
+        if reason.is_empty() { ty } else { reason },
+        message,
+        None,
+    );
 }

@@ -12,12 +12,26 @@ fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
 }
 
 async fn create(client: &kube::Client, group: &str, kind: &str, plural: &str, obj: Value) {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar(group, kind, plural));
-    api.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.unwrap();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar(group, kind, plural));
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .unwrap();
 }
 
-async fn wait_status(client: &kube::Client, group: &str, kind: &str, plural: &str, name: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar(group, kind, plural));
+async fn wait_status(
+    client: &kube::Client,
+    group: &str,
+    kind: &str,
+    plural: &str,
+    name: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar(group, kind, plural));
     for _ in 0..200 {
         let o = api.get(name).await.unwrap();
         if ok(&o.data["status"]) {
@@ -25,7 +39,10 @@ async fn wait_status(client: &kube::Client, group: &str, kind: &str, plural: &st
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{kind} {name} never reached the expected status: {}", api.get(name).await.unwrap().data["status"]);
+    panic!(
+        "{kind} {name} never reached the expected status: {}",
+        api.get(name).await.unwrap().data["status"]
+    );
 }
 
 fn template(app: &str, cpu: &str) -> Value {
@@ -35,7 +52,8 @@ fn template(app: &str, cpu: &str) -> Value {
 
 #[tokio::test]
 async fn workloads_reach_their_status_within_capacity() {
-    let server = flotilla_apiserver::ApiServer::new(flotilla_store::Store::memory(), Default::default());
+    let server =
+        flotilla_apiserver::ApiServer::new(flotilla_store::Store::memory(), Default::default());
     server.start().await.unwrap();
     let cfg = flotilla_sim::SimConfig {
         name: "t".into(),
@@ -53,46 +71,96 @@ async fn workloads_reach_their_status_within_capacity() {
 
     create(&c, "apps", "Deployment", "deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template("web", "500m")}})).await;
-    let st = wait_status(&c, "apps", "Deployment", "deployments", "web", |s| s["availableReplicas"] == 3).await;
+    let st = wait_status(&c, "apps", "Deployment", "deployments", "web", |s| {
+        s["availableReplicas"] == 3
+    })
+    .await;
     assert_eq!(st["readyReplicas"], 3);
     assert_eq!(st["updatedReplicas"], 3);
-    assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Available" && c["status"] == "True"));
+    assert!(st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Available" && c["status"] == "True"));
 
     create(&c, "batch", "Job", "jobs", json!({"apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "pi"}, "spec": {"completions": 2, "template": {
             "metadata": {"labels": {"app": "pi"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "perl",
             "resources": {"requests": {"cpu": "100m"}}}]}}}})).await;
     let st = wait_status(&c, "batch", "Job", "jobs", "pi", |s| s["succeeded"] == 2).await;
-    assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Complete" && c["status"] == "True"));
+    assert!(st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Complete" && c["status"] == "True"));
 
     create(&c, "apps", "StatefulSet", "statefulsets", json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db"}, "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": template("db", "100m")}})).await;
-    wait_status(&c, "apps", "StatefulSet", "statefulsets", "db", |s| s["readyReplicas"] == 2).await;
-    let pods: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar("", "Pod", "pods"));
-    assert!(pods.get_opt("db-0").await.unwrap().is_some() && pods.get_opt("db-1").await.unwrap().is_some());
+    wait_status(&c, "apps", "StatefulSet", "statefulsets", "db", |s| {
+        s["readyReplicas"] == 2
+    })
+    .await;
+    let pods: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &ar("", "Pod", "pods"));
+    assert!(
+        pods.get_opt("db-0").await.unwrap().is_some()
+            && pods.get_opt("db-1").await.unwrap().is_some()
+    );
 
     create(&c, "apps", "DaemonSet", "daemonsets", json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "agent"}, "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template("agent", "10m")}})).await;
-    wait_status(&c, "apps", "DaemonSet", "daemonsets", "agent", |s| s["numberReady"] == 2 && s["desiredNumberScheduled"] == 2).await;
+    wait_status(&c, "apps", "DaemonSet", "daemonsets", "agent", |s| {
+        s["numberReady"] == 2 && s["desiredNumberScheduled"] == 2
+    })
+    .await;
 
     // 3 x 500m + 2 x 100m + 2 x 10m are requested of 4 CPUs: a 3-CPU pod fits nowhere.
     create(&c, "apps", "Deployment", "deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "big"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "big"}}, "template": template("big", "3")}})).await;
-    let st = wait_status(&c, "apps", "Deployment", "deployments", "big", |s| s["replicas"] == 1).await;
+    let st = wait_status(&c, "apps", "Deployment", "deployments", "big", |s| {
+        s["replicas"] == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st2 = wait_status(&c, "apps", "Deployment", "deployments", "big", |_| true).await;
     assert_eq!(st2["availableReplicas"], 0, "{st}");
-    assert!(st2["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Available" && c["status"] == "False"));
+    assert!(st2["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Available" && c["status"] == "False"));
     let list = pods.list(&Default::default()).await.unwrap();
-    let big = list.items.iter().find(|p| p.metadata.name.as_deref().unwrap().starts_with("big-")).unwrap();
+    let big = list
+        .items
+        .iter()
+        .find(|p| p.metadata.name.as_deref().unwrap().starts_with("big-"))
+        .unwrap();
     assert_eq!(big.data["status"]["phase"], "Pending");
     assert!(big.data["spec"]["nodeName"].is_null());
-    let sched = big.data["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "PodScheduled").unwrap();
+    let sched = big.data["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap();
     assert_eq!(sched["reason"], "Unschedulable");
 
     // Scaling down removes pods.
-    let deps: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar("apps", "Deployment", "deployments"));
-    deps.patch("web", &Default::default(), &kube::api::Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap();
-    wait_status(&c, "apps", "Deployment", "deployments", "web", |s| s["replicas"] == 1 && s["availableReplicas"] == 1).await;
+    let deps: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &ar("apps", "Deployment", "deployments"),
+    );
+    deps.patch(
+        "web",
+        &Default::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    wait_status(&c, "apps", "Deployment", "deployments", "web", |s| {
+        s["replicas"] == 1 && s["availableReplicas"] == 1
+    })
+    .await;
     server.shutdown();
 }

@@ -52,7 +52,7 @@ pub struct Store {
 struct Inner {
     seq: Mutex<Sequencer>,
     committed: RwLock<Committed>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: Mutex<Channels>,
     backend: Arc<dyn Backend>,
     wake: Arc<Notify>,
     revision: watch::Sender<Revision>,
@@ -100,7 +100,7 @@ impl Store {
             revision = revision.max(obj.mod_rev);
             map.insert(obj.key.clone(), Arc::new(obj));
         }
-        let (events, _) = broadcast::channel(config.watch_buffer.max(16));
+        let events = Mutex::new(Channels::default());
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             seq: Mutex::new(Sequencer {
@@ -314,7 +314,10 @@ impl Store {
         }
         // Subscribing under the read lock means the receiver sees exactly the events after
         // `c.rev`; the log supplies those from `from` to `c.rev`.
-        let rx = self.inner.events.subscribe();
+        let rx = self.inner.events.lock().subscribe(
+            prefix,
+            channel_capacity(prefix, self.inner.config.watch_buffer),
+        );
         let start = c.log.partition_point(|e| e.rev <= from);
         let backlog = c
             .log
@@ -423,9 +426,8 @@ fn publish(inner: &Inner, events: &[Arc<Event>]) {
         }
         c.rev = ev.rev;
         c.log.push_back(ev.clone());
-        // No receivers is fine: nobody is watching.
-        let _ = inner.events.send(ev.clone());
     }
+    inner.events.lock().publish(events);
     while c.log.len() > inner.config.event_log_capacity {
         if let Some(old) = c.log.pop_front() {
             c.compacted = old.rev;
@@ -471,6 +473,76 @@ impl Snapshot {
     }
 }
 
+/// How many events a prefix's channel buffers: the configured buffer for the wide prefixes
+/// (everything, a group, a resource), less for a namespace or an object, whose watchers are many
+/// and see few events. A watcher that falls further behind re-reads from the event log.
+fn channel_capacity(prefix: &str, buffer: usize) -> usize {
+    if prefix.matches('/').count() <= 3 {
+        buffer.max(16)
+    } else {
+        buffer.clamp(16, 256)
+    }
+}
+
+/// The live event channels of the watchers, one per watched prefix, so a commit wakes only the
+/// watchers of prefixes its key is under (not every watcher of the store).
+#[derive(Default)]
+struct Channels {
+    /// Prefixes ending in `/` (how keys are structured): found from a key's own `/` boundaries.
+    by_prefix: std::collections::HashMap<String, broadcast::Sender<Arc<Event>>>,
+    /// Any other prefixes, checked one by one.
+    other: Vec<(String, broadcast::Sender<Arc<Event>>)>,
+    /// Publishes since channels without receivers were last dropped.
+    since_sweep: usize,
+}
+
+impl Channels {
+    fn subscribe(&mut self, prefix: &str, capacity: usize) -> broadcast::Receiver<Arc<Event>> {
+        if prefix.is_empty() || prefix.ends_with('/') {
+            if let Some(tx) = self.by_prefix.get(prefix) {
+                return tx.subscribe();
+            }
+            let (tx, rx) = broadcast::channel(capacity);
+            self.by_prefix.insert(prefix.to_string(), tx);
+            rx
+        } else {
+            if let Some((_, tx)) = self.other.iter().find(|(p, _)| p == prefix) {
+                return tx.subscribe();
+            }
+            let (tx, rx) = broadcast::channel(capacity);
+            self.other.push((prefix.to_string(), tx));
+            rx
+        }
+    }
+
+    fn publish(&mut self, events: &[Arc<Event>]) {
+        for ev in events {
+            let key = ev.key();
+            let send = |p: &str| {
+                if let Some(tx) = self.by_prefix.get(p) {
+                    // No receivers is fine: nobody is watching.
+                    let _ = tx.send(ev.clone());
+                }
+            };
+            send("");
+            for (i, _) in key.match_indices('/') {
+                send(&key[..=i]);
+            }
+            for (p, tx) in &self.other {
+                if key.starts_with(p.as_str()) {
+                    let _ = tx.send(ev.clone());
+                }
+            }
+        }
+        self.since_sweep += 1;
+        if self.since_sweep >= 256 {
+            self.since_sweep = 0;
+            self.by_prefix.retain(|_, tx| tx.receiver_count() > 0);
+            self.other.retain(|(_, tx)| tx.receiver_count() > 0);
+        }
+    }
+}
+
 /// A stream of committed events under one key prefix, in revision order.
 pub struct Watcher {
     store: Store,
@@ -491,8 +563,12 @@ impl Watcher {
     /// A revision safe to report as progress (a bookmark): every event under the prefix up
     /// to it has been delivered. When nothing is pending this is the store's latest revision.
     pub fn progress(&self) -> Revision {
+        // The store's revision is read before looking at the channel: an event committed
+        // after this read is either in the channel (then nothing newer than `last` is safe)
+        // or newer than the revision read.
+        let rev = self.store.revision();
         if self.backlog.is_empty() && self.rx.is_empty() {
-            self.seen.max(self.last)
+            rev.max(self.seen).max(self.last)
         } else {
             self.last
         }

@@ -241,6 +241,14 @@ where
 
 /// Runs `flotilla bench`.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Interrupted, the benchmark's future is dropped, and with it the hub process it started.
+    tokio::select! {
+        r = run_command(args) => r,
+        _ = crate::shutdown_signal() => anyhow::bail!("interrupted"),
+    }
+}
+
+async fn run_command(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Api(a) => run_api(a).await,
         BenchCommand::Members(a) => crate::bench_fleet::run(a).await,

@@ -28,7 +28,10 @@ async fn start_member(k: usize) -> anyhow::Result<kube::Client> {
         flotilla_store::Store::memory(),
         flotilla_apiserver::ServerConfig::default(),
     );
-    server.start().await.map_err(|e| anyhow::anyhow!("member {k}: {e}"))?;
+    server
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("member {k}: {e}"))?;
     let sim = flotilla_sim::SimConfig {
         name: format!("member-{k}"),
         ..Default::default()
@@ -41,7 +44,10 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
     let (hub, kubeconfig) = start_hub("memory").await?;
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
-    eprintln!("starting and joining {} simulated members ...", args.members);
+    eprintln!(
+        "starting and joining {} simulated members ...",
+        args.members
+    );
     let mut joined = futures::stream::iter(1..=args.members)
         .map(|k| {
             let kubeconfig = kubeconfig.clone();
@@ -50,7 +56,14 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
             async move {
                 let member = start_member(k).await?;
                 let name = format!("member-{k}");
-                crate::fleet::join(&kubeconfig, &name, crate::fleet::member_labels(k), period, &out).await?;
+                crate::fleet::join(
+                    &kubeconfig,
+                    &name,
+                    crate::fleet::member_labels(k),
+                    period,
+                    &out,
+                )
+                .await?;
                 let hub = crate::serve::client_from_kubeconfig(&out).await?;
                 let agent = flotilla_agent::Agent { name, hub, member };
                 tokio::spawn(agent.run(std::future::pending()));
@@ -63,17 +76,24 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
         r?;
         n += 1;
         if n % 100 == 0 || n == args.members {
-            eprintln!("  {n}/{} joined ({:.1}s)", args.members, started.elapsed().as_secs_f64());
+            eprintln!(
+                "  {n}/{} joined ({:.1}s)",
+                args.members,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     let admin = crate::serve::client_from_kubeconfig(&kubeconfig).await?;
-    let mcs: Api<DynamicObject> = Api::all_with(admin, &flotilla_hub::members::member_cluster_resource());
+    let mcs: Api<DynamicObject> =
+        Api::all_with(admin, &flotilla_hub::members::member_cluster_resource());
     loop {
         let list = mcs.list(&ListParams::default()).await?;
         let healthy = list
             .items
             .iter()
-            .filter(|m| flotilla_api::conditions::is_true(&m.data["status"]["conditions"], "Healthy"))
+            .filter(|m| {
+                flotilla_api::conditions::is_true(&m.data["status"]["conditions"], "Healthy")
+            })
             .count();
         if healthy == args.members {
             break;
@@ -82,19 +102,29 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let ready_in = started.elapsed();
-    eprintln!("all {} members joined and healthy in {:.1}s; settling 10s, then measuring for {}s ...",
-        args.members, ready_in.as_secs_f64(), args.window_seconds);
+    eprintln!(
+        "all {} members joined and healthy in {:.1}s; settling 10s, then measuring for {}s ...",
+        args.members,
+        ready_in.as_secs_f64(),
+        args.window_seconds
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (cpu0, _) = proc_usage(hub.pid).ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
+    let (cpu0, _) =
+        proc_usage(hub.pid).ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.window_seconds)).await;
-    let (cpu1, rss) = proc_usage(hub.pid).ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
+    let (cpu1, rss) =
+        proc_usage(hub.pid).ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
     let secs = t0.elapsed().as_secs_f64();
     println!("members: {}", args.members);
     println!("heartbeat period: {}s", args.heartbeat_period_seconds);
     println!("join + healthy: {:.1}s", ready_in.as_secs_f64());
-    println!("hub CPU while idle (heartbeats only): {:.2}% of one core ({:.2}s CPU over {:.0}s)",
-        100.0 * (cpu1 - cpu0) / secs, cpu1 - cpu0, secs);
+    println!(
+        "hub CPU while idle (heartbeats only): {:.2}% of one core ({:.2}s CPU over {:.0}s)",
+        100.0 * (cpu1 - cpu0) / secs,
+        cpu1 - cpu0,
+        secs
+    );
     println!("hub RSS: {:.1} MB", rss as f64 / 1e6);
     Ok(())
 }

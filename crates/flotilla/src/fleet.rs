@@ -28,7 +28,9 @@ pub struct HubFleetArgs {
 impl HubFleetArgs {
     pub fn config(&self) -> flotilla_hub::HubConfig {
         flotilla_hub::HubConfig {
-            health_threshold: self.member_health_threshold_seconds.map(Duration::from_secs),
+            health_threshold: self
+                .member_health_threshold_seconds
+                .map(Duration::from_secs),
             leave_timeout: Duration::from_secs(self.member_leave_timeout_seconds),
         }
     }
@@ -118,9 +120,14 @@ async fn start_member(
     sim: flotilla_sim::SimConfig,
 ) -> anyhow::Result<crate::serve::Served> {
     let store = open_store(store, dir)?;
-    serve(dir, bind, store, ServerConfig::default(), name, |server, _| async move {
-        flotilla_sim::start(&server, sim).await
-    })
+    serve(
+        dir,
+        bind,
+        store,
+        ServerConfig::default(),
+        name,
+        |server, _| async move { flotilla_sim::start(&server, sim).await },
+    )
     .await
 }
 
@@ -154,12 +161,13 @@ pub struct AgentArgs {
 
 pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let hub = client_from_kubeconfig(&args.hub_kubeconfig).await?;
-    let member = match &args.member_kubeconfig {
-        Some(p) => client_from_kubeconfig(p).await?,
-        None => kube::Client::try_from(kube::Config::incluster().map_err(|e| {
-            anyhow::anyhow!("no --member-kubeconfig and not in a cluster: {e}")
-        })?)?,
-    };
+    let member =
+        match &args.member_kubeconfig {
+            Some(p) => client_from_kubeconfig(p).await?,
+            None => kube::Client::try_from(kube::Config::incluster().map_err(|e| {
+                anyhow::anyhow!("no --member-kubeconfig and not in a cluster: {e}")
+            })?)?,
+        };
     tracing::info!(member = %args.name, "agent starting");
     flotilla_agent::Agent {
         name: args.name,
@@ -264,7 +272,10 @@ pub async fn join(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mc = mcs.get(name).await?;
-        if flotilla_api::conditions::is_true(&mc.data["status"]["conditions"], flotilla_api::member::condition::READY_TO_JOIN) {
+        if flotilla_api::conditions::is_true(
+            &mc.data["status"]["conditions"],
+            flotilla_api::member::condition::READY_TO_JOIN,
+        ) {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -348,8 +359,14 @@ const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
 /// have something to select on.
 pub fn member_labels(k: usize) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("fleet.flotilla.dev/region".to_string(), REGIONS[(k - 1) % REGIONS.len()].to_string()),
-        ("fleet.flotilla.dev/environment".to_string(), ENVIRONMENTS[(k - 1) % ENVIRONMENTS.len()].to_string()),
+        (
+            "fleet.flotilla.dev/region".to_string(),
+            REGIONS[(k - 1) % REGIONS.len()].to_string(),
+        ),
+        (
+            "fleet.flotilla.dev/environment".to_string(),
+            ENVIRONMENTS[(k - 1) % ENVIRONMENTS.len()].to_string(),
+        ),
     ])
 }
 
@@ -357,9 +374,14 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let hub_dir = args.data_dir.join("hub");
     let store = open_store(StoreKind::Redb, &hub_dir)?;
     let hub_config = args.fleet.config();
-    let hub = serve(&hub_dir, args.bind, store, ServerConfig::default(), "flotilla", |server, creds| async move {
-        start_hub(&server, &creds, hub_config).await
-    })
+    let hub = serve(
+        &hub_dir,
+        args.bind,
+        store,
+        ServerConfig::default(),
+        "flotilla",
+        |server, creds| async move { start_hub(&server, &creds, hub_config).await },
+    )
     .await?;
     eprintln!("hub ready at {}", hub.url);
     let hub_mcs = member_cluster_api(hub.server.client());
@@ -373,7 +395,8 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         for (key, v) in member_labels(k) {
             sim.node_labels.entry(key).or_insert(v);
         }
-        let served = start_member(&name, &dir, "127.0.0.1:0".parse()?, StoreKind::Redb, sim).await?;
+        let served =
+            start_member(&name, &dir, "127.0.0.1:0".parse()?, StoreKind::Redb, sim).await?;
         let agent_kubeconfig = dir.join("agent-hub.kubeconfig");
         let exists = hub_mcs.get_opt(&name).await?.is_some();
         if !exists || !agent_kubeconfig.exists() {
@@ -382,13 +405,25 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 hub_mcs.delete(&name, &Default::default()).await?;
                 wait_gone(&hub_mcs, &name).await?;
             }
-            join(&hub.kubeconfig, &name, member_labels(k), args.heartbeat_period_seconds, &agent_kubeconfig).await?;
+            join(
+                &hub.kubeconfig,
+                &name,
+                member_labels(k),
+                args.heartbeat_period_seconds,
+                &agent_kubeconfig,
+            )
+            .await?;
         }
         let hub_client = client_from_kubeconfig(&agent_kubeconfig).await?;
         let member_client = client_from_kubeconfig(&served.kubeconfig).await?;
         let mut stop = stop_tx.subscribe();
         agents.push(tokio::spawn(
-            flotilla_agent::Agent { name: name.clone(), hub: hub_client, member: member_client }.run(async move {
+            flotilla_agent::Agent {
+                name: name.clone(),
+                hub: hub_client,
+                member: member_client,
+            }
+            .run(async move {
                 let _ = stop.recv().await;
             }),
         ));
@@ -396,7 +431,10 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         members.push((name, served));
     }
     let hub_kc = hub.kubeconfig.display().to_string();
-    eprintln!("\nflotilla fleet is up: a hub and {} simulated members.", args.members);
+    eprintln!(
+        "\nflotilla fleet is up: a hub and {} simulated members.",
+        args.members
+    );
     eprintln!("  hub:      export KUBECONFIG={hub_kc}");
     for (name, m) in &members {
         eprintln!("  {name}: {}", m.kubeconfig.display());
@@ -405,7 +443,10 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     eprintln!("  kubectl --kubeconfig {hub_kc} get memberclusters");
     eprintln!("  kubectl --kubeconfig {hub_kc} get membercluster member-1 -o yaml");
     if let Some((_, m)) = members.first() {
-        eprintln!("  kubectl --kubeconfig {} get nodes", m.kubeconfig.display());
+        eprintln!(
+            "  kubectl --kubeconfig {} get nodes",
+            m.kubeconfig.display()
+        );
     }
     eprintln!("\nCtrl-C stops the fleet; running `flotilla up` again with the same --data-dir resumes it.");
     crate::shutdown_signal().await;

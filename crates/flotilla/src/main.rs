@@ -104,9 +104,14 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let hub_config = args.fleet.config();
-    let served = serve(&args.data_dir, args.bind, store, config, "flotilla", |server, creds| async move {
-        fleet::start_hub(&server, &creds, hub_config).await
-    })
+    let served = serve(
+        &args.data_dir,
+        args.bind,
+        store,
+        config,
+        "flotilla",
+        |server, creds| async move { fleet::start_hub(&server, &creds, hub_config).await },
+    )
     .await?;
     tracing::info!(url = %served.url, kubeconfig = %served.kubeconfig.display(), "hub ready");
     eprintln!(

@@ -26,7 +26,11 @@ impl Drop for Proc {
 fn wait_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} did not appear", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -58,7 +62,18 @@ fn start_hub(dir: &Path, port: u16) -> Proc {
 
 fn start_member(dir: &Path, name: &str) -> Proc {
     let child = flotilla()
-        .args(["member", "--name", name, "--store", "memory", "--nodes", "2", "--node-cpu", "8", "--data-dir"])
+        .args([
+            "member",
+            "--name",
+            name,
+            "--store",
+            "memory",
+            "--nodes",
+            "2",
+            "--node-cpu",
+            "8",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -132,7 +147,15 @@ fn membercluster(hub: &Path, name: &str) -> Option<Value> {
 
 fn join(hub: &Path, name: &str, out: &Path) -> Output {
     flotilla()
-        .args(["join", name, "--heartbeat-period-seconds", "1", "--label", "env=prod", "--hub-kubeconfig"])
+        .args([
+            "join",
+            name,
+            "--heartbeat-period-seconds",
+            "1",
+            "--label",
+            "env=prod",
+            "--hub-kubeconfig",
+        ])
         .arg(hub)
         .arg("--out")
         .arg(out)
@@ -153,7 +176,11 @@ fn members_join_report_fail_recover_and_leave() {
     // Join both; a second join of a name is refused with a clear error.
     for m in ["m1", "m2"] {
         let out = join(&hub, m, &d(&format!("{m}-agent.kubeconfig")));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let again = join(&hub, "m1", &d("again.kubeconfig"));
     assert_eq!(again.status.code(), Some(1));
@@ -163,12 +190,33 @@ fn members_join_report_fail_recover_and_leave() {
 
     // An operator-defined property in member m1.
     let m1_admin = d("m1/admin.kubeconfig");
-    assert!(kubectl(&m1_admin, &["create", "namespace", "flotilla-system"]).status.success());
-    assert!(kubectl(&m1_admin, &["-n", "flotilla-system", "create", "configmap", "cluster-properties",
-        "--from-literal=properties=cost.example.com/per-core=0.05", "--from-literal=gpu-count=4"]).status.success());
+    assert!(
+        kubectl(&m1_admin, &["create", "namespace", "flotilla-system"])
+            .status
+            .success()
+    );
+    assert!(kubectl(
+        &m1_admin,
+        &[
+            "-n",
+            "flotilla-system",
+            "create",
+            "configmap",
+            "cluster-properties",
+            "--from-literal=properties=cost.example.com/per-core=0.05",
+            "--from-literal=gpu-count=4"
+        ]
+    )
+    .status
+    .success());
 
     let mut a1 = start_agent("m1", &d("m1-agent.kubeconfig"), &m1_admin, &d("a1.log"));
-    let _a2 = start_agent("m2", &d("m2-agent.kubeconfig"), &d("m2/admin.kubeconfig"), &d("a2.log"));
+    let _a2 = start_agent(
+        "m2",
+        &d("m2-agent.kubeconfig"),
+        &d("m2/admin.kubeconfig"),
+        &d("a2.log"),
+    );
 
     // Joined, healthy, with properties, visible through kubectl.
     let mc = wait_for("m1 joined with properties", Duration::from_secs(30), || {
@@ -180,28 +228,65 @@ fn members_join_report_fail_recover_and_leave() {
     });
     let props = &mc["status"]["properties"];
     assert_eq!(props["kubernetes-fleet.io/node-count"]["value"], "2");
-    assert_eq!(props["resources.kubernetes-fleet.io/total-cpu"]["value"], "16");
-    assert_eq!(props["resources.kubernetes-fleet.io/available-cpu"]["value"], "16");
+    assert_eq!(
+        props["resources.kubernetes-fleet.io/total-cpu"]["value"],
+        "16"
+    );
+    assert_eq!(
+        props["resources.kubernetes-fleet.io/available-cpu"]["value"],
+        "16"
+    );
     assert_eq!(props["k8s.io/k8s-version"]["value"], "v1.33.0");
     assert_eq!(props["gpu-count"]["value"], "4");
     assert_eq!(mc["status"]["resourceUsage"]["allocatable"]["cpu"], "16");
     assert_eq!(condition(&mc, "ReadyToJoin").0, "True");
-    assert_eq!(condition(&mc, "ClusterPropertyCollectionSucceeded").0, "True");
-    let yaml = String::from_utf8(kubectl(&hub, &["get", "membercluster", "m1", "-o", "yaml"]).stdout).unwrap();
+    assert_eq!(
+        condition(&mc, "ClusterPropertyCollectionSucceeded").0,
+        "True"
+    );
+    let yaml =
+        String::from_utf8(kubectl(&hub, &["get", "membercluster", "m1", "-o", "yaml"]).stdout)
+            .unwrap();
     assert!(yaml.contains("kubernetes-fleet.io/node-count"), "{yaml}");
 
     // Available CPU follows what running pods request in the member.
-    assert!(kubectl(&m1_admin, &["create", "deployment", "web", "--image=nginx", "--replicas=2"]).status.success());
-    assert!(kubectl(&m1_admin, &["set", "resources", "deployment", "web", "--requests=cpu=3"]).status.success());
-    wait_for("available CPU to drop by 6", Duration::from_secs(30), || {
-        membercluster(&hub, "m1")
-            .filter(|mc| mc["status"]["properties"]["resources.kubernetes-fleet.io/available-cpu"]["value"] == "10")
-    });
+    assert!(kubectl(
+        &m1_admin,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=2"
+        ]
+    )
+    .status
+    .success());
+    assert!(kubectl(
+        &m1_admin,
+        &["set", "resources", "deployment", "web", "--requests=cpu=3"]
+    )
+    .status
+    .success());
+    wait_for(
+        "available CPU to drop by 6",
+        Duration::from_secs(30),
+        || {
+            membercluster(&hub, "m1").filter(|mc| {
+                mc["status"]["properties"]["resources.kubernetes-fleet.io/available-cpu"]["value"]
+                    == "10"
+            })
+        },
+    );
 
     // RBAC: a member's credentials reach its own namespace and nothing else.
     let m1_agent = d("m1-agent.kubeconfig");
     let own = kubectl(&m1_agent, &["get", "configmaps", "-n", "fleet-member-m1"]);
-    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
     let other = kubectl(&m1_agent, &["get", "configmaps", "-n", "fleet-member-m2"]);
     assert!(!other.status.success());
     let msg = String::from_utf8_lossy(&other.stderr);
@@ -229,12 +314,23 @@ fn members_join_report_fail_recover_and_leave() {
     let text = std::fs::read_to_string(&m1_agent).unwrap();
     let cut = text.find("    client-certificate-data").unwrap();
     let end = text[cut..].find("contexts:").unwrap() + cut;
-    std::fs::write(&bad, format!("{}    token: not-a-valid-token\n{}", &text[..cut], &text[end..])).unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "{}    token: not-a-valid-token\n{}",
+            &text[..cut],
+            &text[end..]
+        ),
+    )
+    .unwrap();
     let bad_agent = start_agent("m1", &bad, &m1_admin, &d("bad.log"));
     std::thread::sleep(Duration::from_secs(4));
     drop(bad_agent);
     let log = std::fs::read_to_string(d("bad.log")).unwrap();
-    let rejected = log.lines().filter(|l| l.contains("rejected the agent's credentials (401")).count();
+    let rejected = log
+        .lines()
+        .filter(|l| l.contains("rejected the agent's credentials (401"))
+        .count();
     assert!(rejected >= 1, "{log}");
     assert!(log.lines().count() < 12, "too many lines in 4s: {log}");
 
@@ -244,28 +340,44 @@ fn members_join_report_fail_recover_and_leave() {
     let restarted_at = chrono::Utc::now();
     std::thread::sleep(Duration::from_secs(1));
     let _hub2 = start_hub(&d("hub"), port);
-    wait_for("heartbeats after the hub restart", Duration::from_secs(40), || {
-        membercluster(&hub, "m2").filter(|mc| {
-            mc["status"]["agentStatus"][0]["lastReceivedHeartbeat"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t > restarted_at)
-                && condition(mc, "Healthy").0 == "True"
-        })
-    });
+    wait_for(
+        "heartbeats after the hub restart",
+        Duration::from_secs(40),
+        || {
+            membercluster(&hub, "m2").filter(|mc| {
+                mc["status"]["agentStatus"][0]["lastReceivedHeartbeat"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t > restarted_at)
+                    && condition(mc, "Healthy").0 == "True"
+            })
+        },
+    );
 
     // Leave: deleting the MemberCluster makes the agent report Left and exit; the hub removes
     // the member's namespace and then the MemberCluster.
-    assert!(kubectl(&hub, &["delete", "membercluster", "m2", "--wait=false"]).status.success());
+    assert!(
+        kubectl(&hub, &["delete", "membercluster", "m2", "--wait=false"])
+            .status
+            .success()
+    );
     let mut a2 = _a2;
-    let code = wait_for("the m2 agent to exit", Duration::from_secs(30), || a2.0.try_wait().unwrap());
+    let code = wait_for("the m2 agent to exit", Duration::from_secs(30), || {
+        a2.0.try_wait().unwrap()
+    });
     assert!(code.success());
     wait_for("m2 removed", Duration::from_secs(30), || {
         membercluster(&hub, "m2").is_none().then_some(())
     });
-    wait_for("namespace fleet-member-m2 removed", Duration::from_secs(30), || {
-        get_json(&hub, &["get", "namespace", "fleet-member-m2"]).is_none().then_some(())
-    });
+    wait_for(
+        "namespace fleet-member-m2 removed",
+        Duration::from_secs(30),
+        || {
+            get_json(&hub, &["get", "namespace", "fleet-member-m2"])
+                .is_none()
+                .then_some(())
+        },
+    );
     let log = std::fs::read_to_string(d("a2.log")).unwrap();
     assert!(log.contains("left the fleet"), "{log}");
     // m1 stays.
