@@ -130,11 +130,14 @@ fn rule_allows(rule: &Value, action: &Action<'_>) -> bool {
     }
 }
 
+/// A parsed object and the revision it was parsed at.
+type Parsed = (u64, Arc<Value>);
+
 /// Parsed RBAC objects by key, valid while the stored object's revision is unchanged, so a
 /// request does not parse every binding and role it consults.
 #[derive(Default)]
 pub(crate) struct RbacCache {
-    parsed: parking_lot::Mutex<std::collections::HashMap<Arc<str>, (u64, Arc<Value>)>>,
+    parsed: parking_lot::Mutex<std::collections::HashMap<Arc<str>, Parsed>>,
 }
 
 impl RbacCache {

@@ -515,11 +515,13 @@ fn compare_at(
         let own = |v: Option<&Value>| {
             v.is_some_and(|v| {
                 let empty = v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
-                let leaf = match (&child_shape, v) {
-                    (Shape::Struct(_) | Shape::Map(_) | Shape::Deduced, Value::Object(_)) => false,
-                    (Shape::MapList(..) | Shape::SetList, Value::Array(_)) => false,
-                    _ => true,
-                };
+                let leaf = !matches!(
+                    (&child_shape, v),
+                    (
+                        Shape::Struct(_) | Shape::Map(_) | Shape::Deduced,
+                        Value::Object(_)
+                    ) | (Shape::MapList(..) | Shape::SetList, Value::Array(_))
+                );
                 empty || !known || leaf
             })
         };

@@ -121,38 +121,50 @@ pub fn encode(obj: &mut Value, mut entries: Vec<Entry>) {
 /// The object without the fields no manager owns (server-set metadata, and status or
 /// non-status depending on the subresource).
 fn managed_view(ctx: &Context<'_>, obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("apiVersion");
-        o.remove("kind");
-        if ctx.has_status && ctx.subresource.is_empty() {
-            o.remove("status");
+    const SERVER_SET: [&str; 11] = [
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ];
+    let Some(o) = obj.as_object() else {
+        return obj.clone();
+    };
+    // Only what is kept is copied (a status write does not copy the spec, nor any write the
+    // managedFields).
+    let mut out = serde_json::Map::new();
+    for (k, v) in o {
+        let keep = match k.as_str() {
+            "apiVersion" | "kind" => false,
+            "status" => !(ctx.has_status && ctx.subresource.is_empty()),
+            _ => ctx.subresource != "status",
+        };
+        if !keep {
+            continue;
         }
-        if ctx.subresource == "status" {
-            o.retain(|k, _| k == "status");
+        if k == "metadata" {
+            if let Some(m) = v.as_object() {
+                let meta: serde_json::Map<String, Value> = m
+                    .iter()
+                    .filter(|(f, _)| !SERVER_SET.contains(&f.as_str()))
+                    .map(|(f, v)| (f.clone(), v.clone()))
+                    .collect();
+                if !meta.is_empty() {
+                    out.insert(k.clone(), Value::Object(meta));
+                }
+                continue;
+            }
         }
+        out.insert(k.clone(), v.clone());
     }
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for f in [
-            "name",
-            "namespace",
-            "creationTimestamp",
-            "selfLink",
-            "uid",
-            "clusterName",
-            "generation",
-            "managedFields",
-            "resourceVersion",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-        ] {
-            m.remove(f);
-        }
-        if m.is_empty() {
-            v.as_object_mut().expect("an object").remove("metadata");
-        }
-    }
-    v
+    Value::Object(out)
 }
 
 /// Takes the changed fields away from other managers; with `force` false, fails on fields

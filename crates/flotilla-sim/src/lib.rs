@@ -762,7 +762,7 @@ impl Sim {
             }
             let job_pod = p["metadata"]["ownerReferences"][0]["kind"] == "Job";
             match phase {
-                "Pending" | "Running" if !(phase == "Running" && !job_pod) => {
+                "Pending" | "Running" if phase != "Running" || job_pod => {
                     let due = *self
                         .started
                         .entry(key.clone())
