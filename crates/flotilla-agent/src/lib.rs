@@ -79,11 +79,14 @@ struct MemberView {
     pods: Store<DynamicObject>,
 }
 
-fn spawn_reflector(client: kube::Client, ar: ApiResource) -> Store<DynamicObject> {
+fn spawn_reflector(
+    client: kube::Client,
+    ar: ApiResource,
+) -> (Store<DynamicObject>, tokio::task::JoinHandle<()>) {
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
     let writer = reflector::store::Writer::new(ar.clone());
     let reader = writer.as_reader();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(writer)
@@ -95,7 +98,7 @@ fn spawn_reflector(client: kube::Client, ar: ApiResource) -> Store<DynamicObject
             }
         }
     });
-    reader
+    (reader, task)
 }
 
 /// Whether a cache has received its initial list.
@@ -116,10 +119,11 @@ impl Agent {
             "internalmemberclusters",
         );
         let imcs: Api<DynamicObject> = Api::namespaced_with(self.hub.clone(), &ns, &imc_ar);
-        let view = MemberView {
-            nodes: spawn_reflector(self.member.clone(), resource("", "v1", "Node", "nodes")),
-            pods: spawn_reflector(self.member.clone(), resource("", "v1", "Pod", "pods")),
-        };
+        let (nodes, nodes_task) =
+            spawn_reflector(self.member.clone(), resource("", "v1", "Node", "nodes"));
+        let (pods, pods_task) =
+            spawn_reflector(self.member.clone(), resource("", "v1", "Pod", "pods"));
+        let view = MemberView { nodes, pods };
         // The InternalMemberCluster, followed by watch.
         let (imc_tx, mut imc_rx) = tokio::sync::watch::channel::<Option<DynamicObject>>(None);
         let watch_task = tokio::spawn({
@@ -155,7 +159,10 @@ impl Agent {
         let result = self
             .main_loop(&imcs, &view, &mut imc_rx, &mut shutdown)
             .await;
-        watch_task.abort();
+        // Nothing of the agent outlives it.
+        for t in [watch_task, nodes_task, pods_task] {
+            t.abort();
+        }
         result
     }
 

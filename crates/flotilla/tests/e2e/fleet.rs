@@ -383,3 +383,67 @@ fn members_join_report_fail_recover_and_leave() {
     // m1 stays.
     assert!(membercluster(&hub, "m1").is_some());
 }
+
+#[test]
+fn fleet_commands_reject_bad_input_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_line = |out: &Output, code: i32, want: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.contains(want), "{err}");
+        if code == 1 {
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    };
+    let out = flotilla()
+        .args([
+            "member",
+            "--name",
+            "m",
+            "--node-cpu",
+            "lots",
+            "--store",
+            "memory",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    one_line(&out, 1, "must be Kubernetes quantities");
+    let out = flotilla()
+        .args([
+            "member",
+            "--name",
+            "m",
+            "--node-labels",
+            "novalue",
+            "--store",
+            "memory",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("m2"))
+        .output()
+        .unwrap();
+    one_line(&out, 1, "must be KEY=VALUE");
+    let out = flotilla()
+        .args(["join", "x", "--hub-kubeconfig"])
+        .arg(dir.path().join("missing.kubeconfig"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    one_line(&out, 1, "missing.kubeconfig");
+    let out = flotilla()
+        .args(["agent", "--name", "x", "--hub-kubeconfig"])
+        .arg(dir.path().join("missing.kubeconfig"))
+        .output()
+        .unwrap();
+    one_line(&out, 1, "missing.kubeconfig");
+    let out = flotilla().args(["join", "x"]).output().unwrap();
+    one_line(&out, 2, "--hub-kubeconfig");
+    let out = flotilla()
+        .args(["up", "--members", "many"])
+        .output()
+        .unwrap();
+    one_line(&out, 2, "many");
+}
