@@ -29,6 +29,15 @@ pub fn needs_conversion(res: &Resource) -> bool {
     res.custom || is_new_event(res)
 }
 
+/// Whether a stored custom object is already in the version `res` serves, so its bytes can be
+/// sent as they are (the stored JSON starts with its apiVersion).
+pub fn stored_in_version(res: &Resource, data: &[u8]) -> bool {
+    res.custom && {
+        let prefix = format!("{{\"apiVersion\":\"{}\"", res.api_version());
+        data.starts_with(prefix.as_bytes())
+    }
+}
+
 fn rename(
     v: Value,
     pairs: impl Iterator<Item = (&'static str, &'static str)>,
@@ -81,6 +90,25 @@ mod tests {
     use super::*;
     use crate::registry::Registry;
     use serde_json::json;
+
+    #[test]
+    fn custom_objects_in_the_served_version_pass_as_bytes() {
+        let crd = json!({"spec": {"group": "x.io", "scope": "Namespaced",
+            "names": {"kind": "W", "plural": "ws", "singular": "w", "listKind": "WList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object"}}},
+                         {"name": "v2", "served": true, "storage": false, "schema": {"openAPIV3Schema": {"type": "object"}}}]}});
+        let rs = crate::crd::resources_of(&crd);
+        let (v1, v2) = (&rs[0], &rs[1]);
+        let data = br#"{"apiVersion":"x.io/v1","kind":"W","metadata":{"name":"a"}}"#;
+        assert!(stored_in_version(v1, data));
+        assert!(!stored_in_version(v2, data));
+        assert!(!stored_in_version(
+            v1,
+            br#"{"kind":"W","apiVersion":"x.io/v1"}"#
+        ));
+        let core = Registry::default().get("", "v1", "configmaps").unwrap();
+        assert!(!stored_in_version(&core, br#"{"apiVersion":"v1"}"#));
+    }
 
     #[test]
     fn events_round_trip_between_the_two_apis() {

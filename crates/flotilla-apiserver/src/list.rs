@@ -423,7 +423,10 @@ impl ApiServer {
         let mut buf = BytesMut::with_capacity(data.len() + 40);
         buf.extend_from_slice(format!("{{\"type\":\"{ty}\",\"object\":").as_bytes());
         match output {
-            Output::Json | Output::Yaml if !crate::convert::needs_conversion(res) => {
+            Output::Json | Output::Yaml
+                if !crate::convert::needs_conversion(res)
+                    || crate::convert::stored_in_version(res, data) =>
+            {
                 buf.extend_from_slice(data)
             }
             out => {
