@@ -382,6 +382,25 @@ fn members_join_report_fail_recover_and_leave() {
     assert!(log.contains("left the fleet"), "{log}");
     // m1 stays.
     assert!(membercluster(&hub, "m1").is_some());
+
+    // Revoked access: without its RoleBinding the agent gets 403 and says so.
+    assert!(kubectl(
+        &hub,
+        &[
+            "-n",
+            "fleet-member-m1",
+            "delete",
+            "rolebinding",
+            "fleet-rolebinding-m1"
+        ]
+    )
+    .status
+    .success());
+    wait_for("the agent to report 403", Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(d("a1b.log")).unwrap();
+        log.contains("rejected the agent's credentials (403")
+            .then_some(())
+    });
 }
 
 #[test]
