@@ -295,12 +295,9 @@ impl Agent {
     ) -> Result<(), kube::Error> {
         let now = conditions::now();
         let ready = self.member_ready().await;
-        let current_agent = imc["status"]["agentStatus"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["type"] == MEMBER_AGENT))
-            .cloned()
-            .unwrap_or(json!({}));
-        let mut agent_conds = current_agent["conditions"].clone();
+        let mut agent_conds = member::agent_status(&imc["status"])
+            .map(|a| a["conditions"].clone())
+            .unwrap_or(Value::Null);
         conditions::set(
             &mut agent_conds,
             cond::JOINED,
@@ -404,6 +401,15 @@ impl Agent {
                 *last_sent = fingerprint;
             }
         }
+        self.write_status(imcs, status).await
+    }
+
+    /// A merge patch of the InternalMemberCluster's status.
+    async fn write_status(
+        &self,
+        imcs: &Api<DynamicObject>,
+        status: Value,
+    ) -> Result<(), kube::Error> {
         imcs.patch_status(
             &self.name,
             &PatchParams::default(),
@@ -415,9 +421,7 @@ impl Agent {
 
     async fn report_left(&self, imcs: &Api<DynamicObject>) -> Result<(), kube::Error> {
         let imc = imcs.get_status(&self.name).await?;
-        let mut agent_conds = imc.data["status"]["agentStatus"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["type"] == MEMBER_AGENT))
+        let mut agent_conds = member::agent_status(&imc.data["status"])
             .map(|a| a["conditions"].clone())
             .unwrap_or(Value::Null);
         conditions::set(
@@ -429,13 +433,7 @@ impl Agent {
             None,
         );
         let status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": conditions::now()}]});
-        imcs.patch_status(
-            &self.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await?;
-        Ok(())
+        self.write_status(imcs, status).await
     }
 }
 

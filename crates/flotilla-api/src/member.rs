@@ -21,6 +21,14 @@ pub const MEMBER_LABEL: &str = "fleet.kubernetes-fleet.io/member-cluster-name";
 /// The agent type Flotilla's agent reports as.
 pub const MEMBER_AGENT: &str = "MemberAgent";
 
+/// The `MemberAgent` entry of a member's `status.agentStatus`, if the agent reported.
+pub fn agent_status(status: &Value) -> Option<&Value> {
+    status["agentStatus"]
+        .as_array()?
+        .iter()
+        .find(|a| a["type"] == MEMBER_AGENT)
+}
+
 /// Condition types on MemberCluster / InternalMemberCluster.
 pub mod condition {
     /// The hub prepared namespace and RBAC for the member.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use flotilla_api::conditions;
 use flotilla_api::crds::CLUSTER_GROUP;
-use flotilla_api::member::{self, condition as cond, reason, FINALIZER, MEMBER_AGENT};
+use flotilla_api::member::{self, condition as cond, reason, FINALIZER};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -153,10 +153,7 @@ fn threshold(config: &HubConfig, period: u64) -> Duration {
 }
 
 fn agent_status(imc: &Value) -> Option<&Value> {
-    imc["status"]["agentStatus"]
-        .as_array()?
-        .iter()
-        .find(|a| a["type"] == MEMBER_AGENT)
+    member::agent_status(&imc["status"])
 }
 
 fn last_heartbeat(imc: &Value) -> Option<DateTime<Utc>> {
@@ -331,14 +328,7 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
             .filter(|f| *f != FINALIZER)
             .cloned()
             .collect();
-        mcs.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"finalizers": rest, "resourceVersion": mc.resource_version()}}),
-            ),
-        )
-        .await?;
+        set_finalizers(&mcs, &mc, rest).await?;
         ctx.access_checked.lock().remove(&name);
         tracing::info!(member = %name, "member left the fleet");
         return Ok(Action::await_change());
@@ -346,14 +336,7 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
     if !mc.finalizers().iter().any(|f| f == FINALIZER) {
         let mut fs = mc.finalizers().to_vec();
         fs.push(FINALIZER.into());
-        mcs.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"finalizers": fs, "resourceVersion": mc.resource_version()}}),
-            ),
-        )
-        .await?;
+        set_finalizers(&mcs, &mc, fs).await?;
         // The finalizer write triggers the next round.
         return Ok(Action::await_change());
     }
@@ -415,6 +398,23 @@ async fn reconcile(mc: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Erro
         None => Duration::from_secs(300),
     };
     Ok(Action::requeue(next.min(Duration::from_secs(300))))
+}
+
+/// Replaces the MemberCluster's finalizers, at the resourceVersion it was read at.
+async fn set_finalizers(
+    mcs: &Api<DynamicObject>,
+    mc: &DynamicObject,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    mcs.patch(
+        &mc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"finalizers": finalizers, "resourceVersion": mc.resource_version()}}),
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The member's namespace, and a Role and RoleBinding giving its identity that namespace.
@@ -493,7 +493,7 @@ mod tests {
     use super::*;
 
     fn imc(joined: &str, reason_: &str, heartbeat: Option<DateTime<Utc>>) -> Value {
-        let mut a = json!({"type": MEMBER_AGENT, "conditions": [
+        let mut a = json!({"type": member::MEMBER_AGENT, "conditions": [
             {"type": "Joined", "status": joined, "reason": reason_, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
         if let Some(h) = heartbeat {
             a["lastReceivedHeartbeat"] = json!(h.format("%Y-%m-%dT%H:%M:%SZ").to_string());

@@ -265,13 +265,6 @@ fn template_hash(t: &Value) -> String {
         .collect()
 }
 
-fn random_suffix() -> String {
-    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
-        .collect()
-}
-
 impl Sim {
     fn api(&self, group: &str, kind: &str, plural: &str, namespace: &str) -> Api<DynamicObject> {
         Api::namespaced_with(self.client.clone(), namespace, &ar(group, kind, plural))
@@ -317,7 +310,7 @@ impl Sim {
         owner: &Value,
         api_version: &str,
         kind: &str,
-        pod_name: &str,
+        pod_name: Option<&str>,
         extra_labels: Value,
         node: Option<&str>,
     ) -> anyhow::Result<()> {
@@ -339,11 +332,17 @@ impl Sim {
             spec["restartPolicy"] = json!("Never");
         }
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": pod_name, "namespace": ns(owner), "labels": labels,
+            "metadata": {"namespace": ns(owner), "labels": labels,
                 "annotations": template["metadata"]["annotations"].clone(),
                 "ownerReferences": owner_ref(owner, api_version, kind)},
             "spec": spec});
         let mut pod = pod;
+        // Named pods (StatefulSets) keep their name; others get one from the server, as a
+        // controller's generateName does.
+        match pod_name {
+            Some(n) => pod["metadata"]["name"] = json!(n),
+            None => pod["metadata"]["generateName"] = json!(format!("{}-", name(owner))),
+        }
         if pod["metadata"]["annotations"].is_null() {
             pod["metadata"]
                 .as_object_mut()
@@ -530,15 +529,8 @@ impl Sim {
             let want = replicas(rs) as usize;
             if pods.len() < want {
                 for _ in pods.len()..want {
-                    self.create_pod(
-                        rs,
-                        "apps/v1",
-                        "ReplicaSet",
-                        &format!("{}-{}", name(rs), random_suffix()),
-                        json!({}),
-                        None,
-                    )
-                    .await?;
+                    self.create_pod(rs, "apps/v1", "ReplicaSet", None, json!({}), None)
+                        .await?;
                 }
             } else if pods.len() > want {
                 // Unready and unscheduled pods go first, as kube's controller prefers.
@@ -568,7 +560,7 @@ impl Sim {
                     Some(p) if pod_ready(p) => continue,
                     Some(_) => break,
                     None => {
-                        self.create_pod(s, "apps/v1", "StatefulSet", &pn,
+                        self.create_pod(s, "apps/v1", "StatefulSet", Some(&pn),
                             json!({"statefulset.kubernetes.io/pod-name": pn, "apps.kubernetes.io/pod-index": i.to_string()}), None).await?;
                         break;
                     }
@@ -605,15 +597,8 @@ impl Sim {
             let pods = self.owned(&st.pods, ds);
             for n in &nodes {
                 if !pods.iter().any(|p| p["spec"]["nodeName"] == name(n)) {
-                    self.create_pod(
-                        ds,
-                        "apps/v1",
-                        "DaemonSet",
-                        &format!("{}-{}", name(ds), random_suffix()),
-                        json!({}),
-                        Some(name(n)),
-                    )
-                    .await?;
+                    self.create_pod(ds, "apps/v1", "DaemonSet", None, json!({}), Some(name(n)))
+                        .await?;
                 }
             }
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
@@ -647,15 +632,8 @@ impl Sim {
                     let mut labels =
                         json!({"batch.kubernetes.io/job-name": name(j), "job-name": name(j)});
                     labels["batch.kubernetes.io/controller-uid"] = json!(uid(j));
-                    self.create_pod(
-                        j,
-                        "batch/v1",
-                        "Job",
-                        &format!("{}-{}", name(j), random_suffix()),
-                        labels,
-                        None,
-                    )
-                    .await?;
+                    self.create_pod(j, "batch/v1", "Job", None, labels, None)
+                        .await?;
                 }
             }
             let mut status = json!({"active": active, "succeeded": succeeded, "ready": pods.iter().filter(|p| pod_ready(p)).count(),
