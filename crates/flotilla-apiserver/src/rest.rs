@@ -291,6 +291,19 @@ impl ApiServer {
                 return Err(ApiError::no_route());
             }
         }
+        // Writes, and reads of the latest state, start from a view that includes every
+        // write acknowledged before this request, through any hub replica. Reads at
+        // resourceVersion "0" (any) are served from this replica's cache as they are.
+        let latest = match ctx.method {
+            Method::GET | Method::HEAD => {
+                ctx.query.get("resourceVersion").unwrap_or("").is_empty()
+                    && ctx.query.get("resourceVersionMatch").is_none()
+            }
+            _ => true,
+        };
+        if latest {
+            self.state.store.sync().await.map_err(sync_error)?;
+        }
         let Some(name) = info.name.clone() else {
             return match ctx.method {
                 Method::GET | Method::HEAD => {
@@ -1146,6 +1159,16 @@ pub(crate) fn check_type_meta(res: &Resource, obj: &mut Value) -> ApiResult<()> 
     Ok(())
 }
 
+/// The answer when the store cannot bring its view up to date.
+pub(crate) fn sync_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(m) => ApiError::unavailable(m),
+        StoreError::Timeout(m) => ApiError::timeout(m),
+        StoreError::Closed => ApiError::unavailable("the store is shutting down"),
+        e => ApiError::internal(e.to_string()),
+    }
+}
+
 pub(crate) fn store_error(e: StoreError, t: Target<'_>) -> ApiError {
     match e {
         StoreError::AlreadyExists { .. } => ApiError::already_exists(t),
@@ -1159,6 +1182,8 @@ pub(crate) fn store_error(e: StoreError, t: Target<'_>) -> ApiError {
         ))
         .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
         StoreError::Closed => ApiError::unavailable("the store is shutting down"),
+        StoreError::Unavailable(m) => ApiError::unavailable(m),
+        StoreError::Timeout(m) => ApiError::timeout(m),
         e => ApiError::internal(e.to_string()),
     }
 }

@@ -12,10 +12,15 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod election;
+mod etcd;
+pub mod etcd_server;
 mod object;
 mod store;
 
 pub use backend::{Backend, Loaded, MemoryBackend, RedbBackend};
+pub use election::Leadership;
+pub use etcd::{EtcdConfig, EtcdTls};
 pub use object::{Attrs, Event, EventKind, Object, Precondition, Revision, Write};
 pub use store::{Snapshot, Store, StoreConfig, Watcher};
 
@@ -72,6 +77,15 @@ pub enum Error {
     /// The persisted data cannot be read.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The storage is unreachable (etcd down or refusing); nothing was written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The storage did not answer in time; a write may or may not have been made.
+    #[error("storage timeout: {0}")]
+    Timeout(String),
+    /// The store's configuration is invalid.
+    #[error("invalid store configuration: {0}")]
+    Invalid(String),
     /// The store is shutting down or its committer has stopped.
     #[error("the store is closed")]
     Closed,

@@ -14,7 +14,7 @@ use crate::backend::Backend;
 use crate::object::{render, Event, EventKind, Object, Precondition, Revision, Write};
 use crate::Error;
 
-type Map = OrdMap<Arc<str>, Arc<Object>>;
+pub(crate) type Map = OrdMap<Arc<str>, Arc<Object>>;
 
 /// A new subscription: the logged events after the start, the live receiver, and the revision
 /// the receiver starts after.
@@ -49,20 +49,34 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    seq: Mutex<Sequencer>,
-    committed: RwLock<Committed>,
+pub(crate) struct Inner {
+    engine: Engine,
+    pub(crate) committed: RwLock<Committed>,
     events: Mutex<Channels>,
+    pub(crate) revision: watch::Sender<Revision>,
+    config: StoreConfig,
+}
+
+/// Where writes go: ordered here and persisted by a backend, or ordered by etcd.
+enum Engine {
+    Local(Local),
+    Etcd(crate::etcd::Etcd),
+}
+
+/// The single-process engine: a sequencer and a committer over a [`Backend`].
+struct Local {
+    seq: Mutex<Sequencer>,
     backend: Arc<dyn Backend>,
     wake: Arc<Notify>,
-    revision: watch::Sender<Revision>,
-    config: StoreConfig,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // Lets the committer task see that the store is gone and end.
-        self.wake.notify_one();
+        match &self.engine {
+            Engine::Local(l) => l.wake.notify_one(),
+            Engine::Etcd(e) => e.stop.notify_one(),
+        }
     }
 }
 
@@ -80,15 +94,68 @@ struct Queued {
 }
 
 /// What readers see.
-struct Committed {
-    map: Map,
-    rev: Revision,
+pub(crate) struct Committed {
+    pub(crate) map: Map,
+    pub(crate) rev: Revision,
     log: VecDeque<Arc<Event>>,
     /// Every event after this revision is in `log`.
     compacted: Revision,
 }
 
+impl Inner {
+    fn new(engine: Engine, map: Map, revision: Revision, config: StoreConfig) -> Self {
+        Inner {
+            engine,
+            committed: RwLock::new(Committed {
+                map,
+                rev: revision,
+                log: VecDeque::new(),
+                compacted: revision,
+            }),
+            events: Mutex::new(Channels::default()),
+            revision: watch::channel(revision).0,
+            config,
+        }
+    }
+
+    /// Records that everything up to `rev` has been seen (an etcd progress report) without
+    /// new events under this store's prefix.
+    pub(crate) fn advance(&self, rev: Revision) {
+        let mut c = self.committed.write();
+        if rev > c.rev {
+            c.rev = rev;
+            self.revision.send_replace(rev);
+        }
+    }
+
+    /// Replaces the whole state (etcd's history was compacted past this cache's position):
+    /// every open watch ends and no watch can resume from before `rev`.
+    pub(crate) fn reset(&self, map: Map, rev: Revision) {
+        let mut c = self.committed.write();
+        c.map = map;
+        c.rev = rev;
+        c.log.clear();
+        c.compacted = rev;
+        *self.events.lock() = Channels::default();
+        self.revision.send_replace(rev);
+    }
+
+    /// The committed event at `rev` for `key`, if the event log still holds it.
+    pub(crate) fn logged(&self, rev: Revision, key: &str) -> Option<Arc<Event>> {
+        let c = self.committed.read();
+        let i = c.log.partition_point(|e| e.rev < rev);
+        c.log
+            .get(i)
+            .filter(|e| e.rev == rev && e.key() == key)
+            .cloned()
+    }
+}
+
 impl Store {
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// Opens a store over `backend`, loading what it holds. Must be called within a Tokio
     /// runtime: it starts the committer task.
     pub fn open(backend: impl Backend, config: StoreConfig) -> Result<Self, Error> {
@@ -100,28 +167,62 @@ impl Store {
             revision = revision.max(obj.mod_rev);
             map.insert(obj.key.clone(), Arc::new(obj));
         }
-        let events = Mutex::new(Channels::default());
         let wake = Arc::new(Notify::new());
-        let inner = Arc::new(Inner {
+        let engine = Engine::Local(Local {
             seq: Mutex::new(Sequencer {
                 pending: map.clone(),
                 next_rev: revision + 1,
                 queue: Vec::new(),
             }),
-            committed: RwLock::new(Committed {
-                map,
-                rev: revision,
-                log: VecDeque::new(),
-                compacted: revision,
-            }),
-            events,
             backend,
             wake: wake.clone(),
-            revision: watch::channel(revision).0,
-            config,
         });
+        let inner = Arc::new(Inner::new(engine, map, revision, config));
         tokio::spawn(run_committer(Arc::downgrade(&inner), wake));
         Ok(Self { inner })
+    }
+
+    /// Opens a store over etcd: loads the objects under the configured prefix, then follows
+    /// etcd's watch. Writes go to etcd; revisions are etcd's. Must be called within a Tokio
+    /// runtime: it starts the task that feeds the watch cache.
+    pub async fn open_etcd(etcd: crate::EtcdConfig, config: StoreConfig) -> Result<Self, Error> {
+        let (engine, loaded, feed) = crate::etcd::Etcd::connect(etcd).await?;
+        let mut map = Map::new();
+        for obj in loaded.objects {
+            map.insert(obj.key.clone(), Arc::new(obj));
+        }
+        let inner = Arc::new(Inner::new(
+            Engine::Etcd(engine),
+            map,
+            loaded.revision,
+            config,
+        ));
+        tokio::spawn(crate::etcd::feed(Arc::downgrade(&inner), feed));
+        Ok(Self { inner })
+    }
+
+    /// Which kind of store this is: `memory`/`redb` (one process) or `etcd`.
+    pub fn is_etcd(&self) -> bool {
+        matches!(self.inner.engine, Engine::Etcd(_))
+    }
+
+    /// With etcd, a value all replicas share (not an API object): stores `value` under `name`
+    /// unless a replica did first, and returns what is stored. None for single-process stores.
+    pub async fn shared_value(&self, name: &str, value: Vec<u8>) -> Result<Option<Vec<u8>>, Error> {
+        match &self.inner.engine {
+            Engine::Local(_) => Ok(None),
+            Engine::Etcd(e) => match e.system_get(name).await? {
+                Some(v) => Ok(Some(v)),
+                None => e.system_create(name, value).await.map(Some),
+            },
+        }
+    }
+
+    pub(crate) fn etcd(&self) -> Option<&crate::etcd::Etcd> {
+        match &self.inner.engine {
+            Engine::Etcd(e) => Some(e),
+            Engine::Local(_) => None,
+        }
     }
 
     /// Opens an empty in-memory store.
@@ -165,7 +266,20 @@ impl Store {
     /// loops start from this so they do not spin on their own in-flight writes; the result of
     /// such a loop is acknowledged only after everything it builds on is durable.
     pub fn get_latest(&self, key: &str) -> Option<Arc<Object>> {
-        self.inner.seq.lock().pending.get(key).cloned()
+        match &self.inner.engine {
+            Engine::Local(l) => l.seq.lock().pending.get(key).cloned(),
+            Engine::Etcd(_) => self.get(key),
+        }
+    }
+
+    /// Makes the following reads consistent: returns once this store's view includes every
+    /// write acknowledged anywhere before the call (with etcd, writes made through other hub
+    /// replicas). A single-process store is always current.
+    pub async fn sync(&self) -> Result<Revision, Error> {
+        match &self.inner.engine {
+            Engine::Local(_) => Ok(self.revision()),
+            Engine::Etcd(e) => e.sync(self).await,
+        }
     }
 
     /// A consistent view of everything committed, at the latest revision.
@@ -216,9 +330,13 @@ impl Store {
 
     /// Writes one key. Returns the committed event once it is durable.
     pub async fn write(&self, key: &str, write: Write) -> Result<Arc<Event>, Error> {
+        let local = match &self.inner.engine {
+            Engine::Local(l) => l,
+            Engine::Etcd(e) => return e.write(self, key, write).await,
+        };
         let (done, rx) = oneshot::channel();
         let event = {
-            let mut seq = self.inner.seq.lock();
+            let mut seq = local.seq.lock();
             let current = seq.pending.get(key).cloned();
             check(key, current.as_deref(), write_precondition(&write))?;
             let rev = seq.next_rev;
@@ -273,7 +391,7 @@ impl Store {
             });
             event
         };
-        self.inner.wake.notify_one();
+        local.wake.notify_one();
         match rx.await {
             Ok(Ok(())) => Ok(event),
             Ok(Err(message)) => Err(Error::Backend {
@@ -328,8 +446,19 @@ impl Store {
         Ok((backlog, rx, c.rev))
     }
 
-    /// Drops events at and before `rev` from the event log (never the latest revision).
-    pub fn compact(&self, rev: Revision) {
+    /// Compacts history at `rev` (never past the latest revision): drops the events at and
+    /// before it from the event log and, with etcd, compacts etcd's history too. Watches and
+    /// exact reads from before `rev` then get [`Error::Compacted`].
+    pub async fn compact(&self, rev: Revision) -> Result<(), Error> {
+        let rev = rev.min(self.revision());
+        if let Engine::Etcd(e) = &self.inner.engine {
+            e.compact(rev).await?;
+        }
+        self.compact_log(rev);
+        Ok(())
+    }
+
+    pub(crate) fn compact_log(&self, rev: Revision) {
         let mut c = self.inner.committed.write();
         let rev = rev.min(c.rev);
         while c.log.front().is_some_and(|e| e.rev <= rev) {
@@ -369,21 +498,24 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
         let Some(inner) = inner.upgrade() else { return };
+        let Engine::Local(local) = &inner.engine else {
+            return;
+        };
         loop {
-            let batch = std::mem::take(&mut inner.seq.lock().queue);
+            let batch = std::mem::take(&mut local.seq.lock().queue);
             if batch.is_empty() {
                 break;
             }
             let events: Vec<Arc<Event>> = batch.iter().map(|q| q.event.clone()).collect();
             let last = events.last().map_or(0, |e| e.rev);
-            let result = if inner.backend.blocking() {
-                let backend = inner.backend.clone();
+            let result = if local.backend.blocking() {
+                let backend = local.backend.clone();
                 let events = events.clone();
                 tokio::task::spawn_blocking(move || backend.persist(&events, last))
                     .await
                     .unwrap_or_else(|e| Err(Error::backend("commit", e)))
             } else {
-                inner.backend.persist(&events, last)
+                local.backend.persist(&events, last)
             };
             match result {
                 Ok(()) => {
@@ -398,7 +530,7 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
                     // Everything sequenced after the failed batch was checked against state
                     // that will never exist: fail it too and restart from the committed state.
                     let rest = {
-                        let mut seq = inner.seq.lock();
+                        let mut seq = local.seq.lock();
                         let c = inner.committed.read();
                         seq.pending = c.map.clone();
                         seq.next_rev = c.rev + 1;
@@ -413,7 +545,7 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
-fn publish(inner: &Inner, events: &[Arc<Event>]) {
+pub(crate) fn publish(inner: &Inner, events: &[Arc<Event>]) {
     let mut c = inner.committed.write();
     for ev in events {
         match ev.kind {

@@ -149,7 +149,7 @@ async fn snapshots_show_past_revisions_of_a_prefix() {
             current: 6
         })
     ));
-    store.compact(4);
+    store.compact(4).await.unwrap();
     assert!(matches!(
         store.snapshot_at(3, "/k/"),
         Err(Error::Compacted {
@@ -201,7 +201,7 @@ async fn watch_replays_from_a_revision_then_follows() {
     assert_eq!((ev.rev, ev.kind, ev.key()), (5, EventKind::Delete, "/k/a"));
     assert_eq!(w.revision(), 5);
 
-    store.compact(4);
+    store.compact(4).await.unwrap();
     assert!(matches!(
         store.watch("/k/", 3),
         Err(Error::Compacted { .. })

@@ -151,7 +151,11 @@ async fn paging_is_consistent_at_one_revision() {
         .await
         .unwrap();
     assert_eq!(old.items.len(), 25);
-    t.server.store().compact(t.server.store().revision());
+    t.server
+        .store()
+        .compact(t.server.store().revision())
+        .await
+        .unwrap();
     let s = status_of(
         api.list(&ListParams::default().at(&rv).matching(VersionMatch::Exact))
             .await,
@@ -230,7 +234,11 @@ async fn watch_resumes_from_a_resource_version_and_reports_410_after_compaction(
         other => panic!("unexpected {other:?}"),
     }
 
-    t.server.store().compact(t.server.store().revision());
+    t.server
+        .store()
+        .compact(t.server.store().revision())
+        .await
+        .unwrap();
     let mut gone = api
         .watch(&WatchParams::default(), &start)
         .await
