@@ -196,9 +196,9 @@ impl Campaign {
                 }
                 _ = ticker.tick() => {
                     if keeper.keep_alive().await.is_err() {
-                        match lc.keep_alive(lease).await {
-                            Ok((k, r)) => { keeper = k; renewals = r; }
-                            Err(_) => {}
+                        if let Ok((k, r)) = lc.keep_alive(lease).await {
+                            keeper = k;
+                            renewals = r;
                         }
                     }
                 }

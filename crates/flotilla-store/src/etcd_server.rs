@@ -143,6 +143,9 @@ impl EtcdCluster {
         Ok(())
     }
 
+    // Blocking by design: callers set up (tests, benchmarks) and wait for etcd before anything
+    // else runs on their thread.
+    #[allow(clippy::disallowed_methods)]
     fn wait_member(&self, i: usize, timeout: Duration) -> std::io::Result<()> {
         let start = Instant::now();
         let addr = format!("127.0.0.1:{}", self.members[i].client_port);

@@ -60,7 +60,7 @@ pub(crate) struct Inner {
 /// Where writes go: ordered here and persisted by a backend, or ordered by etcd.
 enum Engine {
     Local(Local),
-    Etcd(crate::etcd::Etcd),
+    Etcd(Box<crate::etcd::Etcd>),
 }
 
 /// The single-process engine: a sequencer and a committer over a [`Backend`].
@@ -192,7 +192,7 @@ impl Store {
             map.insert(obj.key.clone(), Arc::new(obj));
         }
         let inner = Arc::new(Inner::new(
-            Engine::Etcd(engine),
+            Engine::Etcd(Box::new(engine)),
             map,
             loaded.revision,
             config,
