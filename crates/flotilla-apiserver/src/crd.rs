@@ -600,26 +600,45 @@ pub fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
         .collect()
 }
 
-/// Starts (or updates) serving a CRD after it is written, and reports it established; or, for
-/// a CRD being deleted, removes its custom objects and then its finalizer.
+/// Starts (or updates) serving a CRD after it is written, on every replica; the leader also
+/// reports it established or, for a CRD being deleted, removes its custom objects and then its
+/// finalizer.
 pub(crate) fn on_crd_written(server: &ApiServer, crd: &Value) {
-    let name = meta_str(crd, "name").to_string();
+    register(server, crd);
+    if server.is_leader() {
+        reconcile(server, crd);
+    }
+}
+
+/// Serves a CRD (not one being deleted: its API stays until clean-up ends).
+fn register(server: &ApiServer, crd: &Value) {
     if !meta_str(crd, "deletionTimestamp").is_empty() {
-        if finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER) {
-            let server = server.clone();
-            let crd = crd.clone();
-            tokio::spawn(async move { cleanup(server, crd).await });
-        }
         return;
     }
-    {
-        let mut reg = server.state.registry.write();
-        let group = crd["spec"]["group"].as_str().unwrap_or("");
-        let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or("");
-        reg.remove_custom(group, plural);
-        for r in resources_of(crd) {
-            reg.insert(r);
+    let mut reg = server.state.registry.write();
+    let group = crd["spec"]["group"].as_str().unwrap_or("");
+    let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or("");
+    reg.remove_custom(group, plural);
+    for r in resources_of(crd) {
+        reg.insert(r);
+    }
+}
+
+/// The controller part: status and clean-up.
+fn reconcile(server: &ApiServer, crd: &Value) {
+    let name = meta_str(crd, "name").to_string();
+    if !meta_str(crd, "deletionTimestamp").is_empty() {
+        if finalizers(crd).iter().any(|f| f == CLEANUP_FINALIZER)
+            && server.state.crd_cleanups.lock().insert(name.clone())
+        {
+            let server = server.clone();
+            let crd = crd.clone();
+            tokio::spawn(async move {
+                cleanup(server.clone(), crd).await;
+                server.state.crd_cleanups.lock().remove(&name);
+            });
         }
+        return;
     }
     let status = established_status(crd);
     if crd.get("status") == Some(&status) {
@@ -631,6 +650,69 @@ pub(crate) fn on_crd_written(server: &ApiServer, crd: &Value) {
             tracing::warn!(crd = %name, error = %e, "could not report the CRD established");
         }
     });
+}
+
+/// Follows CRD changes made through any replica (the store may be shared): serves new and
+/// changed CRDs, stops serving deleted ones; while this replica leads, reconciles them (and
+/// all of them when it becomes leader).
+pub(crate) async fn follow(server: ApiServer) {
+    let prefix = "/apiextensions.k8s.io/customresourcedefinitions/";
+    let mut leading = server.state.leadership.read().subscribe();
+    let stopped = server.stopped();
+    tokio::pin!(stopped);
+    let mut was_leader = false;
+    let mut watcher: Option<flotilla_store::Watcher> = None;
+    loop {
+        let leader = *leading.borrow_and_update();
+        let w = match watcher.as_mut() {
+            Some(w) => w,
+            None => {
+                let snap = server.store().snapshot();
+                for o in snap.range(prefix, None) {
+                    let crd = crate::rest::parse(o);
+                    register(&server, &crd);
+                }
+                match server.store().watch(prefix, snap.rev) {
+                    Ok(w) => watcher.insert(w),
+                    Err(_) => return,
+                }
+            }
+        };
+        if leader && !was_leader {
+            let snap = server.store().snapshot();
+            for o in snap.range(prefix, None) {
+                reconcile(&server, &crate::rest::parse(o));
+            }
+        }
+        was_leader = leader;
+        tokio::select! {
+            _ = &mut stopped => return,
+            r = leading.changed() => if r.is_err() {
+                // Fixed leadership: nothing more to follow there.
+                leading = tokio::sync::watch::channel(leader).1;
+            },
+            ev = w.next() => match ev {
+                Ok(ev) => {
+                    let crd = crate::rest::parse(&ev.object);
+                    match ev.kind {
+                        flotilla_store::EventKind::Put => {
+                            register(&server, &crd);
+                            if leader {
+                                reconcile(&server, &crd);
+                            }
+                        }
+                        flotilla_store::EventKind::Delete => {
+                            let group = crd["spec"]["group"].as_str().unwrap_or("");
+                            let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or("");
+                            server.state.registry.write().remove_custom(group, plural);
+                        }
+                    }
+                }
+                Err(flotilla_store::Error::Compacted { .. }) => watcher = None,
+                Err(_) => return,
+            },
+        }
+    }
 }
 
 fn crd_loc(server: &ApiServer, name: &str) -> Loc {

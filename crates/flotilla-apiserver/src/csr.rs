@@ -207,6 +207,9 @@ impl ApiServer {
     /// Starts the client-certificate signer with the server's CA (the hub runs it; a
     /// simulated member does not need one).
     pub fn start_signer(&self, ca_cert_pem: String, ca_key_pem: String) {
-        tokio::spawn(run_signer(self.clone(), ca_cert_pem, ca_key_pem));
+        let server = self.clone();
+        self.spawn_controller("csr-signer", move || {
+            run_signer(server.clone(), ca_cert_pem.clone(), ca_key_pem.clone())
+        });
     }
 }

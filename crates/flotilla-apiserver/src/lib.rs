@@ -66,7 +66,11 @@ impl ApiServer {
                 .await?;
         }
         crd::load(self);
-        tokio::spawn(gc::run(self.clone(), Duration::from_secs(300)));
+        tokio::spawn(crd::follow(self.clone()));
+        let server = self.clone();
+        self.spawn_controller("garbage-collector", move || {
+            gc::run(server.clone(), Duration::from_secs(300))
+        });
         self.set_ready();
         Ok(())
     }

@@ -65,6 +65,10 @@ pub(crate) struct State {
     pub validators: RwLock<Vec<(String, String, ValidateFn)>>,
     /// Parsed Roles and bindings for authorization.
     pub rbac: crate::auth::RbacCache,
+    /// Whether this replica runs the controllers (always, unless replicas share etcd).
+    pub leadership: RwLock<flotilla_store::Leadership>,
+    /// CRDs whose deletion clean-up is running, so that it runs once.
+    pub crd_cleanups: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A validating admission check: given the new object and, on updates, the current one, the
@@ -97,8 +101,64 @@ impl ApiServer {
                 shutdown: tokio::sync::watch::channel(false).0,
                 validators: RwLock::new(Vec::new()),
                 rbac: Default::default(),
+                leadership: RwLock::new(flotilla_store::Leadership::always()),
+                crd_cleanups: Default::default(),
             }),
         }
+    }
+
+    /// Sets whether this replica runs the controllers. Call before [`Self::start`]; without it
+    /// the server always does (one replica).
+    pub fn set_leadership(&self, leadership: flotilla_store::Leadership) {
+        *self.state.leadership.write() = leadership;
+    }
+
+    /// This replica's leadership (to resign it on shutdown).
+    pub fn leadership(&self) -> flotilla_store::Leadership {
+        self.state.leadership.read().clone()
+    }
+
+    /// Whether this replica runs the controllers now.
+    pub fn is_leader(&self) -> bool {
+        self.state.leadership.read().is_leader()
+    }
+
+    /// Runs a controller while this replica leads: `run` starts when leadership is gained and
+    /// is dropped (cancelled) when it is lost or the server shuts down, and starts afresh on
+    /// the next term. Controllers are level-triggered, so a new term resumes from the store.
+    pub fn spawn_controller<F, Fut>(&self, name: &'static str, run: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut leading = self.state.leadership.read().subscribe();
+        let stopped = self.stopped();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    r = async { leading.wait_for(|l| *l).await.is_ok() } => if !r { return },
+                }
+                tracing::debug!(controller = name, "starting");
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = run() => {
+                        tracing::debug!(controller = name, "ended");
+                        // A controller that ends on its own is done for this process.
+                        return;
+                    }
+                    _ = async {
+                        if leading.wait_for(|l| !*l).await.is_err() {
+                            // Leadership that cannot change (one replica) is never lost.
+                            std::future::pending::<()>().await;
+                        }
+                    } => {
+                        tracing::info!(controller = name, "stopped: leadership lost");
+                    }
+                }
+            }
+        });
     }
 
     /// Registers a validating admission check for objects of `group`/`plural` (every version),
@@ -279,6 +339,10 @@ impl ApiServer {
             }
         };
         match path.trim_end_matches('/') {
+            "/flotilla/backup" => {
+                get_only(&ctx)?;
+                self.backup().await
+            }
             "/version" => {
                 get_only(&ctx)?;
                 Ok(json_response(StatusCode::OK, &version_info()))
@@ -370,6 +434,50 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
         }
     }
     fallback.ok_or_else(|| ApiError::not_acceptable(accept))
+}
+
+impl ApiServer {
+    /// `GET /flotilla/backup`: every object at one consistent revision, as the JSON lines of
+    /// [`flotilla_store::backup`], streamed.
+    async fn backup(&self) -> ApiResult<Response<ResponseBody>> {
+        use flotilla_store::backup;
+        self.state
+            .store
+            .sync()
+            .await
+            .map_err(crate::rest::sync_error)?;
+        let snap = self.state.store.snapshot();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        tokio::spawn(async move {
+            if tx.send(backup::header(&snap)).await.is_err() {
+                return;
+            }
+            let mut n = 0;
+            let mut chunk = Vec::with_capacity(1 << 20);
+            for o in snap.range("/", None) {
+                chunk.extend_from_slice(&backup::object_line(o));
+                n += 1;
+                if chunk.len() >= 1 << 20 {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(1 << 20));
+                    if tx.send(Bytes::from(full)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            chunk.extend_from_slice(&backup::trailer(n));
+            let _ = tx.send(Bytes::from(chunk)).await;
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let body = http_body_util::StreamBody::new(futures::StreamExt::map(stream, |b| {
+            Ok::<_, Infallible>(hyper::body::Frame::data(b))
+        }));
+        let mut r = Response::new(BodyExt::boxed(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        Ok(r)
+    }
 }
 
 /// A JSON response.

@@ -218,7 +218,43 @@ impl Credentials {
     pub fn ca_key_pem(&self) -> String {
         self.ca_key.serialize_pem()
     }
+
+    /// The files every replica of a server must share (CA, admin credentials), read from
+    /// `dir`: file name to contents. Missing files are left out.
+    pub fn shared_files(
+        dir: &Path,
+    ) -> Result<std::collections::BTreeMap<String, String>, TlsError> {
+        let mut out = std::collections::BTreeMap::new();
+        for f in SHARED_FILES {
+            if let Some(text) = read(&dir.join(f))? {
+                out.insert(f.to_string(), text);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes shared files (from [`Self::shared_files`] of another replica) into `dir`,
+    /// owner-only; names other than the shared files are refused.
+    pub fn write_shared_files(
+        dir: &Path,
+        files: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), TlsError> {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        for (name, text) in files {
+            if SHARED_FILES.contains(&name.as_str()) {
+                write_private(&dir.join(name), text)?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The credential files that identify a server to its clients, as opposed to the serving
+/// certificate, which each replica issues for its own addresses.
+const SHARED_FILES: &[&str] = &["ca.crt", "ca.key", "admin.crt", "admin.key", "admin.token"];
 
 trait PemCompat: Sized {
     fn from_pem_slice_compat(pem: &str) -> Result<Self, rustls::Error>;

@@ -37,6 +37,8 @@ pub async fn start(
 ) -> anyhow::Result<()> {
     install::install(server).await?;
     let client = server.client();
-    tokio::spawn(members::run(client, config));
+    server.spawn_controller("member-controller", move || {
+        members::run(client.clone(), config.clone())
+    });
     Ok(())
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+pub mod backup;
 mod election;
 mod etcd;
 pub mod etcd_server;

@@ -10,7 +10,7 @@ use flotilla_apiserver::{ApiServer, Credentials, ServerConfig};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::serve::{client_from_kubeconfig, open_store, serve, StoreKind};
+use crate::serve::{client_from_kubeconfig, open_local, serve, StoreKind};
 
 /// Hub flags of the fleet controllers.
 #[derive(clap::Args, Clone)]
@@ -119,13 +119,14 @@ async fn start_member(
     store: StoreKind,
     sim: flotilla_sim::SimConfig,
 ) -> anyhow::Result<crate::serve::Served> {
-    let store = open_store(store, dir)?;
+    let store = open_local(store, dir)?;
     serve(
         dir,
         bind,
         store,
         ServerConfig::default(),
         name,
+        Duration::from_secs(10),
         |server, _| async move { flotilla_sim::start(&server, sim).await },
     )
     .await
@@ -372,7 +373,7 @@ pub fn member_labels(k: usize) -> BTreeMap<String, String> {
 
 pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let hub_dir = args.data_dir.join("hub");
-    let store = open_store(StoreKind::Redb, &hub_dir)?;
+    let store = open_local(StoreKind::Redb, &hub_dir)?;
     let hub_config = args.fleet.config();
     let hub = serve(
         &hub_dir,
@@ -380,6 +381,7 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         store,
         ServerConfig::default(),
         "flotilla",
+        Duration::from_secs(10),
         |server, creds| async move { start_hub(&server, &creds, hub_config).await },
     )
     .await?;

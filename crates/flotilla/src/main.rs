@@ -8,12 +8,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use flotilla_apiserver::ServerConfig;
 
+mod backup;
 mod bench;
 mod bench_fleet;
 mod fleet;
 mod serve;
 
-use serve::{open_store, serve, StoreKind};
+use serve::{open_store, serve, EtcdArgs, StoreKind};
 
 /// Flotilla: a multi-cluster Kubernetes fleet manager.
 #[derive(Parser)]
@@ -41,7 +42,10 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct HubArgs {
+    #[command(subcommand)]
+    action: Option<backup::HubAction>,
     /// Directory for the store, credentials and admin.kubeconfig.
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
@@ -54,6 +58,8 @@ struct HubArgs {
     /// How long Events are kept after they last occurred (kube-apiserver's --event-ttl).
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     event_ttl_seconds: u64,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     #[command(flatten)]
     fleet: fleet::HubFleetArgs,
 }
@@ -98,19 +104,34 @@ fn main() -> ExitCode {
 }
 
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
-    let store = open_store(args.store, &args.data_dir)?;
+    if let Some(action) = args.action {
+        return backup::run(action).await;
+    }
+    let store = open_store(args.store, &args.data_dir, &args.etcd).await?;
     let config = ServerConfig {
         event_ttl: Duration::from_secs(args.event_ttl_seconds),
         ..ServerConfig::default()
     };
     let hub_config = args.fleet.config();
+    let compaction = match args.store {
+        StoreKind::Etcd if args.etcd.etcd_compaction_interval_seconds > 0 => Some(
+            Duration::from_secs(args.etcd.etcd_compaction_interval_seconds),
+        ),
+        _ => None,
+    };
     let served = serve(
         &args.data_dir,
         args.bind,
         store,
         config,
         "flotilla",
-        |server, creds| async move { fleet::start_hub(&server, &creds, hub_config).await },
+        Duration::from_secs(args.etcd.leader_lease_seconds.max(2)),
+        |server, creds| async move {
+            if let Some(every) = compaction {
+                spawn_compactor(&server, every);
+            }
+            fleet::start_hub(&server, &creds, hub_config).await
+        },
     )
     .await?;
     tracing::info!(url = %served.url, kubeconfig = %served.kubeconfig.display(), "hub ready");
@@ -122,6 +143,26 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     served.stop().await
+}
+
+/// On the leader, compacts etcd's history every `every`, to the revision seen at the previous
+/// run, so that watches and lists at any revision from the last interval still work.
+fn spawn_compactor(server: &flotilla_apiserver::ApiServer, every: Duration) {
+    let store = server.store().clone();
+    server.spawn_controller("etcd-compactor", move || {
+        let store = store.clone();
+        async move {
+            let mut previous = store.revision();
+            loop {
+                tokio::time::sleep(every).await;
+                match store.compact(previous).await {
+                    Ok(()) => tracing::info!(revision = previous, "compacted etcd history"),
+                    Err(e) => tracing::warn!(error = %e, "compacting etcd history failed"),
+                }
+                previous = store.revision();
+            }
+        }
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
