@@ -58,6 +58,8 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+type Pairs = Vec<(Box<str>, Box<str>)>;
+
 /// A backup read back.
 #[derive(Debug)]
 pub struct Backup {
@@ -99,7 +101,7 @@ pub fn read(input: impl BufRead) -> Result<Backup, Error> {
             .as_str()
             .and_then(|r| r.parse().ok())
             .ok_or_else(|| bad(n, "the object has no resourceVersion"))?;
-        let pairs = |f: &str| -> Result<Vec<(Box<str>, Box<str>)>, Error> {
+        let pairs = |f: &str| -> Result<Pairs, Error> {
             v[f].as_array()
                 .ok_or_else(|| bad(n, &format!("no {f}")))?
                 .iter()
