@@ -181,7 +181,7 @@ pub async fn restore_into(
             if let Some(r) = set.join_next().await {
                 r.map_err(|e| Error::backend("restore", e))??;
                 done += 1;
-                if done % 1000 == 0 {
+                if done.is_multiple_of(1000) {
                     progress(done);
                 }
             }

@@ -77,7 +77,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             complete = true;
         } else {
             count += 1;
-            if count % 10_000 == 0 {
+            if count.is_multiple_of(10_000) {
                 eprintln!("  {count} objects");
             }
         }

@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Run the hub: a Kubernetes-compatible API server over the fleet's store, and the fleet
     /// controllers.
-    Hub(HubArgs),
+    Hub(Box<HubArgs>),
     /// Run a simulated member cluster: the same API server with simulated nodes and workloads.
     Member(fleet::MemberArgs),
     /// Run a member agent: join the hub, heartbeat, report the member cluster's properties.
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Hub(args) => run_hub(args).await,
+            Command::Hub(args) => run_hub(*args).await,
             Command::Member(args) => fleet::run_member(args).await,
             Command::Agent(args) => fleet::run_agent(args).await,
             Command::Join(args) => fleet::run_join(args).await,
