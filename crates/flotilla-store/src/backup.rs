@@ -175,7 +175,7 @@ pub async fn restore_into(
         ));
     }
     let mut set = tokio::task::JoinSet::new();
-    let mut done = 0;
+    let mut done: usize = 0;
     for obj in backup.objects {
         if set.len() >= 64 {
             if let Some(r) = set.join_next().await {
