@@ -209,7 +209,7 @@ async fn namespace_deletion_removes_its_objects_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_store_survives_a_restart_and_continues_its_revisions() {
-    let t = support::start_with(support::Backend::Redb, Default::default(), None).await;
+    let t = support::start_with(support::persistent(), Default::default(), None).await;
     let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
     for i in 0..20 {
         api.create(&PostParams::default(), &cm(&format!("c{i}"), json!({})))
@@ -228,7 +228,7 @@ async fn redb_store_survives_a_restart_and_continues_its_revisions() {
         .unwrap();
     drop(api);
     let dir = t.stop().await;
-    let t = support::start_with(support::Backend::Redb, Default::default(), Some(dir)).await;
+    let t = support::start_with(support::persistent(), Default::default(), Some(dir)).await;
     let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
     let list = api.list(&Default::default()).await.unwrap();
     assert_eq!(list.items.len(), 19);
@@ -293,7 +293,7 @@ async fn events_expire_after_their_ttl() {
         event_ttl: std::time::Duration::from_secs(2),
         ..Default::default()
     };
-    let t = support::start_with(support::Backend::Memory, config, None).await;
+    let t = support::start_with(support::backend_under_test(), config, None).await;
     let events: Api<Event> = Api::namespaced(t.client.clone(), "default");
     let now = chrono::Utc::now();
     let ev = |name: &str, last: chrono::DateTime<chrono::Utc>| -> Event {

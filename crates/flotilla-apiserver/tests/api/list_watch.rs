@@ -256,7 +256,7 @@ async fn watch_bookmarks_initial_events_selectors_and_timeouts() {
         bookmark_interval: Duration::from_millis(200),
         ..Default::default()
     };
-    let t = support::start_with(support::Backend::Memory, config, None).await;
+    let t = support::start_with(support::backend_under_test(), config, None).await;
     let api: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
     api.create(&PostParams::default(), &cm("x", json!({"app": "web"})))
         .await

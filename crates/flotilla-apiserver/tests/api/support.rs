@@ -31,14 +31,70 @@ impl Drop for TestServer {
 }
 
 /// Which store a test server uses.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Backend {
     Memory,
     Redb,
+    /// A prefix of its own on an etcd started for this test binary.
+    Etcd,
+}
+
+/// The store the suite runs against: `FLOTILLA_TEST_STORE` = memory (default), redb or etcd.
+/// scripts/test.sh runs the suite once per store.
+pub fn backend_under_test() -> Backend {
+    match std::env::var("FLOTILLA_TEST_STORE").as_deref() {
+        Ok("redb") => Backend::Redb,
+        Ok("etcd") => Backend::Etcd,
+        Ok("memory") | Ok("") | Err(_) => Backend::Memory,
+        Ok(other) => panic!("FLOTILLA_TEST_STORE={other}: use memory, redb or etcd"),
+    }
+}
+
+/// A store that survives a restart of the server: etcd when the suite runs against etcd,
+/// else redb.
+pub fn persistent() -> Backend {
+    match backend_under_test() {
+        Backend::Etcd => Backend::Etcd,
+        _ => Backend::Redb,
+    }
+}
+
+/// The etcd of this test binary, started on first use.
+fn etcd_endpoints() -> Vec<String> {
+    static ETCD: std::sync::OnceLock<(flotilla_store::etcd_server::EtcdCluster, tempfile::TempDir)> =
+        std::sync::OnceLock::new();
+    ETCD.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = flotilla_store::etcd_server::EtcdCluster::start(dir.path(), 1)
+            .expect("etcd (Debian package etcd-server) starts");
+        (etcd, dir)
+    })
+    .0
+    .endpoints()
+}
+
+/// Opens the etcd store of a test directory: its prefix is chosen once and kept in the
+/// directory, so a restarted server finds its objects.
+async fn open_etcd(dir: &Path) -> Store {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let file = dir.join("etcd-prefix");
+    let prefix = match std::fs::read_to_string(&file) {
+        Ok(p) => p,
+        Err(_) => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let p = format!("/test-{n}");
+            std::fs::write(&file, &p).unwrap();
+            p
+        }
+    };
+    let endpoints = tokio::task::block_in_place(etcd_endpoints);
+    let mut config = flotilla_store::EtcdConfig::new(endpoints);
+    config.prefix = prefix;
+    Store::open_etcd(config, StoreConfig::default()).await.unwrap()
 }
 
 pub async fn start() -> TestServer {
-    start_with(Backend::Memory, ServerConfig::default(), None).await
+    start_with(backend_under_test(), ServerConfig::default(), None).await
 }
 
 pub async fn start_with(
@@ -50,6 +106,7 @@ pub async fn start_with(
     let store = match backend {
         Backend::Memory => Store::memory(),
         Backend::Redb => open_redb(&dir.path().join("store.redb")).await,
+        Backend::Etcd => open_etcd(dir.path()).await,
     };
     let server = ApiServer::new(store, config);
     server.start().await.unwrap();
