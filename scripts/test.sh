@@ -1,17 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit, integration and end-to-end
-# tests. The tests drive the real kubectl; on a machine without one, Debian's
-# kubernetes-client is installed (an older kubectl; the machines this project targets ship a
-# current one).
+# tests, then the API suite again against the embedded store and against etcd. The tests
+# drive the real kubectl and start real etcd servers; scripts/deps.sh installs them (and
+# protoc, for the build) from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-if ! command -v kubectl >/dev/null 2>&1; then
-    echo "kubectl not found; installing Debian's kubernetes-client" >&2
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq kubernetes-client
-fi
+scripts/deps.sh test
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
@@ -23,6 +17,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The API suite (memory above) against the other stores.
+for store in redb etcd; do
+    echo "== API suite against $store" >&2
+    FLOTILLA_TEST_STORE=$store cargo test -p flotilla-apiserver --test api 2>&1 | tee -a "$log"
+    s=${PIPESTATUS[0]}
+    [ "$s" = 0 ] || status=$s
+done
 set -e
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -5,5 +5,6 @@
 # `flotilla up` (e.g. --members 10, --heartbeat-period-seconds 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh build
 cargo build --release -p flotilla
 exec ./target/release/flotilla up --members 3 --data-dir .flotilla/fleet --bind 127.0.0.1:6443 "$@"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing Flotilla needs beyond Rust, from Debian's packages, when
+# it is missing: protoc (protobuf-compiler; the etcd client compiles etcd's protobuf
+# definitions at build time), etcd (etcd-server; the tests start real etcd servers) and, for
+# the tests, kubectl (kubernetes-client; an older kubectl than current machines ship).
+# Usage: scripts/deps.sh build|test
+set -euo pipefail
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if [ "${1:-build}" = test ]; then
+    command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+    command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${need[*]}" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
