@@ -42,13 +42,13 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(args_conflicts_with_subcommands = true)]
 struct HubArgs {
     #[command(subcommand)]
     action: Option<backup::HubAction>,
-    /// Directory for the store, credentials and admin.kubeconfig.
+    /// Directory for the store, credentials and admin.kubeconfig (required to serve).
     #[arg(long, value_name = "DIR")]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     /// Address to serve HTTPS on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:6443", value_name = "ADDR:PORT")]
     bind: SocketAddr,
@@ -107,7 +107,16 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     if let Some(action) = args.action {
         return backup::run(action).await;
     }
-    let store = open_store(args.store, &args.data_dir, &args.etcd).await?;
+    let Some(data_dir) = args.data_dir else {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the following required argument was not provided: --data-dir <DIR>",
+            )
+            .exit();
+    };
+    let store = open_store(args.store, &data_dir, &args.etcd).await?;
     let config = ServerConfig {
         event_ttl: Duration::from_secs(args.event_ttl_seconds),
         ..ServerConfig::default()
@@ -120,7 +129,7 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let served = serve(
-        &args.data_dir,
+        &data_dir,
         args.bind,
         store,
         config,

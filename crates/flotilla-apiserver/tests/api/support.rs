@@ -61,8 +61,10 @@ pub fn persistent() -> Backend {
 
 /// The etcd of this test binary, started on first use.
 fn etcd_endpoints() -> Vec<String> {
-    static ETCD: std::sync::OnceLock<(flotilla_store::etcd_server::EtcdCluster, tempfile::TempDir)> =
-        std::sync::OnceLock::new();
+    static ETCD: std::sync::OnceLock<(
+        flotilla_store::etcd_server::EtcdCluster,
+        tempfile::TempDir,
+    )> = std::sync::OnceLock::new();
     ETCD.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let etcd = flotilla_store::etcd_server::EtcdCluster::start(dir.path(), 1)
@@ -90,7 +92,9 @@ async fn open_etcd(dir: &Path) -> Store {
     let endpoints = tokio::task::block_in_place(etcd_endpoints);
     let mut config = flotilla_store::EtcdConfig::new(endpoints);
     config.prefix = prefix;
-    Store::open_etcd(config, StoreConfig::default()).await.unwrap()
+    Store::open_etcd(config, StoreConfig::default())
+        .await
+        .unwrap()
 }
 
 pub async fn start() -> TestServer {

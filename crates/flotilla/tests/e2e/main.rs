@@ -2,4 +2,5 @@
 //! loopback, driven by kubectl and the kube client, with faults.
 
 mod fleet;
+mod ha;
 mod hub;

@@ -1,0 +1,511 @@
+//! End-to-end tests of a highly available hub: `flotilla hub` replicas on a real etcd (started
+//! by the tests), leader failover, kill -9 under writes, etcd faults, backup and restore.
+
+// These tests are synchronous: waiting for a process is a blocking sleep by design.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_store::etcd_server::EtcdCluster;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+fn flotilla() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+struct Replica {
+    child: Child,
+    kubeconfig: PathBuf,
+    log: PathBuf,
+    url: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Whether the replica's last word on leadership is that it leads.
+    fn leads(&self) -> bool {
+        let log = self.log();
+        let gained = log.rfind("is now the leader");
+        let lost = log.rfind("is no longer the leader");
+        gained.is_some() && gained > lost
+    }
+}
+
+fn start_replica(dir: &Path, endpoints: &[String], prefix: &str, extra: &[&str]) -> Replica {
+    std::fs::create_dir_all(dir).unwrap();
+    let kubeconfig = dir.join("admin.kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let log = dir.join("hub.log");
+    let child = flotilla()
+        .args(["hub", "--data-dir"])
+        .arg(dir)
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+        ])
+        .arg(endpoints.join(","))
+        .args([
+            "--etcd-prefix",
+            prefix,
+            "--etcd-request-timeout-seconds",
+            "2",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kubeconfig.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let url = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    Replica {
+        child,
+        kubeconfig,
+        log,
+        url,
+    }
+}
+
+/// A client with `kubeconfig`'s credentials against `url` (one kubeconfig serves every replica).
+async fn client_at(kubeconfig: &Path, url: &str) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.cluster_url = url.parse().unwrap();
+    config.read_timeout = Some(Duration::from_secs(30));
+    kube::Client::try_from(config).unwrap()
+}
+
+fn cm(name: &str, v: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": v}}))
+    .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn shared_etcd() -> &'static (EtcdCluster, tempfile::TempDir) {
+    static ETCD: std::sync::OnceLock<(EtcdCluster, tempfile::TempDir)> = std::sync::OnceLock::new();
+    ETCD.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        (EtcdCluster::start(dir.path(), 1).unwrap(), dir)
+    })
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn replicas_serve_one_api_and_a_new_leader_takes_over_within_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = shared_etcd().0.endpoints();
+    let lease = ["--leader-lease-seconds", "5"];
+    let a = start_replica(&dir.path().join("a"), &endpoints, "/ha-api", &lease);
+    let b = start_replica(&dir.path().join("b"), &endpoints, "/ha-api", &lease);
+    // The CA and admin credentials are shared: a's kubeconfig works against b.
+    assert_eq!(
+        std::fs::read(dir.path().join("a/pki/ca.crt")).unwrap(),
+        std::fs::read(dir.path().join("b/pki/ca.crt")).unwrap()
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let ca: Api<ConfigMap> = Api::namespaced(client_at(&a.kubeconfig, &a.url).await, "default");
+        let cb: Api<ConfigMap> = Api::namespaced(client_at(&a.kubeconfig, &b.url).await, "default");
+        // A watch on b sees a write made through a.
+        let start = cb.list(&ListParams::default()).await.unwrap();
+        let rv = start.metadata.resource_version.unwrap();
+        let mut events = cb
+            .watch(&WatchParams::default().timeout(20), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        let created = ca
+            .create(&PostParams::default(), &cm("x", "1"))
+            .await
+            .unwrap();
+        use futures::StreamExt;
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match ev {
+            WatchEvent::Added(o) => assert_eq!(
+                o.metadata.resource_version,
+                created.metadata.resource_version
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Read-your-writes through the other replica, and the same resourceVersion.
+        let read = cb.get("x").await.unwrap();
+        assert_eq!(
+            read.metadata.resource_version,
+            created.metadata.resource_version
+        );
+        // Optimistic concurrency across replicas: b's stale copy is refused after a's update.
+        let mut fresh = read.clone();
+        fresh.data = Some([("v".to_string(), "2".to_string())].into());
+        ca.replace("x", &PostParams::default(), &fresh)
+            .await
+            .unwrap();
+        let mut stale = read;
+        stale.data = Some([("v".to_string(), "3".to_string())].into());
+        let err = cb
+            .replace("x", &PostParams::default(), &stale)
+            .await
+            .unwrap_err();
+        match err {
+            kube::Error::Api(s) => assert_eq!(s.code, 409),
+            e => panic!("{e}"),
+        }
+    });
+    // Exactly one replica leads.
+    wait_until("a leader", Duration::from_secs(15), || {
+        a.leads() || b.leads()
+    });
+    assert!(a.leads() != b.leads());
+    let (mut leader, follower) = if a.leads() { (a, b) } else { (b, a) };
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let took = wait_until("the follower takes over", Duration::from_secs(15), || {
+        follower.leads()
+    });
+    eprintln!(
+        "failover: the follower led {:.1} s after kill -9 of the leader (lease 5 s)",
+        took.as_secs_f64()
+    );
+    // Controllers run on the new leader: a CRD created now is reported established.
+    let crd = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+      "metadata":{"name":"widgets.example.com"},
+      "spec":{"group":"example.com","scope":"Namespaced",
+        "names":{"plural":"widgets","singular":"widget","kind":"Widget"},
+        "versions":[{"name":"v1","served":true,"storage":true,
+          "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
+    rt.block_on(async {
+        let client = client_at(&follower.kubeconfig, &follower.url).await;
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client);
+        crds.create(&PostParams::default(), &serde_json::from_str(crd).unwrap())
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = crds.get("widgets.example.com").await.unwrap();
+            let established = c.status.and_then(|s| s.conditions).unwrap_or_default().iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the new leader did not establish the CRD");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn kill_9_of_one_replica_under_writes_loses_nothing_and_spares_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = shared_etcd().0.endpoints();
+    let mut a = start_replica(&dir.path().join("a"), &endpoints, "/ha-kill", &[]);
+    let b = start_replica(&dir.path().join("b"), &endpoints, "/ha-kill", &[]);
+    let rt = runtime();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let b_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    rt.block_on(async {
+        let ca = client_at(&a.kubeconfig, &a.url).await;
+        let cb = client_at(&a.kubeconfig, &b.url).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..12 {
+            let on_b = w % 2 == 1;
+            let api: Api<ConfigMap> =
+                Api::namespaced(if on_b { cb.clone() } else { ca.clone() }, "default");
+            let (acked, b_errors, stop) = (acked.clone(), b_errors.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    let name = format!("w{w}-{i}");
+                    match api.create(&PostParams::default(), &cm(&name, "1")).await {
+                        Ok(_) => acked.lock().unwrap().push(name),
+                        Err(e) if on_b => b_errors.lock().unwrap().push(e.to_string()),
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        while acked.lock().unwrap().len() < 300 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+        let at_kill = acked.lock().unwrap().len();
+        // b's clients carry on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acked.lock().unwrap().len() < at_kill + 300 {
+            assert!(Instant::now() < deadline, "writes through b stalled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        assert!(
+            b_errors.lock().unwrap().is_empty(),
+            "{:?}",
+            b_errors.lock().unwrap()
+        );
+        let api: Api<ConfigMap> = Api::namespaced(cb, "default");
+        let stored: std::collections::HashSet<String> = api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
+        let acked = acked.lock().unwrap();
+        let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged writes lost: {lost:?}",
+            lost.len()
+        );
+    });
+}
+
+#[test]
+fn a_three_member_etcd_losing_one_member_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).unwrap();
+    let hub = start_replica(&dir.path().join("hub"), &etcd.endpoints(), "/ha-three", &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let api: Api<ConfigMap> =
+            Api::namespaced(client_at(&hub.kubeconfig, &hub.url).await, "default");
+        api.create(&PostParams::default(), &cm("before", "1"))
+            .await
+            .unwrap();
+        tokio::task::block_in_place(|| etcd.kill(0));
+        // Requests in flight on the dead member's connection may fail once; then it serves.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut n = 0;
+        while n < 20 {
+            match api
+                .create(&PostParams::default(), &cm(&format!("after-{n}"), "1"))
+                .await
+            {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "the hub stopped serving: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        assert_eq!(
+            api.list(&ListParams::default()).await.unwrap().items.len(),
+            21
+        );
+        api.create(&PostParams::default(), &cm("recovered", "1"))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn backup_of_an_etcd_hub_restores_into_redb_and_into_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = shared_etcd().0.endpoints();
+    let hub = start_replica(&dir.path().join("hub"), &endpoints, "/ha-backup", &[]);
+    let rt = runtime();
+    let before = rt.block_on(async {
+        let api: Api<ConfigMap> =
+            Api::namespaced(client_at(&hub.kubeconfig, &hub.url).await, "default");
+        for i in 0..50 {
+            api.create(
+                &PostParams::default(),
+                &cm(&format!("c{i}"), &i.to_string()),
+            )
+            .await
+            .unwrap();
+        }
+        api.list(&ListParams::default()).await.unwrap().items
+    });
+    let file = dir.path().join("fleet.backup");
+    let out = flotilla()
+        .args(["hub", "backup", "--kubeconfig"])
+        .arg(&hub.kubeconfig)
+        .arg("--out")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backed up"));
+    drop(hub);
+
+    // Into a new embedded store: same objects, same resourceVersions.
+    let restored = dir.path().join("restored");
+    let out = flotilla()
+        .args(["hub", "restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second restore into the same directory is refused and changes nothing.
+    let again = flotilla()
+        .args(["hub", "restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&again.stderr);
+    assert!(text.contains("already holds a store"), "{text}");
+    // A truncated backup is refused.
+    let cut = dir.path().join("cut.backup");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let bad = flotilla()
+        .args(["hub", "restore", "--from"])
+        .arg(&cut)
+        .arg("--data-dir")
+        .arg(dir.path().join("never"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+
+    let kubeconfig = restored.join("admin.kubeconfig");
+    let mut child = flotilla()
+        .args(["hub", "--data-dir"])
+        .arg(&restored)
+        .args(["--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the restored hub starts", Duration::from_secs(30), || {
+        kubeconfig.exists()
+    });
+    let after = rt.block_on(async {
+        let text = std::fs::read_to_string(&kubeconfig).unwrap();
+        let url = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap()
+            .to_string();
+        let api: Api<ConfigMap> = Api::namespaced(client_at(&kubeconfig, &url).await, "default");
+        api.list(&ListParams::default()).await.unwrap().items
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let key = |c: &ConfigMap| {
+        (
+            c.metadata.name.clone(),
+            c.metadata.resource_version.clone(),
+            c.data.clone(),
+        )
+    };
+    assert_eq!(
+        after.iter().map(key).collect::<Vec<_>>(),
+        before.iter().map(key).collect::<Vec<_>>()
+    );
+
+    // Into an empty etcd prefix: the same objects (etcd numbers them anew).
+    let out = flotilla()
+        .args(["hub", "restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("etcd-restored"))
+        .args([
+            "--store",
+            "etcd",
+            "--etcd-prefix",
+            "/ha-backup-restored",
+            "--etcd-endpoints",
+        ])
+        .arg(endpoints.join(","))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hub = start_replica(
+        &dir.path().join("etcd-restored"),
+        &endpoints,
+        "/ha-backup-restored",
+        &[],
+    );
+    let names = rt.block_on(async {
+        let api: Api<ConfigMap> =
+            Api::namespaced(client_at(&hub.kubeconfig, &hub.url).await, "default");
+        api.list(&ListParams::default()).await.unwrap().items
+    });
+    assert_eq!(
+        names
+            .iter()
+            .map(|c| (c.metadata.name.clone(), c.data.clone()))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|c| (c.metadata.name.clone(), c.data.clone()))
+            .collect::<Vec<_>>()
+    );
+}
