@@ -25,7 +25,7 @@ use etcd_client::{
 };
 use tokio::sync::Notify;
 
-use crate::object::{Attrs, Event, EventKind, Object, Precondition, Revision, Write};
+use crate::object::{codec, Attrs, Event, EventKind, Object, Precondition, Revision, Write};
 use crate::store::{publish, Inner, Map};
 use crate::{Error, Loaded, Store};
 
@@ -638,15 +638,7 @@ fn encode(value: &mut serde_json::Value, attrs: &Attrs) -> Vec<u8> {
     let (json, split) = split_json(value);
     let mut out = Vec::with_capacity(json.len() + 64);
     out.push(RECORD_VERSION);
-    for list in [&attrs.labels, &attrs.fields] {
-        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
-        for (k, v) in list.iter() {
-            for s in [k, v] {
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-        }
-    }
+    codec::write_attrs(&mut out, attrs);
     out.extend_from_slice(&split.map_or(u32::MAX, |s| s as u32).to_le_bytes());
     out.extend_from_slice(&json);
     out
@@ -692,18 +684,11 @@ fn split_json(value: &serde_json::Value) -> (Vec<u8>, Option<usize>) {
 }
 
 fn decode(key: &str, bytes: &[u8], create_rev: Revision, mod_rev: Revision) -> Option<Object> {
-    let mut r = Reader(bytes);
+    let mut r = codec::Reader(bytes);
     if r.take(1)? != [RECORD_VERSION] {
         return None;
     }
-    let mut lists = [Vec::new(), Vec::new()];
-    for list in lists.iter_mut() {
-        let n = r.u32()?;
-        for _ in 0..n {
-            list.push((r.string()?, r.string()?));
-        }
-    }
-    let [labels, fields] = lists;
+    let attrs = r.attrs()?;
     let split = r.u32()?;
     let json = r.0;
     let data = if split == u32::MAX {
@@ -726,29 +711,9 @@ fn decode(key: &str, bytes: &[u8], create_rev: Revision, mod_rev: Revision) -> O
         key: Arc::from(key),
         create_rev,
         mod_rev,
-        attrs: Attrs { labels, fields },
+        attrs,
         data,
     })
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn string(&mut self) -> Option<Box<str>> {
-        let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).ok().map(Box::from)
-    }
 }
 
 #[cfg(test)]

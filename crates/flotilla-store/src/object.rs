@@ -141,7 +141,14 @@ pub(crate) mod codec {
         out.push(VERSION);
         out.extend_from_slice(&obj.create_rev.to_le_bytes());
         out.extend_from_slice(&obj.mod_rev.to_le_bytes());
-        for list in [&obj.attrs.labels, &obj.attrs.fields] {
+        write_attrs(&mut out, &obj.attrs);
+        out.extend_from_slice(&obj.data);
+        out
+    }
+
+    /// Appends selector attributes (shared with the etcd record).
+    pub(crate) fn write_attrs(out: &mut Vec<u8>, attrs: &Attrs) {
+        for list in [&attrs.labels, &attrs.fields] {
             out.extend_from_slice(&(list.len() as u32).to_le_bytes());
             for (k, v) in list.iter() {
                 for s in [k, v] {
@@ -150,14 +157,12 @@ pub(crate) mod codec {
                 }
             }
         }
-        out.extend_from_slice(&obj.data);
-        out
     }
 
-    struct Reader<'a>(&'a [u8]);
+    pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
     impl<'a> Reader<'a> {
-        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
             if self.0.len() < n {
                 return None;
             }
@@ -165,7 +170,7 @@ pub(crate) mod codec {
             self.0 = rest;
             Some(head)
         }
-        fn u32(&mut self) -> Option<u32> {
+        pub(crate) fn u32(&mut self) -> Option<u32> {
             Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
         }
         fn u64(&mut self) -> Option<u64> {
@@ -174,6 +179,18 @@ pub(crate) mod codec {
         fn string(&mut self) -> Option<Box<str>> {
             let n = self.u32()? as usize;
             std::str::from_utf8(self.take(n)?).ok().map(Box::from)
+        }
+        /// Selector attributes written by [`write_attrs`].
+        pub(crate) fn attrs(&mut self) -> Option<Attrs> {
+            let mut lists = [Vec::new(), Vec::new()];
+            for list in lists.iter_mut() {
+                let n = self.u32()?;
+                for _ in 0..n {
+                    list.push((self.string()?, self.string()?));
+                }
+            }
+            let [labels, fields] = lists;
+            Some(Attrs { labels, fields })
         }
     }
 
@@ -184,19 +201,12 @@ pub(crate) mod codec {
         }
         let create_rev = r.u64()?;
         let mod_rev = r.u64()?;
-        let mut lists = [Vec::new(), Vec::new()];
-        for list in lists.iter_mut() {
-            let n = r.u32()?;
-            for _ in 0..n {
-                list.push((r.string()?, r.string()?));
-            }
-        }
-        let [labels, fields] = lists;
+        let attrs = r.attrs()?;
         Some(Object {
             key: Arc::from(key),
             create_rev,
             mod_rev,
-            attrs: Attrs { labels, fields },
+            attrs,
             data: Bytes::copy_from_slice(r.0),
         })
     }
