@@ -8,9 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{
+    Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
+};
 use tokio::sync::watch;
 
+use crate::etcd_pool::{Op, Pool};
 use crate::Store;
 
 /// Whether this process leads the replicas sharing its store. Single-process stores always
@@ -70,11 +74,10 @@ impl Store {
         let (stop_tx, stop) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
         let c = Campaign {
-            client: etcd.client(),
+            pool: etcd.pool(),
             key: etcd.system_key("leader"),
             identity: identity.to_string(),
             ttl: lease.max(Duration::from_secs(2)),
-            timeout: etcd.timeout(),
             leading: leading_tx,
         };
         tokio::spawn(async move {
@@ -90,11 +93,10 @@ impl Store {
 }
 
 struct Campaign {
-    client: Client,
+    pool: std::sync::Arc<Pool>,
     key: String,
     identity: String,
     ttl: Duration,
-    timeout: Duration,
     leading: watch::Sender<bool>,
 }
 
@@ -132,96 +134,87 @@ impl Campaign {
         }
     }
 
-    /// One lease: campaign with it, lead while it is renewed.
+    /// One lease: campaign with it, lead while it is renewed. Every call to etcd is bounded by
+    /// the request timeout, so a leader cut off from etcd notices and steps down in time.
     async fn term(&self, stop: &mut watch::Receiver<bool>) -> Outcome {
-        let mut lc = self.client.lease_client();
-        let granted = tokio::time::timeout(
-            self.timeout,
-            lc.grant(self.ttl.as_secs().max(2) as i64, None),
-        )
-        .await;
-        let lease = match granted {
-            Ok(Ok(g)) => g.id(),
-            Ok(Err(e)) => {
+        let timeout = self.pool.timeout();
+        let ttl = self.ttl.as_secs().max(2) as i64;
+        let lease = match self
+            .pool
+            .call(Op::Write, |c| async move {
+                c.lease_client().grant(ttl, None).await
+            })
+            .await
+        {
+            Ok(g) => g.id(),
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot obtain a leader lease from etcd");
                 return Outcome::Retry;
             }
-            Err(_) => return Outcome::Retry,
         };
         let mut renewed = Instant::now();
-        let (mut keeper, mut renewals) = match lc.keep_alive(lease).await {
-            Ok(k) => k,
-            Err(_) => return Outcome::Retry,
-        };
+        let mut keepalive = self.keep_alive(lease).await;
         let mut leading = false;
         let mut ticker = tokio::time::interval(self.ttl / 3);
         let renew_deadline = self.ttl * 2 / 3;
-        let mut kv = self.client.kv_client();
-        let mut wc = self.client.watch_client();
-        let mut holder_watch = None;
+        let mut holder_watch: Option<WatchStream> = None;
         loop {
             if !leading {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(
-                        self.key.clone(),
-                        CompareOp::Equal,
-                        0,
-                    )])
-                    .and_then([TxnOp::put(
-                        self.key.clone(),
-                        self.identity.clone(),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]);
-                match tokio::time::timeout(self.timeout, kv.txn(txn)).await {
-                    Ok(Ok(r)) if r.succeeded() => {
+                match self.claim(lease).await {
+                    Ok((true, _)) => {
                         leading = true;
                         holder_watch = None;
                         self.set_leading(true);
                     }
-                    Ok(Ok(r)) if holder_watch.is_none() => {
-                        let rev = r.header().map_or(0, |h| h.revision());
-                        let opts = WatchOptions::new().with_start_revision(rev + 1);
-                        holder_watch = wc.watch(self.key.clone(), Some(opts)).await.ok();
+                    Ok((false, rev)) if holder_watch.is_none() => {
+                        holder_watch = self.watch_holder(rev).await;
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) | Err(_) => {}
+                    Ok(_) | Err(_) => {}
                 }
             }
             let deadline = renewed + renew_deadline;
             tokio::select! {
                 _ = stop.changed() => {
                     self.set_leading(false);
-                    let _ = tokio::time::timeout(self.timeout, lc.revoke(lease)).await;
+                    let _ = self.pool.call(Op::Write, |c| async move {
+                        c.lease_client().revoke(lease).await
+                    }).await;
                     return Outcome::Stop;
                 }
                 _ = ticker.tick() => {
-                    if keeper.keep_alive().await.is_err() {
-                        if let Ok((k, r)) = lc.keep_alive(lease).await {
-                            keeper = k;
-                            renewals = r;
+                    let sent = match keepalive.as_mut() {
+                        Some((keeper, _)) => {
+                            matches!(tokio::time::timeout(timeout, keeper.keep_alive()).await, Ok(Ok(())))
                         }
+                        None => false,
+                    };
+                    if !sent {
+                        keepalive = self.keep_alive(lease).await;
                     }
                 }
-                r = renewals.message() => match r {
+                r = async {
+                    match keepalive.as_mut() {
+                        Some((_, renewals)) => renewals.message().await,
+                        None => std::future::pending().await,
+                    }
+                } => match r {
                     Ok(Some(r)) if r.ttl() > 0 => renewed = Instant::now(),
                     Ok(Some(_)) => {
                         // The lease is gone on the server.
                         self.set_leading(false);
                         return Outcome::Retry;
                     }
-                    Ok(None) | Err(_) => {
-                        // The stream broke; the next tick opens a new one.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        if let Ok((k, r)) = lc.keep_alive(lease).await {
-                            keeper = k;
-                            renewals = r;
-                        }
-                    }
+                    // The stream broke; the next tick opens a new one (on another member if
+                    // this one failed).
+                    Ok(None) | Err(_) => keepalive = None,
                 },
                 _ = tokio::time::sleep_until(deadline.into()), if leading => {
                     tracing::warn!("cannot renew the leader lease in time; stepping down");
                     self.set_leading(false);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), lc.revoke(lease)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        let (_, c) = self.pool.current();
+                        c.lease_client().revoke(lease).await
+                    }).await;
                     return Outcome::Retry;
                 }
                 ev = async {
@@ -230,7 +223,7 @@ impl Campaign {
                         None => std::future::pending().await,
                     }
                 }, if !leading => match ev {
-                    Ok(Some(r)) if r.events().iter().any(|e| e.event_type() == EventType::Delete) => {}
+                    Ok(Some(r)) if r.canceled() => holder_watch = None,
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => holder_watch = None,
                 },
@@ -241,6 +234,73 @@ impl Campaign {
                 // Our own lease has expired without renewals: start a new term.
                 return Outcome::Retry;
             }
+        }
+    }
+
+    /// Opens the stream that renews `lease`, on the member in use.
+    async fn keep_alive(&self, lease: i64) -> Option<(LeaseKeeper, LeaseKeepAliveStream)> {
+        let (member, c) = self.pool.current();
+        match tokio::time::timeout(self.pool.timeout(), c.lease_client().keep_alive(lease)).await {
+            Ok(Ok(k)) => Some(k),
+            Ok(Err(e)) => {
+                self.pool.failed(member, &e);
+                None
+            }
+            Err(_) => {
+                self.pool.failed(member, &"no answer");
+                None
+            }
+        }
+    }
+
+    /// Takes the leader key with `lease` unless another lease holds it. Returns whether this
+    /// replica holds it now (also when an earlier attempt whose answer was lost took it), and
+    /// the revision of the answer.
+    async fn claim(&self, lease: i64) -> Result<(bool, i64), crate::Error> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(
+                self.key.clone(),
+                self.identity.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(self.key.clone(), None)]);
+        let r = self
+            .pool
+            .call(Op::Write, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
+        let rev = r.header().map_or(0, |h| h.revision());
+        let ours = r.succeeded()
+            || r.op_responses().into_iter().any(|o| match o {
+                TxnOpResponse::Get(g) => g.kvs().first().is_some_and(|kv| kv.lease() == lease),
+                _ => false,
+            });
+        Ok((ours, rev))
+    }
+
+    /// Watches the leader key from after `rev`, to campaign again as soon as it is deleted.
+    async fn watch_holder(&self, rev: i64) -> Option<WatchStream> {
+        let (member, c) = self.pool.current();
+        let opts = WatchOptions::new().with_start_revision(rev + 1);
+        match tokio::time::timeout(
+            self.pool.timeout(),
+            c.watch_client().watch(self.key.clone(), Some(opts)),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                self.pool.failed(member, &e);
+                None
+            }
+            Err(_) => None,
         }
     }
 }

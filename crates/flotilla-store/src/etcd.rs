@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    KeyValue, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KeyValue,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::Notify;
 
+use crate::etcd_pool::{Op, Pool};
 use crate::object::{codec, Attrs, Event, EventKind, Object, Precondition, Revision, Write};
 use crate::store::{publish, Inner, Map};
 use crate::{Error, Loaded, Store};
@@ -63,12 +64,11 @@ pub struct EtcdTls {
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// The engine: a client and the key layout.
+/// The engine: the members and the key layout.
 pub(crate) struct Etcd {
-    client: Client,
+    pool: Arc<Pool>,
     /// `{prefix}` without a trailing slash.
     prefix: String,
-    timeout: Duration,
     /// Serializes fence writes so that concurrent readers share one.
     fence: tokio::sync::Mutex<()>,
     pub(crate) stop: Arc<Notify>,
@@ -76,7 +76,7 @@ pub(crate) struct Etcd {
 
 /// What the feeding task needs.
 pub(crate) struct Feed {
-    client: Client,
+    pool: Arc<Pool>,
     prefix: String,
     stop: Arc<Notify>,
 }
@@ -88,10 +88,6 @@ const MAX_MESSAGE: usize = 256 << 20;
 fn range_end(prefix: &str) -> String {
     // Everything under `{prefix}/`: '/' + 1 is '0'.
     format!("{prefix}0")
-}
-
-fn unavailable(op: &str, e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("etcd {op} failed: {e}"))
 }
 
 impl Etcd {
@@ -118,20 +114,16 @@ impl Etcd {
             opts = opts.with_tls(t);
         }
         let mut delay = Duration::from_millis(200);
-        let (client, loaded) = loop {
+        let (pool, loaded) = loop {
             let attempt = async {
-                let client = tokio::time::timeout(
-                    config.request_timeout,
-                    Client::connect(&config.endpoints, Some(opts.clone())),
-                )
-                .await
-                .map_err(|_| unavailable("connect", "timed out"))?
-                .map_err(|e| unavailable("connect", e))?;
-                let loaded = load(&client, &prefix, config.request_timeout).await?;
-                Ok::<_, Error>((client, loaded))
+                let pool =
+                    Pool::new(&config.endpoints, opts.clone(), config.request_timeout).await?;
+                let loaded = load(&pool, &prefix).await?;
+                Ok::<_, Error>((pool, loaded))
             };
             match attempt.await {
                 Ok(r) => break r,
+                Err(e @ Error::Invalid(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(endpoints = ?config.endpoints, error = %e, "waiting for etcd");
                     tokio::time::sleep(delay).await;
@@ -140,16 +132,16 @@ impl Etcd {
             }
         };
         let stop = Arc::new(Notify::new());
+        let pool = Arc::new(pool);
         let feed = Feed {
-            client: client.clone(),
+            pool: pool.clone(),
             prefix: prefix.clone(),
             stop: stop.clone(),
         };
         Ok((
             Etcd {
-                client,
+                pool,
                 prefix,
-                timeout: config.request_timeout,
                 fence: tokio::sync::Mutex::new(()),
                 stop,
             },
@@ -167,27 +159,12 @@ impl Etcd {
         format!("{}/!{name}", self.prefix)
     }
 
-    pub(crate) fn client(&self) -> Client {
-        self.client.clone()
+    pub(crate) fn pool(&self) -> Arc<Pool> {
+        self.pool.clone()
     }
 
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    async fn timed<T>(
-        &self,
-        op: &'static str,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(op, e)),
-            Err(_) => Err(Error::Timeout(format!(
-                "etcd {op} did not answer within {:?}",
-                self.timeout
-            ))),
-        }
+    fn timeout(&self) -> Duration {
+        self.pool.timeout()
     }
 
     pub(crate) async fn write(
@@ -233,8 +210,13 @@ impl Etcd {
             .when(compare)
             .and_then([op])
             .or_else([TxnOp::get(ekey.clone(), None)]);
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("write", kv.txn(txn)).await?;
+        let resp = self
+            .pool
+            .call(Op::Write, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         let rev = resp.header().map_or(0, |h| h.revision()) as Revision;
         if !resp.succeeded() {
             let current = resp.op_responses().into_iter().find_map(|r| match r {
@@ -267,7 +249,7 @@ impl Etcd {
             }
         }
         // Read-your-writes on this replica: the answer is sent once the cache has the write.
-        let _ = store.wait_for(rev, self.timeout).await;
+        let _ = store.wait_for(rev, self.timeout()).await;
         if let Some(ev) = store.inner().logged(rev, key) {
             return Ok(ev);
         }
@@ -306,15 +288,17 @@ impl Etcd {
 
     /// etcd's current revision (a linearizable read of nothing).
     async fn current_revision(&self) -> Result<Revision, Error> {
-        let mut kv = self.client.kv_client();
+        let key = self.system_key("sync");
         let resp = self
-            .timed(
-                "read",
-                kv.get(
-                    self.system_key("sync"),
-                    Some(GetOptions::new().with_count_only()),
-                ),
-            )
+            .pool
+            .call(Op::Read, |c| {
+                let key = key.clone();
+                async move {
+                    c.kv_client()
+                        .get(key, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })
             .await?;
         Ok(resp.header().map_or(0, |h| h.revision()) as Revision)
     }
@@ -336,34 +320,44 @@ impl Etcd {
         if store.revision() >= target {
             return Ok(store.revision());
         }
-        let mut kv = self.client.kv_client();
+        let key = self.system_key("sync");
         let resp = self
-            .timed("write", kv.put(self.system_key("sync"), Vec::new(), None))
+            .pool
+            .call(Op::Write, |c| {
+                let key = key.clone();
+                async move { c.kv_client().put(key, Vec::new(), None).await }
+            })
             .await?;
         let rev = resp.header().map_or(0, |h| h.revision()) as Revision;
         store
-            .wait_for(rev, self.timeout)
+            .wait_for(rev, self.timeout())
             .await
             .map_err(|_| Error::Timeout("the watch cache did not catch up with etcd".into()))?;
         Ok(store.revision())
     }
 
     pub(crate) async fn compact(&self, rev: Revision) -> Result<(), Error> {
-        let mut kv = self.client.kv_client();
-        match tokio::time::timeout(self.timeout, kv.compact(rev as i64, None)).await {
-            Ok(Ok(_)) => Ok(()),
-            // Already compacted at or past `rev` (another replica did it): fine.
-            Ok(Err(e)) if e.to_string().contains("compacted") => Ok(()),
-            Ok(Err(e)) => Err(unavailable("compact", e)),
-            Err(_) => Err(Error::Timeout("etcd compact did not answer".into())),
-        }
+        self.pool
+            .call(Op::Write, |c| async move {
+                match c.kv_client().compact(rev as i64, None).await {
+                    Ok(_) => Ok(()),
+                    // Already compacted at or past `rev` (another replica did it): fine.
+                    Err(e) if e.to_string().contains("compacted") => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     /// Reads a value the hub keeps for itself.
     pub(crate) async fn system_get(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let mut kv = self.client.kv_client();
+        let key = self.system_key(name);
         let resp = self
-            .timed("read", kv.get(self.system_key(name), None))
+            .pool
+            .call(Op::Read, |c| {
+                let key = key.clone();
+                async move { c.kv_client().get(key, None).await }
+            })
             .await?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
@@ -375,8 +369,13 @@ impl Etcd {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), value.clone(), None)])
             .or_else([TxnOp::get(key, None)]);
-        let mut kv = self.client.kv_client();
-        let resp = self.timed("write", kv.txn(txn)).await?;
+        let resp = self
+            .pool
+            .call(Op::Write, |c| {
+                let txn = txn.clone();
+                async move { c.kv_client().txn(txn).await }
+            })
+            .await?;
         if resp.succeeded() {
             return Ok(value);
         }
@@ -392,8 +391,7 @@ impl Etcd {
 }
 
 /// Reads every object under the prefix at one revision, page by page.
-async fn load(client: &Client, prefix: &str, timeout: Duration) -> Result<Loaded, Error> {
-    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+async fn load(pool: &Pool, prefix: &str) -> Result<Loaded, Error> {
     let end = range_end(prefix);
     let mut from = format!("{prefix}/");
     let mut loaded = Loaded::default();
@@ -402,10 +400,17 @@ async fn load(client: &Client, prefix: &str, timeout: Duration) -> Result<Loaded
         if loaded.revision > 0 {
             opts = opts.with_revision(loaded.revision as i64);
         }
-        let resp = tokio::time::timeout(timeout * 4, kv.get(from.clone(), Some(opts)))
-            .await
-            .map_err(|_| Error::Timeout("etcd read did not answer".into()))?
-            .map_err(|e| unavailable("read", e))?;
+        let resp = pool
+            .call(Op::Read, |c| {
+                let (from, opts) = (from.clone(), opts.clone());
+                async move {
+                    c.kv_client()
+                        .max_decoding_message_size(MAX_MESSAGE)
+                        .get(from, Some(opts))
+                        .await
+                }
+            })
+            .await?;
         if loaded.revision == 0 {
             loaded.revision = resp.header().map_or(0, |h| h.revision()) as Revision;
         }
@@ -450,17 +455,14 @@ fn object_of(prefix: &str, kv: &KeyValue) -> Result<Option<Object>, Error> {
 /// stream it resumes from the last applied revision; when etcd has compacted past it, it
 /// reloads everything and ends the open watches (their clients re-list).
 pub(crate) async fn feed(inner: Weak<Inner>, feed: Feed) {
-    let Feed {
-        client,
-        prefix,
-        stop,
-    } = feed;
+    let Feed { pool, prefix, stop } = feed;
     let end = range_end(&prefix);
     let mut delay = Duration::from_millis(100);
     loop {
         let Some(start) = inner.upgrade().map(|i| i.committed.read().rev) else {
             return;
         };
+        let (member, client) = pool.current();
         let mut wc = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         let opts = WatchOptions::new()
             .with_range(end.clone())
@@ -473,6 +475,7 @@ pub(crate) async fn feed(inner: Weak<Inner>, feed: Feed) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "etcd watch could not start; retrying");
+                pool.failed(member, &e);
                 tokio::select! {
                     _ = stop.notified() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -491,12 +494,20 @@ pub(crate) async fn feed(inner: Weak<Inner>, feed: Feed) {
                 Ok(Some(resp)) => {
                     delay = Duration::from_millis(100);
                     if resp.canceled() {
+                        if resp.compact_revision() == 0 {
+                            // e.g. the member lost its leader (watches require one).
+                            tracing::warn!(
+                                reason = resp.cancel_reason(),
+                                "etcd cancelled the watch; resuming"
+                            );
+                            pool.failed(member, &resp.cancel_reason());
+                        }
                         if resp.compact_revision() > 0 {
                             tracing::warn!(
                                 compacted = resp.compact_revision(),
                                 "etcd history was compacted past the watch cache; reloading"
                             );
-                            reload(&inner, &client, &prefix).await;
+                            reload(&inner, &pool, &prefix).await;
                         }
                         break;
                     }
@@ -511,6 +522,7 @@ pub(crate) async fn feed(inner: Weak<Inner>, feed: Feed) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "etcd watch failed; resuming");
+                    pool.failed(member, &e);
                     break;
                 }
             }
@@ -523,9 +535,9 @@ pub(crate) async fn feed(inner: Weak<Inner>, feed: Feed) {
     }
 }
 
-async fn reload(inner: &Inner, client: &Client, prefix: &str) {
+async fn reload(inner: &Inner, pool: &Pool, prefix: &str) {
     loop {
-        match load(client, prefix, Duration::from_secs(5)).await {
+        match load(pool, prefix).await {
             Ok(loaded) => {
                 let mut map = Map::new();
                 for obj in loaded.objects {

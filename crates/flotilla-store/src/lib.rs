@@ -15,6 +15,7 @@ mod backend;
 pub mod backup;
 mod election;
 mod etcd;
+mod etcd_pool;
 pub mod etcd_server;
 mod object;
 mod store;

@@ -104,6 +104,9 @@ async fn client_at(kubeconfig: &Path, url: &str) -> kube::Client {
         .unwrap();
     config.cluster_url = url.parse().unwrap();
     config.read_timeout = Some(Duration::from_secs(30));
+    // kube retries 503/504 by default (15 times, backing off to minutes); these tests look at
+    // the hub's own answers.
+    config.default_retry = false;
     kube::Client::try_from(config).unwrap()
 }
 
@@ -322,7 +325,12 @@ fn kill_9_of_one_replica_under_writes_loses_nothing_and_spares_the_other() {
 fn a_three_member_etcd_losing_one_member_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3).unwrap();
-    let hub = start_replica(&dir.path().join("hub"), &etcd.endpoints(), "/ha-three", &[]);
+    let hub = start_replica(
+        &dir.path().join("hub"),
+        &etcd.endpoints(),
+        "/ha-three",
+        &["--leader-lease-seconds", "3"],
+    );
     let rt = runtime();
     rt.block_on(async {
         let api: Api<ConfigMap> =
@@ -331,29 +339,114 @@ fn a_three_member_etcd_losing_one_member_keeps_serving() {
             .await
             .unwrap();
         tokio::task::block_in_place(|| etcd.kill(0));
-        // Requests in flight on the dead member's connection may fail once; then it serves.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut n = 0;
-        while n < 20 {
+        // Until the survivors notice (and elect a new etcd leader if it was the leader: etcd
+        // holds writes meanwhile), requests may answer 503/504, never anything else.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let started = Instant::now();
             match api
-                .create(&PostParams::default(), &cm(&format!("after-{n}"), "1"))
+                .create(&PostParams::default(), &cm("after-0", "1"))
                 .await
             {
-                Ok(_) => n += 1,
+                Ok(_) => break,
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "the hub stopped serving: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    assert_unavailable(&e, started, &hub);
+                    assert!(Instant::now() < deadline, "the hub did not resume: {e}");
                 }
             }
+        }
+        // Then every request goes to a live member: none fails.
+        for n in 1..20 {
+            let name = format!("after-{n}");
+            if let Err(e) = api.create(&PostParams::default(), &cm(&name, "1")).await {
+                panic!(
+                    "create {name} failed with one member down: {e}\n{}",
+                    hub.log()
+                );
+            }
+            api.get(&name).await.unwrap();
         }
         assert_eq!(
             api.list(&ListParams::default()).await.unwrap().items.len(),
             21
         );
-        api.create(&PostParams::default(), &cm("recovered", "1"))
+
+        // A second member down: no quorum. Writes and consistent reads answer 503/504 within
+        // the request timeout (2 s here), they do not hang.
+        tokio::task::block_in_place(|| etcd.kill(1));
+        for _ in 0..3 {
+            let started = Instant::now();
+            let err = api
+                .create(&PostParams::default(), &cm("no-quorum", "1"))
+                .await
+                .expect_err("a write without quorum");
+            assert_unavailable(&err, started, &hub);
+            let started = Instant::now();
+            let err = api
+                .get("before")
+                .await
+                .expect_err("a consistent read without quorum");
+            assert_unavailable(&err, started, &hub);
+        }
+        // The leader cannot renew its lease without quorum: it steps down.
+        tokio::task::block_in_place(|| {
+            wait_until("the leader to step down", Duration::from_secs(15), || {
+                !hub.leads()
+            })
+        });
+
+        // Quorum back: the hub serves again, with nothing lost, and leads again.
+        tokio::task::block_in_place(|| {
+            etcd.restart(0).unwrap();
+            etcd.restart(1).unwrap();
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match api
+                .create(&PostParams::default(), &cm("recovered", "1"))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "the hub did not recover: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let names: Vec<String> = api
+            .list(&ListParams::default())
             .await
-            .unwrap();
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
+        assert_eq!(names.len(), 22, "{names:?}");
+        assert!(!names.iter().any(|n| n == "no-quorum"));
+        tokio::task::block_in_place(|| {
+            wait_until("the hub to lead again", Duration::from_secs(30), || {
+                hub.leads()
+            })
+        });
     });
+}
+
+/// `err` is the Status etcd's unavailability maps to (503 or 504), answered well within the
+/// time a hanging request would take.
+fn assert_unavailable(err: &kube::Error, started: Instant, hub: &Replica) {
+    let elapsed = started.elapsed();
+    match err {
+        kube::Error::Api(s) => assert!(
+            s.code == 503 || s.code == 504,
+            "expected 503/504, got {s:?}"
+        ),
+        other => panic!("expected a Status, got {other}"),
+    }
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the answer took {elapsed:?}\n{}",
+        hub.log()
+    );
 }
 
 #[test]
