@@ -113,6 +113,15 @@ impl EtcdCluster {
         Ok(())
     }
 
+    /// The process id of member `i`'s etcd, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        std::fs::read_to_string(self.members[i].dir.join("etcd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Stops member `i` at once, as a crash would (SIGKILL to etcd).
     pub fn kill(&mut self, i: usize) {
         let m = &mut self.members[i];

@@ -3,7 +3,10 @@
 //! delivery latency to 100 watchers, and the hub's memory and CPU per request.
 //!
 //! By default it starts its own hub process (so it can read the hub's RSS and CPU time from
-//! /proc); `--kubeconfig` measures an already running server instead.
+//! /proc); `--kubeconfig` measures an already running server instead. With `--store etcd` it
+//! starts a single-member etcd of its own (unless given `--etcd-endpoints`) and `--replicas`
+//! hub processes on it; the load is spread over the replicas, watchers too, while the updates
+//! they watch go through the first one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +25,8 @@ pub enum BenchCommand {
     Api(ApiBenchArgs),
     /// Hub CPU and memory with N simulated members sending heartbeats.
     Members(crate::bench_fleet::MembersBenchArgs),
+    /// Backup, restore and restart times at N objects (recovery point and recovery time).
+    Backup(crate::bench_backup::BackupBenchArgs),
 }
 
 /// Arguments of `flotilla bench`.
@@ -35,8 +40,14 @@ pub struct BenchArgs {
 #[derive(clap::Args)]
 pub struct ApiBenchArgs {
     /// Store of the hub the benchmark starts.
-    #[arg(long, default_value = "redb", value_parser = ["redb", "memory"])]
+    #[arg(long, default_value = "redb", value_parser = ["redb", "memory", "etcd"])]
     store: String,
+    /// Hub replicas to start (more than one needs --store etcd).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    replicas: u16,
+    /// etcd to use with --store etcd (default: a single-member etcd the benchmark starts).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
     /// Measure the server of this kubeconfig instead of starting a hub (no RSS/CPU figures).
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
@@ -48,23 +59,37 @@ pub struct ApiBenchArgs {
     object_bytes: usize,
 }
 
+/// The hub processes a benchmark started (and the etcd it started for them).
 pub(crate) struct Hub {
-    child: std::process::Child,
+    children: Vec<std::process::Child>,
+    /// Process ids of the replicas, the first one first.
+    pub(crate) pids: Vec<u32>,
+    /// The first replica's process id.
     pub(crate) pid: u32,
     store: String,
+    /// Arguments every replica gets besides the store (etcd endpoints and prefix).
+    store_args: Vec<String>,
+    /// Dropped before `dir`: etcd is stopped through its pid file there.
+    etcd: Option<flotilla_store::etcd_server::EtcdCluster>,
     dir: tempfile::TempDir,
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 /// Starts `flotilla hub` on `dir` and waits until it has written its kubeconfig (which it does
 /// once /readyz answers ok).
-async fn spawn_hub(store: &str, dir: &std::path::Path) -> anyhow::Result<std::process::Child> {
+pub(crate) async fn spawn_hub(
+    store: &str,
+    store_args: &[String],
+    dir: &std::path::Path,
+) -> anyhow::Result<std::process::Child> {
     let kubeconfig = dir.join("admin.kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
     let exe = std::env::current_exe()?;
@@ -78,6 +103,7 @@ async fn spawn_hub(store: &str, dir: &std::path::Path) -> anyhow::Result<std::pr
             "--data-dir",
         ])
         .arg(dir)
+        .args(store_args)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -93,31 +119,99 @@ async fn spawn_hub(store: &str, dir: &std::path::Path) -> anyhow::Result<std::pr
     Ok(child)
 }
 
+/// Starts one hub on `store` (memory or redb); returns it and its admin kubeconfig.
 pub(crate) async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
+    let hub = start_hubs(store, 1, &[]).await?;
+    let kubeconfig = hub.kubeconfig(0);
+    Ok((hub, kubeconfig))
+}
+
+/// Starts `replicas` hubs on `store`; with etcd and no `etcd_endpoints`, on a single-member
+/// etcd started for them.
+pub(crate) async fn start_hubs(
+    store: &str,
+    replicas: usize,
+    etcd_endpoints: &[String],
+) -> anyhow::Result<Hub> {
     let dir = tempfile::tempdir()?;
-    let child = spawn_hub(store, dir.path()).await?;
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let pid = child.id();
-    Ok((
-        Hub {
-            child,
-            pid,
-            store: store.to_string(),
-            dir,
-        },
-        kubeconfig,
-    ))
+    let mut etcd = None;
+    let mut store_args = Vec::new();
+    if store == "etcd" {
+        let endpoints = if etcd_endpoints.is_empty() {
+            eprintln!("starting etcd (single member) ...");
+            let path = dir.path().join("etcd");
+            let cluster = tokio::task::spawn_blocking(move || {
+                flotilla_store::etcd_server::EtcdCluster::start(&path, 1)
+            })
+            .await??;
+            let endpoints = cluster.endpoints();
+            etcd = Some(cluster);
+            endpoints
+        } else {
+            etcd_endpoints.to_vec()
+        };
+        // A prefix of its own, so that a shared etcd's other data is left alone.
+        let prefix = format!(
+            "/flotilla-bench-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        );
+        store_args = vec![
+            "--etcd-endpoints".into(),
+            endpoints.join(","),
+            "--etcd-prefix".into(),
+            prefix,
+        ];
+    }
+    let mut children = Vec::new();
+    for r in 0..replicas {
+        // The first replica creates the shared credentials; the others adopt them.
+        children.push(spawn_hub(store, &store_args, &dir.path().join(format!("r{r}"))).await?);
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    Ok(Hub {
+        children,
+        pid: pids[0],
+        pids,
+        store: store.to_string(),
+        store_args,
+        dir,
+        etcd,
+    })
 }
 
 impl Hub {
-    /// Kills the hub with SIGKILL and starts it again on the same data; returns how long the new
-    /// process took to become ready.
+    /// The admin kubeconfig of replica `r` (every replica accepts the same credentials).
+    pub(crate) fn kubeconfig(&self, r: usize) -> PathBuf {
+        self.dir.path().join(format!("r{r}/admin.kubeconfig"))
+    }
+
+    /// The store arguments of a hub on the same etcd under another prefix.
+    pub(crate) fn store_args_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut args = self.store_args.clone();
+        if let Some(p) = args.iter().position(|a| a == "--etcd-prefix") {
+            args[p + 1] = prefix.to_string();
+        }
+        args
+    }
+
+    /// The etcd process the benchmark started, if any.
+    fn etcd_pid(&self) -> Option<u32> {
+        self.etcd.as_ref().and_then(|e| e.pid(0))
+    }
+
+    /// Kills the first replica with SIGKILL and starts it again on the same data; returns how
+    /// long the new process took to become ready.
     async fn kill_and_restart(&mut self) -> anyhow::Result<Duration> {
-        self.child.kill()?;
-        self.child.wait()?;
+        self.children[0].kill()?;
+        self.children[0].wait()?;
         let started = Instant::now();
-        self.child = spawn_hub(&self.store, self.dir.path()).await?;
-        self.pid = self.child.id();
+        self.children[0] =
+            spawn_hub(&self.store, &self.store_args, &self.dir.path().join("r0")).await?;
+        self.pid = self.children[0].id();
+        self.pids[0] = self.pid;
         Ok(started.elapsed())
     }
 }
@@ -150,35 +244,58 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-struct Phase {
+/// The processes whose CPU time a phase measures.
+#[derive(Clone, Default)]
+pub(crate) struct Procs {
+    /// Hub replicas (their CPU is summed).
+    hubs: Vec<u32>,
+    /// etcd, when the benchmark started it.
+    etcd: Option<u32>,
+}
+
+impl Procs {
+    /// CPU seconds used so far by the hubs and by etcd.
+    fn cpu(&self) -> (Option<f64>, Option<f64>) {
+        let hubs: Option<f64> = if self.hubs.is_empty() {
+            None
+        } else {
+            self.hubs.iter().map(|p| proc_usage(*p).map(|u| u.0)).sum()
+        };
+        (hubs, self.etcd.and_then(proc_usage).map(|u| u.0))
+    }
+}
+
+pub(crate) struct Phase {
     name: String,
     ops: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
     cpu: Option<f64>,
+    etcd_cpu: Option<f64>,
 }
 
 impl Phase {
     fn row(&self) -> String {
         let mut l = self.latencies.clone();
         l.sort();
-        let cpu = self
-            .cpu
-            .map(|c| format!("{:.3}", c * 1000.0 / self.ops as f64))
-            .unwrap_or_else(|| "-".into());
+        let per_op = |c: Option<f64>| {
+            c.map(|c| format!("{:.3}", c * 1000.0 / self.ops as f64))
+                .unwrap_or_else(|| "-".into())
+        };
         format!(
-            "| {} | {} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} |",
             self.name,
             self.ops,
             self.ops as f64 / self.elapsed.as_secs_f64(),
             ms(percentile(&l, 0.5)),
             ms(percentile(&l, 0.99)),
-            cpu
+            per_op(self.cpu),
+            per_op(self.etcd_cpu),
         )
     }
 }
 
-fn configmap(name: &str, payload: &str) -> ConfigMap {
+pub(crate) fn configmap(name: &str, payload: &str) -> ConfigMap {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "labels": {"bench": "true"}},
@@ -188,11 +305,11 @@ fn configmap(name: &str, payload: &str) -> ConfigMap {
 }
 
 /// Runs `total` operations with `concurrency` workers; `op(i)` performs operation i.
-async fn run_phase<F, Fut>(
+pub(crate) async fn run_phase<F, Fut>(
     name: &str,
     total: usize,
     concurrency: usize,
-    pid: Option<u32>,
+    procs: &Procs,
     op: F,
 ) -> anyhow::Result<Phase>
 where
@@ -202,7 +319,7 @@ where
     eprintln!("  {name}: {total} operations at concurrency {concurrency} ...");
     let op = Arc::new(op);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let cpu0 = pid.and_then(proc_usage).map(|u| u.0);
+    let cpu0 = procs.cpu();
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -226,16 +343,15 @@ where
         latencies.extend(w.await??);
     }
     let elapsed = start.elapsed();
-    let cpu = match (cpu0, pid.and_then(proc_usage)) {
-        (Some(a), Some((b, _))) => Some(b - a),
-        _ => None,
-    };
+    let cpu1 = procs.cpu();
+    let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
     Ok(Phase {
         name: name.into(),
         ops: total,
         elapsed,
         latencies,
-        cpu,
+        cpu: diff(cpu0.0, cpu1.0),
+        etcd_cpu: diff(cpu0.1, cpu1.1),
     })
 }
 
@@ -252,22 +368,50 @@ async fn run_command(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Api(a) => run_api(a).await,
         BenchCommand::Members(a) => crate::bench_fleet::run(a).await,
+        BenchCommand::Backup(a) => crate::bench_backup::run(a).await,
     }
 }
 
 async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
-    let (hub, kubeconfig) = match &args.kubeconfig {
-        Some(k) => (None, k.clone()),
+    let replicas = usize::from(args.replicas);
+    if replicas > 1 && args.store != "etcd" {
+        anyhow::bail!("--replicas {replicas} needs --store etcd (replicas share etcd)");
+    }
+    if args.kubeconfig.is_some() && replicas > 1 {
+        anyhow::bail!("--replicas starts hubs; it does not apply with --kubeconfig");
+    }
+    let (hub, kubeconfigs) = match &args.kubeconfig {
+        Some(k) => (None, vec![k.clone()]),
         None => {
-            eprintln!("starting a hub (--store {}) ...", args.store);
-            let (h, k) = start_hub(&args.store).await?;
+            eprintln!(
+                "starting {replicas} hub replica(s) (--store {}) ...",
+                args.store
+            );
+            let h = start_hubs(&args.store, replicas, &args.etcd_endpoints).await?;
+            let k = (0..replicas).map(|r| h.kubeconfig(r)).collect();
             (Some(h), k)
         }
     };
     let pid = hub.as_ref().map(|h| h.pid);
-    let kc = Kubeconfig::read_from(&kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    let client = kube::Client::try_from(config)?;
+    let procs = Procs {
+        hubs: hub.as_ref().map(|h| h.pids.clone()).unwrap_or_default(),
+        etcd: hub.as_ref().and_then(|h| h.etcd_pid()),
+    };
+    let mut clients = Vec::new();
+    for k in &kubeconfigs {
+        let kc = Kubeconfig::read_from(k)?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        clients.push(kube::Client::try_from(config)?);
+    }
+    let client = clients[0].clone();
+    // Operation i goes through replica i mod replicas.
+    let spread = |ns: &str| -> Vec<Api<ConfigMap>> {
+        clients
+            .iter()
+            .map(|c| Api::namespaced(c.clone(), ns))
+            .collect()
+    };
     let payload: Arc<str> = Arc::from("x".repeat(args.object_bytes.saturating_sub(150).max(1)));
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [
@@ -284,30 +428,42 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
             anyhow::bail!("creating namespace {ns}: {e} (is the server empty?)");
         }
     }
-    let idle_rss = pid.and_then(proc_usage).map(|u| u.1);
+    let rss = || {
+        (
+            pid.and_then(proc_usage).map(|u| u.1),
+            procs.etcd.and_then(proc_usage).map(|u| u.1),
+        )
+    };
+    let idle_rss = rss();
     let mut phases = Vec::new();
     eprintln!("creates:");
     for (c, n) in [(1usize, 1000usize), (16, 4000), (64, 5000)] {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &format!("bench-c{c}"));
+        let apis = spread(&format!("bench-c{c}"));
         let payload = payload.clone();
         phases.push(
-            run_phase(&format!("create, concurrency {c}"), n, c, pid, move |i| {
-                let api = api.clone();
-                let cm = configmap(&format!("cm-{i}"), &payload);
-                async move {
-                    api.create(&PostParams::default(), &cm).await?;
-                    Ok(())
-                }
-            })
+            run_phase(
+                &format!("create, concurrency {c}"),
+                n,
+                c,
+                &procs,
+                move |i| {
+                    let api = apis[i % apis.len()].clone();
+                    let cm = configmap(&format!("cm-{i}"), &payload);
+                    async move {
+                        api.create(&PostParams::default(), &cm).await?;
+                        Ok(())
+                    }
+                },
+            )
             .await?,
         );
     }
     eprintln!("reads and patches:");
     {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-c16");
+        let apis = spread("bench-c16");
         phases.push(
-            run_phase("get, concurrency 16", 10_000, 16, pid, move |i| {
-                let api = api.clone();
+            run_phase("get, concurrency 16", 10_000, 16, &procs, move |i| {
+                let api = apis[i % apis.len()].clone();
                 async move {
                     api.get(&format!("cm-{}", i % 4000)).await?;
                     Ok(())
@@ -315,10 +471,10 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
             })
             .await?,
         );
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-c16");
+        let apis = spread("bench-c16");
         phases.push(
-            run_phase("merge patch, concurrency 16", 4000, 16, pid, move |i| {
-                let api = api.clone();
+            run_phase("merge patch, concurrency 16", 4000, 16, &procs, move |i| {
+                let api = apis[i % apis.len()].clone();
                 async move {
                     let p = json!({"metadata": {"labels": {"patched": i.to_string()}}});
                     api.patch(
@@ -334,12 +490,11 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!("filling bench-list to 10,000 objects ...");
-    let list_api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-list");
     {
-        let api = list_api.clone();
+        let apis = spread("bench-list");
         let payload = payload.clone();
-        run_phase("fill", 10_000, 64, pid, move |i| {
-            let api = api.clone();
+        run_phase("fill", 10_000, 64, &procs, move |i| {
+            let api = apis[i % apis.len()].clone();
             let cm = configmap(&format!("cm-{i}"), &payload);
             async move {
                 api.create(&PostParams::default(), &cm).await?;
@@ -348,19 +503,19 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         })
         .await?;
     }
-    let rss_10k = pid.and_then(proc_usage).map(|u| u.1);
+    let rss_10k = rss();
     eprintln!("LIST of 10,000 objects:");
     // The LIST figure is the server's: the response is read as bytes, not decoded into
     // 10,000 typed objects on the client.
     let list = {
-        let client = client.clone();
+        let clients = clients.clone();
         run_phase(
             "list 10,000 objects, concurrency 1",
             20,
             1,
-            pid,
-            move |_| {
-                let client = client.clone();
+            &procs,
+            move |i| {
+                let client = clients[i % clients.len()].clone();
                 async move {
                     let req = http::Request::get("/api/v1/namespaces/bench-list/configmaps")
                         .body(kube::client::Body::empty())?;
@@ -381,16 +536,16 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         .await?
     };
     eprintln!("watch delivery: 100 watchers, 1,000 updates ...");
-    let watch = watch_delivery(&client).await?;
+    let watch = watch_delivery(&clients).await?;
     let total_so_far = 1000 + 4000 + 5000 + 10_000 + 1;
     let extra = args.max_objects.saturating_sub(total_so_far);
-    let mut rss_max = None;
+    let mut rss_max = (None, None);
     if extra > 0 {
         eprintln!("filling to {} objects ...", args.max_objects);
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-list");
+        let apis = spread("bench-list");
         let payload = payload.clone();
-        run_phase("fill", extra, 64, pid, move |i| {
-            let api = api.clone();
+        run_phase("fill", extra, 64, &procs, move |i| {
+            let api = apis[i % apis.len()].clone();
             let cm = configmap(&format!("more-{i}"), &payload);
             async move {
                 api.create(&PostParams::default(), &cm).await?;
@@ -398,7 +553,7 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
             }
         })
         .await?;
-        rss_max = pid.and_then(proc_usage).map(|u| u.1);
+        rss_max = rss();
     }
     let mut hub = hub;
     let mut restart = None;
@@ -407,9 +562,17 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         restart = Some(h.kill_and_restart().await?);
     }
 
-    println!("## flotilla bench api (--store {})\n", args.store);
-    println!("| operation | count | ops/s | p50 ms | p99 ms | hub CPU ms/op |");
-    println!("|---|---|---|---|---|---|");
+    let replicas_note = if replicas > 1 {
+        format!(", {replicas} replicas, load spread over them")
+    } else {
+        String::new()
+    };
+    println!(
+        "## flotilla bench api (--store {}{replicas_note})\n",
+        args.store
+    );
+    println!("| operation | count | ops/s | p50 ms | p99 ms | hub CPU ms/op | etcd CPU ms/op |");
+    println!("|---|---|---|---|---|---|---|");
     for p in &phases {
         println!("{}", p.row());
     }
@@ -428,15 +591,29 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "hub RSS: idle {}, after 10,000 objects {}, after {} objects {}",
-        mb(idle_rss),
-        mb(rss_10k),
+        "hub RSS (first replica): idle {}, after 10,000 objects {}, after {} objects {}",
+        mb(idle_rss.0),
+        mb(rss_10k.0),
         args.max_objects,
-        mb(rss_max)
+        mb(rss_max.0)
     );
-    if let Some(took) = restart {
+    if procs.etcd.is_some() {
         println!(
-            "hub restart after kill -9 with {} objects: ready in {:.2} s",
+            "etcd RSS: idle {}, after 10,000 objects {}, after {} objects {}",
+            mb(idle_rss.1),
+            mb(rss_10k.1),
+            args.max_objects,
+            mb(rss_max.1)
+        );
+    }
+    if let Some(took) = restart {
+        let how = if args.store == "etcd" {
+            " (its watch cache reloaded from etcd)"
+        } else {
+            ""
+        };
+        println!(
+            "hub restart after kill -9 with {} objects: ready in {:.2} s{how}",
             args.max_objects,
             took.as_secs_f64()
         );
@@ -446,9 +623,10 @@ async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
 }
 
 /// 100 watchers on one namespace; 1,000 sequential updates each carrying the time they were
-/// sent; returns every watcher's delivery latency.
-async fn watch_delivery(client: &kube::Client) -> anyhow::Result<Vec<Duration>> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
+/// sent; returns every watcher's delivery latency. With several replicas, watchers are spread
+/// over them and the updates go through the first.
+async fn watch_delivery(clients: &[kube::Client]) -> anyhow::Result<Vec<Duration>> {
+    let api: Api<ConfigMap> = Api::namespaced(clients[0].clone(), "bench-watch");
     let created = api
         .create(&PostParams::default(), &configmap("target", "0"))
         .await?;
@@ -456,8 +634,10 @@ async fn watch_delivery(client: &kube::Client) -> anyhow::Result<Vec<Duration>> 
     let origin = Instant::now();
     let updates = 1000usize;
     let mut watchers = Vec::new();
-    for _ in 0..100 {
-        let api = api.clone();
+    for w in 0..100 {
+        // Watchers are spread over the replicas; the updates go through the first one.
+        let api: Api<ConfigMap> =
+            Api::namespaced(clients[w % clients.len()].clone(), "bench-watch");
         let rv = rv.clone();
         let stream = api.watch(&WatchParams::default().timeout(290), &rv).await?;
         watchers.push(tokio::spawn(async move {

@@ -10,6 +10,7 @@ use flotilla_apiserver::ServerConfig;
 
 mod backup;
 mod bench;
+mod bench_backup;
 mod bench_fleet;
 mod fleet;
 mod serve;
