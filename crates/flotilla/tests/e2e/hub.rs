@@ -208,3 +208,40 @@ fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
         );
     });
 }
+
+#[test]
+fn bench_refuses_replicas_without_etcd_and_measures_backup_and_restore() {
+    let out = flotilla()
+        .args(["bench", "api", "--store", "redb", "--replicas", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--replicas 3 needs --store etcd"), "{err}");
+    let out = flotilla()
+        .args(["bench", "api", "--replicas", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    // A small run of the backup benchmark: backup, restore, start on the restored store, and
+    // the restored hub serves every object (the benchmark checks and fails otherwise).
+    let out = flotilla()
+        .args(["bench", "backup", "--store", "redb", "--objects", "300"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| recovery time (restore + start) |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the restored hub serves all 300 objects"),
+        "{stdout}"
+    );
+}
