@@ -7,4 +7,6 @@
 pub mod conditions;
 pub mod crds;
 pub mod member;
+pub mod names;
 pub mod quantity;
+pub mod selectors;

@@ -29,7 +29,7 @@ pub mod registry;
 mod request;
 mod rest;
 pub mod schema;
-pub mod selectors;
+pub use flotilla_api::selectors;
 mod server;
 mod table;
 pub mod tls;

@@ -27,6 +27,8 @@ pub enum BenchCommand {
     Members(crate::bench_fleet::MembersBenchArgs),
     /// Backup, restore and restart times at N objects (recovery point and recovery time).
     Backup(crate::bench_backup::BackupBenchArgs),
+    /// One PickN scheduling decision over 1,000 and 10,000 clusters.
+    Scheduler(crate::bench_scheduler::SchedulerBenchArgs),
 }
 
 /// Arguments of `flotilla bench`.
@@ -369,6 +371,7 @@ async fn run_command(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Api(a) => run_api(a).await,
         BenchCommand::Members(a) => crate::bench_fleet::run(a).await,
         BenchCommand::Backup(a) => crate::bench_backup::run(a).await,
+        BenchCommand::Scheduler(a) => crate::bench_scheduler::run(a),
     }
 }
 

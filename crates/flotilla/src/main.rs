@@ -12,6 +12,7 @@ mod backup;
 mod bench;
 mod bench_backup;
 mod bench_fleet;
+mod bench_scheduler;
 mod fleet;
 mod serve;
 

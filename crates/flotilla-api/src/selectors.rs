@@ -1,7 +1,7 @@
 //! Label and field selectors, with Kubernetes' grammar (`=`, `==`, `!=`, `in`, `notin`,
 //! existence, `!` non-existence, `>`/`<` for labels; `=`, `==`, `!=` for fields).
 
-use crate::validation::{label_key_problem, label_value_problem};
+use crate::names::{label_key_problem, label_value_problem};
 
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
