@@ -37,7 +37,7 @@ use crate::policy::{PlacementType, Policy, Taint, Term};
 pub struct Request<'a> {
     /// The placement's policy.
     pub policy: &'a Policy,
-    /// Every member cluster of the fleet.
+    /// Every member cluster of the fleet (in name order, for decisions listed in name order).
     pub clusters: &'a [Cluster],
     /// The clusters the placement is on now.
     pub placed: &'a BTreeSet<String>,
@@ -149,7 +149,8 @@ pub struct Rejected<'a> {
 pub struct Decision<'a> {
     /// Clusters picked, in the order picked (kept ones first).
     pub selected: Vec<Selected<'a>>,
-    /// Clusters not picked, by name.
+    /// Clusters not picked. PickFixed: in the order named; PickN: dropped by a lowered N, then
+    /// eligible but not picked, then filtered out; each in the order of the request's clusters.
     pub rejected: Vec<Rejected<'a>>,
     /// Whether the policy is satisfied (PickN: N picked; PickFixed: every named cluster).
     pub fulfilled: bool,
@@ -544,7 +545,6 @@ fn pick_n<'a>(req: &Request<'a>) -> Decision<'a> {
             reason,
         })
         .collect();
-    d.rejected.sort_unstable_by(|a, b| a.name.cmp(b.name));
     d.fulfilled = chosen.len() == n;
     d.message = if d.fulfilled {
         format!("picked {}", plural(n, "cluster", "clusters"))
