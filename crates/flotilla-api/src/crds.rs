@@ -10,21 +10,21 @@ pub const CLUSTER_GROUP: &str = "cluster.kubernetes-fleet.io";
 /// The versions served, storage version last.
 pub const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
-fn desc(text: &str, mut schema: Value) -> Value {
+pub(crate) fn desc(text: &str, mut schema: Value) -> Value {
     schema["description"] = json!(text);
     schema
 }
 
-fn string(text: &str) -> Value {
+pub(crate) fn string(text: &str) -> Value {
     desc(text, json!({"type": "string"}))
 }
 
-fn date_time(text: &str) -> Value {
+pub(crate) fn date_time(text: &str) -> Value {
     desc(text, json!({"type": "string", "format": "date-time"}))
 }
 
 /// `metav1.Condition`, as a list-map keyed by type.
-fn conditions(text: &str) -> Value {
+pub(crate) fn conditions(text: &str) -> Value {
     desc(
         text,
         json!({
@@ -99,10 +99,48 @@ fn crd(
     columns: Value,
     schema: Value,
 ) -> Value {
+    crd_in(
+        CLUSTER_GROUP,
+        "v1beta1",
+        &["fleet", "fleet-cluster"],
+        CrdNames {
+            kind,
+            plural,
+            scope,
+            short,
+        },
+        columns,
+        schema,
+    )
+}
+
+/// A CRD's kind, plural, scope and short names.
+pub(crate) struct CrdNames<'a> {
+    pub kind: &'a str,
+    pub plural: &'a str,
+    pub scope: &'a str,
+    pub short: &'a [&'a str],
+}
+
+/// A CRD of `group` served in v1 and v1beta1 with one schema, `storage` the stored version.
+pub(crate) fn crd_in(
+    group: &str,
+    storage: &str,
+    categories: &[&str],
+    names: CrdNames<'_>,
+    columns: Value,
+    schema: Value,
+) -> Value {
+    let CrdNames {
+        kind,
+        plural,
+        scope,
+        short,
+    } = names;
     let versions: Vec<Value> = VERSIONS
         .iter()
         .map(|v| {
-            json!({"name": v, "served": true, "storage": *v == "v1beta1",
+            json!({"name": v, "served": true, "storage": *v == storage,
                 "schema": {"openAPIV3Schema": schema},
                 "subresources": {"status": {}},
                 "additionalPrinterColumns": columns})
@@ -111,14 +149,14 @@ fn crd(
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.{CLUSTER_GROUP}"),
+        "metadata": {"name": format!("{plural}.{group}"),
             "labels": {"app.kubernetes.io/managed-by": "flotilla"}},
         "spec": {
-            "group": CLUSTER_GROUP,
+            "group": group,
             "scope": scope,
             "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural,
                 "singular": kind.to_lowercase(), "shortNames": short,
-                "categories": ["fleet", "fleet-cluster"]},
+                "categories": categories},
             "versions": versions
         }
     })
@@ -217,5 +255,7 @@ pub fn internal_member_cluster() -> Value {
 
 /// Every CRD the hub installs.
 pub fn all() -> Vec<Value> {
-    vec![member_cluster(), internal_member_cluster()]
+    let mut all = vec![member_cluster(), internal_member_cluster()];
+    all.extend(crate::placement::crds());
+    all
 }

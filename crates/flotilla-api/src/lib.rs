@@ -8,5 +8,6 @@ pub mod conditions;
 pub mod crds;
 pub mod member;
 pub mod names;
+pub mod placement;
 pub mod quantity;
 pub mod selectors;
