@@ -1,9 +1,9 @@
 //! Serving the fleet APIs: the KubeFleet CRDs (created or updated at start) and the admission
-//! rules KubeFleet writes in CEL.
+//! rules KubeFleet writes in CEL or webhooks (member clusters, placements).
 
 use std::sync::Arc;
 
-use flotilla_api::{crds, member};
+use flotilla_api::{crds, member, placement};
 use flotilla_apiserver::{ApiServer, Cause};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -36,6 +36,22 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
                 .collect()
         }),
     );
+    for plural in ["clusterresourceplacements", "resourceplacements"] {
+        server.add_validator(
+            placement::PLACEMENT_GROUP,
+            plural,
+            Arc::new(|obj, old| {
+                placement::validate_placement(obj, old)
+                    .into_iter()
+                    .map(|(reason, field, message)| Cause {
+                        reason,
+                        field,
+                        message,
+                    })
+                    .collect()
+            }),
+        );
+    }
     let api: Api<DynamicObject> = Api::all_with(server.client(), &crd_resource());
     for mut crd in crds::all() {
         let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
