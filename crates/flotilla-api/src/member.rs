@@ -259,7 +259,7 @@ pub fn properties(
                 k.clone(),
                 "is reported by the agent and cannot be overridden".into(),
             );
-        } else if let Some(p) = qualified_name_problem(k) {
+        } else if let Some(p) = crate::names::label_key_problem(k) {
             rejected.insert(k.clone(), format!("is not a valid property name: {p}"));
         } else if parse_milli(v).is_none() {
             rejected.insert(
@@ -320,39 +320,6 @@ pub fn heartbeat_deadline(last: DateTime<Utc>, threshold: std::time::Duration) -
     last + chrono::Duration::milliseconds(threshold.as_millis() as i64)
 }
 
-fn qualified_name_problem(k: &str) -> Option<String> {
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 63
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && p.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && p.ends_with(|c: char| c.is_ascii_alphanumeric())
-    };
-    let (prefix, name) = match k.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    if !part_ok(name) {
-        return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)".into());
-    }
-    if let Some(p) = prefix {
-        let ok = !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|l| {
-                !l.is_empty()
-                    && l.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            });
-        if !ok {
-            return Some("prefix part must be a lowercase RFC 1123 subdomain".into());
-        }
-    }
-    None
-}
-
 /// A field error of [`validate_member_cluster`]: (reason, field, message).
 pub type FieldError = (&'static str, String, String);
 
@@ -380,7 +347,7 @@ pub fn validate_member_cluster(obj: &Value) -> Vec<FieldError> {
     let taints = spec["taints"].as_array().cloned().unwrap_or_default();
     for (i, t) in taints.iter().enumerate() {
         let key = t["key"].as_str().unwrap_or("");
-        if let Some(p) = qualified_name_problem(key) {
+        if let Some(p) = crate::names::label_key_problem(key) {
             errs.push((
                 "FieldValueInvalid",
                 format!("spec.taints[{i}].key"),
@@ -394,9 +361,7 @@ pub fn validate_member_cluster(obj: &Value) -> Vec<FieldError> {
                 format!("spec.taints[{i}].value"),
                 "taint value must not exceed 63 characters".into(),
             ));
-        } else if !value.is_empty() && qualified_name_problem(value).is_some()
-            || value.contains('/')
-        {
+        } else if crate::names::label_value_problem(value).is_some() {
             errs.push((
                 "FieldValueInvalid",
                 format!("spec.taints[{i}].value"),
