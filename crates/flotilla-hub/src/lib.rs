@@ -6,6 +6,8 @@
 
 pub mod install;
 pub mod members;
+pub mod placement;
+pub mod resources;
 
 use std::time::Duration;
 
@@ -39,6 +41,10 @@ pub async fn start(
     let client = server.client();
     server.spawn_controller("member-controller", move || {
         members::run(client.clone(), config.clone())
+    });
+    let client = server.client();
+    server.spawn_controller("placement-controller", move || {
+        placement::run(client.clone())
     });
     Ok(())
 }

@@ -1,0 +1,1003 @@
+//! The placement controller, for ClusterResourcePlacements. One level-triggered reconcile per
+//! placement does, in order:
+//!
+//! 1. **Select** the resources from the watch-fed caches ([`crate::resources`]): by name or
+//!    label, a Namespace with everything in it (or only itself), without what the hub assigned
+//!    ([`flotilla_api::manifests::sanitize`]), in apply order.
+//! 2. **Snapshot** them: a new ClusterResourceSnapshot (`<crp>-<index>-snapshot`) when their
+//!    hash changes; and the policy: a new ClusterSchedulingPolicySnapshot (`<crp>-<index>`)
+//!    when it changes (numberOfClusters aside: an annotation). Old snapshots beyond
+//!    `revisionHistoryLimit` are deleted.
+//! 3. **Schedule** with [`flotilla_scheduler`] over the member clusters, keeping what is placed
+//!    when the policy snapshot is the same; the decisions go to the policy snapshot's status.
+//! 4. **Bind**: one ClusterResourceBinding per picked cluster (`<crp>-<cluster>-<hash>`,
+//!    state Bound, the latest resource snapshot; every cluster is updated at once until the
+//!    rollout issue adds rolling updates); bindings of clusters no longer picked are deleted.
+//! 5. **Work**: for each binding, the Work `<crp>-work` in the member's namespace holds the
+//!    manifests and the apply strategy; Works are owned by their binding and bindings and
+//!    snapshots by the placement, so deletions cascade through the garbage collector and the
+//!    agent removes what it applied.
+//! 6. **Status**: each Work's conditions (written by the member's agent) roll up into its
+//!    binding and the placement's per-cluster statuses and conditions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_api::conditions;
+use flotilla_api::manifests::{apply_rank, content_hash, identifier, sanitize};
+use flotilla_api::member::namespace_of;
+use flotilla_api::placement::{
+    annotation, cluster_condition as cc, crp_condition as pc, label, PLACEMENT_GROUP,
+    STORAGE_VERSION,
+};
+use flotilla_api::selectors::LabelSelector;
+use flotilla_scheduler::{Cluster, Policy};
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::members::member_cluster_resource;
+use crate::resources::{Changed, Resources};
+
+fn placement_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, kind),
+        plural,
+    )
+}
+
+/// ClusterResourcePlacement.
+pub fn crp_resource() -> ApiResource {
+    placement_resource("ClusterResourcePlacement", "clusterresourceplacements")
+}
+/// ClusterResourceSnapshot.
+pub fn resource_snapshot_resource() -> ApiResource {
+    placement_resource("ClusterResourceSnapshot", "clusterresourcesnapshots")
+}
+/// ClusterSchedulingPolicySnapshot.
+pub fn policy_snapshot_resource() -> ApiResource {
+    placement_resource(
+        "ClusterSchedulingPolicySnapshot",
+        "clusterschedulingpolicysnapshots",
+    )
+}
+/// ClusterResourceBinding.
+pub fn binding_resource() -> ApiResource {
+    placement_resource("ClusterResourceBinding", "clusterresourcebindings")
+}
+/// Work.
+pub fn work_resource() -> ApiResource {
+    placement_resource("Work", "works")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The placement selects a type whose cache is still loading.
+    #[error("waiting for the cache of {0}")]
+    Loading(String),
+}
+
+struct Ctx {
+    client: kube::Client,
+    members: Store<DynamicObject>,
+    bindings: Store<DynamicObject>,
+    works: Store<DynamicObject>,
+    resources: Arc<Resources>,
+}
+
+/// Runs the controller until the client's server stops.
+pub async fn run(client: kube::Client) {
+    let crp_ar = crp_resource();
+    let crps: Api<DynamicObject> = Api::all_with(client.clone(), &crp_ar);
+    let crp_writer = reflector::store::Writer::new(crp_ar.clone());
+    let crp_reader = crp_writer.as_reader();
+    let crp_stream = watcher(crps, watcher::Config::default())
+        .default_backoff()
+        .reflect(crp_writer)
+        .applied_objects()
+        .predicate_filter(spec_fingerprint, Default::default());
+
+    let (members, member_stream) = cached(&client, member_cluster_resource());
+    let (bindings, binding_stream) = cached(&client, binding_resource());
+    let (works, work_stream) = cached(&client, work_resource());
+
+    let resources = Arc::new(Resources::default());
+    let (tx, rx) = mpsc::unbounded_channel::<Changed>();
+    tokio::spawn(
+        resources
+            .clone()
+            .run(client.clone(), tx, Duration::from_secs(10)),
+    );
+    // A changed resource: the placements that may select it.
+    let for_resources = crp_reader.clone();
+    let resource_triggers =
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |c: Changed| {
+            let refs: Vec<ObjectRef<DynamicObject>> = for_resources
+                .state()
+                .iter()
+                .filter(|crp| may_select(crp, &c))
+                .map(|crp| ObjectRef::from_obj_with(crp.as_ref(), crp_resource()))
+                .collect();
+            futures::stream::iter(refs)
+        });
+
+    let ctx = Arc::new(Ctx {
+        client,
+        members,
+        bindings,
+        works,
+        resources,
+    });
+    let all_crps = crp_reader.clone();
+    let parent = |o: DynamicObject| {
+        o.labels()
+            .get(label::PARENT_CRP)
+            .map(|n| ObjectRef::new_with(n, crp_resource()))
+    };
+    Controller::for_stream_with(crp_stream, crp_reader, crp_ar)
+        .watches_stream_with(
+            member_stream.predicate_filter(member_fingerprint, Default::default()),
+            move |_| {
+                all_crps
+                    .state()
+                    .iter()
+                    .map(|c| ObjectRef::from_obj_with(c.as_ref(), crp_resource()))
+                    .collect::<Vec<_>>()
+            },
+            member_cluster_resource(),
+        )
+        .watches_stream_with(binding_stream, parent, binding_resource())
+        .watches_stream_with(work_stream, parent, work_resource())
+        .reconcile_on(resource_triggers)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+type Watched =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
+
+fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watched) {
+    let writer = reflector::store::Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
+/// Reconcile a placement when its spec, labels, finalizers or deletion change (not for its own
+/// status writes).
+fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    o.metadata.generation.hash(&mut h);
+    o.metadata.deletion_timestamp.is_some().hash(&mut h);
+    o.metadata.finalizers.hash(&mut h);
+    Some(h.finish())
+}
+
+/// What of a MemberCluster the scheduler reads.
+fn member_fingerprint(o: &DynamicObject) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let c = Cluster::from_member_cluster(&serde_json::to_value(o).ok()?);
+    let mut h = std::hash::DefaultHasher::new();
+    c.name.hash(&mut h);
+    c.labels.hash(&mut h);
+    c.properties.hash(&mut h);
+    format!("{:?}{:?}", c.taints, c.state).hash(&mut h);
+    Some(h.finish())
+}
+
+/// Whether `crp` may select an object of the changed type.
+fn may_select(crp: &DynamicObject, c: &Changed) -> bool {
+    crp.data["spec"]["resourceSelectors"]
+        .as_array()
+        .is_some_and(|sels| {
+            sels.iter().any(|s| {
+                let (g, k) = (
+                    s["group"].as_str().unwrap_or(""),
+                    s["kind"].as_str().unwrap_or(""),
+                );
+                (g == c.group && k == c.kind)
+                    || (c.namespace.is_some() && g.is_empty() && k == "Namespace")
+            })
+        })
+}
+
+fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
+            Action::requeue(Duration::from_millis(100))
+        }
+        Error::Loading(_) => Action::requeue(Duration::from_millis(500)),
+        _ => {
+            tracing::warn!(placement = %crp.name_any(), error = %e, "placement reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(2))
+        }
+    }
+}
+
+/// Namespaces a placement may not select.
+fn reserved_namespace(name: &str) -> bool {
+    name.starts_with("fleet-") || name.starts_with("kube-")
+}
+
+/// The selected resources (sanitized, in apply order) or why the selectors are invalid.
+fn select(ctx: &Ctx, crp: &Value) -> Result<Result<Vec<Value>, String>, Error> {
+    let sels = crp["spec"]["resourceSelectors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut picked: BTreeMap<(String, String, String, String), Value> = BTreeMap::new();
+    let mut add = |obj: &DynamicObject| {
+        if obj.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let Ok(v) = serde_json::to_value(obj) else {
+            return;
+        };
+        let key = (
+            v["apiVersion"].as_str().unwrap_or("").to_string(),
+            v["kind"].as_str().unwrap_or("").to_string(),
+            obj.namespace().unwrap_or_default(),
+            obj.name_any(),
+        );
+        picked.entry(key).or_insert_with(|| sanitize(&v));
+    };
+    for (i, sel) in sels.iter().enumerate() {
+        let group = sel["group"].as_str().unwrap_or("");
+        let kind = sel["kind"].as_str().unwrap_or("");
+        let Some(cache) = ctx.resources.get(group, kind) else {
+            if ctx.resources.loading(group, kind) {
+                return Err(Error::Loading(format!("{kind}.{group}")));
+            }
+            return Ok(Err(format!(
+                "resourceSelectors[{i}]: the hub serves no kind {kind} in group {group:?}"
+            )));
+        };
+        if cache.namespaced {
+            return Ok(Err(format!(
+                "resourceSelectors[{i}]: {kind} is namespaced; a ClusterResourcePlacement selects cluster-scoped resources (a Namespace brings what is in it)"
+            )));
+        }
+        let label_sel = match &sel["labelSelector"] {
+            Value::Null => None,
+            s => match LabelSelector::from_object(s) {
+                Ok(s) => Some(s),
+                Err(e) => return Ok(Err(format!("resourceSelectors[{i}].labelSelector: {e}"))),
+            },
+        };
+        let name = sel["name"].as_str().filter(|n| !n.is_empty());
+        for obj in cache.store.state() {
+            if name.is_some_and(|n| obj.name_any() != n) {
+                continue;
+            }
+            if let Some(ls) = &label_sel {
+                let labels = obj.labels();
+                if !ls.matches(|k| labels.get(k).map(String::as_str)) {
+                    continue;
+                }
+            }
+            if kind == "Namespace" && group.is_empty() {
+                let ns = obj.name_any();
+                if reserved_namespace(&ns) {
+                    continue;
+                }
+                add(&obj);
+                if sel["selectionScope"].as_str() != Some("NamespaceOnly") {
+                    for t in ctx.resources.namespaced() {
+                        for o in t.store.state() {
+                            if o.metadata.namespace.as_deref() == Some(ns.as_str()) {
+                                add(&o);
+                            }
+                        }
+                    }
+                }
+            } else {
+                add(&obj);
+            }
+        }
+    }
+    let mut out: Vec<Value> = picked.into_values().collect();
+    out.sort_by(|a, b| {
+        let rank = |v: &Value| {
+            apply_rank(
+                v["apiVersion"].as_str().unwrap_or(""),
+                v["kind"].as_str().unwrap_or(""),
+            )
+        };
+        rank(a).cmp(&rank(b)).then_with(|| {
+            let k = |v: &Value| {
+                (
+                    v["apiVersion"].to_string(),
+                    v["kind"].to_string(),
+                    v["metadata"]["namespace"].to_string(),
+                    v["metadata"]["name"].to_string(),
+                )
+            };
+            k(a).cmp(&k(b))
+        })
+    });
+    Ok(Ok(out))
+}
+
+fn owner_ref(obj: &DynamicObject, ar: &ApiResource) -> Value {
+    json!({"apiVersion": ar.api_version, "kind": ar.kind, "name": obj.name_any(),
+        "uid": obj.metadata.uid.clone().unwrap_or_default(), "blockOwnerDeletion": true, "controller": true})
+}
+
+fn short_hash(s: &str) -> String {
+    content_hash(&[json!(s)])[..8].to_string()
+}
+
+/// Index of a snapshot (its index label).
+fn index_of(o: &DynamicObject, key: &str) -> i64 {
+    o.labels()
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Keeps the snapshots of `ar` for `crp`: returns the latest, after creating a new one when
+/// `hash` differs from it; deletes the oldest beyond `keep`.
+#[allow(clippy::too_many_arguments)]
+async fn snapshot(
+    client: &kube::Client,
+    crp: &DynamicObject,
+    ar: &ApiResource,
+    index_label: &str,
+    hash_annotation: &str,
+    hash: &str,
+    name_of: impl Fn(i64) -> String,
+    spec: Value,
+    extra_annotations: Value,
+    keep: usize,
+) -> Result<DynamicObject, Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    let crp_name = crp.name_any();
+    let mut all = api
+        .list(&ListParams::default().labels(&format!("{}={crp_name}", label::PARENT_CRP)))
+        .await?
+        .items;
+    all.sort_by_key(|o| index_of(o, index_label));
+    if let Some(latest) = all.last() {
+        let same = latest
+            .annotations()
+            .get(hash_annotation)
+            .is_some_and(|h| h == hash);
+        if same {
+            return Ok(latest.clone());
+        }
+    }
+    let index = all.last().map_or(0, |l| index_of(l, index_label) + 1);
+    // The previous latest is latest no more.
+    for o in all.iter().filter(|o| {
+        o.labels()
+            .get(label::IS_LATEST_SNAPSHOT)
+            .is_some_and(|v| v == "true")
+    }) {
+        let p = json!({"metadata": {"labels": {label::IS_LATEST_SNAPSHOT: "false"}}});
+        api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(&p))
+            .await?;
+    }
+    let mut annotations = json!({hash_annotation: hash,
+        annotation::CRP_GENERATION: crp.metadata.generation.unwrap_or(0).to_string()});
+    if let Some(extra) = extra_annotations.as_object() {
+        for (k, v) in extra {
+            annotations[k] = v.clone();
+        }
+    }
+    let obj = json!({
+        "apiVersion": ar.api_version, "kind": ar.kind,
+        "metadata": {"name": name_of(index),
+            "labels": {label::PARENT_CRP: crp_name, index_label: index.to_string(), label::IS_LATEST_SNAPSHOT: "true"},
+            "annotations": annotations,
+            "ownerReferences": [owner_ref(crp, &crp_resource())]},
+        "spec": spec
+    });
+    let created = api
+        .create(&PostParams::default(), &serde_json::from_value(obj)?)
+        .await?;
+    // History beyond the limit goes, oldest first (the new one counts).
+    let excess = (all.len() + 1).saturating_sub(keep);
+    for o in all.iter().take(excess) {
+        let _ = api.delete(&o.name_any(), &DeleteParams::default()).await;
+    }
+    Ok(created)
+}
+
+/// The policy without numberOfClusters (which does not make a new snapshot).
+fn policy_identity(policy: &Value) -> Value {
+    let mut p = policy.clone();
+    if let Some(m) = p.as_object_mut() {
+        m.remove("numberOfClusters");
+    }
+    p
+}
+
+fn condition(conds: &mut Value, ty: &str, status: &str, reason: &str, message: &str, gen: i64) {
+    conditions::set_status(conds, ty, status, reason, message, Some(gen));
+}
+
+async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if crp.metadata.deletion_timestamp.is_some() {
+        // Snapshots, bindings and works are owned by the placement: the garbage collector
+        // removes them, and the agents what they applied.
+        return Ok(Action::await_change());
+    }
+    let client = &ctx.client;
+    let name = crp.name_any();
+    let generation = crp.metadata.generation.unwrap_or(0);
+    let crp_value = serde_json::to_value(crp.as_ref())?;
+    let spec = &crp_value["spec"];
+    let keep = spec["revisionHistoryLimit"]
+        .as_u64()
+        .unwrap_or(10)
+        .clamp(1, 1000) as usize;
+    let mut status = json!({});
+    let mut conds = crp_value["status"]["conditions"].clone();
+
+    // 1-2. Select and snapshot the resources.
+    let selected = match select(&ctx, &crp_value)? {
+        Ok(s) => s,
+        Err(why) => {
+            condition(
+                &mut conds,
+                pc::SCHEDULED,
+                "False",
+                "InvalidResourceSelectors",
+                &why,
+                generation,
+            );
+            status["conditions"] = conds;
+            write_status(client, &name, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let resource_hash = content_hash(&selected);
+    let rs = snapshot(
+        client,
+        &crp,
+        &resource_snapshot_resource(),
+        label::RESOURCE_INDEX,
+        annotation::RESOURCE_HASH,
+        &resource_hash,
+        |i| format!("{name}-{i}-snapshot"),
+        json!({"selectedResources": selected}),
+        json!({annotation::NUMBER_OF_RESOURCE_SNAPSHOTS: "1"}),
+        keep,
+    )
+    .await?;
+    let resource_index = index_of(&rs, label::RESOURCE_INDEX).to_string();
+    let manifests: Vec<Value> = rs.data["spec"]["selectedResources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+
+    // Policy snapshot.
+    let policy_value = spec["policy"].clone();
+    let policy = match Policy::parse(&policy_value) {
+        Ok(p) => p,
+        Err(why) => {
+            condition(
+                &mut conds,
+                pc::SCHEDULED,
+                "False",
+                "InvalidPolicy",
+                &why,
+                generation,
+            );
+            status["conditions"] = conds;
+            write_status(client, &name, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let policy_hash = content_hash(&[policy_identity(&policy_value)]);
+    let n_annotation = match policy.placement_type {
+        flotilla_scheduler::PlacementType::PickN => {
+            json!({annotation::NUMBER_OF_CLUSTERS: policy.number_of_clusters.to_string()})
+        }
+        _ => json!({}),
+    };
+    let ps = snapshot(
+        client,
+        &crp,
+        &policy_snapshot_resource(),
+        label::POLICY_INDEX,
+        "kubernetes-fleet.io/policy-hash",
+        &policy_hash,
+        |i| format!("{name}-{i}"),
+        json!({"policy": policy_value, "policyHash": base64_of(&policy_hash)}),
+        n_annotation.clone(),
+        keep,
+    )
+    .await?;
+    let ps_name = ps.name_any();
+    let ps_api: Api<DynamicObject> = Api::all_with(client.clone(), &policy_snapshot_resource());
+    if let Some(n) = n_annotation[annotation::NUMBER_OF_CLUSTERS].as_str() {
+        if ps
+            .annotations()
+            .get(annotation::NUMBER_OF_CLUSTERS)
+            .map(String::as_str)
+            != Some(n)
+        {
+            let p = json!({"metadata": {"annotations": {annotation::NUMBER_OF_CLUSTERS: n}}});
+            ps_api
+                .patch(&ps_name, &PatchParams::default(), &Patch::Merge(&p))
+                .await?;
+        }
+    }
+
+    // 3. Schedule.
+    let mut clusters: Vec<Cluster> = ctx
+        .members
+        .state()
+        .iter()
+        .filter_map(|m| serde_json::to_value(m.as_ref()).ok())
+        .map(|m| Cluster::from_member_cluster(&m))
+        .collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    let mine: Vec<Arc<DynamicObject>> = ctx
+        .bindings
+        .state()
+        .into_iter()
+        .filter(|b| b.labels().get(label::PARENT_CRP) == Some(&name))
+        .collect();
+    let placed: BTreeSet<String> = mine
+        .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter_map(|b| b.data["spec"]["targetCluster"].as_str().map(String::from))
+        .collect();
+    let same_policy = !mine.is_empty()
+        && mine
+            .iter()
+            .all(|b| b.data["spec"]["schedulingPolicySnapshotName"] == ps_name.as_str());
+    let decision = flotilla_scheduler::schedule(&flotilla_scheduler::Request {
+        policy: &policy,
+        clusters: &clusters,
+        placed: &placed,
+        same_policy,
+    });
+    let decisions: Vec<Value> = decision
+        .selected
+        .iter()
+        .map(|s| {
+            json!({"clusterName": s.name, "selected": true,
+            "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
+            "reason": s.reason.to_string()})
+        })
+        .chain(decision.rejected.iter().take(20).map(
+            |r| json!({"clusterName": r.name, "selected": false, "reason": r.reason.to_string()}),
+        ))
+        .collect();
+    let (sched_status, sched_reason) = if decision.fulfilled {
+        ("True", "SchedulingPolicyFulfilled")
+    } else {
+        ("False", "SchedulingPolicyUnfulfilled")
+    };
+    let mut ps_conds = ps.data["status"]["conditions"].clone();
+    conditions::set_status(
+        &mut ps_conds,
+        "Scheduled",
+        sched_status,
+        sched_reason,
+        &decision.message,
+        ps.metadata.generation,
+    );
+    let ps_status = json!({"status": {"observedCRPGeneration": generation,
+        "conditions": ps_conds, "clusterDecisions": decisions,
+        "targetClusters": decision.names()}});
+    if ps.data["status"]["clusterDecisions"] != ps_status["status"]["clusterDecisions"]
+        || ps.data["status"]["conditions"] != ps_status["status"]["conditions"]
+        || ps.data["status"]["observedCRPGeneration"] != json!(generation)
+    {
+        ps_api
+            .patch_status(&ps_name, &PatchParams::default(), &Patch::Merge(&ps_status))
+            .await?;
+    }
+
+    // 4. Bindings.
+    let binding_api: Api<DynamicObject> = Api::all_with(client.clone(), &binding_resource());
+    let apply_strategy = apply_strategy_of(spec);
+    let wanted: BTreeMap<&str, &flotilla_scheduler::Selected> =
+        decision.selected.iter().map(|s| (s.name, s)).collect();
+    for b in &mine {
+        let target = b.data["spec"]["targetCluster"].as_str().unwrap_or("");
+        if !wanted.contains_key(target) && b.metadata.deletion_timestamp.is_none() {
+            binding_api
+                .delete(&b.name_any(), &DeleteParams::background())
+                .await?;
+        }
+    }
+    let mut bindings: BTreeMap<String, Value> = BTreeMap::new();
+    for (cluster, s) in &wanted {
+        let bname = format!(
+            "{name}-{cluster}-{}",
+            short_hash(&format!("{name}/{cluster}"))
+        );
+        let bspec = json!({
+            "state": "Bound",
+            "resourceSnapshotName": rs.name_any(),
+            "schedulingPolicySnapshotName": ps_name,
+            "targetCluster": cluster,
+            "clusterDecision": {"clusterName": cluster, "selected": true,
+                "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
+                "reason": s.reason.to_string()},
+            "applyStrategy": apply_strategy,
+        });
+        let existing = mine.iter().find(|b| b.name_any() == bname);
+        let binding = match existing {
+            Some(b) if b.data["spec"] == bspec => b.as_ref().clone(),
+            Some(_) => {
+                let p = json!({"spec": bspec});
+                binding_api
+                    .patch(&bname, &PatchParams::default(), &Patch::Merge(&p))
+                    .await?
+            }
+            None => {
+                let obj = json!({"apiVersion": binding_resource().api_version, "kind": "ClusterResourceBinding",
+                    "metadata": {"name": bname, "labels": {label::PARENT_CRP: name},
+                        "annotations": {annotation::CRP_GENERATION: generation.to_string()},
+                        "ownerReferences": [owner_ref(&crp, &crp_resource())]},
+                    "spec": bspec});
+                binding_api
+                    .create(&PostParams::default(), &serde_json::from_value(obj)?)
+                    .await?
+            }
+        };
+        // 5. The Work.
+        let ns = namespace_of(cluster);
+        let work_api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &ns, &work_resource());
+        let work_name = format!("{name}-work");
+        let wspec = json!({"workload": {"manifests": manifests}, "applyStrategy": apply_strategy});
+        let work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
+            label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
+        let current = ctx
+            .works
+            .get(&ObjectRef::new_with(&work_name, work_resource()).within(&ns));
+        let work = match current {
+            Some(w)
+                if w.data["spec"] == wspec
+                    && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
+                        == Some(&resource_index) =>
+            {
+                Some(w.as_ref().clone())
+            }
+            Some(_) => {
+                let p = json!({"metadata": {"labels": work_labels}, "spec": wspec});
+                Some(
+                    work_api
+                        .patch(&work_name, &PatchParams::default(), &Patch::Merge(&p))
+                        .await?,
+                )
+            }
+            None => {
+                let obj = json!({"apiVersion": work_resource().api_version, "kind": "Work",
+                    "metadata": {"name": work_name, "namespace": ns, "labels": work_labels,
+                        "ownerReferences": [owner_ref(&binding, &binding_resource())]},
+                    "spec": wspec});
+                match work_api
+                    .create(&PostParams::default(), &serde_json::from_value(obj)?)
+                    .await
+                {
+                    Ok(w) => Some(w),
+                    // The member's namespace is gone (it is leaving): nothing to send.
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        // 6. The binding's status from its Work.
+        let bstatus = binding_status(&binding, work.as_ref(), s, generation);
+        if binding.data["status"] != bstatus {
+            binding_api
+                .patch_status(
+                    &bname,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": bstatus})),
+                )
+                .await?;
+        }
+        bindings.insert(cluster.to_string(), bstatus);
+    }
+
+    // The placement's status.
+    let mut per_cluster = Vec::new();
+    for (cluster, bstatus) in &bindings {
+        let mut entry = json!({"clusterName": cluster, "observedResourceIndex": resource_index,
+            "conditions": bstatus["conditions"]});
+        for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
+            if bstatus[f].as_array().is_some_and(|a| !a.is_empty()) {
+                entry[f] = bstatus[f].clone();
+            }
+        }
+        per_cluster.push(entry);
+    }
+    condition(
+        &mut conds,
+        pc::SCHEDULED,
+        sched_status,
+        sched_reason,
+        &decision.message,
+        generation,
+    );
+    for (crp_type, cluster_type, ok_reason, bad_reason, pending_reason) in [
+        (
+            pc::ROLLOUT_STARTED,
+            cc::ROLLOUT_STARTED,
+            "RolloutStarted",
+            "RolloutNotStartedYet",
+            "RolloutStartedUnknown",
+        ),
+        (
+            pc::OVERRIDDEN,
+            cc::OVERRIDDEN,
+            "NoOverrideSpecified",
+            "OverriddenFailed",
+            "OverriddenPending",
+        ),
+        (
+            pc::WORK_SYNCHRONIZED,
+            cc::WORK_SYNCHRONIZED,
+            "WorkSynchronized",
+            "WorkNotSynchronizedYet",
+            "WorkSynchronizedUnknown",
+        ),
+        (
+            pc::APPLIED,
+            cc::APPLIED,
+            "ApplySucceeded",
+            "ApplyFailed",
+            "ApplyPending",
+        ),
+        (
+            pc::AVAILABLE,
+            cc::AVAILABLE,
+            "ResourceAvailable",
+            "ResourceNotAvailableYet",
+            "ResourceAvailablePending",
+        ),
+    ] {
+        let statuses: Vec<&str> = bindings
+            .values()
+            .map(|b| {
+                conditions::find(&b["conditions"], cluster_type)
+                    .and_then(|c| c["status"].as_str())
+                    .unwrap_or("Unknown")
+            })
+            .collect();
+        let total = statuses.len();
+        let good = statuses.iter().filter(|s| **s == "True").count();
+        let bad = statuses.iter().filter(|s| **s == "False").count();
+        let (st, reason, msg) = if good == total {
+            ("True", ok_reason, format!("{good} of {total} clusters"))
+        } else if bad > 0 {
+            (
+                "False",
+                bad_reason,
+                format!("{bad} of {total} clusters failed or are not ready"),
+            )
+        } else {
+            (
+                "Unknown",
+                pending_reason,
+                format!("{good} of {total} clusters so far"),
+            )
+        };
+        condition(&mut conds, crp_type, st, reason, &msg, generation);
+    }
+    status["selectedResources"] = json!(manifests.iter().map(identifier).collect::<Vec<_>>());
+    status["observedResourceIndex"] = json!(resource_index);
+    status["placementStatuses"] = json!(per_cluster);
+    status["conditions"] = conds;
+    if crp_value["status"] != status {
+        write_status(client, &name, status).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The placement's apply strategy with KubeFleet's defaults filled in (also when the placement
+/// has no strategy at all).
+fn apply_strategy_of(spec: &Value) -> Value {
+    let mut a = json!({"type": "ClientSideApply", "comparisonOption": "PartialComparison",
+        "whenToApply": "Always", "whenToTakeOver": "Always"});
+    if let Some(given) = spec["strategy"]["applyStrategy"].as_object() {
+        for (k, v) in given {
+            a[k] = v.clone();
+        }
+    }
+    a
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+async fn write_status(client: &kube::Client, name: &str, status: Value) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &crp_resource());
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A binding's status: scheduled and rolled out (every cluster at once for now), no
+/// overrides yet, and its Work's applied and available conditions (as of the Work's current
+/// generation) with the manifests that failed.
+fn binding_status(
+    binding: &DynamicObject,
+    work: Option<&DynamicObject>,
+    s: &flotilla_scheduler::Selected<'_>,
+    generation: i64,
+) -> Value {
+    let mut conds = binding.data["status"]["conditions"].clone();
+    let g = binding.metadata.generation.unwrap_or(generation);
+    condition(
+        &mut conds,
+        cc::SCHEDULED,
+        "True",
+        "Scheduled",
+        &s.reason.to_string(),
+        g,
+    );
+    condition(
+        &mut conds,
+        cc::ROLLOUT_STARTED,
+        "True",
+        "RolloutStarted",
+        "the resources roll out to the cluster",
+        g,
+    );
+    condition(
+        &mut conds,
+        cc::OVERRIDDEN,
+        "True",
+        "NoOverrideSpecified",
+        "no override applies",
+        g,
+    );
+    let mut failed = Vec::new();
+    match work {
+        None => {
+            condition(
+                &mut conds,
+                cc::WORK_SYNCHRONIZED,
+                "False",
+                "WorkNotSynchronizedYet",
+                "the member's namespace is not available",
+                g,
+            );
+        }
+        Some(w) => {
+            condition(
+                &mut conds,
+                cc::WORK_SYNCHRONIZED,
+                "True",
+                "AllWorkSynced",
+                "the Work holds the latest resources",
+                g,
+            );
+            let wgen = w.metadata.generation.unwrap_or(0);
+            let wconds = &w.data["status"]["conditions"];
+            for (ty, ok, bad, pending) in [
+                (
+                    cc::APPLIED,
+                    "AllWorkHaveBeenApplied",
+                    "WorkNotAppliedYet",
+                    "WorkApplyPending",
+                ),
+                (
+                    cc::AVAILABLE,
+                    "AllWorkAreAvailable",
+                    "WorkNotAvailableYet",
+                    "WorkAvailabilityPending",
+                ),
+            ] {
+                match conditions::find(wconds, ty)
+                    .filter(|c| c["observedGeneration"].as_i64() == Some(wgen))
+                {
+                    Some(c) if c["status"] == "True" => condition(
+                        &mut conds,
+                        ty,
+                        "True",
+                        ok,
+                        c["message"].as_str().unwrap_or(""),
+                        g,
+                    ),
+                    Some(c) if c["status"] == "False" => condition(
+                        &mut conds,
+                        ty,
+                        "False",
+                        bad,
+                        c["message"].as_str().unwrap_or(""),
+                        g,
+                    ),
+                    _ => condition(
+                        &mut conds,
+                        ty,
+                        "Unknown",
+                        pending,
+                        "the member's agent has not reported on the latest Work yet",
+                        g,
+                    ),
+                }
+            }
+            for m in w.data["status"]["manifestConditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                for ty in [cc::APPLIED, cc::AVAILABLE] {
+                    if let Some(c) =
+                        conditions::find(&m["conditions"], ty).filter(|c| c["status"] == "False")
+                    {
+                        let mut f = m["identifier"].clone();
+                        if let Some(o) = f.as_object_mut() {
+                            o.remove("ordinal");
+                            o.remove("resource");
+                        }
+                        f["condition"] = c.clone();
+                        failed.push(f);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    failed.truncate(100);
+    let mut status = json!({"conditions": conds});
+    if !failed.is_empty() {
+        status["failedPlacements"] = json!(failed);
+    }
+    if let Some(w) = work {
+        for f in ["driftedPlacements", "diffedPlacements"] {
+            let list: Vec<Value> = w.data["status"]["manifestConditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    let key = if f == "driftedPlacements" {
+                        "driftDetails"
+                    } else {
+                        "diffDetails"
+                    };
+                    let details = m.get(key)?;
+                    let mut e = m["identifier"].clone();
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("ordinal");
+                        o.remove("resource");
+                    }
+                    for (k, v) in details.as_object()? {
+                        e[k] = v.clone();
+                    }
+                    Some(e)
+                })
+                .take(100)
+                .collect();
+            if !list.is_empty() {
+                status[f] = json!(list);
+            }
+        }
+    }
+    status
+}

@@ -1,0 +1,200 @@
+//! Watch-fed caches of every resource type a placement can select (what the hub serves, less
+//! its own machinery), found by discovery and refreshed as CRDs come and go. A change to a
+//! cached object is reported, so that the placements that may select it are reconciled.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::discovery::{Discovery, Scope};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+/// A cached resource type.
+#[derive(Clone)]
+pub struct Cached {
+    /// The type, at the version discovery prefers.
+    pub resource: ApiResource,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Its objects.
+    pub store: Store<DynamicObject>,
+}
+
+/// A change to a cached object: its type and namespace (None: cluster-scoped).
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace of a namespaced object.
+    pub namespace: Option<String>,
+}
+
+/// The caches, by (group, kind).
+#[derive(Default)]
+pub struct Resources {
+    types: RwLock<BTreeMap<(String, String), Cached>>,
+    /// Types discovery found whose cache is still loading.
+    loading: RwLock<std::collections::BTreeSet<(String, String)>>,
+}
+
+/// Resource types never placed: the fleet's own machinery, events, leases, endpoints (the
+/// member makes its own), and requests that are not objects.
+fn placeable(group: &str, plural: &str) -> bool {
+    !matches!(
+        (group, plural),
+        ("", "events")
+            | ("events.k8s.io", _)
+            | ("coordination.k8s.io", _)
+            | ("", "endpoints")
+            | ("discovery.k8s.io", _)
+            | ("", "pods")
+            | ("", "nodes")
+            | ("", "bindings")
+            | ("", "componentstatuses")
+            | ("apps", "controllerrevisions")
+            | ("apps", "replicasets")
+            | ("certificates.k8s.io", _)
+            | ("authentication.k8s.io", _)
+            | ("authorization.k8s.io", _)
+            | ("placement.kubernetes-fleet.io", _)
+            | ("cluster.kubernetes-fleet.io", _)
+    )
+}
+
+impl Resources {
+    /// The cache of (group, kind), if discovered and loaded.
+    pub fn get(&self, group: &str, kind: &str) -> Option<Cached> {
+        self.types
+            .read()
+            .get(&(group.to_string(), kind.to_string()))
+            .cloned()
+    }
+
+    /// Whether (group, kind) was discovered but its cache is still loading.
+    pub fn loading(&self, group: &str, kind: &str) -> bool {
+        self.loading
+            .read()
+            .contains(&(group.to_string(), kind.to_string()))
+    }
+
+    /// Every loaded namespaced type.
+    pub fn namespaced(&self) -> Vec<Cached> {
+        self.types
+            .read()
+            .values()
+            .filter(|c| c.namespaced)
+            .cloned()
+            .collect()
+    }
+
+    /// Discovers the placeable types now and every `every`, starting a cache for each new one;
+    /// changes go to `changes`.
+    pub async fn run(
+        self: Arc<Self>,
+        client: kube::Client,
+        changes: mpsc::UnboundedSender<Changed>,
+        every: Duration,
+    ) {
+        loop {
+            match Discovery::new(client.clone()).run().await {
+                Ok(discovery) => {
+                    for group in discovery.groups() {
+                        for (ar, caps) in group.recommended_resources() {
+                            if !placeable(&ar.group, &ar.plural)
+                                || !caps.supports_operation("watch")
+                                || ar.plural.contains('/')
+                            {
+                                continue;
+                            }
+                            let key = (ar.group.clone(), ar.kind.clone());
+                            if self.types.read().contains_key(&key)
+                                || !self.loading.write().insert(key.clone())
+                            {
+                                continue;
+                            }
+                            tokio::spawn(self.clone().follow(
+                                client.clone(),
+                                ar,
+                                matches!(caps.scope, Scope::Namespaced),
+                                changes.clone(),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "discovering placeable resources failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn follow(
+        self: Arc<Self>,
+        client: kube::Client,
+        ar: ApiResource,
+        namespaced: bool,
+        changes: mpsc::UnboundedSender<Changed>,
+    ) {
+        let writer = reflector::store::Writer::new(ar.clone());
+        let store = writer.as_reader();
+        let api: Api<DynamicObject> = Api::all_with(client, &ar);
+        let key = (ar.group.clone(), ar.kind.clone());
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .boxed();
+        let ready = {
+            let store = store.clone();
+            async move { store.wait_until_ready().await }
+        };
+        tokio::pin!(ready);
+        let mut published = false;
+        loop {
+            tokio::select! {
+                r = &mut ready, if !published => {
+                    if r.is_err() {
+                        return;
+                    }
+                    published = true;
+                    self.types.write().insert(key.clone(), Cached {
+                        resource: ar.clone(),
+                        namespaced,
+                        store: store.clone(),
+                    });
+                    self.loading.write().remove(&key);
+                    // Placements that waited for this type can now select it.
+                    let _ = changes.send(Changed { group: ar.group.clone(), kind: ar.kind.clone(), namespace: None });
+                }
+                ev = stream.next() => match ev {
+                    Some(Ok(obj)) => {
+                        if published {
+                            let _ = changes.send(Changed {
+                                group: ar.group.clone(),
+                                kind: ar.kind.clone(),
+                                namespace: if namespaced { obj.metadata.namespace.clone() } else { None },
+                            });
+                        }
+                    }
+                    Some(Err(e)) => {
+                        // The type went away (its CRD was deleted): drop the cache.
+                        if matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchFailed(kube::Error::Api(s)) if s.code == 404)
+                        {
+                            self.types.write().remove(&key);
+                            self.loading.write().remove(&key);
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
