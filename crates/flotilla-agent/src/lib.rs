@@ -10,6 +10,8 @@
 
 #![warn(missing_docs)]
 
+pub mod work;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -124,6 +126,12 @@ impl Agent {
         let (pods, pods_task) =
             spawn_reflector(self.member.clone(), resource("", "v1", "Pod", "pods"));
         let view = MemberView { nodes, pods };
+        // The work applier: what the hub's Works say, applied in the member.
+        let work_task = tokio::spawn(work::run(
+            self.name.clone(),
+            self.hub.clone(),
+            self.member.clone(),
+        ));
         // The InternalMemberCluster, followed by watch.
         let (imc_tx, mut imc_rx) = tokio::sync::watch::channel::<Option<DynamicObject>>(None);
         let watch_task = tokio::spawn({
@@ -160,7 +168,7 @@ impl Agent {
             .main_loop(&imcs, &view, &mut imc_rx, &mut shutdown)
             .await;
         // Nothing of the agent outlives it.
-        for t in [watch_task, nodes_task, pods_task] {
+        for t in [watch_task, nodes_task, pods_task, work_task] {
             t.abort();
         }
         result

@@ -479,7 +479,8 @@ fn work() -> Value {
     placement_crd("Work", "works", "Namespaced", &[], columns, schema)
 }
 
-fn applied_work() -> Value {
+/// AppliedWork, installed in member clusters by the agent.
+pub fn applied_work() -> Value {
     let schema = simple_schema(
         "In a member cluster: the objects the agent applied for one Work, so that it can remove them.",
         json!({"type": "object", "required": ["workName", "workNamespace"], "properties": {

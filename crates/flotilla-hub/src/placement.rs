@@ -522,7 +522,11 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         "kubernetes-fleet.io/policy-hash",
         &policy_hash,
         |i| format!("{name}-{i}"),
-        json!({"policy": policy_value, "policyHash": base64_of(&policy_hash)}),
+        if policy_value.is_null() {
+            json!({"policyHash": base64_of(&policy_hash)})
+        } else {
+            json!({"policy": policy_value, "policyHash": base64_of(&policy_hash)})
+        },
         n_annotation.clone(),
         keep,
     )

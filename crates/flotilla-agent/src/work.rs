@@ -1,0 +1,675 @@
+//! The work applier: follows the Works in the member's namespace on the hub and makes the
+//! member cluster hold what they say.
+//!
+//! For each Work, an AppliedWork of the same name in the member records what was applied, and
+//! every applied object has the AppliedWork as an owner: deleting the AppliedWork (when its
+//! Work is gone from the hub) lets the member's own garbage collector remove the objects;
+//! objects that leave a Work are deleted by the agent. Manifests are applied in dependency
+//! order ([`flotilla_api::manifests::apply_rank`]).
+//!
+//! Apply strategies: `ServerSideApply` is a server-side apply by the agent's field manager
+//! (`force` as configured; a conflict fails the manifest); `ClientSideApply` is carried out as
+//! a forced server-side apply, which has the outcome of kubectl's three-way merge (the placed
+//! fields win, fields dropped from the placement are removed, fields others set stay);
+//! `ReportDiff` applies nothing and reports how the member's object differs. `whenToTakeOver`
+//! governs objects that exist in the member without being the fleet's; `whenToApply:
+//! IfNotDrifted` stops applying over member-side changes and reports them as drift.
+//! Comparisons look at the fields the manifest sets (`PartialComparison`) or at every field of
+//! the object's spec and data (`FullComparison`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_api::conditions;
+use flotilla_api::manifests::{apply_rank, availability, Availability};
+use flotilla_api::placement::{self, cluster_condition as cc, PLACEMENT_GROUP, STORAGE_VERSION};
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{Discovery, Scope};
+use kube::runtime::controller::Action;
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::ResourceExt;
+use parking_lot::RwLock;
+use serde_json::{json, Value};
+
+/// The agent's field manager in member clusters.
+pub const FIELD_MANAGER: &str = "work-api-agent";
+
+fn work_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, "Work"),
+        "works",
+    )
+}
+
+fn applied_work_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, "AppliedWork"),
+        "appliedworks",
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Member resource types by (group, kind), from discovery (refreshed when a kind is unknown).
+#[derive(Default)]
+struct Kinds {
+    known: RwLock<BTreeMap<(String, String), (ApiResource, bool)>>,
+}
+
+impl Kinds {
+    async fn resolve(
+        &self,
+        client: &kube::Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<(ApiResource, bool)> {
+        let group = api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_string();
+        let key = (group.clone(), kind.to_string());
+        if let Some(k) = self.known.read().get(&key) {
+            return Some(k.clone());
+        }
+        // Unknown: discover again (a CRD may just have been applied).
+        if let Ok(d) = Discovery::new(client.clone()).run().await {
+            let mut known = self.known.write();
+            for g in d.groups() {
+                for (ar, caps) in g.recommended_resources() {
+                    known.insert(
+                        (ar.group.clone(), ar.kind.clone()),
+                        (ar, matches!(caps.scope, Scope::Namespaced)),
+                    );
+                }
+            }
+        }
+        let (ar, namespaced) = self.known.read().get(&key).cloned()?;
+        // Apply at the manifest's version (discovery gives the preferred one).
+        let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(&group, version, kind),
+            &ar.plural,
+        );
+        Some((ar, namespaced))
+    }
+}
+
+struct Ctx {
+    hub: kube::Client,
+    member: kube::Client,
+    kinds: Kinds,
+}
+
+/// Installs the AppliedWork CRD in the member (if missing), then applies Works until
+/// dropped. Also removes what Works deleted from the hub had applied.
+pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
+    loop {
+        match install_applied_work(&member).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "installing the AppliedWork CRD in the member failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    let ns = flotilla_api::member::namespace_of(&name);
+    let works: Api<DynamicObject> = Api::namespaced_with(hub.clone(), &ns, &work_resource());
+    let ctx = Arc::new(Ctx {
+        hub,
+        member: member.clone(),
+        kinds: Kinds::default(),
+    });
+    let janitor = tokio::spawn(janitor(member, works.clone()));
+    let controller = Controller::new_with(works, watcher::Config::default(), work_resource());
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+    janitor.abort();
+}
+
+async fn install_applied_work(member: &kube::Client) -> Result<(), Error> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    let api: Api<DynamicObject> = Api::all_with(member.clone(), &ar);
+    let crd: DynamicObject = serde_json::from_value(placement::applied_work())?;
+    match api.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Wait until the member serves it.
+    let aw: Api<DynamicObject> = Api::all_with(member.clone(), &applied_work_resource());
+    for _ in 0..100 {
+        if aw.list(&Default::default()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Deletes AppliedWorks whose Work is gone from the hub (the member's garbage collector then
+/// removes the objects they own). Follows the hub's Works with its own watch: it acts only
+/// once that watch has listed them all, so a Work is never taken for gone before it is seen.
+async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
+    let aw: Api<DynamicObject> = Api::all_with(member, &applied_work_resource());
+    let mut present: BTreeSet<String> = BTreeSet::new();
+    let mut listing: BTreeSet<String> = BTreeSet::new();
+    let mut ready = false;
+    let mut events = watcher(works, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(watcher::Event::Init)) => listing.clear(),
+                Some(Ok(watcher::Event::InitApply(w))) => { listing.insert(w.name_any()); }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    present = std::mem::take(&mut listing);
+                    ready = true;
+                }
+                Some(Ok(watcher::Event::Apply(w))) => { present.insert(w.name_any()); }
+                Some(Ok(watcher::Event::Delete(w))) => {
+                    present.remove(&w.name_any());
+                    tick.reset_immediately();
+                }
+                Some(Err(_)) => {}
+                None => return,
+            },
+            _ = tick.tick(), if ready => {
+                match aw.list(&Default::default()).await {
+                    Ok(list) => {
+                        for a in list.items {
+                            if !present.contains(&a.name_any()) && a.metadata.deletion_timestamp.is_none() {
+                                tracing::info!(work = %a.name_any(), "the Work is gone from the hub; removing what it applied");
+                                let _ = aw.delete(&a.name_any(), &DeleteParams::background()).await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "listing AppliedWorks in the member failed"),
+                }
+            }
+        }
+    }
+}
+
+fn error_policy(work: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
+            Action::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            tracing::warn!(work = %work.name_any(), error = %e, "applying the Work failed; retrying");
+            Action::requeue(Duration::from_secs(2))
+        }
+    }
+}
+
+/// The outcome of one manifest.
+struct Outcome {
+    identifier: Value,
+    applied: (bool, &'static str, String),
+    available: Option<(bool, &'static str, String)>,
+    drift: Option<Value>,
+    diff: Option<Value>,
+    applied_ref: Option<Value>,
+}
+
+/// Differences between what the hub wants (`want`) and what the member has (`live`): the
+/// fields `want` sets (partial) or every field under spec/data/labels/annotations (full).
+fn differences(want: &Value, live: &Value, full: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    fn walk(path: &str, want: &Value, live: Option<&Value>, out: &mut Vec<Value>) {
+        match (want, live) {
+            (Value::Object(w), Some(Value::Object(l))) => {
+                for (k, v) in w {
+                    let p = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
+                    walk(&p, v, l.get(k), out);
+                }
+            }
+            (w, l) if Some(w) != l => {
+                let mut d = json!({"path": path, "valueInHub": w.to_string()});
+                if let Some(l) = l {
+                    d["valueInMember"] = json!(l.to_string());
+                }
+                out.push(d);
+            }
+            _ => {}
+        }
+    }
+    for top in [
+        "spec",
+        "data",
+        "stringData",
+        "binaryData",
+        "rules",
+        "subjects",
+        "roleRef",
+        "webhooks",
+    ] {
+        if let Some(w) = want.get(top) {
+            walk(&format!("/{top}"), w, live.get(top), &mut out);
+        }
+        if full {
+            if let (None, Some(l)) = (want.get(top), live.get(top)) {
+                out.push(json!({"path": format!("/{top}"), "valueInMember": l.to_string()}));
+            }
+        }
+    }
+    for m in ["labels", "annotations"] {
+        if let Some(w) = want["metadata"].get(m) {
+            walk(
+                &format!("/metadata/{m}"),
+                w,
+                live["metadata"].get(m),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+fn owned_by(live: &Value, applied_uid: &str) -> bool {
+    live["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|r| r["uid"] == applied_uid))
+}
+
+async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if work.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let name = work.name_any();
+    let generation = work.metadata.generation.unwrap_or(0);
+    let strategy = &work.data["spec"]["applyStrategy"];
+    let ty = strategy["type"].as_str().unwrap_or("ClientSideApply");
+    let report_only = ty == "ReportDiff";
+    let full = strategy["comparisonOption"] == "FullComparison";
+    let if_not_drifted = strategy["whenToApply"] == "IfNotDrifted";
+    let take_over = strategy["whenToTakeOver"].as_str().unwrap_or("Always");
+    let force = ty != "ServerSideApply" || strategy["serverSideApplyConfig"]["force"] == true;
+
+    // The AppliedWork: owner of everything applied for this Work.
+    let aw_api: Api<DynamicObject> = Api::all_with(ctx.member.clone(), &applied_work_resource());
+    let applied_work = match aw_api.get_opt(&name).await? {
+        Some(a) => a,
+        None => {
+            let obj = json!({"apiVersion": applied_work_resource().api_version, "kind": "AppliedWork",
+                "metadata": {"name": name},
+                "spec": {"workName": name, "workNamespace": work.namespace().unwrap_or_default()}});
+            aw_api
+                .create(&PostParams::default(), &serde_json::from_value(obj)?)
+                .await?
+        }
+    };
+    let aw_uid = applied_work.metadata.uid.clone().unwrap_or_default();
+    let owner = json!({"apiVersion": applied_work_resource().api_version, "kind": "AppliedWork",
+        "name": name, "uid": aw_uid, "blockOwnerDeletion": false});
+
+    let mut manifests: Vec<(usize, Value)> = work.data["spec"]["workload"]["manifests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .collect();
+    manifests.sort_by_key(|(_, m)| {
+        apply_rank(
+            m["apiVersion"].as_str().unwrap_or(""),
+            m["kind"].as_str().unwrap_or(""),
+        )
+    });
+    let mut outcomes = Vec::new();
+    for (ordinal, m) in manifests {
+        outcomes.push(
+            apply_one(
+                &ctx,
+                ordinal,
+                &m,
+                &owner,
+                &aw_uid,
+                report_only,
+                full,
+                if_not_drifted,
+                take_over,
+                force,
+            )
+            .await,
+        );
+    }
+
+    // Objects that left the Work go (if still the fleet's). ReportDiff changes nothing.
+    let now_applied: Vec<Value> = if report_only {
+        applied_work.data["status"]["appliedResources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        outcomes
+            .iter()
+            .filter_map(|o| o.applied_ref.clone())
+            .collect()
+    };
+    let key = |r: &Value| {
+        (
+            r["group"].to_string(),
+            r["kind"].to_string(),
+            r["namespace"].to_string(),
+            r["name"].to_string(),
+        )
+    };
+    let keep: BTreeSet<_> = now_applied.iter().map(key).collect();
+    for old in applied_work.data["status"]["appliedResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if keep.contains(&key(old)) {
+            continue;
+        }
+        let api_version = match old["group"].as_str().unwrap_or("") {
+            "" => old["version"].as_str().unwrap_or("").to_string(),
+            g => format!("{g}/{}", old["version"].as_str().unwrap_or("")),
+        };
+        if let Some((ar, namespaced)) = ctx
+            .kinds
+            .resolve(
+                &ctx.member,
+                &api_version,
+                old["kind"].as_str().unwrap_or(""),
+            )
+            .await
+        {
+            let api: Api<DynamicObject> = match (namespaced, old["namespace"].as_str()) {
+                (true, Some(ns)) => Api::namespaced_with(ctx.member.clone(), ns, &ar),
+                _ => Api::all_with(ctx.member.clone(), &ar),
+            };
+            let oname = old["name"].as_str().unwrap_or("");
+            if let Ok(Some(live)) = api.get_opt(oname).await {
+                if owned_by(&serde_json::to_value(&live)?, &aw_uid) {
+                    tracing::info!(object = oname, kind = %old["kind"], "no longer placed; deleting it");
+                    let _ = api.delete(oname, &DeleteParams::background()).await;
+                }
+            }
+        }
+    }
+    if applied_work.data["status"]["appliedResources"] != json!(now_applied) {
+        aw_api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"appliedResources": now_applied}})),
+            )
+            .await?;
+    }
+
+    // The Work's status.
+    let mut manifest_conditions = Vec::new();
+    let (mut all_applied, mut all_available, mut pending) = (true, true, false);
+    for o in &outcomes {
+        let mut conds = json!([]);
+        let (ok, reason, msg) = &o.applied;
+        conditions::set(&mut conds, cc::APPLIED, *ok, reason, msg, Some(generation));
+        all_applied &= *ok;
+        match &o.available {
+            Some((ok, reason, msg)) => {
+                conditions::set(
+                    &mut conds,
+                    cc::AVAILABLE,
+                    *ok,
+                    reason,
+                    msg,
+                    Some(generation),
+                );
+                all_available &= *ok;
+                pending |= !*ok;
+            }
+            None => all_available = false,
+        }
+        let mut mc = json!({"identifier": o.identifier, "conditions": conds});
+        if let Some(d) = &o.drift {
+            mc["driftDetails"] = d.clone();
+        }
+        if let Some(d) = &o.diff {
+            mc["diffDetails"] = d.clone();
+        }
+        manifest_conditions.push(mc);
+    }
+    let mut wconds = work.data["status"]["conditions"].clone();
+    let n = outcomes.len();
+    if report_only {
+        let diffs = outcomes.iter().filter(|o| o.diff.is_some()).count();
+        conditions::set(
+            &mut wconds,
+            cc::DIFF_REPORTED,
+            true,
+            "DiffReported",
+            &format!("{diffs} of {n} objects differ"),
+            Some(generation),
+        );
+        conditions::set(
+            &mut wconds,
+            cc::APPLIED,
+            true,
+            "ReportDiffMode",
+            "ReportDiff: nothing is applied",
+            Some(generation),
+        );
+        conditions::set(
+            &mut wconds,
+            cc::AVAILABLE,
+            true,
+            "ReportDiffMode",
+            "ReportDiff: nothing is applied",
+            Some(generation),
+        );
+    } else {
+        let applied = outcomes.iter().filter(|o| o.applied.0).count();
+        conditions::set(
+            &mut wconds,
+            cc::APPLIED,
+            all_applied,
+            if all_applied {
+                "WorkAppliedCompleted"
+            } else {
+                "WorkNotAllManifestsApplied"
+            },
+            &format!("{applied} of {n} objects applied"),
+            Some(generation),
+        );
+        let available = outcomes
+            .iter()
+            .filter(|o| o.available.as_ref().is_some_and(|a| a.0))
+            .count();
+        conditions::set(
+            &mut wconds,
+            cc::AVAILABLE,
+            all_applied && all_available,
+            if all_applied && all_available {
+                "WorkAvailable"
+            } else {
+                "WorkNotAllManifestsAvailable"
+            },
+            &format!("{available} of {n} objects available"),
+            Some(generation),
+        );
+    }
+    let status = json!({"conditions": wconds, "manifestConditions": manifest_conditions});
+    if work.data["status"] != status {
+        let works: Api<DynamicObject> = Api::namespaced_with(
+            ctx.hub.clone(),
+            &work.namespace().unwrap_or_default(),
+            &work_resource(),
+        );
+        works
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await?;
+    }
+    // Not yet available: look again soon. Otherwise re-check for drift now and then.
+    Ok(if pending || !all_applied {
+        Action::requeue(Duration::from_secs(1))
+    } else {
+        Action::requeue(Duration::from_secs(15))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_one(
+    ctx: &Ctx,
+    ordinal: usize,
+    m: &Value,
+    owner: &Value,
+    aw_uid: &str,
+    report_only: bool,
+    full: bool,
+    if_not_drifted: bool,
+    take_over: &str,
+    force: bool,
+) -> Outcome {
+    let api_version = m["apiVersion"].as_str().unwrap_or("");
+    let kind = m["kind"].as_str().unwrap_or("");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let oname = m["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let mut identifier = json!({"ordinal": ordinal, "group": group, "version": version, "kind": kind, "name": oname});
+    if let Some(ns) = m["metadata"]["namespace"].as_str() {
+        identifier["namespace"] = json!(ns);
+    }
+    let mut out = Outcome {
+        identifier: identifier.clone(),
+        applied: (false, "ManifestApplyFailed", String::new()),
+        available: None,
+        drift: None,
+        diff: None,
+        applied_ref: None,
+    };
+    let Some((ar, namespaced)) = ctx.kinds.resolve(&ctx.member, api_version, kind).await else {
+        out.applied = (
+            false,
+            "FailedToFindResource",
+            format!("the member cluster serves no {kind} in {api_version}"),
+        );
+        return out;
+    };
+    out.identifier["resource"] = json!(ar.plural);
+    let api: Api<DynamicObject> = match (namespaced, m["metadata"]["namespace"].as_str()) {
+        (true, Some(ns)) => Api::namespaced_with(ctx.member.clone(), ns, &ar),
+        (true, None) => Api::default_namespaced_with(ctx.member.clone(), &ar),
+        _ => Api::all_with(ctx.member.clone(), &ar),
+    };
+    let live = match api.get_opt(&oname).await {
+        Ok(l) => l.and_then(|l| serde_json::to_value(l).ok()),
+        Err(e) => {
+            out.applied = (false, "ManifestApplyFailed", e.to_string());
+            return out;
+        }
+    };
+    let observed_gen = live.as_ref().map(|l| l["metadata"]["generation"].clone());
+    if let Some(l) = &live {
+        let diffs = differences(m, l, full);
+        let ours = owned_by(l, aw_uid);
+        if report_only {
+            if !diffs.is_empty() {
+                out.diff = Some(
+                    json!({"observedInMemberClusterGeneration": observed_gen, "firstDiffedObservedTime": conditions::now(), "observedDiffs": diffs}),
+                );
+            }
+            out.applied = (true, "ReportDiffMode", "ReportDiff: not applied".into());
+            out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
+            return out;
+        }
+        if !ours {
+            let refuse = match take_over {
+                "Never" => Some("the object exists in the member and whenToTakeOver is Never"),
+                "IfNoDiff" if !diffs.is_empty() => Some("the object exists in the member with differences and whenToTakeOver is IfNoDiff"),
+                _ => None,
+            };
+            if let Some(why) = refuse {
+                if !diffs.is_empty() {
+                    out.diff = Some(
+                        json!({"observedInMemberClusterGeneration": observed_gen, "firstDiffedObservedTime": conditions::now(), "observedDiffs": diffs}),
+                    );
+                }
+                out.applied = (false, "NotTakenOver", why.into());
+                return out;
+            }
+        } else if if_not_drifted && !diffs.is_empty() {
+            out.drift = Some(
+                json!({"observedInMemberClusterGeneration": observed_gen, "firstDriftedObservedTime": conditions::now(), "observedDrifts": diffs}),
+            );
+            out.applied = (false, "FoundDrifts", "the object changed in the member and whenToApply is IfNotDrifted: not applied over the change".into());
+            // Still the fleet's: it stays recorded (and is not removed as if it left the Work).
+            let mut r = identifier;
+            r["resource"] = json!(ar.plural);
+            r["uid"] = l["metadata"]["uid"].clone();
+            out.applied_ref = Some(r);
+            return out;
+        }
+    } else if report_only {
+        out.diff = Some(
+            json!({"observedDiffs": [{"path": "/", "valueInHub": "the whole object"}],
+            "firstDiffedObservedTime": conditions::now()}),
+        );
+        out.applied = (
+            true,
+            "ReportDiffMode",
+            "ReportDiff: the object does not exist in the member".into(),
+        );
+        out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
+        return out;
+    }
+    // Apply.
+    let mut body = m.clone();
+    let mut owners: Vec<Value> = live
+        .as_ref()
+        .and_then(|l| l["metadata"]["ownerReferences"].as_array().cloned())
+        .unwrap_or_default();
+    if !owners.iter().any(|o| o["uid"] == owner["uid"]) {
+        owners.push(owner.clone());
+    }
+    body["metadata"]["ownerReferences"] = json!(owners);
+    let mut pp = PatchParams::apply(FIELD_MANAGER);
+    if force {
+        pp = pp.force();
+    }
+    match api.patch(&oname, &pp, &Patch::Apply(&body)).await {
+        Ok(applied) => {
+            out.applied = (true, "ManifestApplied", "applied".into());
+            let applied = serde_json::to_value(&applied).unwrap_or(Value::Null);
+            out.available = Some(match availability(&applied) {
+                Availability::Available => (true, "ManifestAvailable", "available".into()),
+                Availability::NotTracked => (
+                    true,
+                    "ManifestNotTrackable",
+                    "available once applied (no status to judge)".into(),
+                ),
+                Availability::NotYet(why) => (false, "ManifestNotAvailableYet", why),
+            });
+            let mut r = identifier;
+            r["resource"] = json!(ar.plural);
+            r["uid"] = applied["metadata"]["uid"].clone();
+            out.applied_ref = Some(r);
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            out.applied = (false, "ApplyConflictWithOtherApplier", s.message);
+        }
+        Err(e) => out.applied = (false, "ManifestApplyFailed", e.to_string()),
+    }
+    out
+}
