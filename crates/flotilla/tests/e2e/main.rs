@@ -4,3 +4,4 @@
 mod fleet;
 mod ha;
 mod hub;
+mod placement;

@@ -1,0 +1,569 @@
+//! Placement end to end: `flotilla up` (a hub, three simulated members and their agents),
+//! driven by kubectl with KubeFleet manifests. Resources arrive in the members and their
+//! status shows on the hub; policies pick the expected clusters; updates, deselection and
+//! deletion reach the members; drift and differences are reported.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Fleet {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fleet {
+    fn start(members: usize) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["up", "--members", &members.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--heartbeat-period-seconds",
+                "2",
+                "--workload-delay-ms",
+                "200",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("fleet.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let fleet = Fleet { child, dir };
+        for m in 1..=members {
+            wait_for("the member kubeconfig", Duration::from_secs(60), || {
+                fleet.member(m).exists().then_some(())
+            });
+        }
+        wait_for("every member to join", Duration::from_secs(60), || {
+            let mcs = fleet.get(&["memberclusters"])?;
+            let joined = mcs["items"]
+                .as_array()?
+                .iter()
+                .filter(|m| condition(m, "Joined").0 == "True")
+                .count();
+            (joined == members).then_some(())
+        });
+        fleet
+    }
+
+    fn hub(&self) -> PathBuf {
+        self.dir.path().join("hub/admin.kubeconfig")
+    }
+
+    fn member(&self, m: usize) -> PathBuf {
+        self.dir.path().join(format!("member-{m}/admin.kubeconfig"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fleet.log")).unwrap_or_default()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&self.hub(), args)
+    }
+
+    fn ok(&self, args: &[&str]) {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn apply(&self, yaml: &str) {
+        apply(&self.hub(), yaml);
+    }
+
+    /// `kubectl get ARGS -o json` on the hub.
+    fn get(&self, args: &[&str]) -> Option<Value> {
+        let mut a = vec!["get"];
+        a.extend(args);
+        get_json(&self.hub(), &a)
+    }
+
+    /// Waits for the placement's condition `ty` to be True; returns the placement.
+    fn wait_condition(&self, crp: &str, ty: &str) -> Value {
+        let mut last = Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(p) = self.get(&["crp", crp]) {
+                if condition(&p, ty).0 == "True"
+                    && p["status"]["conditions"]
+                        .as_array()
+                        .and_then(|c| c.iter().find(|c| c["type"] == ty))
+                        .is_some_and(|c| c["observedGeneration"] == p["metadata"]["generation"])
+                {
+                    return p;
+                }
+                last = p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{crp}: {ty} did not turn True: {}\n{}",
+                serde_json::to_string_pretty(&last["status"]).unwrap(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The clusters the placement's status lists.
+    fn placed_on(&self, crp: &str) -> Vec<String> {
+        let p = self.get(&["crp", crp]).unwrap();
+        let mut v: Vec<String> = p["status"]["placementStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["clusterName"].as_str().map(String::from))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn apply(kubeconfig: &Path, yaml: &str) {
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn get_json(kubeconfig: &Path, args: &[&str]) -> Option<Value> {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let out = kubectl(kubeconfig, &a);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn condition(obj: &Value, ty: &str) -> (String, String) {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn crp(name: &str, namespace: &str, policy: &str, strategy: &str) -> String {
+    format!(
+        "apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata:
+  name: {name}
+spec:
+  resourceSelectors:
+    - group: \"\"
+      kind: Namespace
+      version: v1
+      name: {namespace}
+{policy}{strategy}"
+    )
+}
+
+#[test]
+fn pick_all_places_a_namespace_everywhere_updates_it_and_removes_it() {
+    let fleet = Fleet::start(3);
+    fleet.ok(&["create", "namespace", "shop"]);
+    fleet.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=color=blue",
+    ]);
+    fleet.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
+    fleet.ok(&["-n", "shop", "expose", "deployment", "web", "--port=80"]);
+    fleet.apply(&crp(
+        "shop",
+        "shop",
+        "  policy:\n    placementType: PickAll\n",
+        "",
+    ));
+
+    let p = fleet.wait_condition("shop", "ClusterResourcePlacementAvailable");
+    for ty in [
+        "ClusterResourcePlacementScheduled",
+        "ClusterResourcePlacementRolloutStarted",
+        "ClusterResourcePlacementOverridden",
+        "ClusterResourcePlacementWorkSynchronized",
+        "ClusterResourcePlacementApplied",
+    ] {
+        assert_eq!(condition(&p, ty).0, "True", "{ty}");
+    }
+    assert_eq!(
+        fleet.placed_on("shop"),
+        ["member-1", "member-2", "member-3"]
+    );
+    let kinds: Vec<&str> = p["status"]["selectedResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "Service", "Deployment"]);
+    for m in 1..=3 {
+        let dep = get_json(
+            &fleet.member(m),
+            &["-n", "shop", "get", "deployment", "web"],
+        )
+        .unwrap();
+        assert_eq!(dep["status"]["availableReplicas"], 2, "member-{m}");
+        let cm = get_json(
+            &fleet.member(m),
+            &["-n", "shop", "get", "configmap", "settings"],
+        )
+        .unwrap();
+        assert_eq!(cm["data"]["color"], "blue");
+        assert!(get_json(&fleet.member(m), &["-n", "shop", "get", "service", "web"]).is_some());
+    }
+    // kubectl explains what the hub decided.
+    let out = fleet.kubectl(&["get", "clusterresourcebindings"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    assert!(fleet
+        .get(&["clusterresourcesnapshot", "shop-0-snapshot"])
+        .is_some());
+    assert!(fleet
+        .get(&["clusterschedulingpolicysnapshot", "shop-0"])
+        .is_some());
+
+    // A change on the hub reaches every member.
+    fleet.ok(&[
+        "-n",
+        "shop",
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"color":"green"}}"#,
+    ]);
+    for m in 1..=3 {
+        wait_for("the update in the member", Duration::from_secs(30), || {
+            let cm = get_json(
+                &fleet.member(m),
+                &["-n", "shop", "get", "configmap", "settings"],
+            )?;
+            (cm["data"]["color"] == "green").then_some(())
+        });
+    }
+    assert_eq!(
+        fleet.get(&["crp", "shop"]).unwrap()["status"]["observedResourceIndex"],
+        "1"
+    );
+
+    // Deleting the placement removes everything it placed.
+    fleet.ok(&["delete", "crp", "shop"]);
+    for m in 1..=3 {
+        wait_for(
+            "the namespace to leave the member",
+            Duration::from_secs(30),
+            || {
+                get_json(&fleet.member(m), &["get", "namespace", "shop"])
+                    .is_none()
+                    .then_some(())
+            },
+        );
+    }
+    wait_for(
+        "the bindings and works to go",
+        Duration::from_secs(30),
+        || {
+            let b = fleet.get(&["clusterresourcebindings"])?;
+            let w = fleet.get(&["works", "-A"])?;
+            (b["items"].as_array()?.is_empty() && w["items"].as_array()?.is_empty()).then_some(())
+        },
+    );
+}
+
+#[test]
+fn policies_pick_clusters_by_labels_properties_taints_and_names() {
+    let fleet = Fleet::start(3);
+    for (m, labels) in [
+        (1, ["env=prod", "region=east"]),
+        (2, ["env=prod", "region=west"]),
+        (3, ["env=dev", "region=east"]),
+    ] {
+        let name = format!("member-{m}");
+        fleet.ok(&["label", "membercluster", &name, labels[0], labels[1]]);
+    }
+    // member-1 runs a workload of its own: less CPU available than member-2.
+    let hog = kubectl(
+        &fleet.member(1),
+        &[
+            "create",
+            "deployment",
+            "hog",
+            "--image=busybox",
+            "--replicas=1",
+        ],
+    );
+    assert!(hog.status.success());
+    let out = kubectl(
+        &fleet.member(1),
+        &["set", "resources", "deployment", "hog", "--requests=cpu=3"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "member-1's available CPU to drop",
+        Duration::from_secs(30),
+        || {
+            let mc = fleet.get(&["membercluster", "member-1"])?;
+            let cpu = mc["status"]["properties"]["resources.kubernetes-fleet.io/available-cpu"]
+                ["value"]
+                .as_str()?;
+            (cpu == "9").then_some(())
+        },
+    );
+    for ns in ["picked", "fixed", "tainted", "drift", "diff"] {
+        fleet.ok(&["create", "namespace", ns]);
+        fleet.ok(&[
+            "-n",
+            ns,
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=color=blue",
+        ]);
+    }
+
+    // PickN: required label and property, preferred by most available CPU.
+    fleet.apply(&crp(
+        "picked",
+        "picked",
+        "  policy:
+    placementType: PickN
+    numberOfClusters: 1
+    affinity:
+      clusterAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          clusterSelectorTerms:
+            - labelSelector:
+                matchLabels: {env: prod}
+              propertySelector:
+                matchExpressions:
+                  - {name: kubernetes-fleet.io/node-count, operator: Ge, values: [\"3\"]}
+        preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            preference:
+              propertySorter: {name: resources.kubernetes-fleet.io/available-cpu, sortOrder: Descending}
+",
+        "",
+    ));
+    fleet.wait_condition("picked", "ClusterResourcePlacementAvailable");
+    assert_eq!(fleet.placed_on("picked"), ["member-2"]);
+    assert!(get_json(&fleet.member(2), &["get", "namespace", "picked"]).is_some());
+    assert!(get_json(&fleet.member(1), &["get", "namespace", "picked"]).is_none());
+    let decisions = fleet
+        .get(&["clusterschedulingpolicysnapshot", "picked-0"])
+        .unwrap();
+    let d = decisions["status"]["clusterDecisions"].as_array().unwrap();
+    assert!(d.iter().any(|c| c["clusterName"] == "member-2"
+        && c["selected"] == true
+        && c["clusterScore"]["affinityScore"] == 100));
+
+    // A NoSchedule taint keeps PickAll away from member-1.
+    fleet.ok(&[
+        "patch",
+        "membercluster",
+        "member-1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"taints":[{"key":"maintenance","value":"true","effect":"NoSchedule"}]}}"#,
+    ]);
+    fleet.apply(&crp(
+        "tainted",
+        "tainted",
+        "  policy:
+    placementType: PickAll
+    affinity:
+      clusterAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          clusterSelectorTerms:
+            - labelSelector:
+                matchLabels: {env: prod}
+",
+        "",
+    ));
+    fleet.wait_condition("tainted", "ClusterResourcePlacementAvailable");
+    assert_eq!(fleet.placed_on("tainted"), ["member-2"]);
+
+    // PickFixed; then a cluster leaves the selection and its objects leave it.
+    fleet.apply(&crp(
+        "fixed",
+        "fixed",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-3]\n",
+        "",
+    ));
+    fleet.wait_condition("fixed", "ClusterResourcePlacementAvailable");
+    assert_eq!(fleet.placed_on("fixed"), ["member-3"]);
+    fleet.apply(&crp(
+        "fixed",
+        "fixed",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-1]\n",
+        "",
+    ));
+    wait_for(
+        "the objects to leave member-3",
+        Duration::from_secs(30),
+        || {
+            get_json(&fleet.member(3), &["get", "namespace", "fixed"])
+                .is_none()
+                .then_some(())
+        },
+    );
+    fleet.wait_condition("fixed", "ClusterResourcePlacementAvailable");
+    assert_eq!(fleet.placed_on("fixed"), ["member-1"]);
+    assert!(get_json(
+        &fleet.member(1),
+        &["-n", "fixed", "get", "configmap", "settings"]
+    )
+    .is_some());
+
+    // Admission: the placement type cannot change.
+    let out = fleet.kubectl(&[
+        "patch",
+        "crp",
+        "fixed",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"policy":{"placementType":"PickAll","clusterNames":null}}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("placement type is immutable"));
+
+    // A member-side edit is reported as drift (whenToApply: IfNotDrifted) and not overwritten.
+    fleet.apply(&crp(
+        "drift",
+        "drift",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-3]\n",
+        "  strategy:\n    applyStrategy:\n      whenToApply: IfNotDrifted\n",
+    ));
+    fleet.wait_condition("drift", "ClusterResourcePlacementAvailable");
+    let out = kubectl(
+        &fleet.member(3),
+        &[
+            "-n",
+            "drift",
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"color":"red"}}"#,
+        ],
+    );
+    assert!(out.status.success());
+    let drifted = wait_for("the drift to be reported", Duration::from_secs(40), || {
+        let p = fleet.get(&["crp", "drift"])?;
+        let d = p["status"]["placementStatuses"][0]["driftedPlacements"]
+            .as_array()?
+            .clone();
+        (!d.is_empty()).then_some(d)
+    });
+    assert_eq!(drifted[0]["kind"], "ConfigMap");
+    assert_eq!(drifted[0]["observedDrifts"][0]["path"], "/data/color");
+    let cm = get_json(
+        &fleet.member(3),
+        &["-n", "drift", "get", "configmap", "settings"],
+    )
+    .unwrap();
+    assert_eq!(cm["data"]["color"], "red");
+
+    // ReportDiff reports without applying.
+    fleet.apply(&crp(
+        "diff",
+        "diff",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-2]\n",
+        "  strategy:\n    applyStrategy:\n      type: ReportDiff\n",
+    ));
+    let diffed = wait_for(
+        "the differences to be reported",
+        Duration::from_secs(40),
+        || {
+            let p = fleet.get(&["crp", "diff"])?;
+            let d = p["status"]["placementStatuses"][0]["diffedPlacements"]
+                .as_array()?
+                .clone();
+            (!d.is_empty()).then_some(d)
+        },
+    );
+    assert!(diffed.iter().any(|d| d["kind"] == "Namespace"));
+    assert!(get_json(&fleet.member(2), &["get", "namespace", "diff"]).is_none());
+}
