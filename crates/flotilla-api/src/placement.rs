@@ -31,6 +31,13 @@ pub mod label {
     pub const PARENT_BINDING: &str = "kubernetes-fleet.io/parent-resource-binding";
     /// On works of a ResourcePlacement: its namespace.
     pub const PARENT_NAMESPACE: &str = "kubernetes-fleet.io/parent-namespace";
+    /// On ClusterResourceOverride snapshots: the override.
+    pub const PARENT_CLUSTER_RESOURCE_OVERRIDE: &str =
+        "kubernetes-fleet.io/parent-cluster-resource-override";
+    /// On ResourceOverride snapshots: the override.
+    pub const PARENT_RESOURCE_OVERRIDE: &str = "kubernetes-fleet.io/parent-resource-override";
+    /// On override snapshots: the index.
+    pub const OVERRIDE_INDEX: &str = "kubernetes-fleet.io/override-index";
     /// On objects the agent applied: the fleet manages them.
     pub const IS_FLEET_RESOURCE: &str = "kubernetes-fleet.io/is-fleet-resource";
 }

@@ -52,6 +52,22 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
             }),
         );
     }
+    for plural in ["clusterresourceoverrides", "resourceoverrides"] {
+        server.add_validator(
+            placement::PLACEMENT_GROUP,
+            plural,
+            Arc::new(|obj, _old| {
+                crate::overrides::validate(obj)
+                    .into_iter()
+                    .map(|(reason, field, message)| Cause {
+                        reason,
+                        field,
+                        message,
+                    })
+                    .collect()
+            }),
+        );
+    }
     let api: Api<DynamicObject> = Api::all_with(server.client(), &crd_resource());
     for mut crd in crds::all() {
         let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();

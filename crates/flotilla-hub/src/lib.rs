@@ -6,6 +6,7 @@
 
 pub mod install;
 pub mod members;
+pub mod overrides;
 pub mod placement;
 pub mod resources;
 

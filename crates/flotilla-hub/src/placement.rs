@@ -44,6 +44,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::members::member_cluster_resource;
+use crate::overrides;
 use crate::resources::{Changed, Resources};
 
 fn placement_resource(kind: &str, plural: &str) -> ApiResource {
@@ -76,6 +77,25 @@ pub fn binding_resource() -> ApiResource {
 pub fn work_resource() -> ApiResource {
     placement_resource("Work", "works")
 }
+/// ClusterResourceOverride.
+pub fn cro_resource() -> ApiResource {
+    placement_resource("ClusterResourceOverride", "clusterresourceoverrides")
+}
+/// ResourceOverride.
+pub fn ro_resource() -> ApiResource {
+    placement_resource("ResourceOverride", "resourceoverrides")
+}
+/// ClusterResourceOverrideSnapshot.
+pub fn cro_snapshot_resource() -> ApiResource {
+    placement_resource(
+        "ClusterResourceOverrideSnapshot",
+        "clusterresourceoverridesnapshots",
+    )
+}
+/// ResourceOverrideSnapshot.
+pub fn ro_snapshot_resource() -> ApiResource {
+    placement_resource("ResourceOverrideSnapshot", "resourceoverridesnapshots")
+}
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -93,6 +113,8 @@ struct Ctx {
     members: Store<DynamicObject>,
     bindings: Store<DynamicObject>,
     works: Store<DynamicObject>,
+    cros: Store<DynamicObject>,
+    ros: Store<DynamicObject>,
     resources: Arc<Resources>,
 }
 
@@ -111,6 +133,8 @@ pub async fn run(client: kube::Client) {
     let (members, member_stream) = cached(&client, member_cluster_resource());
     let (bindings, binding_stream) = cached(&client, binding_resource());
     let (works, work_stream) = cached(&client, work_resource());
+    let (cros, cro_stream) = cached(&client, cro_resource());
+    let (ros, ro_stream) = cached(&client, ro_resource());
 
     let resources = Arc::new(Resources::default());
     let (tx, rx) = mpsc::unbounded_channel::<Changed>();
@@ -137,9 +161,13 @@ pub async fn run(client: kube::Client) {
         members,
         bindings,
         works,
+        cros,
+        ros,
         resources,
     });
     let all_crps = crp_reader.clone();
+    let crps_for_cro = crp_reader.clone();
+    let crps_for_ro = crp_reader.clone();
     let parent = |o: DynamicObject| {
         o.labels()
             .get(label::PARENT_CRP)
@@ -159,10 +187,92 @@ pub async fn run(client: kube::Client) {
         )
         .watches_stream_with(binding_stream, parent, binding_resource())
         .watches_stream_with(work_stream, parent, work_resource())
+        .watches_stream_with(cro_stream, overridden(crps_for_cro), cro_resource())
+        .watches_stream_with(ro_stream, overridden(crps_for_ro), ro_resource())
         .reconcile_on(resource_triggers)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// The placements an override change concerns: the one it names, or every one.
+fn overridden(
+    crps: Store<DynamicObject>,
+) -> impl Fn(DynamicObject) -> Vec<ObjectRef<DynamicObject>> {
+    move |o| match o.data["spec"]["placement"]["name"].as_str() {
+        Some(n) => vec![ObjectRef::new_with(n, crp_resource())],
+        None => crps
+            .state()
+            .iter()
+            .map(|c| ObjectRef::from_obj_with(c.as_ref(), crp_resource()))
+            .collect(),
+    }
+}
+
+/// Whether an override applies to the placement `crp`.
+fn override_applies(o: &DynamicObject, crp: &str) -> bool {
+    o.metadata.deletion_timestamp.is_none()
+        && o.data["spec"]["placement"]["name"]
+            .as_str()
+            .is_none_or(|n| n == crp)
+}
+
+/// Snapshots of the overrides that apply to `crp` (taken now if their spec changed).
+async fn override_snapshots(
+    ctx: &Ctx,
+    crp: &str,
+) -> Result<(Vec<overrides::Override>, Vec<overrides::Override>), Error> {
+    let mut out = (Vec::new(), Vec::new());
+    for (store, cluster_scoped) in [(&ctx.cros, true), (&ctx.ros, false)] {
+        for o in store.state().iter().filter(|o| override_applies(o, crp)) {
+            let spec = o.data["spec"].clone();
+            let hash = content_hash(&[spec.clone()]);
+            let ns = o.namespace();
+            let series = Series {
+                ar: if cluster_scoped {
+                    cro_snapshot_resource()
+                } else {
+                    ro_snapshot_resource()
+                },
+                namespace: ns.as_deref(),
+                parent_label: if cluster_scoped {
+                    label::PARENT_CLUSTER_RESOURCE_OVERRIDE
+                } else {
+                    label::PARENT_RESOURCE_OVERRIDE
+                },
+                parent: o.as_ref(),
+                parent_ar: if cluster_scoped {
+                    cro_resource()
+                } else {
+                    ro_resource()
+                },
+                index_label: label::OVERRIDE_INDEX,
+                hash_annotation: annotation::OVERRIDE_HASH,
+                keep: 10,
+            };
+            let oname = o.name_any();
+            let snap = snapshot(
+                &ctx.client,
+                &series,
+                &hash,
+                |i| format!("{oname}-{i}"),
+                json!({"overrideSpec": spec, "overrideHash": base64_of(&hash)}),
+                json!({}),
+            )
+            .await?;
+            let entry = overrides::Override {
+                name: snap.name_any(),
+                namespace: ns.clone(),
+                spec: snap.data["spec"]["overrideSpec"].clone(),
+            };
+            if cluster_scoped {
+                out.0.push(entry);
+            } else {
+                out.1.push(entry);
+            }
+        }
+    }
+    Ok(out)
 }
 
 type Watched =
@@ -353,38 +463,51 @@ fn index_of(o: &DynamicObject, key: &str) -> i64 {
         .unwrap_or(-1)
 }
 
-/// Keeps the snapshots of `ar` for `crp`: returns the latest, after creating a new one when
-/// `hash` differs from it; deletes the oldest beyond `keep`.
-#[allow(clippy::too_many_arguments)]
+/// What a snapshot series is: its type, where it lives, its parent (label and owner), the
+/// labels and annotations that index it.
+struct Series<'a> {
+    ar: ApiResource,
+    namespace: Option<&'a str>,
+    parent_label: &'a str,
+    parent: &'a DynamicObject,
+    parent_ar: ApiResource,
+    index_label: &'a str,
+    hash_annotation: &'a str,
+    keep: usize,
+}
+
+/// Keeps a snapshot series: returns the latest snapshot, after creating a new one (named by
+/// `name_of(index)`) when `hash` differs from the latest's; deletes the oldest beyond `keep`.
 async fn snapshot(
     client: &kube::Client,
-    crp: &DynamicObject,
-    ar: &ApiResource,
-    index_label: &str,
-    hash_annotation: &str,
+    series: &Series<'_>,
     hash: &str,
     name_of: impl Fn(i64) -> String,
     spec: Value,
     extra_annotations: Value,
-    keep: usize,
 ) -> Result<DynamicObject, Error> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-    let crp_name = crp.name_any();
+    let api: Api<DynamicObject> = match series.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &series.ar),
+        None => Api::all_with(client.clone(), &series.ar),
+    };
+    let parent_name = series.parent.name_any();
     let mut all = api
-        .list(&ListParams::default().labels(&format!("{}={crp_name}", label::PARENT_CRP)))
+        .list(&ListParams::default().labels(&format!("{}={parent_name}", series.parent_label)))
         .await?
         .items;
-    all.sort_by_key(|o| index_of(o, index_label));
+    all.sort_by_key(|o| index_of(o, series.index_label));
     if let Some(latest) = all.last() {
-        let same = latest
+        if latest
             .annotations()
-            .get(hash_annotation)
-            .is_some_and(|h| h == hash);
-        if same {
+            .get(series.hash_annotation)
+            .is_some_and(|h| h == hash)
+        {
             return Ok(latest.clone());
         }
     }
-    let index = all.last().map_or(0, |l| index_of(l, index_label) + 1);
+    let index = all
+        .last()
+        .map_or(0, |l| index_of(l, series.index_label) + 1);
     // The previous latest is latest no more.
     for o in all.iter().filter(|o| {
         o.labels()
@@ -395,26 +518,29 @@ async fn snapshot(
         api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(&p))
             .await?;
     }
-    let mut annotations = json!({hash_annotation: hash,
-        annotation::CRP_GENERATION: crp.metadata.generation.unwrap_or(0).to_string()});
+    let mut annotations = json!({series.hash_annotation: hash,
+        annotation::CRP_GENERATION: series.parent.metadata.generation.unwrap_or(0).to_string()});
     if let Some(extra) = extra_annotations.as_object() {
         for (k, v) in extra {
             annotations[k] = v.clone();
         }
     }
-    let obj = json!({
-        "apiVersion": ar.api_version, "kind": ar.kind,
+    let mut obj = json!({
+        "apiVersion": series.ar.api_version, "kind": series.ar.kind,
         "metadata": {"name": name_of(index),
-            "labels": {label::PARENT_CRP: crp_name, index_label: index.to_string(), label::IS_LATEST_SNAPSHOT: "true"},
+            "labels": {series.parent_label: parent_name, series.index_label: index.to_string(), label::IS_LATEST_SNAPSHOT: "true"},
             "annotations": annotations,
-            "ownerReferences": [owner_ref(crp, &crp_resource())]},
+            "ownerReferences": [owner_ref(series.parent, &series.parent_ar)]},
         "spec": spec
     });
+    if let Some(ns) = series.namespace {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
     let created = api
         .create(&PostParams::default(), &serde_json::from_value(obj)?)
         .await?;
     // History beyond the limit goes, oldest first (the new one counts).
-    let excess = (all.len() + 1).saturating_sub(keep);
+    let excess = (all.len() + 1).saturating_sub(series.keep);
     for o in all.iter().take(excess) {
         let _ = api.delete(&o.name_any(), &DeleteParams::default()).await;
     }
@@ -470,17 +596,27 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         }
     };
     let resource_hash = content_hash(&selected);
+    let series = |ar: ApiResource, index_label, hash_annotation| Series {
+        ar,
+        namespace: None,
+        parent_label: label::PARENT_CRP,
+        parent: &crp,
+        parent_ar: crp_resource(),
+        index_label,
+        hash_annotation,
+        keep,
+    };
     let rs = snapshot(
         client,
-        &crp,
-        &resource_snapshot_resource(),
-        label::RESOURCE_INDEX,
-        annotation::RESOURCE_HASH,
+        &series(
+            resource_snapshot_resource(),
+            label::RESOURCE_INDEX,
+            annotation::RESOURCE_HASH,
+        ),
         &resource_hash,
         |i| format!("{name}-{i}-snapshot"),
         json!({"selectedResources": selected}),
         json!({annotation::NUMBER_OF_RESOURCE_SNAPSHOTS: "1"}),
-        keep,
     )
     .await?;
     let resource_index = index_of(&rs, label::RESOURCE_INDEX).to_string();
@@ -516,10 +652,11 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     };
     let ps = snapshot(
         client,
-        &crp,
-        &policy_snapshot_resource(),
-        label::POLICY_INDEX,
-        "kubernetes-fleet.io/policy-hash",
+        &series(
+            policy_snapshot_resource(),
+            label::POLICY_INDEX,
+            "kubernetes-fleet.io/policy-hash",
+        ),
         &policy_hash,
         |i| format!("{name}-{i}"),
         if policy_value.is_null() {
@@ -528,7 +665,6 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             json!({"policy": policy_value, "policyHash": base64_of(&policy_hash)})
         },
         n_annotation.clone(),
-        keep,
     )
     .await?;
     let ps_name = ps.name_any();
@@ -615,6 +751,13 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             .await?;
     }
 
+    // Overrides that apply to this placement, as snapshots.
+    let (cro_snaps, ro_snaps) = override_snapshots(&ctx, &name).await?;
+    let cluster_labels: BTreeMap<&str, &BTreeMap<String, String>> = clusters
+        .iter()
+        .map(|c| (c.name.as_str(), &c.labels))
+        .collect();
+
     // 4. Bindings.
     let binding_api: Api<DynamicObject> = Api::all_with(client.clone(), &binding_resource());
     let apply_strategy = apply_strategy_of(spec);
@@ -629,14 +772,31 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         }
     }
     let mut bindings: BTreeMap<String, Value> = BTreeMap::new();
+    let mut binding_specs: BTreeMap<String, Value> = BTreeMap::new();
     for (cluster, s) in &wanted {
         let bname = format!(
             "{name}-{cluster}-{}",
             short_hash(&format!("{name}/{cluster}"))
         );
+        let no_labels = BTreeMap::new();
+        let labels = cluster_labels.get(cluster).copied().unwrap_or(&no_labels);
+        let overridden = overrides::apply(&manifests, cluster, labels, &cro_snaps, &ro_snaps);
+        let (cro_used, ro_used) = match &overridden {
+            Ok(o) => (
+                json!(o.cluster_overrides),
+                json!(o
+                    .resource_overrides
+                    .iter()
+                    .map(|(ns, n)| json!({"namespace": ns, "name": n}))
+                    .collect::<Vec<_>>()),
+            ),
+            Err(_) => (json!([]), json!([])),
+        };
         let bspec = json!({
             "state": "Bound",
             "resourceSnapshotName": rs.name_any(),
+            "clusterResourceOverrideSnapshots": cro_used,
+            "resourceOverrideSnapshots": ro_used,
             "schedulingPolicySnapshotName": ps_name,
             "targetCluster": cluster,
             "clusterDecision": {"clusterName": cluster, "selected": true,
@@ -669,13 +829,20 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         let work_api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &ns, &work_resource());
         let work_name = format!("{name}-work");
-        let wspec = json!({"workload": {"manifests": manifests}, "applyStrategy": apply_strategy});
+        let cluster_manifests = match &overridden {
+            Ok(o) => o.manifests.clone(),
+            Err(_) => Vec::new(),
+        };
+        let wspec =
+            json!({"workload": {"manifests": cluster_manifests}, "applyStrategy": apply_strategy});
         let work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
             label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
         let current = ctx
             .works
             .get(&ObjectRef::new_with(&work_name, work_resource()).within(&ns));
         let work = match current {
+            // An override failed: the cluster keeps what it has until it is fixed.
+            current if overridden.is_err() => current.map(|w| w.as_ref().clone()),
             Some(w)
                 if w.data["spec"] == wspec
                     && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
@@ -708,7 +875,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             }
         };
         // 6. The binding's status from its Work.
-        let bstatus = binding_status(&binding, work.as_ref(), s, generation);
+        let bstatus = binding_status(&binding, work.as_ref(), s, &overridden, generation);
         if binding.data["status"] != bstatus {
             binding_api
                 .patch_status(
@@ -719,6 +886,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 .await?;
         }
         bindings.insert(cluster.to_string(), bstatus);
+        binding_specs.insert(cluster.to_string(), bspec);
     }
 
     // The placement's status.
@@ -726,6 +894,19 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     for (cluster, bstatus) in &bindings {
         let mut entry = json!({"clusterName": cluster, "observedResourceIndex": resource_index,
             "conditions": bstatus["conditions"]});
+        if let Some(b) = binding_specs.get(cluster) {
+            for (from, to) in [
+                (
+                    "clusterResourceOverrideSnapshots",
+                    "applicableClusterResourceOverrides",
+                ),
+                ("resourceOverrideSnapshots", "applicableResourceOverrides"),
+            ] {
+                if b[from].as_array().is_some_and(|a| !a.is_empty()) {
+                    entry[to] = b[from].clone();
+                }
+            }
+        }
         for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
             if bstatus[f].as_array().is_some_and(|a| !a.is_empty()) {
                 entry[f] = bstatus[f].clone();
@@ -806,6 +987,28 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         };
         condition(&mut conds, crp_type, st, reason, &msg, generation);
     }
+    let any_override = binding_specs.values().any(|b| {
+        b["clusterResourceOverrideSnapshots"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            || b["resourceOverrideSnapshots"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+    });
+    if any_override && conditions::is_true(&conds, pc::OVERRIDDEN) {
+        let msg = conditions::find(&conds, pc::OVERRIDDEN)
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .to_string();
+        condition(
+            &mut conds,
+            pc::OVERRIDDEN,
+            "True",
+            "OverriddenSucceeded",
+            &msg,
+            generation,
+        );
+    }
     status["selectedResources"] = json!(manifests.iter().map(identifier).collect::<Vec<_>>());
     status["observedResourceIndex"] = json!(resource_index);
     status["placementStatuses"] = json!(per_cluster);
@@ -852,6 +1055,7 @@ fn binding_status(
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
     s: &flotilla_scheduler::Selected<'_>,
+    overridden: &Result<overrides::Overridden, String>,
     generation: i64,
 ) -> Value {
     let mut conds = binding.data["status"]["conditions"].clone();
@@ -872,16 +1076,47 @@ fn binding_status(
         "the resources roll out to the cluster",
         g,
     );
-    condition(
-        &mut conds,
-        cc::OVERRIDDEN,
-        "True",
-        "NoOverrideSpecified",
-        "no override applies",
-        g,
-    );
+    match overridden {
+        Ok(o) if o.cluster_overrides.is_empty() && o.resource_overrides.is_empty() => condition(
+            &mut conds,
+            cc::OVERRIDDEN,
+            "True",
+            "NoOverrideSpecified",
+            "no override applies",
+            g,
+        ),
+        Ok(o) => condition(
+            &mut conds,
+            cc::OVERRIDDEN,
+            "True",
+            "OverriddenSucceeded",
+            &format!(
+                "{} override(s) applied",
+                o.cluster_overrides.len() + o.resource_overrides.len()
+            ),
+            g,
+        ),
+        Err(e) => condition(
+            &mut conds,
+            cc::OVERRIDDEN,
+            "False",
+            "OverriddenFailed",
+            e,
+            g,
+        ),
+    }
     let mut failed = Vec::new();
     match work {
+        _ if overridden.is_err() => {
+            condition(
+                &mut conds,
+                cc::WORK_SYNCHRONIZED,
+                "False",
+                "WorkNotSynchronizedYet",
+                "an override cannot be applied: the Work keeps its previous resources",
+                g,
+            );
+        }
         None => {
             condition(
                 &mut conds,

@@ -197,6 +197,16 @@ fn condition(obj: &Value, ty: &str) -> (String, String) {
         .unwrap_or_default()
 }
 
+/// The status of condition `ty` of a placement status entry (one cluster).
+fn entry_condition(entry: &Value, ty: &str) -> String {
+    entry["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -323,6 +333,119 @@ fn pick_all_places_a_namespace_everywhere_updates_it_and_removes_it() {
         fleet.get(&["crp", "shop"]).unwrap()["status"]["observedResourceIndex"],
         "1"
     );
+
+    // Overrides: replicas and image per cluster (a ResourceOverride), a label on the
+    // namespace everywhere (a ClusterResourceOverride).
+    fleet.ok(&[
+        "label",
+        "membercluster",
+        "member-1",
+        "env=prod",
+        "tier=gold",
+    ]);
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourceOverride
+metadata:
+  name: web-size
+  namespace: shop
+spec:
+  placement:
+    name: shop
+  resourceSelectors:
+    - {group: apps, version: v1, kind: Deployment, name: web}
+  policy:
+    overrideRules:
+      - clusterSelector:
+          clusterSelectorTerms:
+            - labelSelector:
+                matchLabels: {env: prod}
+        jsonPatchOverrides:
+          - {op: replace, path: /spec/replicas, value: 3}
+          - {op: replace, path: /spec/template/spec/containers/0/image, value: "nginx:${MEMBER-CLUSTER-LABEL-KEY-tier}"}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourceOverride
+metadata:
+  name: ns-owner
+spec:
+  clusterResourceSelectors:
+    - {group: "", version: v1, kind: Namespace, name: shop}
+  policy:
+    overrideRules:
+      - jsonPatchOverrides:
+          - {op: add, path: /metadata/labels/placed-on, value: "${MEMBER-CLUSTER-NAME}"}
+"#,
+    );
+    wait_for("the overrides in member-1", Duration::from_secs(30), || {
+        let dep = get_json(
+            &fleet.member(1),
+            &["-n", "shop", "get", "deployment", "web"],
+        )?;
+        let image = dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str()?;
+        (dep["spec"]["replicas"] == 3 && image == "nginx:gold").then_some(())
+    });
+    for m in 1..=3 {
+        wait_for("the namespace label", Duration::from_secs(30), || {
+            let ns = get_json(&fleet.member(m), &["get", "namespace", "shop"])?;
+            (ns["metadata"]["labels"]["placed-on"] == format!("member-{m}")).then_some(())
+        });
+    }
+    let dep2 = get_json(
+        &fleet.member(2),
+        &["-n", "shop", "get", "deployment", "web"],
+    )
+    .unwrap();
+    assert_eq!(
+        dep2["spec"]["replicas"], 2,
+        "member-2 is not prod: not overridden"
+    );
+    let p = fleet.wait_condition("shop", "ClusterResourcePlacementOverridden");
+    assert_eq!(
+        condition(&p, "ClusterResourcePlacementOverridden").1,
+        "OverriddenSucceeded"
+    );
+    let m1 = p["status"]["placementStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["clusterName"] == "member-1")
+        .unwrap()
+        .clone();
+    assert_eq!(m1["applicableResourceOverrides"][0]["name"], "web-size-0");
+    assert_eq!(m1["applicableClusterResourceOverrides"][0], "ns-owner-0");
+    // An override that cannot apply fails that cluster only.
+    fleet.ok(&["label", "membercluster", "member-2", "env=prod"]);
+    let p = wait_for(
+        "member-2's override to fail",
+        Duration::from_secs(30),
+        || {
+            let p = fleet.get(&["crp", "shop"])?;
+            let m2 = p["status"]["placementStatuses"]
+                .as_array()?
+                .iter()
+                .find(|s| s["clusterName"] == "member-2")?
+                .clone();
+            (entry_condition(&m2, "Overridden") == "False").then_some(p)
+        },
+    );
+    assert_eq!(
+        condition(&p, "ClusterResourcePlacementOverridden").0,
+        "False"
+    );
+    let m1 = p["status"]["placementStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["clusterName"] == "member-1")
+        .unwrap()
+        .clone();
+    assert_eq!(entry_condition(&m1, "Overridden"), "True");
+    // Overrides cannot touch an object's identity.
+    let out = fleet.kubectl(&["-n", "shop", "patch", "resourceoverride", "web-size", "--type=json", "-p",
+        r#"[{"op":"add","path":"/spec/policy/overrideRules/0/jsonPatchOverrides/-","value":{"op":"replace","path":"/metadata/name","value":"x"}}]"#]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not be overridden"));
 
     // Deleting the placement removes everything it placed.
     fleet.ok(&["delete", "crp", "shop"]);
