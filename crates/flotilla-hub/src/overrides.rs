@@ -334,7 +334,14 @@ mod tests {
             ]),
         );
         let prod = labels(&[("env", "prod"), ("version", "2")]);
-        let out = apply(&[ns(), deploy()], "m1", &prod, &[], &[o.clone()]).unwrap();
+        let out = apply(
+            &[ns(), deploy()],
+            "m1",
+            &prod,
+            &[],
+            std::slice::from_ref(&o),
+        )
+        .unwrap();
         assert_eq!(out.manifests[1]["spec"]["replicas"], 5);
         assert_eq!(
             out.manifests[1]["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -348,7 +355,7 @@ mod tests {
         );
         // Another cluster: untouched, and the override is not listed.
         let dev = labels(&[("env", "dev")]);
-        let out = apply(&[ns(), deploy()], "m2", &dev, &[], &[o.clone()]).unwrap();
+        let out = apply(&[ns(), deploy()], "m2", &dev, &[], std::slice::from_ref(&o)).unwrap();
         assert_eq!(out.manifests[1], deploy());
         assert!(out.resource_overrides.is_empty());
         // A missing label is an error naming the override.
@@ -376,7 +383,7 @@ mod tests {
             &[ns(), deploy()],
             "m",
             &labels(&[]),
-            &[cro.clone()],
+            std::slice::from_ref(&cro),
             &[second.clone(), first],
         )
         .unwrap();

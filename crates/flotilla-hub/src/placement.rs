@@ -226,7 +226,7 @@ async fn override_snapshots(
     for (store, cluster_scoped) in [(&ctx.cros, true), (&ctx.ros, false)] {
         for o in store.state().iter().filter(|o| override_applies(o, crp)) {
             let spec = o.data["spec"].clone();
-            let hash = content_hash(&[spec.clone()]);
+            let hash = content_hash(std::slice::from_ref(&spec));
             let ns = o.namespace();
             let series = Series {
                 ar: if cluster_scoped {
