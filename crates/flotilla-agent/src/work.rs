@@ -168,6 +168,7 @@ async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
     let mut present: BTreeSet<String> = BTreeSet::new();
     let mut listing: BTreeSet<String> = BTreeSet::new();
     let mut ready = false;
+    let works_api = works.clone();
     let mut events = watcher(works, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -193,10 +194,15 @@ async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
                 match aw.list(&Default::default()).await {
                     Ok(list) => {
                         for a in list.items {
-                            if !present.contains(&a.name_any()) && a.metadata.deletion_timestamp.is_none() {
-                                tracing::info!(work = %a.name_any(), "the Work is gone from the hub; removing what it applied");
-                                let _ = aw.delete(&a.name_any(), &DeleteParams::background()).await;
+                            if present.contains(&a.name_any()) || a.metadata.deletion_timestamp.is_some() {
+                                continue;
                             }
+                            // The watch may not have shown a new Work yet: ask the hub.
+                            if !matches!(works_api.get_opt(&a.name_any()).await, Ok(None)) {
+                                continue;
+                            }
+                            tracing::info!(work = %a.name_any(), "the Work is gone from the hub; removing what it applied");
+                            let _ = aw.delete(&a.name_any(), &DeleteParams::background()).await;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "listing AppliedWorks in the member failed"),
@@ -522,9 +528,12 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             )
             .await?;
     }
-    // Not yet available: look again soon. Otherwise re-check for drift now and then.
-    Ok(if pending || !all_applied {
-        Action::requeue(Duration::from_secs(1))
+    // Not yet available: look again soon; failed: retry later; otherwise re-check for drift
+    // now and then.
+    Ok(if !all_applied {
+        Action::requeue(Duration::from_secs(5))
+    } else if pending {
+        Action::requeue(Duration::from_millis(250))
     } else {
         Action::requeue(Duration::from_secs(15))
     })

@@ -661,6 +661,7 @@ pub(crate) async fn follow(server: ApiServer) {
     let stopped = server.stopped();
     tokio::pin!(stopped);
     let mut was_leader = false;
+    let mut fixed = false;
     let mut watcher: Option<flotilla_store::Watcher> = None;
     loop {
         let leader = *leading.borrow_and_update();
@@ -687,9 +688,9 @@ pub(crate) async fn follow(server: ApiServer) {
         was_leader = leader;
         tokio::select! {
             _ = &mut stopped => return,
-            r = leading.changed() => if r.is_err() {
-                // Fixed leadership: nothing more to follow there.
-                leading = tokio::sync::watch::channel(leader).1;
+            r = leading.changed(), if !fixed => if r.is_err() {
+                // Fixed leadership (one replica): nothing more to follow there.
+                fixed = true;
             },
             ev = w.next() => match ev {
                 Ok(ev) => {

@@ -108,8 +108,60 @@ enum Error {
     Loading(String),
 }
 
+/// The scheduler's view of the fleet, kept up to date from MemberCluster events: a member's
+/// heartbeat that changes nothing the scheduler reads changes nothing here.
+#[derive(Default)]
+struct Fleet {
+    by_name: BTreeMap<String, Cluster>,
+    version: u64,
+    built: Option<(u64, Arc<Vec<Cluster>>)>,
+}
+
+impl Fleet {
+    /// Records `c`; whether the scheduler's view changed.
+    fn update(&mut self, c: Cluster) -> bool {
+        if self.by_name.get(&c.name) == Some(&c) {
+            return false;
+        }
+        self.by_name.insert(c.name.clone(), c);
+        self.version += 1;
+        true
+    }
+
+    /// Every cluster, by name (shared until the view changes).
+    fn clusters(&mut self, members: &Store<DynamicObject>) -> Arc<Vec<Cluster>> {
+        // Members removed for good (their last event was the deletion) drop out here.
+        if self.by_name.len() != members.state().len() {
+            let present: BTreeSet<String> = members.state().iter().map(|m| m.name_any()).collect();
+            self.by_name.retain(|n, _| present.contains(n));
+            for m in members.state() {
+                if !self.by_name.contains_key(&m.name_any()) {
+                    if let Ok(v) = serde_json::to_value(m.as_ref()) {
+                        self.update(Cluster::from_member_cluster(&v));
+                    }
+                }
+            }
+            self.version += 1;
+        }
+        match &self.built {
+            Some((v, c)) if *v == self.version => c.clone(),
+            _ => {
+                let c = Arc::new(self.by_name.values().cloned().collect::<Vec<_>>());
+                self.built = Some((self.version, c.clone()));
+                c
+            }
+        }
+    }
+}
+
+/// Reconciles of one placement are at least this far apart: a burst of Work status updates
+/// (one per cluster) becomes a few reconciles, not one each.
+const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(100);
+
 struct Ctx {
     client: kube::Client,
+    fleet: Arc<parking_lot::Mutex<Fleet>>,
+    last_run: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     members: Store<DynamicObject>,
     bindings: Store<DynamicObject>,
     works: Store<DynamicObject>,
@@ -156,8 +208,12 @@ pub async fn run(client: kube::Client) {
             futures::stream::iter(refs)
         });
 
+    let fleet = Arc::new(parking_lot::Mutex::new(Fleet::default()));
+    let fleet_view = fleet.clone();
     let ctx = Arc::new(Ctx {
         client,
+        fleet,
+        last_run: Default::default(),
         members,
         bindings,
         works,
@@ -175,8 +231,14 @@ pub async fn run(client: kube::Client) {
     };
     Controller::for_stream_with(crp_stream, crp_reader, crp_ar)
         .watches_stream_with(
-            member_stream.predicate_filter(member_fingerprint, Default::default()),
-            move |_| {
+            member_stream,
+            move |m| {
+                let changed = serde_json::to_value(&m)
+                    .map(|v| fleet_view.lock().update(Cluster::from_member_cluster(&v)))
+                    .unwrap_or(false);
+                if !changed {
+                    return Vec::new();
+                }
                 all_crps
                     .state()
                     .iter()
@@ -298,18 +360,6 @@ fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
     o.metadata.generation.hash(&mut h);
     o.metadata.deletion_timestamp.is_some().hash(&mut h);
     o.metadata.finalizers.hash(&mut h);
-    Some(h.finish())
-}
-
-/// What of a MemberCluster the scheduler reads.
-fn member_fingerprint(o: &DynamicObject) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let c = Cluster::from_member_cluster(&serde_json::to_value(o).ok()?);
-    let mut h = std::hash::DefaultHasher::new();
-    c.name.hash(&mut h);
-    c.labels.hash(&mut h);
-    c.properties.hash(&mut h);
-    format!("{:?}{:?}", c.taints, c.state).hash(&mut h);
     Some(h.finish())
 }
 
@@ -564,10 +614,26 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     if crp.metadata.deletion_timestamp.is_some() {
         // Snapshots, bindings and works are owned by the placement: the garbage collector
         // removes them, and the agents what they applied.
+        ctx.last_run.lock().remove(&crp.name_any());
         return Ok(Action::await_change());
     }
     let client = &ctx.client;
     let name = crp.name_any();
+    {
+        let now = std::time::Instant::now();
+        let mut last = ctx.last_run.lock();
+        if let Some(t) = last.get(&name) {
+            let since = now.duration_since(*t);
+            if since < MIN_RECONCILE_INTERVAL {
+                return Ok(Action::requeue(MIN_RECONCILE_INTERVAL - since));
+            }
+        }
+        if last.len() > 4096 {
+            // Placements deleted without a last reconcile leave entries: drop the stale ones.
+            last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        last.insert(name.clone(), now);
+    }
     let generation = crp.metadata.generation.unwrap_or(0);
     let crp_value = serde_json::to_value(crp.as_ref())?;
     let spec = &crp_value["spec"];
@@ -684,14 +750,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     }
 
     // 3. Schedule.
-    let mut clusters: Vec<Cluster> = ctx
-        .members
-        .state()
-        .iter()
-        .filter_map(|m| serde_json::to_value(m.as_ref()).ok())
-        .map(|m| Cluster::from_member_cluster(&m))
-        .collect();
-    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    let clusters = ctx.fleet.lock().clusters(&ctx.members);
     let mine: Vec<Arc<DynamicObject>> = ctx
         .bindings
         .state()

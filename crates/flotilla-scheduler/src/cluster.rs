@@ -42,7 +42,7 @@ impl ClusterState {
 }
 
 /// A member cluster as the scheduler sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     /// MemberCluster name.
     pub name: String,

@@ -25,6 +25,9 @@ pub enum BenchCommand {
     Api(ApiBenchArgs),
     /// Hub CPU and memory with N simulated members sending heartbeats.
     Members(crate::bench_fleet::MembersBenchArgs),
+    /// Time from creating a PickN placement to Available on every picked member, over a
+    /// fleet of simulated members.
+    Placement(crate::bench_fleet::PlacementBenchArgs),
     /// Backup, restore and restart times at N objects (recovery point and recovery time).
     Backup(crate::bench_backup::BackupBenchArgs),
     /// One PickN scheduling decision over 1,000 and 10,000 clusters.
@@ -370,6 +373,7 @@ async fn run_command(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Api(a) => run_api(a).await,
         BenchCommand::Members(a) => crate::bench_fleet::run(a).await,
+        BenchCommand::Placement(a) => crate::bench_fleet::run_placement(a).await,
         BenchCommand::Backup(a) => crate::bench_backup::run(a).await,
         BenchCommand::Scheduler(a) => crate::bench_scheduler::run(a),
     }

@@ -40,19 +40,25 @@ async fn start_member(k: usize) -> anyhow::Result<kube::Client> {
     Ok(server.client())
 }
 
-pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
+/// A hub with `members` simulated members joined and healthy: the hub, its kubeconfig, the
+/// directory of the members' credentials, how long joining took.
+async fn start_fleet(
+    members: usize,
+    period: u32,
+) -> anyhow::Result<(
+    crate::bench::Hub,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    Duration,
+)> {
     let (hub, kubeconfig) = start_hub("memory").await?;
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
-    eprintln!(
-        "starting and joining {} simulated members ...",
-        args.members
-    );
-    let mut joined = futures::stream::iter(1..=args.members)
+    eprintln!("starting and joining {members} simulated members ...");
+    let mut joined = futures::stream::iter(1..=members)
         .map(|k| {
             let kubeconfig = kubeconfig.clone();
             let out = dir.path().join(format!("member-{k}.kubeconfig"));
-            let period = args.heartbeat_period_seconds;
             async move {
                 let member = start_member(k).await?;
                 let name = format!("member-{k}");
@@ -75,14 +81,14 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
     while let Some(r) = joined.next().await {
         r?;
         n += 1;
-        if n % 100 == 0 || n == args.members {
+        if n % 100 == 0 || n == members {
             eprintln!(
-                "  {n}/{} joined ({:.1}s)",
-                args.members,
+                "  {n}/{members} joined ({:.1}s)",
                 started.elapsed().as_secs_f64()
             );
         }
     }
+    drop(joined);
     let admin = crate::serve::client_from_kubeconfig(&kubeconfig).await?;
     let mcs: Api<DynamicObject> =
         Api::all_with(admin, &flotilla_hub::members::member_cluster_resource());
@@ -95,13 +101,18 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
                 flotilla_api::conditions::is_true(&m.data["status"]["conditions"], "Healthy")
             })
             .count();
-        if healthy == args.members {
+        if healthy == members {
             break;
         }
-        eprintln!("  {healthy}/{} healthy ...", args.members);
+        eprintln!("  {healthy}/{members} healthy ...");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let ready_in = started.elapsed();
+    Ok((hub, kubeconfig, dir, started.elapsed()))
+}
+
+pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
+    let (hub, _kubeconfig, _dir, ready_in) =
+        start_fleet(args.members, args.heartbeat_period_seconds).await?;
     eprintln!(
         "all {} members joined and healthy in {:.1}s; settling 10s, then measuring for {}s ...",
         args.members,
@@ -126,5 +137,117 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
         secs
     );
     println!("hub RSS: {:.1} MB", rss as f64 / 1e6);
+    Ok(())
+}
+
+/// Arguments of `flotilla bench placement`.
+#[derive(clap::Args)]
+pub struct PlacementBenchArgs {
+    /// Number of simulated members.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// Clusters each placement picks (PickN).
+    #[arg(long, default_value_t = 100)]
+    pick: u32,
+    /// Placements created, one after the other.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+}
+
+/// One PickN placement at a time over a fleet of simulated members: the time from creating it
+/// to its Available condition being True (every picked member applied the namespace, a
+/// ConfigMap and a one-replica Deployment, and the Deployment is available there).
+pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
+    use kube::api::{Patch, PatchParams, PostParams};
+    use serde_json::json;
+    let (hub, kubeconfig, _dir, ready_in) = start_fleet(args.members, 60).await?;
+    let admin = crate::serve::client_from_kubeconfig(&kubeconfig).await?;
+    let crps: Api<DynamicObject> =
+        Api::all_with(admin.clone(), &flotilla_hub::placement::crp_resource());
+    let mut times = Vec::new();
+    let cpu0 = proc_usage(hub.pid).map(|u| u.0);
+    for run in 0..args.runs {
+        let ns = format!("bench-{run}");
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}, "data": {"run": run.to_string()}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}),
+        ];
+        for o in objects {
+            let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+                api_version: o["apiVersion"].as_str().unwrap_or("").into(),
+                kind: o["kind"].as_str().unwrap_or("").into(),
+            })?;
+            let (ar, _) = kube::discovery::pinned_kind(&admin, &gvk).await?;
+            let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
+                Some(n) => Api::namespaced_with(admin.clone(), n, &ar),
+                None => Api::all_with(admin.clone(), &ar),
+            };
+            api.patch(
+                o["metadata"]["name"].as_str().unwrap_or(""),
+                &PatchParams::apply("flotilla-bench").force(),
+                &Patch::Apply(&o),
+            )
+            .await?;
+        }
+        let crp = json!({"apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ClusterResourcePlacement",
+            "metadata": {"name": ns},
+            "spec": {"resourceSelectors": [{"group": "", "version": "v1", "kind": "Namespace", "name": ns}],
+                "policy": {"placementType": "PickN", "numberOfClusters": args.pick}}});
+        let started = Instant::now();
+        crps.create(&PostParams::default(), &serde_json::from_value(crp)?)
+            .await?;
+        loop {
+            let p = crps.get(&ns).await?;
+            let available = flotilla_api::conditions::find(
+                &p.data["status"]["conditions"],
+                "ClusterResourcePlacementAvailable",
+            )
+            .is_some_and(|c| {
+                c["status"] == "True" && c["observedGeneration"] == json!(p.metadata.generation)
+            });
+            let placed = p.data["status"]["placementStatuses"]
+                .as_array()
+                .map_or(0, Vec::len);
+            if available && placed == args.pick as usize {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                anyhow::bail!("placement {ns} did not become available within 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        eprintln!(
+            "  run {}/{}: Available on {} clusters in {:.3} s",
+            run + 1,
+            args.runs,
+            args.pick,
+            took.as_secs_f64()
+        );
+        times.push(took);
+    }
+    let cpu = match (cpu0, proc_usage(hub.pid)) {
+        (Some(a), Some((b, _))) => b - a,
+        _ => 0.0,
+    };
+    let rss = proc_usage(hub.pid).map_or(0, |u| u.1);
+    times.sort();
+    let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64();
+    println!(
+        "members: {} (joined and healthy in {:.1} s)",
+        args.members,
+        ready_in.as_secs_f64()
+    );
+    println!(
+        "PickN {} placement, create -> Available on all {}: p50 {:.3} s, p99 {:.3} s, max {:.3} s over {} runs",
+        args.pick, args.pick, at(0.5), at(0.99), times.last().map_or(0.0, |t| t.as_secs_f64()), times.len()
+    );
+    println!(
+        "hub CPU during the runs: {cpu:.1} s; hub RSS after: {:.0} MB",
+        rss as f64 / 1e6
+    );
     Ok(())
 }
