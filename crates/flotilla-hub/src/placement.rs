@@ -156,12 +156,16 @@ impl Fleet {
 
 /// Reconciles of one placement are at least this far apart: a burst of Work status updates
 /// (one per cluster) becomes a few reconciles, not one each.
-const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(100);
+const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A placement status whose own conditions did not change is written at most this often.
+const STATUS_DETAIL_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Ctx {
     client: kube::Client,
     fleet: Arc<parking_lot::Mutex<Fleet>>,
     last_run: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    status_written: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     members: Store<DynamicObject>,
     bindings: Store<DynamicObject>,
     works: Store<DynamicObject>,
@@ -197,12 +201,13 @@ pub async fn run(client: kube::Client) {
     );
     // A changed resource: the placements that may select it.
     let for_resources = crp_reader.clone();
+    let for_resources_cache = resources.clone();
     let resource_triggers =
         tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |c: Changed| {
             let refs: Vec<ObjectRef<DynamicObject>> = for_resources
                 .state()
                 .iter()
-                .filter(|crp| may_select(crp, &c))
+                .filter(|crp| may_select(crp, &c, &for_resources_cache))
                 .map(|crp| ObjectRef::from_obj_with(crp.as_ref(), crp_resource()))
                 .collect();
             futures::stream::iter(refs)
@@ -214,6 +219,7 @@ pub async fn run(client: kube::Client) {
         client,
         fleet,
         last_run: Default::default(),
+        status_written: Default::default(),
         members,
         bindings,
         works,
@@ -363,20 +369,47 @@ fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Whether `crp` may select an object of the changed type.
-fn may_select(crp: &DynamicObject, c: &Changed) -> bool {
-    crp.data["spec"]["resourceSelectors"]
+/// Whether `crp` may select the changed object (or, for a namespaced object, its namespace,
+/// whose labels come from `resources`).
+fn may_select(crp: &DynamicObject, c: &Changed, resources: &Resources) -> bool {
+    let matches = |s: &Value, name: &str, labels: &BTreeMap<String, String>| {
+        if let Some(n) = s["name"].as_str().filter(|n| !n.is_empty()) {
+            return name.is_empty() || n == name;
+        }
+        match &s["labelSelector"] {
+            Value::Null => true,
+            sel => LabelSelector::from_object(sel)
+                .map(|l| l.matches(|k| labels.get(k).map(String::as_str)))
+                .unwrap_or(false),
+        }
+    };
+    let sels = crp.data["spec"]["resourceSelectors"]
         .as_array()
-        .is_some_and(|sels| {
-            sels.iter().any(|s| {
-                let (g, k) = (
-                    s["group"].as_str().unwrap_or(""),
-                    s["kind"].as_str().unwrap_or(""),
-                );
-                (g == c.group && k == c.kind)
-                    || (c.namespace.is_some() && g.is_empty() && k == "Namespace")
-            })
-        })
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    sels.iter().any(|s| {
+        let (g, k) = (
+            s["group"].as_str().unwrap_or(""),
+            s["kind"].as_str().unwrap_or(""),
+        );
+        if g == c.group && k == c.kind && matches(s, &c.name, &c.labels) {
+            return true;
+        }
+        match &c.namespace {
+            Some(ns) if g.is_empty() && k == "Namespace" => {
+                let labels = resources
+                    .get("", "Namespace")
+                    .and_then(|n| {
+                        n.store
+                            .get(&ObjectRef::new_with(ns, n.resource.clone()))
+                            .map(|o| o.labels().clone())
+                    })
+                    .unwrap_or_default();
+                matches(s, ns, &labels)
+            }
+            _ => false,
+        }
+    })
 }
 
 fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
@@ -830,122 +863,153 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 .await?;
         }
     }
+    // Each cluster's binding and Work, 16 clusters at a time.
+    let (binding_api, mine, manifests, cro_snaps, ro_snaps, cluster_labels) = (
+        &binding_api,
+        &mine,
+        &manifests,
+        &cro_snaps,
+        &ro_snaps,
+        &cluster_labels,
+    );
+    let shared = (
+        &name,
+        &rs,
+        &ps_name,
+        &apply_strategy,
+        &resource_index,
+        &crp,
+        &ctx,
+    );
+    let mut jobs = Vec::with_capacity(wanted.len());
+    for (cluster, s) in &wanted {
+        let (cluster, s): (&str, &flotilla_scheduler::Selected) = (cluster, s);
+        let (name, rs, ps_name, apply_strategy, resource_index, crp, ctx) = shared;
+        jobs.push(async move {
+            let bname = format!(
+                "{name}-{cluster}-{}",
+                short_hash(&format!("{name}/{cluster}"))
+            );
+            let no_labels = BTreeMap::new();
+            let labels = cluster_labels.get(cluster).copied().unwrap_or(&no_labels);
+            let overridden = overrides::apply(manifests, cluster, labels, cro_snaps, ro_snaps);
+            let (cro_used, ro_used) = match &overridden {
+                Ok(o) => (
+                    json!(o.cluster_overrides),
+                    json!(o
+                        .resource_overrides
+                        .iter()
+                        .map(|(ns, n)| json!({"namespace": ns, "name": n}))
+                        .collect::<Vec<_>>()),
+                ),
+                Err(_) => (json!([]), json!([])),
+            };
+            let bspec = json!({
+                "state": "Bound",
+                "resourceSnapshotName": rs.name_any(),
+                "clusterResourceOverrideSnapshots": cro_used,
+                "resourceOverrideSnapshots": ro_used,
+                "schedulingPolicySnapshotName": ps_name,
+                "targetCluster": cluster,
+                "clusterDecision": {"clusterName": cluster, "selected": true,
+                    "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
+                    "reason": s.reason.to_string()},
+                "applyStrategy": apply_strategy,
+            });
+            let existing = mine.iter().find(|b| b.name_any() == bname);
+            let binding = match existing {
+                Some(b) if b.data["spec"] == bspec => b.as_ref().clone(),
+                Some(_) => {
+                    let p = json!({"spec": bspec});
+                    binding_api
+                        .patch(&bname, &PatchParams::default(), &Patch::Merge(&p))
+                        .await?
+                }
+                None => {
+                    let obj = json!({"apiVersion": binding_resource().api_version, "kind": "ClusterResourceBinding",
+                        "metadata": {"name": bname, "labels": {label::PARENT_CRP: name},
+                            "annotations": {annotation::CRP_GENERATION: generation.to_string()},
+                            "ownerReferences": [owner_ref(crp, &crp_resource())]},
+                        "spec": bspec});
+                    binding_api
+                        .create(&PostParams::default(), &serde_json::from_value(obj)?)
+                        .await?
+                }
+            };
+            // 5. The Work.
+            let ns = namespace_of(cluster);
+            let work_api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &ns, &work_resource());
+            let work_name = format!("{name}-work");
+            let cluster_manifests = match &overridden {
+                Ok(o) => o.manifests.clone(),
+                Err(_) => Vec::new(),
+            };
+            let wspec =
+                json!({"workload": {"manifests": cluster_manifests}, "applyStrategy": apply_strategy});
+            let work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
+                label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
+            let current = ctx
+                .works
+                .get(&ObjectRef::new_with(&work_name, work_resource()).within(&ns));
+            let work = match current {
+                // An override failed: the cluster keeps what it has until it is fixed.
+                current if overridden.is_err() => current.map(|w| w.as_ref().clone()),
+                Some(w)
+                    if w.data["spec"] == wspec
+                        && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
+                            == Some(resource_index) =>
+                {
+                    Some(w.as_ref().clone())
+                }
+                Some(_) => {
+                    let p = json!({"metadata": {"labels": work_labels}, "spec": wspec});
+                    Some(
+                        work_api
+                            .patch(&work_name, &PatchParams::default(), &Patch::Merge(&p))
+                            .await?,
+                    )
+                }
+                None => {
+                    let obj = json!({"apiVersion": work_resource().api_version, "kind": "Work",
+                        "metadata": {"name": work_name, "namespace": ns, "labels": work_labels,
+                            "ownerReferences": [owner_ref(&binding, &binding_resource())]},
+                        "spec": wspec});
+                    match work_api
+                        .create(&PostParams::default(), &serde_json::from_value(obj)?)
+                        .await
+                    {
+                        Ok(w) => Some(w),
+                        // The member's namespace is gone (it is leaving): nothing to send.
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            // 6. The binding's status from its Work.
+            let bstatus = binding_status(&binding, work.as_ref(), s, &overridden, generation);
+            if binding.data["status"] != bstatus {
+                binding_api
+                    .patch_status(
+                        &bname,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"status": bstatus})),
+                    )
+                    .await?;
+            }
+            Ok::<_, Error>((cluster.to_string(), bstatus, bspec))
+        });
+    }
+    let results: Vec<Result<(String, Value, Value), Error>> = futures::stream::iter(jobs)
+        .buffer_unordered(16)
+        .collect()
+        .await;
     let mut bindings: BTreeMap<String, Value> = BTreeMap::new();
     let mut binding_specs: BTreeMap<String, Value> = BTreeMap::new();
-    for (cluster, s) in &wanted {
-        let bname = format!(
-            "{name}-{cluster}-{}",
-            short_hash(&format!("{name}/{cluster}"))
-        );
-        let no_labels = BTreeMap::new();
-        let labels = cluster_labels.get(cluster).copied().unwrap_or(&no_labels);
-        let overridden = overrides::apply(&manifests, cluster, labels, &cro_snaps, &ro_snaps);
-        let (cro_used, ro_used) = match &overridden {
-            Ok(o) => (
-                json!(o.cluster_overrides),
-                json!(o
-                    .resource_overrides
-                    .iter()
-                    .map(|(ns, n)| json!({"namespace": ns, "name": n}))
-                    .collect::<Vec<_>>()),
-            ),
-            Err(_) => (json!([]), json!([])),
-        };
-        let bspec = json!({
-            "state": "Bound",
-            "resourceSnapshotName": rs.name_any(),
-            "clusterResourceOverrideSnapshots": cro_used,
-            "resourceOverrideSnapshots": ro_used,
-            "schedulingPolicySnapshotName": ps_name,
-            "targetCluster": cluster,
-            "clusterDecision": {"clusterName": cluster, "selected": true,
-                "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
-                "reason": s.reason.to_string()},
-            "applyStrategy": apply_strategy,
-        });
-        let existing = mine.iter().find(|b| b.name_any() == bname);
-        let binding = match existing {
-            Some(b) if b.data["spec"] == bspec => b.as_ref().clone(),
-            Some(_) => {
-                let p = json!({"spec": bspec});
-                binding_api
-                    .patch(&bname, &PatchParams::default(), &Patch::Merge(&p))
-                    .await?
-            }
-            None => {
-                let obj = json!({"apiVersion": binding_resource().api_version, "kind": "ClusterResourceBinding",
-                    "metadata": {"name": bname, "labels": {label::PARENT_CRP: name},
-                        "annotations": {annotation::CRP_GENERATION: generation.to_string()},
-                        "ownerReferences": [owner_ref(&crp, &crp_resource())]},
-                    "spec": bspec});
-                binding_api
-                    .create(&PostParams::default(), &serde_json::from_value(obj)?)
-                    .await?
-            }
-        };
-        // 5. The Work.
-        let ns = namespace_of(cluster);
-        let work_api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &ns, &work_resource());
-        let work_name = format!("{name}-work");
-        let cluster_manifests = match &overridden {
-            Ok(o) => o.manifests.clone(),
-            Err(_) => Vec::new(),
-        };
-        let wspec =
-            json!({"workload": {"manifests": cluster_manifests}, "applyStrategy": apply_strategy});
-        let work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
-            label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
-        let current = ctx
-            .works
-            .get(&ObjectRef::new_with(&work_name, work_resource()).within(&ns));
-        let work = match current {
-            // An override failed: the cluster keeps what it has until it is fixed.
-            current if overridden.is_err() => current.map(|w| w.as_ref().clone()),
-            Some(w)
-                if w.data["spec"] == wspec
-                    && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
-                        == Some(&resource_index) =>
-            {
-                Some(w.as_ref().clone())
-            }
-            Some(_) => {
-                let p = json!({"metadata": {"labels": work_labels}, "spec": wspec});
-                Some(
-                    work_api
-                        .patch(&work_name, &PatchParams::default(), &Patch::Merge(&p))
-                        .await?,
-                )
-            }
-            None => {
-                let obj = json!({"apiVersion": work_resource().api_version, "kind": "Work",
-                    "metadata": {"name": work_name, "namespace": ns, "labels": work_labels,
-                        "ownerReferences": [owner_ref(&binding, &binding_resource())]},
-                    "spec": wspec});
-                match work_api
-                    .create(&PostParams::default(), &serde_json::from_value(obj)?)
-                    .await
-                {
-                    Ok(w) => Some(w),
-                    // The member's namespace is gone (it is leaving): nothing to send.
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => None,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        // 6. The binding's status from its Work.
-        let bstatus = binding_status(&binding, work.as_ref(), s, &overridden, generation);
-        if binding.data["status"] != bstatus {
-            binding_api
-                .patch_status(
-                    &bname,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": bstatus})),
-                )
-                .await?;
-        }
-        bindings.insert(cluster.to_string(), bstatus);
-        binding_specs.insert(cluster.to_string(), bspec);
+    for r in results {
+        let (cluster, bstatus, bspec) = r?;
+        bindings.insert(cluster.clone(), bstatus);
+        binding_specs.insert(cluster, bspec);
     }
 
     // The placement's status.
@@ -1073,7 +1137,25 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     status["placementStatuses"] = json!(per_cluster);
     status["conditions"] = conds;
     if crp_value["status"] != status {
+        // While only per-cluster details move (the placement's own conditions stay), the
+        // large status is written at most once a second; a change of the placement's
+        // conditions is written at once.
+        let same_conditions = crp_value["status"]["conditions"] == status["conditions"];
+        let now = std::time::Instant::now();
+        let recent = ctx
+            .status_written
+            .lock()
+            .get(&name)
+            .map(|t| now.duration_since(*t));
+        if let Some(since) = recent.filter(|s| same_conditions && *s < STATUS_DETAIL_INTERVAL) {
+            return Ok(Action::requeue(STATUS_DETAIL_INTERVAL - since));
+        }
         write_status(client, &name, status).await?;
+        let mut written = ctx.status_written.lock();
+        if written.len() > 4096 {
+            written.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        written.insert(name.clone(), now);
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }

@@ -35,6 +35,10 @@ pub struct Changed {
     pub kind: String,
     /// Namespace of a namespaced object.
     pub namespace: Option<String>,
+    /// Name of the object (empty: the type as a whole, e.g. when its cache became ready).
+    pub name: String,
+    /// Labels of the object.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The caches, by (group, kind).
@@ -171,7 +175,13 @@ impl Resources {
                     });
                     self.loading.write().remove(&key);
                     // Placements that waited for this type can now select it.
-                    let _ = changes.send(Changed { group: ar.group.clone(), kind: ar.kind.clone(), namespace: None });
+                    let _ = changes.send(Changed {
+                        group: ar.group.clone(),
+                        kind: ar.kind.clone(),
+                        namespace: None,
+                        name: String::new(),
+                        labels: BTreeMap::new(),
+                    });
                 }
                 ev = stream.next() => match ev {
                     Some(Ok(obj)) => {
@@ -180,6 +190,8 @@ impl Resources {
                                 group: ar.group.clone(),
                                 kind: ar.kind.clone(),
                                 namespace: if namespaced { obj.metadata.namespace.clone() } else { None },
+                                name: obj.metadata.name.clone().unwrap_or_default(),
+                                labels: obj.metadata.labels.clone().unwrap_or_default(),
                             });
                         }
                     }
