@@ -310,11 +310,21 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
 
     // The AppliedWork: owner of everything applied for this Work.
     let aw_api: Api<DynamicObject> = Api::all_with(ctx.member.clone(), &applied_work_resource());
+    // The strategy is recorded on the AppliedWork, so that another placement's Work meeting
+    // the same object can tell whether they agree on how to apply it.
+    let strategy_text = strategy.to_string();
     let applied_work = match aw_api.get_opt(&name).await? {
-        Some(a) => a,
+        Some(a) if a.annotations().get(APPLY_STRATEGY_ANNOTATION) == Some(&strategy_text) => a,
+        Some(_) => {
+            let p =
+                json!({"metadata": {"annotations": {APPLY_STRATEGY_ANNOTATION: strategy_text}}});
+            aw_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+                .await?
+        }
         None => {
             let obj = json!({"apiVersion": applied_work_resource().api_version, "kind": "AppliedWork",
-                "metadata": {"name": name},
+                "metadata": {"name": name, "annotations": {APPLY_STRATEGY_ANNOTATION: strategy_text}},
                 "spec": {"workName": name, "workNamespace": work.namespace().unwrap_or_default()}});
             aw_api
                 .create(&PostParams::default(), &serde_json::from_value(obj)?)
@@ -347,6 +357,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
                 &m,
                 &owner,
                 &aw_uid,
+                &strategy_text,
                 report_only,
                 full,
                 if_not_drifted,
@@ -423,10 +434,27 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     }
 
     // The Work's status.
+    // Each manifest's previous entry: its conditions keep their transition times and its drift
+    // and diff reports their first-observed times, so an unchanged outcome writes nothing.
+    let key = |id: &Value| {
+        (
+            id["group"].to_string(),
+            id["kind"].to_string(),
+            id["namespace"].to_string(),
+            id["name"].to_string(),
+        )
+    };
+    let previous: BTreeMap<_, &Value> = work.data["status"]["manifestConditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (key(&m["identifier"]), m))
+        .collect();
     let mut manifest_conditions = Vec::new();
     let (mut all_applied, mut all_available, mut pending) = (true, true, false);
     for o in &outcomes {
-        let mut conds = json!([]);
+        let prev = previous.get(&key(&o.identifier));
+        let mut conds = prev.map_or(json!([]), |p| p["conditions"].clone());
         let (ok, reason, msg) = &o.applied;
         conditions::set(&mut conds, cc::APPLIED, *ok, reason, msg, Some(generation));
         all_applied &= *ok;
@@ -443,14 +471,25 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
                 all_available &= *ok;
                 pending |= !*ok;
             }
-            None => all_available = false,
+            None => {
+                all_available = false;
+                if let Some(list) = conds.as_array_mut() {
+                    list.retain(|c| c["type"] != cc::AVAILABLE);
+                }
+            }
         }
         let mut mc = json!({"identifier": o.identifier, "conditions": conds});
-        if let Some(d) = &o.drift {
-            mc["driftDetails"] = d.clone();
-        }
-        if let Some(d) = &o.diff {
-            mc["diffDetails"] = d.clone();
+        for (field, details, first) in [
+            ("driftDetails", &o.drift, "firstDriftedObservedTime"),
+            ("diffDetails", &o.diff, "firstDiffedObservedTime"),
+        ] {
+            if let Some(d) = details {
+                let mut d = d.clone();
+                if let Some(t) = prev.and_then(|p| p[field].get(first)) {
+                    d[first] = t.clone();
+                }
+                mc[field] = d;
+            }
         }
         manifest_conditions.push(mc);
     }
@@ -539,6 +578,40 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     })
 }
 
+/// Annotation on an AppliedWork: the apply strategy of its Work, as JSON.
+const APPLY_STRATEGY_ANNOTATION: &str = "kubernetes-fleet.io/apply-strategy";
+
+/// Another AppliedWork that owns `live` with an apply strategy other than `strategy`, if any.
+async fn conflicting_owner(
+    ctx: &Ctx,
+    live: &Value,
+    aw_uid: &str,
+    strategy: &str,
+) -> Option<String> {
+    let aw_api: Api<DynamicObject> = Api::all_with(ctx.member.clone(), &applied_work_resource());
+    for r in live["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if r["kind"] != "AppliedWork" || r["uid"] == aw_uid {
+            continue;
+        }
+        let other = r["name"].as_str().unwrap_or("");
+        if let Ok(Some(a)) = aw_api.get_opt(other).await {
+            if a.metadata.uid.as_deref() == r["uid"].as_str()
+                && a.annotations()
+                    .get(APPLY_STRATEGY_ANNOTATION)
+                    .map(String::as_str)
+                    != Some(strategy)
+            {
+                return Some(other.to_string());
+            }
+        }
+    }
+    None
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn apply_one(
     ctx: &Ctx,
@@ -546,6 +619,7 @@ async fn apply_one(
     m: &Value,
     owner: &Value,
     aw_uid: &str,
+    strategy: &str,
     report_only: bool,
     full: bool,
     if_not_drifted: bool,
@@ -601,6 +675,16 @@ async fn apply_one(
             }
             out.applied = (true, "ReportDiffMode", "ReportDiff: not applied".into());
             out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
+            return out;
+        }
+        // Another placement's Work placed this object: only one with the same strategy may
+        // share it; otherwise the conflict is reported and neither overrides the other.
+        if let Some(other) = conflicting_owner(ctx, l, aw_uid, strategy).await {
+            out.applied = (
+                false,
+                "ApplyConflictBetweenPlacements",
+                format!("the object is placed by another placement (Work {other}) with a different apply strategy"),
+            );
             return out;
         }
         if !ours {

@@ -669,6 +669,46 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
     .unwrap();
     assert_eq!(cm["data"]["color"], "red");
 
+    // Two placements with different apply strategies claim one namespace: the second
+    // reports the conflict and changes nothing.
+    fleet.ok(&["create", "namespace", "shared"]);
+    fleet.apply(&crp(
+        "shared-a",
+        "shared",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-2]\n",
+        "",
+    ));
+    fleet.wait_condition("shared-a", "ClusterResourcePlacementAvailable");
+    fleet.apply(&crp(
+        "shared-b",
+        "shared",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-2]\n",
+        "  strategy:\n    applyStrategy:\n      type: ServerSideApply\n",
+    ));
+    let failed = wait_for(
+        "the conflict to be reported",
+        Duration::from_secs(40),
+        || {
+            let p = fleet.get(&["crp", "shared-b"])?;
+            let f = p["status"]["placementStatuses"][0]["failedPlacements"]
+                .as_array()?
+                .clone();
+            (!f.is_empty()).then_some(f)
+        },
+    );
+    assert_eq!(
+        failed[0]["condition"]["reason"],
+        "ApplyConflictBetweenPlacements"
+    );
+    assert_eq!(
+        condition(
+            &fleet.get(&["crp", "shared-a"]).unwrap(),
+            "ClusterResourcePlacementAvailable"
+        )
+        .0,
+        "True"
+    );
+
     // ReportDiff reports without applying.
     fleet.apply(&crp(
         "diff",
