@@ -256,21 +256,16 @@ fn differences(want: &Value, live: &Value, full: bool) -> Vec<Value> {
             _ => {}
         }
     }
-    for top in [
-        "spec",
-        "data",
-        "stringData",
-        "binaryData",
-        "rules",
-        "subjects",
-        "roleRef",
-        "webhooks",
-    ] {
-        if let Some(w) = want.get(top) {
+    // Every top-level field but the identity, metadata and status.
+    let skip = |k: &str| matches!(k, "apiVersion" | "kind" | "metadata" | "status");
+    for (top, w) in want.as_object().into_iter().flatten() {
+        if !skip(top) {
             walk(&format!("/{top}"), w, live.get(top), &mut out);
         }
-        if full {
-            if let (None, Some(l)) = (want.get(top), live.get(top)) {
+    }
+    if full {
+        for (top, l) in live.as_object().into_iter().flatten() {
+            if !skip(top) && want.get(top).is_none() {
                 out.push(json!({"path": format!("/{top}"), "valueInMember": l.to_string()}));
             }
         }
@@ -348,6 +343,24 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             m["kind"].as_str().unwrap_or(""),
         )
     });
+    // What each object was last applied from: an object whose manifest is unchanged and that
+    // shows no difference in the member is not applied again.
+    let applied_hashes: BTreeMap<(String, String, String), String> = applied_work.data["status"]
+        ["appliedResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                (
+                    r["kind"].to_string(),
+                    r["namespace"].to_string(),
+                    r["name"].to_string(),
+                ),
+                r["manifestHash"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
     let mut outcomes = Vec::new();
     for (ordinal, m) in manifests {
         outcomes.push(
@@ -358,6 +371,13 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
                 &owner,
                 &aw_uid,
                 &strategy_text,
+                applied_hashes
+                    .get(&(
+                        m["kind"].to_string(),
+                        m["metadata"]["namespace"].to_string(),
+                        m["metadata"]["name"].to_string(),
+                    ))
+                    .map(String::as_str),
                 report_only,
                 full,
                 if_not_drifted,
@@ -574,8 +594,21 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     } else if pending {
         Action::requeue(Duration::from_millis(250))
     } else {
-        Action::requeue(Duration::from_secs(15))
+        Action::requeue(Duration::from_secs(30))
     })
+}
+
+/// The Available condition of an object as read from the member.
+fn judge(obj: &Value) -> (bool, &'static str, String) {
+    match availability(obj) {
+        Availability::Available => (true, "ManifestAvailable", "available".into()),
+        Availability::NotTracked => (
+            true,
+            "ManifestNotTrackable",
+            "available once applied (no status to judge)".into(),
+        ),
+        Availability::NotYet(why) => (false, "ManifestNotAvailableYet", why),
+    }
 }
 
 /// Annotation on an AppliedWork: the apply strategy of its Work, as JSON.
@@ -620,6 +653,7 @@ async fn apply_one(
     owner: &Value,
     aw_uid: &str,
     strategy: &str,
+    prev_hash: Option<&str>,
     report_only: bool,
     full: bool,
     if_not_drifted: bool,
@@ -631,6 +665,7 @@ async fn apply_one(
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let oname = m["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut identifier = json!({"ordinal": ordinal, "group": group, "version": version, "kind": kind, "name": oname});
+    let manifest_hash = flotilla_api::manifests::content_hash(std::slice::from_ref(m));
     if let Some(ns) = m["metadata"]["namespace"].as_str() {
         identifier["namespace"] = json!(ns);
     }
@@ -711,6 +746,17 @@ async fn apply_one(
             let mut r = identifier;
             r["resource"] = json!(ar.plural);
             r["uid"] = l["metadata"]["uid"].clone();
+            r["manifestHash"] = json!(prev_hash.unwrap_or(""));
+            out.applied_ref = Some(r);
+            return out;
+        } else if ours && diffs.is_empty() && prev_hash == Some(manifest_hash.as_str()) {
+            // Nothing to change: the agent re-applies only what changed.
+            out.applied = (true, "ManifestApplied", "applied".into());
+            out.available = Some(judge(l));
+            let mut r = identifier;
+            r["resource"] = json!(ar.plural);
+            r["uid"] = l["metadata"]["uid"].clone();
+            r["manifestHash"] = json!(manifest_hash);
             out.applied_ref = Some(r);
             return out;
         }
@@ -745,18 +791,11 @@ async fn apply_one(
         Ok(applied) => {
             out.applied = (true, "ManifestApplied", "applied".into());
             let applied = serde_json::to_value(&applied).unwrap_or(Value::Null);
-            out.available = Some(match availability(&applied) {
-                Availability::Available => (true, "ManifestAvailable", "available".into()),
-                Availability::NotTracked => (
-                    true,
-                    "ManifestNotTrackable",
-                    "available once applied (no status to judge)".into(),
-                ),
-                Availability::NotYet(why) => (false, "ManifestNotAvailableYet", why),
-            });
+            out.available = Some(judge(&applied));
             let mut r = identifier;
             r["resource"] = json!(ar.plural);
             r["uid"] = applied["metadata"]["uid"].clone();
+            r["manifestHash"] = json!(manifest_hash);
             out.applied_ref = Some(r);
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {

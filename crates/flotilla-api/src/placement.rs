@@ -498,7 +498,8 @@ pub fn applied_work() -> Value {
             "appliedResources": desc("Objects applied.", json!({"type": "array", "items": {"type": "object", "properties": {
                 "group": {"type": "string"}, "version": {"type": "string"}, "kind": {"type": "string"},
                 "resource": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string"},
-                "uid": {"type": "string"}, "ordinal": {"type": "integer"}
+                "uid": {"type": "string"}, "ordinal": {"type": "integer"},
+                "manifestHash": {"type": "string"}
             }}}))
         }}),
     );
