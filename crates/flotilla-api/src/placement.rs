@@ -993,3 +993,91 @@ mod validation_tests {
         );
     }
 }
+
+/// Rules of ClusterResourceEnvelope and ResourceEnvelope: every entry of `data` is an object
+/// with apiVersion, kind and metadata.name; a ResourceEnvelope's objects live in its own
+/// namespace (or name none), a ClusterResourceEnvelope's are cluster-scoped; envelopes do not
+/// nest.
+pub fn validate_envelope(obj: &Value) -> Vec<crate::member::FieldError> {
+    let mut errs = Vec::new();
+    let namespace = obj["metadata"]["namespace"].as_str();
+    let mut entries: Vec<(&String, &Value)> =
+        obj["data"].as_object().into_iter().flatten().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, o) in entries {
+        let path = format!("data[{key}]");
+        for f in ["apiVersion", "kind"] {
+            if o[f].as_str().is_none_or(str::is_empty) {
+                errs.push((
+                    "FieldValueRequired",
+                    format!("{path}.{f}"),
+                    format!("{f} is required"),
+                ));
+            }
+        }
+        if o["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+            errs.push((
+                "FieldValueRequired",
+                format!("{path}.metadata.name"),
+                "metadata.name is required".into(),
+            ));
+        }
+        if o["apiVersion"]
+            .as_str()
+            .is_some_and(|a| a.starts_with(&format!("{PLACEMENT_GROUP}/")))
+            && o["kind"].as_str().is_some_and(|k| k.ends_with("Envelope"))
+        {
+            errs.push((
+                "FieldValueInvalid",
+                format!("{path}.kind"),
+                "envelopes do not nest".into(),
+            ));
+        }
+        match (namespace, o["metadata"]["namespace"].as_str()) {
+            (Some(ns), Some(inner)) if inner != ns => errs.push((
+                "FieldValueInvalid",
+                format!("{path}.metadata.namespace"),
+                format!("a ResourceEnvelope's objects live in its namespace {ns:?}, not {inner:?}"),
+            )),
+            (None, Some(_)) => errs.push((
+                "FieldValueInvalid",
+                format!("{path}.metadata.namespace"),
+                "a ClusterResourceEnvelope carries cluster-scoped objects; use a ResourceEnvelope for namespaced ones".into(),
+            )),
+            _ => {}
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::*;
+
+    #[test]
+    fn envelope_entries_are_objects_in_the_right_scope() {
+        let ok = json!({"metadata": {"name": "e", "namespace": "shop"}, "data": {
+            "quota": {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}}}});
+        assert_eq!(validate_envelope(&ok), vec![]);
+        let bad = json!({"metadata": {"name": "e", "namespace": "shop"}, "data": {
+            "a": {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "other"}},
+            "b": {"kind": "ConfigMap", "metadata": {}},
+            "c": {"apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ResourceEnvelope", "metadata": {"name": "x"}}}});
+        let fields: Vec<String> = validate_envelope(&bad).into_iter().map(|e| e.1).collect();
+        assert_eq!(
+            fields,
+            [
+                "data[a].metadata.namespace",
+                "data[b].apiVersion",
+                "data[b].metadata.name",
+                "data[c].kind"
+            ]
+        );
+        let cluster = json!({"metadata": {"name": "e"}, "data": {
+            "r": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "x"}}}});
+        assert_eq!(
+            validate_envelope(&cluster)[0].1,
+            "data[r].metadata.namespace"
+        );
+    }
+}

@@ -19,45 +19,40 @@ fn crd_resource() -> ApiResource {
     )
 }
 
+/// An admission rule: the object, the stored one on update; the field errors.
+type Rule = fn(&serde_json::Value, Option<&serde_json::Value>) -> Vec<member::FieldError>;
+
 /// Creates the fleet CRDs, or brings existing ones up to this version's definitions, and
 /// registers the admission checks.
 pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
-    server.add_validator(
-        crds::CLUSTER_GROUP,
-        "memberclusters",
-        Arc::new(|obj, _old| {
-            member::validate_member_cluster(obj)
-                .into_iter()
-                .map(|(reason, field, message)| Cause {
-                    reason,
-                    field,
-                    message,
-                })
-                .collect()
+    use flotilla_api::placement::PLACEMENT_GROUP as P;
+    let rules: [(&str, &str, Rule); 7] = [
+        (crds::CLUSTER_GROUP, "memberclusters", |o, _| {
+            member::validate_member_cluster(o)
         }),
-    );
-    for plural in ["clusterresourceplacements", "resourceplacements"] {
+        (
+            P,
+            "clusterresourceplacements",
+            placement::validate_placement,
+        ),
+        (P, "resourceplacements", placement::validate_placement),
+        (P, "clusterresourceoverrides", |o, _| {
+            crate::overrides::validate(o)
+        }),
+        (P, "resourceoverrides", |o, _| crate::overrides::validate(o)),
+        (P, "clusterresourceenvelopes", |o, _| {
+            placement::validate_envelope(o)
+        }),
+        (P, "resourceenvelopes", |o, _| {
+            placement::validate_envelope(o)
+        }),
+    ];
+    for (group, plural, rule) in rules {
         server.add_validator(
-            placement::PLACEMENT_GROUP,
+            group,
             plural,
-            Arc::new(|obj, old| {
-                placement::validate_placement(obj, old)
-                    .into_iter()
-                    .map(|(reason, field, message)| Cause {
-                        reason,
-                        field,
-                        message,
-                    })
-                    .collect()
-            }),
-        );
-    }
-    for plural in ["clusterresourceoverrides", "resourceoverrides"] {
-        server.add_validator(
-            placement::PLACEMENT_GROUP,
-            plural,
-            Arc::new(|obj, _old| {
-                crate::overrides::validate(obj)
+            Arc::new(move |obj, old| {
+                rule(obj, old)
                     .into_iter()
                     .map(|(reason, field, message)| Cause {
                         reason,

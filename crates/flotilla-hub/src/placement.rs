@@ -630,6 +630,36 @@ async fn snapshot(
     Ok(created)
 }
 
+/// The objects a selected resource places, with the envelope they came in: an envelope's
+/// objects (by key, in order; a ResourceEnvelope's in its namespace), anything else itself.
+fn unwrap_envelope(obj: &Value) -> Vec<(Value, Option<Value>)> {
+    let kind = obj["kind"].as_str().unwrap_or("");
+    let is_envelope = obj["apiVersion"]
+        .as_str()
+        .is_some_and(|a| a.starts_with(&format!("{PLACEMENT_GROUP}/")))
+        && matches!(kind, "ClusterResourceEnvelope" | "ResourceEnvelope");
+    if !is_envelope {
+        return vec![(obj.clone(), None)];
+    }
+    let namespace = obj["metadata"]["namespace"].as_str();
+    let mut envelope = json!({"name": obj["metadata"]["name"], "type": kind});
+    if let Some(ns) = namespace {
+        envelope["namespace"] = json!(ns);
+    }
+    let mut inner: Vec<(&String, &Value)> = obj["data"].as_object().into_iter().flatten().collect();
+    inner.sort_by(|a, b| a.0.cmp(b.0));
+    inner
+        .into_iter()
+        .map(|(_, o)| {
+            let mut o = sanitize(o);
+            if let Some(ns) = namespace {
+                o["metadata"]["namespace"] = json!(ns);
+            }
+            (o, Some(envelope.clone()))
+        })
+        .collect()
+}
+
 /// The policy without numberOfClusters (which does not make a new snapshot).
 fn policy_identity(policy: &Value) -> Value {
     let mut p = policy.clone();
@@ -719,10 +749,14 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     )
     .await?;
     let resource_index = index_of(&rs, label::RESOURCE_INDEX).to_string();
-    let manifests: Vec<Value> = rs.data["spec"]["selectedResources"]
+    // Envelopes are unwrapped: their objects are what the members get.
+    let (manifests, envelopes): (Vec<Value>, Vec<Option<Value>>) = rs.data["spec"]
+        ["selectedResources"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .flat_map(unwrap_envelope)
+        .unzip();
 
     // Policy snapshot.
     let policy_value = spec["policy"].clone();
@@ -1132,7 +1166,17 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             generation,
         );
     }
-    status["selectedResources"] = json!(manifests.iter().map(identifier).collect::<Vec<_>>());
+    status["selectedResources"] = json!(manifests
+        .iter()
+        .zip(&envelopes)
+        .map(|(m, e)| {
+            let mut id = identifier(m);
+            if let Some(e) = e {
+                id["envelope"] = e.clone();
+            }
+            id
+        })
+        .collect::<Vec<_>>());
     status["observedResourceIndex"] = json!(resource_index);
     status["placementStatuses"] = json!(per_cluster);
     status["conditions"] = conds;

@@ -49,8 +49,9 @@ pub struct Resources {
     loading: RwLock<std::collections::BTreeSet<(String, String)>>,
 }
 
-/// Resource types never placed: the fleet's own machinery, events, leases, endpoints (the
-/// member makes its own), and requests that are not objects.
+/// Resource types never placed: the fleet's own machinery (envelopes excepted: they carry
+/// objects to place), events, leases, endpoints (the member makes its own), and requests that
+/// are not objects.
 fn placeable(group: &str, plural: &str) -> bool {
     !matches!(
         (group, plural),
@@ -68,7 +69,26 @@ fn placeable(group: &str, plural: &str) -> bool {
             | ("certificates.k8s.io", _)
             | ("authentication.k8s.io", _)
             | ("authorization.k8s.io", _)
-            | ("placement.kubernetes-fleet.io", _)
+            | ("placement.kubernetes-fleet.io", "clusterresourceplacements")
+            | ("placement.kubernetes-fleet.io", "resourceplacements")
+            | ("placement.kubernetes-fleet.io", "clusterresourcesnapshots")
+            | ("placement.kubernetes-fleet.io", "resourcesnapshots")
+            | (
+                "placement.kubernetes-fleet.io",
+                "clusterschedulingpolicysnapshots"
+            )
+            | ("placement.kubernetes-fleet.io", "schedulingpolicysnapshots")
+            | ("placement.kubernetes-fleet.io", "clusterresourcebindings")
+            | ("placement.kubernetes-fleet.io", "resourcebindings")
+            | ("placement.kubernetes-fleet.io", "works")
+            | ("placement.kubernetes-fleet.io", "appliedworks")
+            | ("placement.kubernetes-fleet.io", "clusterresourceoverrides")
+            | ("placement.kubernetes-fleet.io", "resourceoverrides")
+            | (
+                "placement.kubernetes-fleet.io",
+                "clusterresourceoverridesnapshots"
+            )
+            | ("placement.kubernetes-fleet.io", "resourceoverridesnapshots")
             | ("cluster.kubernetes-fleet.io", _)
     )
 }

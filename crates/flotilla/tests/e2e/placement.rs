@@ -447,6 +447,98 @@ spec:
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not be overridden"));
 
+    // Once the cluster no longer matches the failing rule, it is updated again.
+    fleet.ok(&["label", "membercluster", "member-2", "env-"]);
+    wait_for(
+        "member-2's override to recover",
+        Duration::from_secs(30),
+        || {
+            let p = fleet.get(&["crp", "shop"])?;
+            let m2 = p["status"]["placementStatuses"]
+                .as_array()?
+                .iter()
+                .find(|s| s["clusterName"] == "member-2")?
+                .clone();
+            (entry_condition(&m2, "Overridden") == "True").then_some(())
+        },
+    );
+
+    // Envelopes carry objects that must not take effect on the hub: a ResourceQuota in the
+    // placed namespace, a ClusterRole selected next to the namespace.
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourceEnvelope
+metadata:
+  name: limits
+  namespace: shop
+data:
+  quota.yaml:
+    apiVersion: v1
+    kind: ResourceQuota
+    metadata: {name: shop-quota}
+    spec: {hard: {pods: "20"}}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourceEnvelope
+metadata:
+  name: shop-rbac
+data:
+  reader.yaml:
+    apiVersion: rbac.authorization.k8s.io/v1
+    kind: ClusterRole
+    metadata: {name: shop-reader}
+    rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+"#,
+    );
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata:
+  name: shop
+spec:
+  resourceSelectors:
+    - {group: "", kind: Namespace, version: v1, name: shop}
+    - {group: placement.kubernetes-fleet.io, kind: ClusterResourceEnvelope, version: v1, name: shop-rbac}
+  policy:
+    placementType: PickAll
+"#,
+    );
+    for m in 1..=3 {
+        wait_for(
+            "the enveloped objects in the member",
+            Duration::from_secs(30),
+            || {
+                get_json(
+                    &fleet.member(m),
+                    &["-n", "shop", "get", "resourcequota", "shop-quota"],
+                )?;
+                get_json(&fleet.member(m), &["get", "clusterrole", "shop-reader"])?;
+                Some(())
+            },
+        );
+    }
+    assert!(
+        fleet
+            .get(&["-n", "shop", "resourcequota", "shop-quota"])
+            .is_none(),
+        "not on the hub"
+    );
+    let p = fleet.wait_condition("shop", "ClusterResourcePlacementAvailable");
+    let quota = p["status"]["selectedResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "ResourceQuota")
+        .unwrap()
+        .clone();
+    assert_eq!(quota["envelope"]["name"], "limits");
+    assert_eq!(quota["envelope"]["type"], "ResourceEnvelope");
+    // An envelope with an object of another namespace is refused.
+    let out = fleet.kubectl(&["-n", "shop", "patch", "resourceenvelope", "limits", "--type=merge", "-p",
+        r#"{"data":{"x.yaml":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"other"}}}}"#]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("live in its namespace"));
+
     // Deleting the placement removes everything it placed.
     fleet.ok(&["delete", "crp", "shop"]);
     for m in 1..=3 {
@@ -454,9 +546,9 @@ spec:
             "the namespace to leave the member",
             Duration::from_secs(30),
             || {
-                get_json(&fleet.member(m), &["get", "namespace", "shop"])
-                    .is_none()
-                    .then_some(())
+                (get_json(&fleet.member(m), &["get", "namespace", "shop"]).is_none()
+                    && get_json(&fleet.member(m), &["get", "clusterrole", "shop-reader"]).is_none())
+                .then_some(())
             },
         );
     }
