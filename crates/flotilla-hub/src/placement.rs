@@ -1144,6 +1144,25 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         };
         condition(&mut conds, crp_type, st, reason, &msg, generation);
     }
+    // DiffReported, when the clusters report differences (ReportDiff).
+    let reported = bindings
+        .values()
+        .filter(|b| conditions::find(&b["conditions"], cc::DIFF_REPORTED).is_some())
+        .count();
+    if reported > 0 {
+        let (st, reason) = if reported == bindings.len() {
+            ("True", "DiffReported")
+        } else {
+            ("Unknown", "DiffReportPending")
+        };
+        let msg = format!(
+            "{reported} of {} clusters reported their differences",
+            bindings.len()
+        );
+        condition(&mut conds, pc::DIFF_REPORTED, st, reason, &msg, generation);
+    } else if let Some(list) = conds.as_array_mut() {
+        list.retain(|c| c["type"] != pc::DIFF_REPORTED);
+    }
     let any_override = binding_specs.values().any(|b| {
         b["clusterResourceOverrideSnapshots"]
             .as_array()
@@ -1364,6 +1383,24 @@ fn binding_status(
                         "the member's agent has not reported on the latest Work yet",
                         g,
                     ),
+                }
+            }
+            // ReportDiff: the agent's report of differences, as of the latest Work.
+            match conditions::find(wconds, cc::DIFF_REPORTED)
+                .filter(|c| c["observedGeneration"].as_i64() == Some(wgen))
+            {
+                Some(c) => condition(
+                    &mut conds,
+                    cc::DIFF_REPORTED,
+                    c["status"].as_str().unwrap_or("Unknown"),
+                    "DiffReported",
+                    c["message"].as_str().unwrap_or(""),
+                    g,
+                ),
+                None => {
+                    if let Some(list) = conds.as_array_mut() {
+                        list.retain(|c| c["type"] != cc::DIFF_REPORTED);
+                    }
                 }
             }
             for m in w.data["status"]["manifestConditions"]

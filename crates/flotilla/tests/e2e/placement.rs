@@ -820,5 +820,6 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
         },
     );
     assert!(diffed.iter().any(|d| d["kind"] == "Namespace"));
+    fleet.wait_condition("diff", "ClusterResourcePlacementDiffReported");
     assert!(get_json(&fleet.member(2), &["get", "namespace", "diff"]).is_none());
 }
