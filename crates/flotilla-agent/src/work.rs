@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use flotilla_api::conditions;
 use flotilla_api::manifests::{apply_rank, availability, Availability};
+use flotilla_api::placement::annotation::DELETE_STRATEGY;
 use flotilla_api::placement::{self, cluster_condition as cc, PLACEMENT_GROUP, STORAGE_VERSION};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -160,11 +161,44 @@ async fn install_applied_work(member: &kube::Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// Takes the AppliedWork `a` off the owners of everything it applied, so that deleting it
+/// leaves the objects (deleteStrategy Abandon).
+async fn abandon(member: &kube::Client, a: &DynamicObject) {
+    let uid = a.metadata.uid.clone().unwrap_or_default();
+    let kinds = Kinds::default();
+    for r in a.data["status"]["appliedResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let api_version = match r["group"].as_str().unwrap_or("") {
+            "" => r["version"].as_str().unwrap_or("").to_string(),
+            g => format!("{g}/{}", r["version"].as_str().unwrap_or("")),
+        };
+        let Some((ar, namespaced)) = kinds
+            .resolve(member, &api_version, r["kind"].as_str().unwrap_or(""))
+            .await
+        else {
+            continue;
+        };
+        let api: Api<DynamicObject> = match (namespaced, r["namespace"].as_str()) {
+            (true, Some(ns)) => Api::namespaced_with(member.clone(), ns, &ar),
+            _ => Api::all_with(member.clone(), &ar),
+        };
+        let name = r["name"].as_str().unwrap_or("");
+        if let Ok(Some(live)) = api.get_opt(name).await {
+            if let Ok(live) = serde_json::to_value(&live) {
+                let _ = disown(&api, name, &live, &uid).await;
+            }
+        }
+    }
+}
+
 /// Deletes AppliedWorks whose Work is gone from the hub (the member's garbage collector then
 /// removes the objects they own). Follows the hub's Works with its own watch: it acts only
 /// once that watch has listed them all, so a Work is never taken for gone before it is seen.
 async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
-    let aw: Api<DynamicObject> = Api::all_with(member, &applied_work_resource());
+    let aw: Api<DynamicObject> = Api::all_with(member.clone(), &applied_work_resource());
     let mut present: BTreeSet<String> = BTreeSet::new();
     let mut listing: BTreeSet<String> = BTreeSet::new();
     let mut ready = false;
@@ -201,7 +235,12 @@ async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
                             if !matches!(works_api.get_opt(&a.name_any()).await, Ok(None)) {
                                 continue;
                             }
-                            tracing::info!(work = %a.name_any(), "the Work is gone from the hub; removing what it applied");
+                            if a.annotations().get(DELETE_STRATEGY).map(String::as_str) == Some("Abandon") {
+                                tracing::info!(work = %a.name_any(), "the Work is gone from the hub; leaving what it applied (deleteStrategy Abandon)");
+                                abandon(&member, &a).await;
+                            } else {
+                                tracing::info!(work = %a.name_any(), "the Work is gone from the hub; removing what it applied");
+                            }
                             let _ = aw.delete(&a.name_any(), &DeleteParams::background()).await;
                         }
                     }
@@ -308,18 +347,29 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     // The strategy is recorded on the AppliedWork, so that another placement's Work meeting
     // the same object can tell whether they agree on how to apply it.
     let strategy_text = strategy.to_string();
+    let delete_strategy = work
+        .annotations()
+        .get(DELETE_STRATEGY)
+        .cloned()
+        .unwrap_or_else(|| "Delete".into());
     let applied_work = match aw_api.get_opt(&name).await? {
-        Some(a) if a.annotations().get(APPLY_STRATEGY_ANNOTATION) == Some(&strategy_text) => a,
+        Some(a)
+            if a.annotations().get(APPLY_STRATEGY_ANNOTATION) == Some(&strategy_text)
+                && a.annotations().get(DELETE_STRATEGY) == Some(&delete_strategy) =>
+        {
+            a
+        }
         Some(_) => {
-            let p =
-                json!({"metadata": {"annotations": {APPLY_STRATEGY_ANNOTATION: strategy_text}}});
+            let p = json!({"metadata": {"annotations": {APPLY_STRATEGY_ANNOTATION: strategy_text,
+                DELETE_STRATEGY: delete_strategy}}});
             aw_api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
                 .await?
         }
         None => {
             let obj = json!({"apiVersion": applied_work_resource().api_version, "kind": "AppliedWork",
-                "metadata": {"name": name, "annotations": {APPLY_STRATEGY_ANNOTATION: strategy_text}},
+                "metadata": {"name": name, "annotations": {APPLY_STRATEGY_ANNOTATION: strategy_text,
+                    DELETE_STRATEGY: delete_strategy}},
                 "spec": {"workName": name, "workNamespace": work.namespace().unwrap_or_default()}});
             aw_api
                 .create(&PostParams::default(), &serde_json::from_value(obj)?)
@@ -436,9 +486,20 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             };
             let oname = old["name"].as_str().unwrap_or("");
             if let Ok(Some(live)) = api.get_opt(oname).await {
-                if owned_by(&serde_json::to_value(&live)?, &aw_uid) {
-                    tracing::info!(object = oname, kind = %old["kind"], "no longer placed; deleting it");
-                    let _ = api.delete(oname, &DeleteParams::background()).await;
+                let live = serde_json::to_value(&live)?;
+                if owned_by(&live, &aw_uid) {
+                    if applied_work
+                        .annotations()
+                        .get(DELETE_STRATEGY)
+                        .map(String::as_str)
+                        == Some("Abandon")
+                    {
+                        tracing::info!(object = oname, kind = %old["kind"], "no longer placed; left in place (deleteStrategy Abandon)");
+                        let _ = disown(&api, oname, &live, &aw_uid).await;
+                    } else {
+                        tracing::info!(object = oname, kind = %old["kind"], "no longer placed; deleting it");
+                        let _ = api.delete(oname, &DeleteParams::background()).await;
+                    }
                 }
             }
         }
@@ -609,6 +670,27 @@ fn judge(obj: &Value) -> (bool, &'static str, String) {
         ),
         Availability::NotYet(why) => (false, "ManifestNotAvailableYet", why),
     }
+}
+
+/// Removes the AppliedWork `aw_uid` from the owners of `live` (the object stays, unmanaged).
+async fn disown(
+    api: &Api<DynamicObject>,
+    name: &str,
+    live: &Value,
+    aw_uid: &str,
+) -> Result<(), Error> {
+    let owners: Vec<Value> = live["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["uid"] != aw_uid)
+        .cloned()
+        .collect();
+    let p = json!({"metadata": {"ownerReferences": owners,
+        "resourceVersion": live["metadata"]["resourceVersion"]}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&p))
+        .await?;
+    Ok(())
 }
 
 /// Annotation on an AppliedWork: the apply strategy of its Work, as JSON.

@@ -56,6 +56,8 @@ pub mod annotation {
         "kubernetes-fleet.io/number-of-resource-snapshots";
     /// On override snapshots and others: the hash of the spec.
     pub const OVERRIDE_HASH: &str = "kubernetes-fleet.io/override-hash";
+    /// On works and applied works: the placement's deleteStrategy (Delete or Abandon).
+    pub const DELETE_STRATEGY: &str = "kubernetes-fleet.io/delete-strategy";
 }
 
 /// Finalizers.

@@ -983,6 +983,13 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 json!({"workload": {"manifests": cluster_manifests}, "applyStrategy": apply_strategy});
             let work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
                 label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
+            let delete_strategy = match crp.data["spec"]["strategy"]["deleteStrategy"]
+                ["propagationPolicy"]
+                .as_str()
+            {
+                Some("Abandon") => "Abandon",
+                _ => "Delete",
+            };
             let current = ctx
                 .works
                 .get(&ObjectRef::new_with(&work_name, work_resource()).within(&ns));
@@ -992,12 +999,15 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 Some(w)
                     if w.data["spec"] == wspec
                         && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
-                            == Some(resource_index) =>
+                            == Some(resource_index)
+                        && w.annotations().get(annotation::DELETE_STRATEGY).map(String::as_str)
+                            == Some(delete_strategy) =>
                 {
                     Some(w.as_ref().clone())
                 }
                 Some(_) => {
-                    let p = json!({"metadata": {"labels": work_labels}, "spec": wspec});
+                    let p = json!({"metadata": {"labels": work_labels,
+                        "annotations": {annotation::DELETE_STRATEGY: delete_strategy}}, "spec": wspec});
                     Some(
                         work_api
                             .patch(&work_name, &PatchParams::default(), &Patch::Merge(&p))
@@ -1007,6 +1017,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 None => {
                     let obj = json!({"apiVersion": work_resource().api_version, "kind": "Work",
                         "metadata": {"name": work_name, "namespace": ns, "labels": work_labels,
+                            "annotations": {annotation::DELETE_STRATEGY: delete_strategy},
                             "ownerReferences": [owner_ref(&binding, &binding_resource())]},
                         "spec": wspec});
                     match work_api

@@ -801,6 +801,31 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
         "True"
     );
 
+    // deleteStrategy Abandon: deleting the placement leaves what it placed, unmanaged.
+    fleet.ok(&["create", "namespace", "kept"]);
+    fleet.apply(&crp(
+        "kept",
+        "kept",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-3]\n",
+        "  strategy:\n    deleteStrategy:\n      propagationPolicy: Abandon\n",
+    ));
+    fleet.wait_condition("kept", "ClusterResourcePlacementAvailable");
+    fleet.ok(&["delete", "crp", "kept"]);
+    wait_for("the AppliedWork to go", Duration::from_secs(30), || {
+        get_json(&fleet.member(3), &["get", "appliedwork", "kept-work"])
+            .is_none()
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let ns =
+        get_json(&fleet.member(3), &["get", "namespace", "kept"]).expect("the namespace stays");
+    assert!(
+        ns["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|o| o.is_empty()),
+        "{ns}"
+    );
+
     // ReportDiff reports without applying.
     fleet.apply(&crp(
         "diff",
