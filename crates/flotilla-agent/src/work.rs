@@ -161,6 +161,15 @@ async fn install_applied_work(member: &kube::Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// The apiVersion of a recorded resource (group and version).
+fn api_version_of(r: &Value) -> String {
+    let version = r["version"].as_str().unwrap_or("");
+    match r["group"].as_str().unwrap_or("") {
+        "" => version.to_string(),
+        g => format!("{g}/{version}"),
+    }
+}
+
 /// Takes the AppliedWork `a` off the owners of everything it applied, so that deleting it
 /// leaves the objects (deleteStrategy Abandon).
 async fn abandon(member: &kube::Client, a: &DynamicObject) {
@@ -171,10 +180,7 @@ async fn abandon(member: &kube::Client, a: &DynamicObject) {
         .into_iter()
         .flatten()
     {
-        let api_version = match r["group"].as_str().unwrap_or("") {
-            "" => r["version"].as_str().unwrap_or("").to_string(),
-            g => format!("{g}/{}", r["version"].as_str().unwrap_or("")),
-        };
+        let api_version = api_version_of(r);
         let Some((ar, namespaced)) = kinds
             .resolve(member, &api_version, r["kind"].as_str().unwrap_or(""))
             .await
@@ -467,10 +473,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
         if keep.contains(&key(old)) {
             continue;
         }
-        let api_version = match old["group"].as_str().unwrap_or("") {
-            "" => old["version"].as_str().unwrap_or("").to_string(),
-            g => format!("{g}/{}", old["version"].as_str().unwrap_or("")),
-        };
+        let api_version = api_version_of(old);
         if let Some((ar, namespaced)) = ctx
             .kinds
             .resolve(

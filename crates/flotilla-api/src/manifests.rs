@@ -175,6 +175,26 @@ fn condition_true(obj: &Value, ty: &str) -> bool {
     crate::conditions::is_true(&obj["status"]["conditions"], ty)
 }
 
+/// A workload is available once its controller has seen the latest generation and `want`
+/// units are updated and available (`fields`: the updated and available status counters, and
+/// what a unit is called).
+fn rollout(obj: &Value, controller: &str, want: i64, fields: (&str, &str, &str)) -> Availability {
+    let status = &obj["status"];
+    let (updated, available, unit) = fields;
+    let (updated, available) = (int(&status[updated]), int(&status[available]));
+    if !observed_current(obj) {
+        Availability::NotYet(format!(
+            "the {controller} controller has not observed the latest generation"
+        ))
+    } else if updated < want || available < want {
+        Availability::NotYet(format!(
+            "{updated} of {want} {unit} updated, {available} available"
+        ))
+    } else {
+        Availability::Available
+    }
+}
+
 /// Availability of `obj` (as read back from the member): Deployment, StatefulSet, DaemonSet,
 /// Job, Service, CustomResourceDefinition and PodDisruptionBudget from their status; other
 /// kinds are not tracked.
@@ -184,54 +204,24 @@ pub fn availability(obj: &Value) -> Availability {
     let status = &obj["status"];
     let not_yet = |why: String| Availability::NotYet(why);
     match (api_version, kind) {
-        ("apps/v1", "Deployment") => {
-            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            if !observed_current(obj) {
-                not_yet("the deployment controller has not observed the latest generation".into())
-            } else if int(&status["updatedReplicas"]) < want
-                || int(&status["availableReplicas"]) < want
-            {
-                not_yet(format!(
-                    "{} of {want} replicas updated, {} available",
-                    int(&status["updatedReplicas"]),
-                    int(&status["availableReplicas"])
-                ))
-            } else {
-                Availability::Available
-            }
-        }
-        ("apps/v1", "StatefulSet") => {
-            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            if !observed_current(obj) {
-                not_yet("the statefulset controller has not observed the latest generation".into())
-            } else if int(&status["availableReplicas"]) < want
-                || int(&status["updatedReplicas"]) < want
-            {
-                not_yet(format!(
-                    "{} of {want} replicas updated, {} available",
-                    int(&status["updatedReplicas"]),
-                    int(&status["availableReplicas"])
-                ))
-            } else {
-                Availability::Available
-            }
-        }
-        ("apps/v1", "DaemonSet") => {
-            let want = int(&status["desiredNumberScheduled"]);
-            if !observed_current(obj) {
-                not_yet("the daemonset controller has not observed the latest generation".into())
-            } else if int(&status["numberAvailable"]) < want
-                || int(&status["updatedNumberScheduled"]) < want
-            {
-                not_yet(format!(
-                    "{} of {want} pods updated, {} available",
-                    int(&status["updatedNumberScheduled"]),
-                    int(&status["numberAvailable"])
-                ))
-            } else {
-                Availability::Available
-            }
-        }
+        ("apps/v1", "Deployment") => rollout(
+            obj,
+            "deployment",
+            obj["spec"]["replicas"].as_i64().unwrap_or(1),
+            ("updatedReplicas", "availableReplicas", "replicas"),
+        ),
+        ("apps/v1", "StatefulSet") => rollout(
+            obj,
+            "statefulset",
+            obj["spec"]["replicas"].as_i64().unwrap_or(1),
+            ("updatedReplicas", "availableReplicas", "replicas"),
+        ),
+        ("apps/v1", "DaemonSet") => rollout(
+            obj,
+            "daemonset",
+            int(&status["desiredNumberScheduled"]),
+            ("updatedNumberScheduled", "numberAvailable", "pods"),
+        ),
         ("batch/v1", "Job") => {
             if condition_true(obj, "Complete") || int(&status["succeeded"]) > 0 {
                 Availability::Available
