@@ -4,14 +4,12 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn flotilla() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-}
+use crate::support::*;
 
 /// A child process killed when dropped.
 struct Proc(Child);
@@ -96,49 +94,6 @@ fn start_agent(name: &str, hub_kc: &Path, member_kc: &Path, log: &Path) -> Proc 
         .spawn()
         .unwrap();
     Proc(child)
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn get_json(kubeconfig: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    let out = kubectl(kubeconfig, &a);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn condition(mc: &Value, ty: &str) -> (String, String) {
-    mc["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_string(),
-                c["reason"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// Polls `f` until it returns Some, or fails with `what`.
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn membercluster(hub: &Path, name: &str) -> Option<Value> {

@@ -13,9 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-fn flotilla() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-}
+use crate::support::*;
 
 struct Hub {
     child: Child,

@@ -5,3 +5,4 @@ mod fleet;
 mod ha;
 mod hub;
 mod placement;
+mod support;

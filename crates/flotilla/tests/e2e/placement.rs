@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::*;
+
 struct Fleet {
     child: Child,
     dir: tempfile::TempDir,
@@ -142,15 +144,6 @@ impl Fleet {
     }
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn apply(kubeconfig: &Path, yaml: &str) {
     let mut child = Command::new("kubectl")
         .arg("--kubeconfig")
@@ -175,26 +168,13 @@ fn apply(kubeconfig: &Path, yaml: &str) {
     );
 }
 
-fn get_json(kubeconfig: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    let out = kubectl(kubeconfig, &a);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn condition(obj: &Value, ty: &str) -> (String, String) {
-    obj["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_string(),
-                c["reason"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .unwrap_or_default()
+/// The placement's status entry for `cluster`.
+fn cluster_status(p: &Value, cluster: &str) -> Option<Value> {
+    p["status"]["placementStatuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["clusterName"] == cluster)
+        .cloned()
 }
 
 /// The status of condition `ty` of a placement status entry (one cluster).
@@ -205,17 +185,6 @@ fn entry_condition(entry: &Value, ty: &str) -> String {
         .and_then(|c| c["status"].as_str())
         .unwrap_or("")
         .to_string()
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn crp(name: &str, namespace: &str, policy: &str, strategy: &str) -> String {
@@ -405,13 +374,7 @@ spec:
         condition(&p, "ClusterResourcePlacementOverridden").1,
         "OverriddenSucceeded"
     );
-    let m1 = p["status"]["placementStatuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["clusterName"] == "member-1")
-        .unwrap()
-        .clone();
+    let m1 = cluster_status(&p, "member-1").unwrap();
     assert_eq!(m1["applicableResourceOverrides"][0]["name"], "web-size-0");
     assert_eq!(m1["applicableClusterResourceOverrides"][0], "ns-owner-0");
     // An override that cannot apply fails that cluster only.
@@ -421,11 +384,7 @@ spec:
         Duration::from_secs(30),
         || {
             let p = fleet.get(&["crp", "shop"])?;
-            let m2 = p["status"]["placementStatuses"]
-                .as_array()?
-                .iter()
-                .find(|s| s["clusterName"] == "member-2")?
-                .clone();
+            let m2 = cluster_status(&p, "member-2")?;
             (entry_condition(&m2, "Overridden") == "False").then_some(p)
         },
     );
@@ -433,13 +392,7 @@ spec:
         condition(&p, "ClusterResourcePlacementOverridden").0,
         "False"
     );
-    let m1 = p["status"]["placementStatuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["clusterName"] == "member-1")
-        .unwrap()
-        .clone();
+    let m1 = cluster_status(&p, "member-1").unwrap();
     assert_eq!(entry_condition(&m1, "Overridden"), "True");
     // Overrides cannot touch an object's identity.
     let out = fleet.kubectl(&["-n", "shop", "patch", "resourceoverride", "web-size", "--type=json", "-p",
@@ -454,11 +407,7 @@ spec:
         Duration::from_secs(30),
         || {
             let p = fleet.get(&["crp", "shop"])?;
-            let m2 = p["status"]["placementStatuses"]
-                .as_array()?
-                .iter()
-                .find(|s| s["clusterName"] == "member-2")?
-                .clone();
+            let m2 = cluster_status(&p, "member-2")?;
             (entry_condition(&m2, "Overridden") == "True").then_some(())
         },
     );
