@@ -1,24 +1,30 @@
-//! The placement controller, for ClusterResourcePlacements. One level-triggered reconcile per
-//! placement does, in order:
+//! The placement controllers: one for ClusterResourcePlacements, one for ResourcePlacements
+//! ([`Scope`]); they share the caches of members, Works, overrides and placeable resources.
+//! One level-triggered reconcile per placement does, in order:
 //!
 //! 1. **Select** the resources from the watch-fed caches ([`crate::resources`]): by name or
-//!    label, a Namespace with everything in it (or only itself), without what the hub assigned
-//!    ([`flotilla_api::manifests::sanitize`]), in apply order.
-//! 2. **Snapshot** them: a new ClusterResourceSnapshot (`<crp>-<index>-snapshot`) when their
-//!    hash changes; and the policy: a new ClusterSchedulingPolicySnapshot (`<crp>-<index>`)
+//!    label; for a ClusterResourcePlacement cluster-scoped objects, a Namespace with
+//!    everything in it (or only itself); for a ResourcePlacement namespaced objects of its own
+//!    namespace. Without what the hub assigned ([`flotilla_api::manifests::sanitize`]), in
+//!    apply order.
+//! 2. **Snapshot** them: a new resource snapshot (`<placement>-<index>-snapshot`) when their
+//!    hash changes; and the policy: a new scheduling policy snapshot (`<placement>-<index>`)
 //!    when it changes (numberOfClusters aside: an annotation). Old snapshots beyond
-//!    `revisionHistoryLimit` are deleted.
+//!    `revisionHistoryLimit` are deleted. A ResourcePlacement's live in its namespace.
 //! 3. **Schedule** with [`flotilla_scheduler`] over the member clusters, keeping what is placed
 //!    when the policy snapshot is the same; the decisions go to the policy snapshot's status.
-//! 4. **Bind**: one ClusterResourceBinding per picked cluster (`<crp>-<cluster>-<hash>`,
-//!    state Bound, the latest resource snapshot; every cluster is updated at once until the
-//!    rollout issue adds rolling updates); bindings of clusters no longer picked are deleted.
-//! 5. **Work**: for each binding, the Work `<crp>-work` in the member's namespace holds the
-//!    manifests and the apply strategy; Works are owned by their binding and bindings and
-//!    snapshots by the placement, so deletions cascade through the garbage collector and the
-//!    agent removes what it applied.
+//! 4. **Bind**: one binding per picked cluster (`<placement>-<cluster>-<hash>`, state Bound,
+//!    the latest resource snapshot; every cluster is updated at once until the rollout issue
+//!    adds rolling updates); bindings of clusters no longer picked are deleted.
+//! 5. **Work**: for each binding, a Work in the member's namespace ([`work_name`]) holds the
+//!    manifests and the apply strategy. Bindings and snapshots are owned by the placement; a
+//!    ClusterResourcePlacement's Works by their binding, so deletions cascade through the
+//!    garbage collector; a ResourcePlacement's Works are in other namespaces than it, so the
+//!    controller deletes them (when a cluster is deselected, and under the placement's
+//!    finalizer when it is deleted). The agent removes what a deleted Work applied.
 //! 6. **Status**: each Work's conditions (written by the member's agent) roll up into its
-//!    binding and the placement's per-cluster statuses and conditions.
+//!    binding and the placement's per-cluster statuses and conditions (`ClusterResourcePlacement*`
+//!    or `ResourcePlacement*` types).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,12 +34,11 @@ use flotilla_api::conditions;
 use flotilla_api::manifests::{apply_rank, content_hash, identifier, sanitize};
 use flotilla_api::member::namespace_of;
 use flotilla_api::placement::{
-    annotation, cluster_condition as cc, crp_condition as pc, label, PLACEMENT_GROUP,
-    STORAGE_VERSION,
+    annotation, cluster_condition as cc, finalizer, label, PLACEMENT_GROUP, STORAGE_VERSION,
 };
 use flotilla_api::selectors::LabelSelector;
 use flotilla_scheduler::{Cluster, Policy};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
@@ -161,7 +166,87 @@ const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 /// A placement status whose own conditions did not change is written at most this often.
 const STATUS_DETAIL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Which placements a controller serves. Everything else is the same for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// ClusterResourcePlacements: cluster-scoped, select cluster-scoped resources (a
+    /// Namespace with what is in it); their snapshots and bindings are cluster-scoped.
+    Cluster,
+    /// ResourcePlacements: namespaced, select resources of their own namespace; their
+    /// snapshots and bindings live in that namespace.
+    Namespaced,
+}
+
+impl Scope {
+    /// The placement type.
+    pub fn placement(self) -> ApiResource {
+        match self {
+            Scope::Cluster => crp_resource(),
+            Scope::Namespaced => rp_resource(),
+        }
+    }
+    /// The resource snapshot type.
+    pub fn resource_snapshot(self) -> ApiResource {
+        match self {
+            Scope::Cluster => resource_snapshot_resource(),
+            Scope::Namespaced => placement_resource("ResourceSnapshot", "resourcesnapshots"),
+        }
+    }
+    /// The scheduling policy snapshot type.
+    pub fn policy_snapshot(self) -> ApiResource {
+        match self {
+            Scope::Cluster => policy_snapshot_resource(),
+            Scope::Namespaced => {
+                placement_resource("SchedulingPolicySnapshot", "schedulingpolicysnapshots")
+            }
+        }
+    }
+    /// The binding type.
+    pub fn binding(self) -> ApiResource {
+        match self {
+            Scope::Cluster => binding_resource(),
+            Scope::Namespaced => placement_resource("ResourceBinding", "resourcebindings"),
+        }
+    }
+    /// The placement's condition for a per-cluster condition type (`Applied` ->
+    /// `ClusterResourcePlacementApplied` or `ResourcePlacementApplied`).
+    fn condition(self, cluster_type: &str) -> String {
+        format!("{}{cluster_type}", self.placement().kind)
+    }
+    /// A reference to the placement `name` (in `namespace` for a ResourcePlacement).
+    fn placement_ref(self, name: &str, namespace: Option<&str>) -> ObjectRef<DynamicObject> {
+        let r = ObjectRef::new_with(name, self.placement());
+        match (self, namespace) {
+            (Scope::Namespaced, Some(ns)) => r.within(ns),
+            _ => r,
+        }
+    }
+}
+
+/// ResourcePlacement.
+pub fn rp_resource() -> ApiResource {
+    placement_resource("ResourcePlacement", "resourceplacements")
+}
+
+/// The Work of a placement in each member's namespace: `<crp>-work` for a
+/// ClusterResourcePlacement, `<namespace>.<rp>-work` for a ResourcePlacement.
+pub fn work_name(placement: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}.{placement}-work"),
+        None => format!("{placement}-work"),
+    }
+}
+
+/// `ar` in `namespace`, or cluster-wide.
+fn api_in(client: &kube::Client, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}
+
 struct Ctx {
+    scope: Scope,
     client: kube::Client,
     fleet: Arc<parking_lot::Mutex<Fleet>>,
     last_run: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -174,125 +259,213 @@ struct Ctx {
     resources: Arc<Resources>,
 }
 
-/// Runs the controller until the client's server stops.
-pub async fn run(client: kube::Client) {
-    let crp_ar = crp_resource();
-    let crps: Api<DynamicObject> = Api::all_with(client.clone(), &crp_ar);
-    let crp_writer = reflector::store::Writer::new(crp_ar.clone());
-    let crp_reader = crp_writer.as_reader();
-    let crp_stream = watcher(crps, watcher::Config::default())
-        .default_backoff()
-        .reflect(crp_writer)
-        .applied_objects()
-        .predicate_filter(spec_fingerprint, Default::default());
-
-    let (members, member_stream) = cached(&client, member_cluster_resource());
-    let (bindings, binding_stream) = cached(&client, binding_resource());
-    let (works, work_stream) = cached(&client, work_resource());
-    let (cros, cro_stream) = cached(&client, cro_resource());
-    let (ros, ro_stream) = cached(&client, ro_resource());
-
-    let resources = Arc::new(Resources::default());
-    let (tx, rx) = mpsc::unbounded_channel::<Changed>();
-    tokio::spawn(
-        resources
-            .clone()
-            .run(client.clone(), tx, Duration::from_secs(10)),
-    );
-    // A changed resource: the placements that may select it.
-    let for_resources = crp_reader.clone();
-    let for_resources_cache = resources.clone();
-    let resource_triggers =
-        tokio_stream::wrappers::UnboundedReceiverStream::new(rx).flat_map(move |c: Changed| {
-            let refs: Vec<ObjectRef<DynamicObject>> = for_resources
-                .state()
-                .iter()
-                .filter(|crp| may_select(crp, &c, &for_resources_cache))
-                .map(|crp| ObjectRef::from_obj_with(crp.as_ref(), crp_resource()))
-                .collect();
-            futures::stream::iter(refs)
-        });
-
-    let fleet = Arc::new(parking_lot::Mutex::new(Fleet::default()));
-    let fleet_view = fleet.clone();
-    let ctx = Arc::new(Ctx {
-        client,
-        fleet,
-        last_run: Default::default(),
-        status_written: Default::default(),
-        members,
-        bindings,
-        works,
-        cros,
-        ros,
-        resources,
-    });
-    let all_crps = crp_reader.clone();
-    let crps_for_cro = crp_reader.clone();
-    let crps_for_ro = crp_reader.clone();
-    let parent = |o: DynamicObject| {
-        o.labels()
-            .get(label::PARENT_CRP)
-            .map(|n| ObjectRef::new_with(n, crp_resource()))
-    };
-    Controller::for_stream_with(crp_stream, crp_reader, crp_ar)
-        .watches_stream_with(
-            member_stream,
-            move |m| {
-                let changed = serde_json::to_value(&m)
-                    .map(|v| fleet_view.lock().update(Cluster::from_member_cluster(&v)))
-                    .unwrap_or(false);
-                if !changed {
-                    return Vec::new();
-                }
-                all_crps
-                    .state()
-                    .iter()
-                    .map(|c| ObjectRef::from_obj_with(c.as_ref(), crp_resource()))
-                    .collect::<Vec<_>>()
-            },
-            member_cluster_resource(),
-        )
-        .watches_stream_with(binding_stream, parent, binding_resource())
-        .watches_stream_with(work_stream, parent, work_resource())
-        .watches_stream_with(cro_stream, overridden(crps_for_cro), cro_resource())
-        .watches_stream_with(ro_stream, overridden(crps_for_ro), ro_resource())
-        .reconcile_on(resource_triggers)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+/// The placements of one scope and the channel that asks their controller to reconcile one.
+struct Triggered {
+    scope: Scope,
+    placements: Store<DynamicObject>,
+    tx: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
 }
 
-/// The placements an override change concerns: the one it names, or every one.
-fn overridden(
-    crps: Store<DynamicObject>,
-) -> impl Fn(DynamicObject) -> Vec<ObjectRef<DynamicObject>> {
-    move |o| match o.data["spec"]["placement"]["name"].as_str() {
-        Some(n) => vec![ObjectRef::new_with(n, crp_resource())],
-        None => crps
-            .state()
-            .iter()
-            .map(|c| ObjectRef::from_obj_with(c.as_ref(), crp_resource()))
-            .collect(),
+/// Where events on shared caches (members, Works, overrides, placeable resources) go: to the
+/// placements of either scope they concern.
+struct Triggers(Vec<Triggered>);
+
+impl Triggers {
+    /// Reconcile every placement of `scope` (both when `None`) for which `concerned` holds.
+    fn each(&self, scope: Option<Scope>, concerned: impl Fn(Scope, &DynamicObject) -> bool) {
+        for t in self.0.iter().filter(|t| scope.is_none_or(|s| s == t.scope)) {
+            for p in t.placements.state() {
+                if concerned(t.scope, &p) {
+                    let _ =
+                        t.tx.send(ObjectRef::from_obj_with(p.as_ref(), t.scope.placement()));
+                }
+            }
+        }
+    }
+
+    /// Reconcile one placement.
+    fn one(&self, scope: Scope, name: &str, namespace: Option<&str>) {
+        if let Some(t) = self.0.iter().find(|t| t.scope == scope) {
+            let _ = t.tx.send(scope.placement_ref(name, namespace));
+        }
     }
 }
 
-/// Whether an override applies to the placement `crp`.
-fn override_applies(o: &DynamicObject, crp: &str) -> bool {
-    o.metadata.deletion_timestamp.is_none()
-        && o.data["spec"]["placement"]["name"]
-            .as_str()
-            .is_none_or(|n| n == crp)
+/// Runs the controllers (ClusterResourcePlacements and ResourcePlacements) until the client's
+/// server stops, or until the future is dropped (leadership lost): nothing outlives it.
+pub async fn run(client: kube::Client) {
+    let (members, member_stream) = cached(&client, member_cluster_resource());
+    let (works, work_stream) = cached(&client, work_resource());
+    let (cros, cro_stream) = cached(&client, cro_resource());
+    let (ros, ro_stream) = cached(&client, ro_resource());
+    let resources = Arc::new(Resources::default());
+    let (changed_tx, changed_rx) = mpsc::unbounded_channel::<Changed>();
+    let fleet = Arc::new(parking_lot::Mutex::new(Fleet::default()));
+
+    let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = vec![resources
+        .clone()
+        .run(client.clone(), changed_tx, Duration::from_secs(10))
+        .boxed()];
+    let mut triggered = Vec::new();
+    for scope in [Scope::Cluster, Scope::Namespaced] {
+        let ar = scope.placement();
+        let writer = reflector::store::Writer::new(ar.clone());
+        let reader = writer.as_reader();
+        let stream = watcher(
+            Api::all_with(client.clone(), &ar),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_fingerprint, Default::default());
+        let (bindings, binding_stream) = cached(&client, scope.binding());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(Ctx {
+            scope,
+            client: client.clone(),
+            fleet: fleet.clone(),
+            last_run: Default::default(),
+            status_written: Default::default(),
+            members: members.clone(),
+            bindings,
+            works: works.clone(),
+            cros: cros.clone(),
+            ros: ros.clone(),
+            resources: resources.clone(),
+        });
+        let parent = move |b: DynamicObject| {
+            b.labels()
+                .get(label::PARENT_CRP)
+                .map(|n| scope.placement_ref(n, b.namespace().as_deref()))
+        };
+        tasks.push(
+            Controller::for_stream_with(stream, reader.clone(), ar)
+                .watches_stream_with(binding_stream, parent, scope.binding())
+                .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+                .run(reconcile, error_policy, ctx)
+                .for_each(|_| async {})
+                .boxed(),
+        );
+        triggered.push(Triggered {
+            scope,
+            placements: reader,
+            tx,
+        });
+    }
+    let triggers = Arc::new(Triggers(triggered));
+
+    // A member whose scheduling view changed: the placements it may concern.
+    let fleet_view = fleet.clone();
+    tasks.push(fan_out(member_stream, triggers.clone(), move |m, t| {
+        let Ok(v) = serde_json::to_value(m) else {
+            return;
+        };
+        if fleet_view.lock().update(Cluster::from_member_cluster(&v)) {
+            t.each(None, |_, _| true);
+        }
+    }));
+    // A Work: its placement.
+    tasks.push(fan_out(work_stream, triggers.clone(), |w, t| {
+        if let Some(p) = w.labels().get(label::PARENT_CRP) {
+            match w.labels().get(label::PARENT_NAMESPACE) {
+                Some(ns) => t.one(Scope::Namespaced, p, Some(ns)),
+                None => t.one(Scope::Cluster, p, None),
+            }
+        }
+    }));
+    // An override: the placement it names, or every placement it can apply to.
+    tasks.push(fan_out(cro_stream, triggers.clone(), |o, t| {
+        match o.data["spec"]["placement"]["name"].as_str() {
+            Some(n) => t.one(Scope::Cluster, n, None),
+            None => t.each(Some(Scope::Cluster), |_, _| true),
+        }
+    }));
+    tasks.push(fan_out(ro_stream, triggers.clone(), |o, t| {
+        let ns = o.namespace();
+        match o.data["spec"]["placement"]["name"].as_str() {
+            Some(n) if o.data["spec"]["placement"]["scope"] == "Namespaced" => {
+                t.one(Scope::Namespaced, n, ns.as_deref())
+            }
+            Some(n) => t.one(Scope::Cluster, n, None),
+            None => t.each(None, |scope, p| {
+                scope == Scope::Cluster || p.namespace() == ns
+            }),
+        }
+    }));
+    // A placeable resource: the placements that may select it.
+    let for_resources = triggers.clone();
+    let cache = resources.clone();
+    tasks.push(
+        tokio_stream::wrappers::UnboundedReceiverStream::new(changed_rx)
+            .for_each(move |c| {
+                for_resources.each(None, |scope, p| may_select(scope, p, &c, &cache));
+                async {}
+            })
+            .boxed(),
+    );
+    futures::future::join_all(tasks).await;
 }
 
-/// Snapshots of the overrides that apply to `crp` (taken now if their spec changed).
+/// Follows `stream` (which keeps its cache), handing each object to `route`.
+fn fan_out(
+    stream: Watched,
+    triggers: Arc<Triggers>,
+    route: impl Fn(&DynamicObject, &Triggers) + Send + 'static,
+) -> futures::future::BoxFuture<'static, ()> {
+    stream
+        .for_each(move |ev| {
+            if let Ok(o) = ev {
+                route(&o, &triggers);
+            }
+            async {}
+        })
+        .boxed()
+}
+
+/// Whether an override applies to the placement `name` (of `scope`, in `namespace`): a
+/// ClusterResourceOverride only to ClusterResourcePlacements; a ResourceOverride that names
+/// a placement to that one (a ResourcePlacement of its namespace with `scope: Namespaced`),
+/// one that names none to every placement (ResourcePlacements: of its namespace).
+fn override_applies(
+    o: &DynamicObject,
+    cluster_override: bool,
+    scope: Scope,
+    name: &str,
+    namespace: Option<&str>,
+) -> bool {
+    if o.metadata.deletion_timestamp.is_some() || (cluster_override && scope != Scope::Cluster) {
+        return false;
+    }
+    let target = &o.data["spec"]["placement"];
+    let same_namespace = scope == Scope::Cluster || o.namespace().as_deref() == namespace;
+    match target["name"].as_str() {
+        None => same_namespace,
+        Some(n) if cluster_override => n == name,
+        Some(n) => {
+            let target_scope = if target["scope"] == "Namespaced" {
+                Scope::Namespaced
+            } else {
+                Scope::Cluster
+            };
+            n == name && target_scope == scope && same_namespace
+        }
+    }
+}
+
+/// Snapshots of the overrides that apply to the placement (taken now if their spec changed).
 async fn override_snapshots(
     ctx: &Ctx,
-    crp: &str,
+    name: &str,
+    namespace: Option<&str>,
 ) -> Result<(Vec<overrides::Override>, Vec<overrides::Override>), Error> {
     let mut out = (Vec::new(), Vec::new());
     for (store, cluster_scoped) in [(&ctx.cros, true), (&ctx.ros, false)] {
-        for o in store.state().iter().filter(|o| override_applies(o, crp)) {
+        for o in store
+            .state()
+            .iter()
+            .filter(|o| override_applies(o, cluster_scoped, ctx.scope, name, namespace))
+        {
             let spec = o.data["spec"].clone();
             let hash = content_hash(std::slice::from_ref(&spec));
             let ns = o.namespace();
@@ -369,9 +542,11 @@ fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Whether `crp` may select the changed object (or, for a namespaced object, its namespace,
-/// whose labels come from `resources`).
-fn may_select(crp: &DynamicObject, c: &Changed, resources: &Resources) -> bool {
+/// Whether the placement `p` may select the changed object: a ResourcePlacement one of its
+/// namespace; a ClusterResourcePlacement a cluster-scoped one or, for a namespaced object,
+/// its namespace (whose labels come from `resources`). A `c` without a name is a type whose
+/// cache has just loaded.
+fn may_select(scope: Scope, p: &DynamicObject, c: &Changed, resources: &Resources) -> bool {
     let matches = |s: &Value, name: &str, labels: &BTreeMap<String, String>| {
         if let Some(n) = s["name"].as_str().filter(|n| !n.is_empty()) {
             return name.is_empty() || n == name;
@@ -383,10 +558,16 @@ fn may_select(crp: &DynamicObject, c: &Changed, resources: &Resources) -> bool {
                 .unwrap_or(false),
         }
     };
-    let sels = crp.data["spec"]["resourceSelectors"]
+    let sels = p.data["spec"]["resourceSelectors"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or(&[]);
+    if scope == Scope::Namespaced
+        && !c.name.is_empty()
+        && c.namespace.as_deref() != p.namespace().as_deref()
+    {
+        return false;
+    }
     sels.iter().any(|s| {
         let (g, k) = (
             s["group"].as_str().unwrap_or(""),
@@ -394,6 +575,9 @@ fn may_select(crp: &DynamicObject, c: &Changed, resources: &Resources) -> bool {
         );
         if g == c.group && k == c.kind && matches(s, &c.name, &c.labels) {
             return true;
+        }
+        if scope == Scope::Namespaced {
+            return false;
         }
         match &c.namespace {
             Some(ns) if g.is_empty() && k == "Namespace" => {
@@ -431,11 +615,17 @@ fn reserved_namespace(name: &str) -> bool {
 }
 
 /// The selected resources (sanitized, in apply order) or why the selectors are invalid.
-fn select(ctx: &Ctx, crp: &Value) -> Result<Result<Vec<Value>, String>, Error> {
-    let sels = crp["spec"]["resourceSelectors"]
+fn select(ctx: &Ctx, placement: &Value) -> Result<Result<Vec<Value>, String>, Error> {
+    let own_namespace = placement["metadata"]["namespace"].as_str();
+    let sels = placement["spec"]["resourceSelectors"]
         .as_array()
         .cloned()
         .unwrap_or_default();
+    if let Some(ns) = own_namespace.filter(|ns| reserved_namespace(ns)) {
+        return Ok(Err(format!(
+            "the namespace {ns} is reserved for the fleet and Kubernetes: a ResourcePlacement there places nothing"
+        )));
+    }
     let mut picked: BTreeMap<(String, String, String, String), Value> = BTreeMap::new();
     let mut add = |obj: &DynamicObject| {
         if obj.metadata.deletion_timestamp.is_some() {
@@ -463,10 +653,14 @@ fn select(ctx: &Ctx, crp: &Value) -> Result<Result<Vec<Value>, String>, Error> {
                 "resourceSelectors[{i}]: the hub serves no kind {kind} in group {group:?}"
             )));
         };
-        if cache.namespaced {
-            return Ok(Err(format!(
+        match ctx.scope {
+            Scope::Cluster if cache.namespaced => return Ok(Err(format!(
                 "resourceSelectors[{i}]: {kind} is namespaced; a ClusterResourcePlacement selects cluster-scoped resources (a Namespace brings what is in it)"
-            )));
+            ))),
+            Scope::Namespaced if !cache.namespaced => return Ok(Err(format!(
+                "resourceSelectors[{i}]: {kind} is cluster-scoped; a ResourcePlacement selects resources in its own namespace (use a ClusterResourcePlacement)"
+            ))),
+            _ => {}
         }
         let label_sel = match &sel["labelSelector"] {
             Value::Null => None,
@@ -477,7 +671,9 @@ fn select(ctx: &Ctx, crp: &Value) -> Result<Result<Vec<Value>, String>, Error> {
         };
         let name = sel["name"].as_str().filter(|n| !n.is_empty());
         for obj in cache.store.state() {
-            if name.is_some_and(|n| obj.name_any() != n) {
+            if name.is_some_and(|n| obj.name_any() != n)
+                || (ctx.scope == Scope::Namespaced && obj.namespace().as_deref() != own_namespace)
+            {
                 continue;
             }
             if let Some(ls) = &label_sel {
@@ -673,19 +869,75 @@ fn condition(conds: &mut Value, ty: &str, status: &str, reason: &str, message: &
     conditions::set_status(conds, ty, status, reason, message, Some(gen));
 }
 
+/// A ResourcePlacement's Works live in other namespaces (the members'), where its owner
+/// references cannot reach: a finalizer keeps the placement until its Works are deleted.
+async fn finalize(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error> {
+    let name = placement.name_any();
+    let ns = placement.namespace();
+    for w in ctx.works.state().iter().filter(|w| {
+        w.labels().get(label::PARENT_CRP) == Some(&name)
+            && w.labels().get(label::PARENT_NAMESPACE) == ns.as_ref()
+    }) {
+        if w.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let api = api_in(&ctx.client, &work_resource(), w.namespace().as_deref());
+        match api.delete(&w.name_any(), &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let finalizers: Vec<&String> = placement
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer::PLACEMENT_CLEANUP)
+        .collect();
+    // The resourceVersion makes this a compare-and-set: a concurrent change answers 409.
+    let p = json!({"metadata": {"finalizers": finalizers,
+        "resourceVersion": placement.resource_version()}});
+    let api = api_in(&ctx.client, &ctx.scope.placement(), ns.as_deref());
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+        .await?;
+    Ok(Action::await_change())
+}
+
 async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let scope = ctx.scope;
+    let name = crp.name_any();
+    let namespace = crp.namespace();
+    let namespace = namespace.as_deref();
+    let key = format!("{}/{name}", namespace.unwrap_or(""));
+    let has_finalizer = crp
+        .finalizers()
+        .iter()
+        .any(|f| f == finalizer::PLACEMENT_CLEANUP);
     if crp.metadata.deletion_timestamp.is_some() {
-        // Snapshots, bindings and works are owned by the placement: the garbage collector
-        // removes them, and the agents what they applied.
-        ctx.last_run.lock().remove(&crp.name_any());
+        // Snapshots and bindings are owned by the placement: the garbage collector removes
+        // them, and with a ClusterResourcePlacement's bindings their Works; the agents remove
+        // what the Works applied.
+        ctx.last_run.lock().remove(&key);
+        if has_finalizer {
+            return finalize(&ctx, &crp).await;
+        }
         return Ok(Action::await_change());
     }
-    let client = &ctx.client;
-    let name = crp.name_any();
+    if scope == Scope::Namespaced && !has_finalizer {
+        let mut finalizers = crp.finalizers().to_vec();
+        finalizers.push(finalizer::PLACEMENT_CLEANUP.to_string());
+        let p = json!({"metadata": {"finalizers": finalizers,
+            "resourceVersion": crp.resource_version()}});
+        api_in(client, &scope.placement(), namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+            .await?;
+        // The change brings the placement back.
+        return Ok(Action::await_change());
+    }
     {
         let now = std::time::Instant::now();
         let mut last = ctx.last_run.lock();
-        if let Some(t) = last.get(&name) {
+        if let Some(t) = last.get(&key) {
             let since = now.duration_since(*t);
             if since < MIN_RECONCILE_INTERVAL {
                 return Ok(Action::requeue(MIN_RECONCILE_INTERVAL - since));
@@ -695,7 +947,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             // Placements deleted without a last reconcile leave entries: drop the stale ones.
             last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
         }
-        last.insert(name.clone(), now);
+        last.insert(key.clone(), now);
     }
     let generation = crp.metadata.generation.unwrap_or(0);
     let crp_value = serde_json::to_value(crp.as_ref())?;
@@ -713,24 +965,24 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         Err(why) => {
             condition(
                 &mut conds,
-                pc::SCHEDULED,
+                &scope.condition(cc::SCHEDULED),
                 "False",
                 "InvalidResourceSelectors",
                 &why,
                 generation,
             );
             status["conditions"] = conds;
-            write_status(client, &name, status).await?;
+            write_status(client, scope, &name, namespace, status).await?;
             return Ok(Action::await_change());
         }
     };
     let resource_hash = content_hash(&selected);
     let series = |ar: ApiResource, index_label, hash_annotation| Series {
         ar,
-        namespace: None,
+        namespace,
         parent_label: label::PARENT_CRP,
         parent: &crp,
-        parent_ar: crp_resource(),
+        parent_ar: scope.placement(),
         index_label,
         hash_annotation,
         keep,
@@ -738,7 +990,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     let rs = snapshot(
         client,
         &series(
-            resource_snapshot_resource(),
+            scope.resource_snapshot(),
             label::RESOURCE_INDEX,
             annotation::RESOURCE_HASH,
         ),
@@ -765,14 +1017,14 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         Err(why) => {
             condition(
                 &mut conds,
-                pc::SCHEDULED,
+                &scope.condition(cc::SCHEDULED),
                 "False",
                 "InvalidPolicy",
                 &why,
                 generation,
             );
             status["conditions"] = conds;
-            write_status(client, &name, status).await?;
+            write_status(client, scope, &name, namespace, status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -786,7 +1038,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     let ps = snapshot(
         client,
         &series(
-            policy_snapshot_resource(),
+            scope.policy_snapshot(),
             label::POLICY_INDEX,
             "kubernetes-fleet.io/policy-hash",
         ),
@@ -801,7 +1053,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     )
     .await?;
     let ps_name = ps.name_any();
-    let ps_api: Api<DynamicObject> = Api::all_with(client.clone(), &policy_snapshot_resource());
+    let ps_api = api_in(client, &scope.policy_snapshot(), namespace);
     if let Some(n) = n_annotation[annotation::NUMBER_OF_CLUSTERS].as_str() {
         if ps
             .annotations()
@@ -822,7 +1074,10 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         .bindings
         .state()
         .into_iter()
-        .filter(|b| b.labels().get(label::PARENT_CRP) == Some(&name))
+        .filter(|b| {
+            b.labels().get(label::PARENT_CRP) == Some(&name)
+                && b.namespace().as_deref() == namespace
+        })
         .collect();
     let placed: BTreeSet<String> = mine
         .iter()
@@ -878,23 +1133,33 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     }
 
     // Overrides that apply to this placement, as snapshots.
-    let (cro_snaps, ro_snaps) = override_snapshots(&ctx, &name).await?;
+    let (cro_snaps, ro_snaps) = override_snapshots(&ctx, &name, namespace).await?;
     let cluster_labels: BTreeMap<&str, &BTreeMap<String, String>> = clusters
         .iter()
         .map(|c| (c.name.as_str(), &c.labels))
         .collect();
 
     // 4. Bindings.
-    let binding_api: Api<DynamicObject> = Api::all_with(client.clone(), &binding_resource());
+    let binding_api = api_in(client, &scope.binding(), namespace);
     let apply_strategy = apply_strategy_of(spec);
     let wanted: BTreeMap<&str, &flotilla_scheduler::Selected> =
         decision.selected.iter().map(|s| (s.name, s)).collect();
+    let work_name = work_name(&name, namespace);
     for b in &mine {
         let target = b.data["spec"]["targetCluster"].as_str().unwrap_or("");
         if !wanted.contains_key(target) && b.metadata.deletion_timestamp.is_none() {
             binding_api
                 .delete(&b.name_any(), &DeleteParams::background())
                 .await?;
+            if scope == Scope::Namespaced {
+                // Not owned by the binding (another namespace): deleted here.
+                let works = api_in(client, &work_resource(), Some(&namespace_of(target)));
+                match works.delete(&work_name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
     // Each cluster's binding and Work, 16 clusters at a time.
@@ -914,11 +1179,12 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         &resource_index,
         &crp,
         &ctx,
+        &work_name,
     );
     let mut jobs = Vec::with_capacity(wanted.len());
     for (cluster, s) in &wanted {
         let (cluster, s): (&str, &flotilla_scheduler::Selected) = (cluster, s);
-        let (name, rs, ps_name, apply_strategy, resource_index, crp, ctx) = shared;
+        let (name, rs, ps_name, apply_strategy, resource_index, crp, ctx, work_name) = shared;
         jobs.push(async move {
             let bname = format!(
                 "{name}-{cluster}-{}",
@@ -960,11 +1226,15 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                         .await?
                 }
                 None => {
-                    let obj = json!({"apiVersion": binding_resource().api_version, "kind": "ClusterResourceBinding",
+                    let ar = scope.binding();
+                    let mut obj = json!({"apiVersion": ar.api_version, "kind": ar.kind,
                         "metadata": {"name": bname, "labels": {label::PARENT_CRP: name},
                             "annotations": {annotation::CRP_GENERATION: generation.to_string()},
-                            "ownerReferences": [owner_ref(crp, &crp_resource())]},
+                            "ownerReferences": [owner_ref(crp, &scope.placement())]},
                         "spec": bspec});
+                    if let Some(ns) = namespace {
+                        obj["metadata"]["namespace"] = json!(ns);
+                    }
                     binding_api
                         .create(&PostParams::default(), &serde_json::from_value(obj)?)
                         .await?
@@ -974,15 +1244,17 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             let ns = namespace_of(cluster);
             let work_api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), &ns, &work_resource());
-            let work_name = format!("{name}-work");
             let cluster_manifests = match &overridden {
                 Ok(o) => o.manifests.clone(),
                 Err(_) => Vec::new(),
             };
             let wspec =
                 json!({"workload": {"manifests": cluster_manifests}, "applyStrategy": apply_strategy});
-            let work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
+            let mut work_labels = json!({label::PARENT_CRP: name, label::PARENT_BINDING: bname,
                 label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
+            if let Some(ns) = namespace {
+                work_labels[label::PARENT_NAMESPACE] = json!(ns);
+            }
             let delete_strategy = match crp.data["spec"]["strategy"]["deleteStrategy"]
                 ["propagationPolicy"]
                 .as_str()
@@ -992,7 +1264,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             };
             let current = ctx
                 .works
-                .get(&ObjectRef::new_with(&work_name, work_resource()).within(&ns));
+                .get(&ObjectRef::new_with(work_name, work_resource()).within(&ns));
             let work = match current {
                 // An override failed: the cluster keeps what it has until it is fixed.
                 current if overridden.is_err() => current.map(|w| w.as_ref().clone()),
@@ -1010,16 +1282,21 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                         "annotations": {annotation::DELETE_STRATEGY: delete_strategy}}, "spec": wspec});
                     Some(
                         work_api
-                            .patch(&work_name, &PatchParams::default(), &Patch::Merge(&p))
+                            .patch(work_name, &PatchParams::default(), &Patch::Merge(&p))
                             .await?,
                     )
                 }
                 None => {
-                    let obj = json!({"apiVersion": work_resource().api_version, "kind": "Work",
+                    let mut obj = json!({"apiVersion": work_resource().api_version, "kind": "Work",
                         "metadata": {"name": work_name, "namespace": ns, "labels": work_labels,
-                            "annotations": {annotation::DELETE_STRATEGY: delete_strategy},
-                            "ownerReferences": [owner_ref(&binding, &binding_resource())]},
+                            "annotations": {annotation::DELETE_STRATEGY: delete_strategy}},
                         "spec": wspec});
+                    if scope == Scope::Cluster {
+                        // A cluster-scoped binding can own it; a ResourceBinding cannot (another
+                        // namespace): its placement's finalizer removes it.
+                        obj["metadata"]["ownerReferences"] =
+                            json!([owner_ref(&binding, &scope.binding())]);
+                    }
                     match work_api
                         .create(&PostParams::default(), &serde_json::from_value(obj)?)
                         .await
@@ -1084,43 +1361,33 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     }
     condition(
         &mut conds,
-        pc::SCHEDULED,
+        &scope.condition(cc::SCHEDULED),
         sched_status,
         sched_reason,
         &decision.message,
         generation,
     );
-    for (crp_type, cluster_type, ok_reason, bad_reason, pending_reason) in [
+    for (cluster_type, ok_reason, bad_reason, pending_reason) in [
         (
-            pc::ROLLOUT_STARTED,
             cc::ROLLOUT_STARTED,
             "RolloutStarted",
             "RolloutNotStartedYet",
             "RolloutStartedUnknown",
         ),
         (
-            pc::OVERRIDDEN,
             cc::OVERRIDDEN,
             "NoOverrideSpecified",
             "OverriddenFailed",
             "OverriddenPending",
         ),
         (
-            pc::WORK_SYNCHRONIZED,
             cc::WORK_SYNCHRONIZED,
             "WorkSynchronized",
             "WorkNotSynchronizedYet",
             "WorkSynchronizedUnknown",
         ),
+        (cc::APPLIED, "ApplySucceeded", "ApplyFailed", "ApplyPending"),
         (
-            pc::APPLIED,
-            cc::APPLIED,
-            "ApplySucceeded",
-            "ApplyFailed",
-            "ApplyPending",
-        ),
-        (
-            pc::AVAILABLE,
             cc::AVAILABLE,
             "ResourceAvailable",
             "ResourceNotAvailableYet",
@@ -1153,9 +1420,17 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 format!("{good} of {total} clusters so far"),
             )
         };
-        condition(&mut conds, crp_type, st, reason, &msg, generation);
+        condition(
+            &mut conds,
+            &scope.condition(cluster_type),
+            st,
+            reason,
+            &msg,
+            generation,
+        );
     }
     // DiffReported, when the clusters report differences (ReportDiff).
+    let diff_type = scope.condition(cc::DIFF_REPORTED);
     let reported = bindings
         .values()
         .filter(|b| conditions::find(&b["conditions"], cc::DIFF_REPORTED).is_some())
@@ -1170,9 +1445,9 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             "{reported} of {} clusters reported their differences",
             bindings.len()
         );
-        condition(&mut conds, pc::DIFF_REPORTED, st, reason, &msg, generation);
+        condition(&mut conds, &diff_type, st, reason, &msg, generation);
     } else if let Some(list) = conds.as_array_mut() {
-        list.retain(|c| c["type"] != pc::DIFF_REPORTED);
+        list.retain(|c| c["type"] != diff_type.as_str());
     }
     let any_override = binding_specs.values().any(|b| {
         b["clusterResourceOverrideSnapshots"]
@@ -1182,14 +1457,15 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 .as_array()
                 .is_some_and(|a| !a.is_empty())
     });
-    if any_override && conditions::is_true(&conds, pc::OVERRIDDEN) {
-        let msg = conditions::find(&conds, pc::OVERRIDDEN)
+    let overridden_type = scope.condition(cc::OVERRIDDEN);
+    if any_override && conditions::is_true(&conds, &overridden_type) {
+        let msg = conditions::find(&conds, &overridden_type)
             .and_then(|c| c["message"].as_str())
             .unwrap_or("")
             .to_string();
         condition(
             &mut conds,
-            pc::OVERRIDDEN,
+            &overridden_type,
             "True",
             "OverriddenSucceeded",
             &msg,
@@ -1219,17 +1495,17 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         let recent = ctx
             .status_written
             .lock()
-            .get(&name)
+            .get(&key)
             .map(|t| now.duration_since(*t));
         if let Some(since) = recent.filter(|s| same_conditions && *s < STATUS_DETAIL_INTERVAL) {
             return Ok(Action::requeue(STATUS_DETAIL_INTERVAL - since));
         }
-        write_status(client, &name, status).await?;
+        write_status(client, scope, &name, namespace, status).await?;
         let mut written = ctx.status_written.lock();
         if written.len() > 4096 {
             written.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
         }
-        written.insert(name.clone(), now);
+        written.insert(key, now);
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
@@ -1252,14 +1528,20 @@ fn base64_of(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-async fn write_status(client: &kube::Client, name: &str, status: Value) -> Result<(), Error> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &crp_resource());
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": status})),
-    )
-    .await?;
+async fn write_status(
+    client: &kube::Client,
+    scope: Scope,
+    name: &str,
+    namespace: Option<&str>,
+    status: Value,
+) -> Result<(), Error> {
+    api_in(client, &scope.placement(), namespace)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
     Ok(())
 }
 
@@ -1472,4 +1754,125 @@ fn binding_status(
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn ro(namespace: &str, placement: Value) -> DynamicObject {
+        obj(
+            json!({"apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ResourceOverride",
+            "metadata": {"name": "o", "namespace": namespace}, "spec": {"placement": placement}}),
+        )
+    }
+
+    #[test]
+    fn overrides_apply_to_the_placements_they_name_in_their_scope() {
+        use Scope::{Cluster, Namespaced};
+        let cro = obj(json!({"apiVersion": "placement.kubernetes-fleet.io/v1",
+            "kind": "ClusterResourceOverride", "metadata": {"name": "c"},
+            "spec": {"placement": {"name": "web"}}}));
+        assert!(override_applies(&cro, true, Cluster, "web", None));
+        assert!(!override_applies(&cro, true, Cluster, "db", None));
+        // ClusterResourceOverrides never apply to ResourcePlacements.
+        assert!(!override_applies(
+            &cro,
+            true,
+            Namespaced,
+            "web",
+            Some("team")
+        ));
+
+        let for_crp = ro("team", json!({"name": "web"}));
+        assert!(override_applies(&for_crp, false, Cluster, "web", None));
+        assert!(!override_applies(
+            &for_crp,
+            false,
+            Namespaced,
+            "web",
+            Some("team")
+        ));
+        let for_rp = ro("team", json!({"name": "web", "scope": "Namespaced"}));
+        assert!(override_applies(
+            &for_rp,
+            false,
+            Namespaced,
+            "web",
+            Some("team")
+        ));
+        assert!(!override_applies(
+            &for_rp,
+            false,
+            Namespaced,
+            "web",
+            Some("other")
+        ));
+        assert!(!override_applies(&for_rp, false, Cluster, "web", None));
+        // Naming none: every ClusterResourcePlacement, the ResourcePlacements of its namespace.
+        let any = ro("team", Value::Null);
+        assert!(override_applies(&any, false, Cluster, "web", None));
+        assert!(override_applies(
+            &any,
+            false,
+            Namespaced,
+            "web",
+            Some("team")
+        ));
+        assert!(!override_applies(
+            &any,
+            false,
+            Namespaced,
+            "web",
+            Some("other")
+        ));
+    }
+
+    #[test]
+    fn a_resource_placement_is_triggered_by_its_own_namespace_only() {
+        let rp = obj(json!({"apiVersion": "placement.kubernetes-fleet.io/v1",
+            "kind": "ResourcePlacement", "metadata": {"name": "api", "namespace": "team"},
+            "spec": {"resourceSelectors": [{"group": "", "version": "v1", "kind": "ConfigMap"}]}}));
+        let changed = |ns: Option<&str>, name: &str| Changed {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: ns.map(String::from),
+            name: name.into(),
+            labels: BTreeMap::new(),
+        };
+        let resources = Resources::default();
+        let n = Scope::Namespaced;
+        assert!(may_select(n, &rp, &changed(Some("team"), "a"), &resources));
+        assert!(!may_select(
+            n,
+            &rp,
+            &changed(Some("other"), "a"),
+            &resources
+        ));
+        // A type whose cache just loaded concerns every placement selecting it.
+        assert!(may_select(n, &rp, &changed(None, ""), &resources));
+        let secret = Changed {
+            kind: "Secret".into(),
+            ..changed(Some("team"), "a")
+        };
+        assert!(!may_select(n, &rp, &secret, &resources));
+    }
+
+    #[test]
+    fn works_are_named_after_their_placement() {
+        assert_eq!(work_name("web", None), "web-work");
+        assert_eq!(work_name("api", Some("team")), "team.api-work");
+        assert_eq!(
+            Scope::Namespaced.condition(cc::AVAILABLE),
+            "ResourcePlacementAvailable"
+        );
+        assert_eq!(
+            Scope::Cluster.condition(cc::SCHEDULED),
+            "ClusterResourcePlacementScheduled"
+        );
+    }
 }

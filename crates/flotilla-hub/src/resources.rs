@@ -120,7 +120,7 @@ impl Resources {
     }
 
     /// Discovers the placeable types now and every `every`, starting a cache for each new one;
-    /// changes go to `changes`.
+    /// changes go to `changes`. Returns, and the caches stop, once `changes` is closed.
     pub async fn run(
         self: Arc<Self>,
         client: kube::Client,
@@ -155,7 +155,11 @@ impl Resources {
                 }
                 Err(e) => tracing::warn!(error = %e, "discovering placeable resources failed"),
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                // The placement controllers stopped (leadership lost): so do the caches.
+                _ = changes.closed() => return,
+            }
         }
     }
 
@@ -183,6 +187,7 @@ impl Resources {
         let mut published = false;
         loop {
             tokio::select! {
+                _ = changes.closed() => return,
                 r = &mut ready, if !published => {
                     if r.is_err() {
                         return;

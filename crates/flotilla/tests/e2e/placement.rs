@@ -106,10 +106,17 @@ impl Fleet {
 
     /// Waits for the placement's condition `ty` to be True; returns the placement.
     fn wait_condition(&self, crp: &str, ty: &str) -> Value {
+        self.wait_placement(&["crp", crp], ty)
+    }
+
+    /// Waits for condition `ty` of the placement `kubectl get ARGS` finds to be True (as of
+    /// its generation); returns the placement.
+    fn wait_placement(&self, args: &[&str], ty: &str) -> Value {
+        let crp = args.join(" ");
         let mut last = Value::Null;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(p) = self.get(&["crp", crp]) {
+            if let Some(p) = self.get(args) {
                 if condition(&p, ty).0 == "True"
                     && p["status"]["conditions"]
                         .as_array()
@@ -796,4 +803,253 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
     assert!(diffed.iter().any(|d| d["kind"] == "Namespace"));
     fleet.wait_condition("diff", "ClusterResourcePlacementDiffReported");
     assert!(get_json(&fleet.member(2), &["get", "namespace", "diff"]).is_none());
+}
+
+#[test]
+fn resource_placement_places_resources_of_its_namespace() {
+    let fleet = Fleet::start(3);
+    fleet.ok(&["label", "membercluster", "member-3", "env=dev"]);
+    for m in ["member-1", "member-2"] {
+        fleet.ok(&["label", "membercluster", m, "env=prod"]);
+    }
+    fleet.ok(&["create", "namespace", "team"]);
+    fleet.ok(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=1",
+    ]);
+    fleet.ok(&["-n", "team", "label", "configmap", "settings", "app=api"]);
+    fleet.ok(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "unrelated",
+        "--from-literal=b=2",
+    ]);
+    fleet.ok(&["-n", "team", "create", "deployment", "api", "--image=nginx"]);
+    // The namespace itself goes everywhere by a ClusterResourcePlacement, alone.
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata:
+  name: team-namespace
+spec:
+  resourceSelectors:
+    - {group: "", version: v1, kind: Namespace, name: team, selectionScope: NamespaceOnly}
+"#,
+    );
+    fleet.wait_condition("team-namespace", "ClusterResourcePlacementAvailable");
+    assert!(get_json(
+        &fleet.member(1),
+        &["-n", "team", "get", "configmap", "settings"]
+    )
+    .is_none());
+    // The namespace's team places its own resources with a ResourcePlacement.
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourcePlacement
+metadata:
+  name: api
+  namespace: team
+spec:
+  resourceSelectors:
+    - {group: apps, version: v1, kind: Deployment, name: api}
+    - {group: "", version: v1, kind: ConfigMap, labelSelector: {matchLabels: {app: api}}}
+  policy:
+    placementType: PickN
+    numberOfClusters: 2
+    affinity:
+      clusterAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          clusterSelectorTerms:
+            - labelSelector: {matchLabels: {env: prod}}
+"#,
+    );
+    let rp = fleet.wait_placement(&["-n", "team", "rp", "api"], "ResourcePlacementAvailable");
+    for ty in [
+        "ResourcePlacementScheduled",
+        "ResourcePlacementRolloutStarted",
+        "ResourcePlacementOverridden",
+        "ResourcePlacementWorkSynchronized",
+        "ResourcePlacementApplied",
+    ] {
+        assert_eq!(condition(&rp, ty).0, "True", "{ty}");
+    }
+    let kinds: Vec<&str> = rp["status"]["selectedResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["settings", "api"]);
+    for m in 1..=2 {
+        let dep = get_json(
+            &fleet.member(m),
+            &["-n", "team", "get", "deployment", "api"],
+        )
+        .unwrap();
+        assert_eq!(dep["status"]["availableReplicas"], 1, "member-{m}");
+        assert!(get_json(
+            &fleet.member(m),
+            &["-n", "team", "get", "configmap", "settings"]
+        )
+        .is_some());
+        assert!(get_json(
+            &fleet.member(m),
+            &["-n", "team", "get", "configmap", "unrelated"]
+        )
+        .is_none());
+    }
+    assert!(get_json(
+        &fleet.member(3),
+        &["-n", "team", "get", "deployment", "api"]
+    )
+    .is_none());
+    // Its snapshots and bindings live in its namespace; its Works in the members'.
+    let bindings = fleet.get(&["-n", "team", "resourcebindings"]).unwrap();
+    assert_eq!(bindings["items"].as_array().unwrap().len(), 2);
+    assert!(fleet
+        .get(&["-n", "team", "resourcesnapshot", "api-0-snapshot"])
+        .is_some());
+    assert!(fleet
+        .get(&["-n", "team", "schedulingpolicysnapshot", "api-0"])
+        .is_some());
+    let work = fleet
+        .get(&["-n", "fleet-member-member-1", "work", "team.api-work"])
+        .unwrap();
+    assert_eq!(
+        work["metadata"]["labels"]["kubernetes-fleet.io/parent-namespace"],
+        "team"
+    );
+
+    // A ResourceOverride of the namespace, naming the ResourcePlacement.
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourceOverride
+metadata:
+  name: api-label
+  namespace: team
+spec:
+  placement:
+    name: api
+    scope: Namespaced
+  resourceSelectors:
+    - {group: apps, version: v1, kind: Deployment, name: api}
+  policy:
+    overrideRules:
+      - overrideType: JSONPatch
+        jsonPatchOverrides:
+          - {op: add, path: /metadata/labels/placed-on, value: "${MEMBER-CLUSTER-NAME}"}
+"#,
+    );
+    for m in 1..=2 {
+        wait_for(
+            "the override in the member",
+            Duration::from_secs(30),
+            || {
+                let dep = get_json(
+                    &fleet.member(m),
+                    &["-n", "team", "get", "deployment", "api"],
+                )?;
+                (dep["metadata"]["labels"]["placed-on"] == format!("member-{m}")).then_some(())
+            },
+        );
+    }
+    let rp = fleet.get(&["-n", "team", "rp", "api"]).unwrap();
+    let entry = cluster_status(&rp, "member-1").unwrap();
+    assert_eq!(entry["applicableResourceOverrides"][0]["namespace"], "team");
+
+    // A ResourcePlacement selects only namespaced resources.
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourcePlacement
+metadata:
+  name: wrong
+  namespace: team
+spec:
+  resourceSelectors:
+    - {group: "", version: v1, kind: Namespace, name: team}
+"#,
+    );
+    let why = wait_for(
+        "the invalid selector reported",
+        Duration::from_secs(30),
+        || {
+            let p = fleet.get(&["-n", "team", "rp", "wrong"])?;
+            let (st, reason) = condition(&p, "ResourcePlacementScheduled");
+            (st == "False").then_some(reason)
+        },
+    );
+    assert_eq!(why, "InvalidResourceSelectors");
+
+    // One cluster fewer: its objects and its Work go.
+    fleet.ok(&[
+        "-n",
+        "team",
+        "patch",
+        "rp",
+        "api",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"policy":{"numberOfClusters":1}}}"#,
+    ]);
+    let left = wait_for("one cluster left", Duration::from_secs(30), || {
+        let gone: Vec<usize> = (1..=2)
+            .filter(|m| {
+                get_json(
+                    &fleet.member(*m),
+                    &["-n", "team", "get", "deployment", "api"],
+                )
+                .is_none()
+            })
+            .collect();
+        (gone.len() == 1).then(|| 3 - gone[0])
+    });
+    let dropped = 3 - left;
+    let dropped_ns = format!("fleet-member-member-{dropped}");
+    wait_for(
+        "the dropped cluster's Work to go",
+        Duration::from_secs(30),
+        || {
+            fleet
+                .get(&["-n", &dropped_ns, "work", "team.api-work"])
+                .is_none()
+                .then_some(())
+        },
+    );
+
+    // Deleting the placement removes what it placed, then the placement (its finalizer).
+    fleet.ok(&["-n", "team", "delete", "rp", "api", "--wait=false"]);
+    wait_for(
+        "the objects to leave the member",
+        Duration::from_secs(30),
+        || {
+            get_json(
+                &fleet.member(left),
+                &["-n", "team", "get", "deployment", "api"],
+            )
+            .is_none()
+            .then_some(())
+        },
+    );
+    wait_for("the placement to go", Duration::from_secs(30), || {
+        fleet
+            .get(&["-n", "team", "rp", "api"])
+            .is_none()
+            .then_some(())
+    });
+    let left_ns = format!("fleet-member-member-{left}");
+    assert!(fleet
+        .get(&["-n", &left_ns, "work", "team.api-work"])
+        .is_none());
+    wait_for("the bindings to go", Duration::from_secs(30), || {
+        let b = fleet.get(&["-n", "team", "resourcebindings"])?;
+        b["items"].as_array()?.is_empty().then_some(())
+    });
+    // The namespace stays: its ClusterResourcePlacement still places it.
+    assert!(get_json(&fleet.member(left), &["get", "namespace", "team"]).is_some());
 }
