@@ -263,6 +263,7 @@ struct Ctx {
 struct Triggered {
     scope: Scope,
     placements: Store<DynamicObject>,
+    bindings: Store<DynamicObject>,
     tx: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
 }
 
@@ -276,6 +277,53 @@ impl Triggers {
         for t in self.0.iter().filter(|t| scope.is_none_or(|s| s == t.scope)) {
             for p in t.placements.state() {
                 if concerned(t.scope, &p) {
+                    let _ =
+                        t.tx.send(ObjectRef::from_obj_with(p.as_ref(), t.scope.placement()));
+                }
+            }
+        }
+    }
+
+    /// Reconcile the placements that changes of the member clusters `changed` concern
+    /// ([`flotilla_scheduler::concerns`]): one pass over the bindings and the placements per
+    /// batch of changes, no scheduling over the fleet.
+    fn members_changed(&self, changed: &[Cluster]) {
+        let names: BTreeSet<&str> = changed.iter().map(|c| c.name.as_str()).collect();
+        for t in &self.0 {
+            // Per placement (namespace, name): how many clusters it is on, and which of the
+            // changed ones.
+            type Placed<'a> = (usize, BTreeSet<&'a str>);
+            let mut placed: std::collections::HashMap<(Option<String>, String), Placed> =
+                Default::default();
+            let bindings = t.bindings.state();
+            for b in &bindings {
+                let Some(p) = b.labels().get(label::PARENT_CRP) else {
+                    continue;
+                };
+                if b.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let e = placed.entry((b.namespace(), p.clone())).or_default();
+                e.0 += 1;
+                if let Some(c) = b.data["spec"]["targetCluster"]
+                    .as_str()
+                    .and_then(|c| names.get(c))
+                {
+                    e.1.insert(c);
+                }
+            }
+            let nowhere = Placed::default();
+            for p in t.placements.state() {
+                let (count, on) = placed
+                    .get(&(p.namespace(), p.name_any()))
+                    .unwrap_or(&nowhere);
+                // A policy that does not parse is reported already; no member change fixes it.
+                let Ok(policy) = Policy::parse(&p.data["spec"]["policy"]) else {
+                    continue;
+                };
+                if changed.iter().any(|c| {
+                    flotilla_scheduler::concerns(&policy, c, on.contains(c.name.as_str()), *count)
+                }) {
                     let _ =
                         t.tx.send(ObjectRef::from_obj_with(p.as_ref(), t.scope.placement()));
                 }
@@ -320,6 +368,7 @@ pub async fn run(client: kube::Client) {
         .applied_objects()
         .predicate_filter(spec_fingerprint, Default::default());
         let (bindings, binding_stream) = cached(&client, scope.binding());
+        let binding_reader = bindings.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
             scope,
@@ -350,21 +399,34 @@ pub async fn run(client: kube::Client) {
         triggered.push(Triggered {
             scope,
             placements: reader,
+            bindings: binding_reader,
             tx,
         });
     }
     let triggers = Arc::new(Triggers(triggered));
 
-    // A member whose scheduling view changed: the placements it may concern.
+    // Members whose scheduling view changed: the placements they concern. Events that arrive
+    // together (the initial list, a burst) are judged together.
     let fleet_view = fleet.clone();
-    tasks.push(fan_out(member_stream, triggers.clone(), move |m, t| {
-        let Ok(v) = serde_json::to_value(m) else {
-            return;
-        };
-        if fleet_view.lock().update(Cluster::from_member_cluster(&v)) {
-            t.each(None, |_, _| true);
-        }
-    }));
+    let for_members = triggers.clone();
+    tasks.push(
+        member_stream
+            .ready_chunks(1024)
+            .for_each(move |batch| {
+                let changed: Vec<Cluster> = batch
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .filter_map(|m| serde_json::to_value(&m).ok())
+                    .map(|v| Cluster::from_member_cluster(&v))
+                    .filter(|c| fleet_view.lock().update(c.clone()))
+                    .collect();
+                if !changed.is_empty() {
+                    for_members.members_changed(&changed);
+                }
+                async {}
+            })
+            .boxed(),
+    );
     // A Work: its placement.
     tasks.push(fan_out(work_stream, triggers.clone(), |w, t| {
         if let Some(p) = w.labels().get(label::PARENT_CRP) {

@@ -15,4 +15,4 @@ pub mod schedule;
 
 pub use cluster::{Cluster, ClusterState};
 pub use policy::{PlacementType, Policy};
-pub use schedule::{schedule, Decision, Reason, Rejected, Request, Score, Selected};
+pub use schedule::{concerns, schedule, Decision, Reason, Rejected, Request, Score, Selected};

@@ -238,6 +238,27 @@ fn affinity_scores(policy: &Policy, clusters: &[Cluster], scored: &[usize]) -> V
     scores
 }
 
+/// Whether a change of `cluster` (now as given) can change the decision for a placement under
+/// `policy` that is on `placed` clusters, `here` among them if it is on this one; so that a
+/// member's change reschedules only the placements it concerns, never the whole fleet's.
+///
+/// A placement on the cluster is concerned (it may have to leave). Otherwise only one that may
+/// take the cluster: PickFixed naming it; PickAll that the cluster now passes the filter of;
+/// PickN short of N that the cluster passes the filter of (a fulfilled PickN stays where it
+/// is: IgnoredDuringExecution).
+pub fn concerns(policy: &Policy, cluster: &Cluster, here: bool, placed: usize) -> bool {
+    if here {
+        return true;
+    }
+    match policy.placement_type {
+        PlacementType::PickFixed => policy.cluster_names.contains(&cluster.name),
+        PlacementType::PickAll => filter(policy, cluster).is_none(),
+        PlacementType::PickN => {
+            placed < policy.number_of_clusters as usize && filter(policy, cluster).is_none()
+        }
+    }
+}
+
 /// Decides which clusters the placement goes to.
 pub fn schedule<'a>(req: &Request<'a>) -> Decision<'a> {
     match req.policy.placement_type {

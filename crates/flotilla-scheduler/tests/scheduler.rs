@@ -751,3 +751,85 @@ fn clusters_are_read_from_member_cluster_objects() {
         ClusterState::Leaving
     );
 }
+
+#[test]
+fn a_member_change_concerns_only_the_placements_it_can_change() {
+    use flotilla_scheduler::concerns;
+    let prod = c("m1 env=prod");
+    let dev = c("m2 env=dev");
+    let tainted = c("m3 env=prod taint:gpu");
+    let unhealthy = c("m4 env=prod state:Unhealthy");
+    let prod_only = required(json!([{"labelSelector": {"matchLabels": {"env": "prod"}}}]));
+    let all =
+        Policy::parse(&json!({"placementType": "PickAll", "affinity": prod_only["affinity"]}))
+            .unwrap();
+    let n2 = Policy::parse(&pick_n(2, prod_only.clone())).unwrap();
+    let fixed =
+        Policy::parse(&json!({"placementType": "PickFixed", "clusterNames": ["m2"]})).unwrap();
+    // (policy, cluster, placed here, clusters placed, concerned)
+    let table = [
+        ("PickAll, a matching cluster", &all, &prod, false, 1, true),
+        (
+            "PickAll, a cluster it does not match",
+            &all,
+            &dev,
+            false,
+            1,
+            false,
+        ),
+        (
+            "PickAll, an untolerated taint",
+            &all,
+            &tainted,
+            false,
+            1,
+            false,
+        ),
+        (
+            "PickAll, an unhealthy cluster",
+            &all,
+            &unhealthy,
+            false,
+            1,
+            false,
+        ),
+        ("any placement on the cluster", &all, &dev, true, 1, true),
+        (
+            "PickN short of N, a matching cluster",
+            &n2,
+            &prod,
+            false,
+            1,
+            true,
+        ),
+        (
+            "PickN fulfilled, a matching cluster",
+            &n2,
+            &prod,
+            false,
+            2,
+            false,
+        ),
+        (
+            "PickN short of N, a cluster it does not match",
+            &n2,
+            &dev,
+            false,
+            0,
+            false,
+        ),
+        (
+            "PickN fulfilled, one of its clusters",
+            &n2,
+            &prod,
+            true,
+            2,
+            true,
+        ),
+        ("PickFixed, a named cluster", &fixed, &dev, false, 0, true),
+        ("PickFixed, another cluster", &fixed, &prod, false, 0, false),
+    ];
+    for (name, policy, cluster, here, placed, want) in table {
+        assert_eq!(concerns(policy, cluster, here, placed), want, "{name}");
+    }
+}
