@@ -123,14 +123,14 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Records `c`; whether the scheduler's view changed.
-    fn update(&mut self, c: Cluster) -> bool {
+    /// Records `c`. When the scheduler's view changed: `Some` of the cluster's previous view
+    /// (`None` for a new cluster).
+    fn update(&mut self, c: Cluster) -> Option<Option<Cluster>> {
         if self.by_name.get(&c.name) == Some(&c) {
-            return false;
+            return None;
         }
-        self.by_name.insert(c.name.clone(), c);
         self.version += 1;
-        true
+        Some(self.by_name.insert(c.name.clone(), c))
     }
 
     /// Every cluster, by name (shared until the view changes).
@@ -284,11 +284,11 @@ impl Triggers {
         }
     }
 
-    /// Reconcile the placements that changes of the member clusters `changed` concern
+    /// Reconcile the placements that changes of member clusters (before, now) concern
     /// ([`flotilla_scheduler::concerns`]): one pass over the bindings and the placements per
     /// batch of changes, no scheduling over the fleet.
-    fn members_changed(&self, changed: &[Cluster]) {
-        let names: BTreeSet<&str> = changed.iter().map(|c| c.name.as_str()).collect();
+    fn members_changed(&self, changed: &[(Option<Cluster>, Cluster)]) {
+        let names: BTreeSet<&str> = changed.iter().map(|c| c.1.name.as_str()).collect();
         for t in &self.0 {
             // Per placement (namespace, name): how many clusters it is on, and which of the
             // changed ones.
@@ -321,8 +321,9 @@ impl Triggers {
                 let Ok(policy) = Policy::parse(&p.data["spec"]["policy"]) else {
                     continue;
                 };
-                if changed.iter().any(|c| {
-                    flotilla_scheduler::concerns(&policy, c, on.contains(c.name.as_str()), *count)
+                if changed.iter().any(|(before, now)| {
+                    let here = on.contains(now.name.as_str());
+                    flotilla_scheduler::concerns(&policy, before.as_ref(), now, here, *count)
                 }) {
                     let _ =
                         t.tx.send(ObjectRef::from_obj_with(p.as_ref(), t.scope.placement()));
@@ -413,12 +414,12 @@ pub async fn run(client: kube::Client) {
         member_stream
             .ready_chunks(1024)
             .for_each(move |batch| {
-                let changed: Vec<Cluster> = batch
+                let changed: Vec<(Option<Cluster>, Cluster)> = batch
                     .into_iter()
                     .filter_map(Result::ok)
                     .filter_map(|m| serde_json::to_value(&m).ok())
                     .map(|v| Cluster::from_member_cluster(&v))
-                    .filter(|c| fleet_view.lock().update(c.clone()))
+                    .filter_map(|c| Some((fleet_view.lock().update(c.clone())?, c)))
                     .collect();
                 if !changed.is_empty() {
                     for_members.members_changed(&changed);

@@ -238,23 +238,31 @@ fn affinity_scores(policy: &Policy, clusters: &[Cluster], scored: &[usize]) -> V
     scores
 }
 
-/// Whether a change of `cluster` (now as given) can change the decision for a placement under
-/// `policy` that is on `placed` clusters, `here` among them if it is on this one; so that a
-/// member's change reschedules only the placements it concerns, never the whole fleet's.
+/// Whether a member cluster's change (from `before`, `None` when it is new, to `now`) can
+/// change what a placement under `policy` gets, the placement being on `placed` clusters and
+/// on this one if `here`: so that a member's change reconciles only the placements it
+/// concerns, never the whole fleet's.
 ///
-/// A placement on the cluster is concerned (it may have to leave). Otherwise only one that may
-/// take the cluster: PickFixed naming it; PickAll that the cluster now passes the filter of;
-/// PickN short of N that the cluster passes the filter of (a fulfilled PickN stays where it
-/// is: IgnoredDuringExecution).
-pub fn concerns(policy: &Policy, cluster: &Cluster, here: bool, placed: usize) -> bool {
+/// A placement on the cluster is concerned when the cluster can no longer keep it (it left)
+/// or its labels changed (per-cluster overrides read them); other changes of a cluster a
+/// placement is on change nothing (IgnoredDuringExecution). A placement not on the cluster is
+/// concerned only if it may now take it: PickFixed naming it; PickAll, or PickN short of N,
+/// whose filter the cluster passes.
+pub fn concerns(
+    policy: &Policy,
+    before: Option<&Cluster>,
+    now: &Cluster,
+    here: bool,
+    placed: usize,
+) -> bool {
     if here {
-        return true;
+        return !now.state.keeps_placements() || before.is_none_or(|b| b.labels != now.labels);
     }
     match policy.placement_type {
-        PlacementType::PickFixed => policy.cluster_names.contains(&cluster.name),
-        PlacementType::PickAll => filter(policy, cluster).is_none(),
+        PlacementType::PickFixed => policy.cluster_names.contains(&now.name),
+        PlacementType::PickAll => filter(policy, now).is_none(),
         PlacementType::PickN => {
-            placed < policy.number_of_clusters as usize && filter(policy, cluster).is_none()
+            placed < policy.number_of_clusters as usize && filter(policy, now).is_none()
         }
     }
 }

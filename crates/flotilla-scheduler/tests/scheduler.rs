@@ -766,70 +766,26 @@ fn a_member_change_concerns_only_the_placements_it_can_change() {
     let n2 = Policy::parse(&pick_n(2, prod_only.clone())).unwrap();
     let fixed =
         Policy::parse(&json!({"placementType": "PickFixed", "clusterNames": ["m2"]})).unwrap();
-    // (policy, cluster, placed here, clusters placed, concerned)
+    let relabelled = c("m1 env=prod tier=gold");
+    let busier = c("m1 env=prod prop:cpu=3");
+    let left = c("m1 env=prod state:NotJoined");
+    // (case, policy, before, now, placed here, clusters placed, concerned)
     let table = [
-        ("PickAll, a matching cluster", &all, &prod, false, 1, true),
-        (
-            "PickAll, a cluster it does not match",
-            &all,
-            &dev,
-            false,
-            1,
-            false,
-        ),
-        (
-            "PickAll, an untolerated taint",
-            &all,
-            &tainted,
-            false,
-            1,
-            false,
-        ),
-        (
-            "PickAll, an unhealthy cluster",
-            &all,
-            &unhealthy,
-            false,
-            1,
-            false,
-        ),
-        ("any placement on the cluster", &all, &dev, true, 1, true),
-        (
-            "PickN short of N, a matching cluster",
-            &n2,
-            &prod,
-            false,
-            1,
-            true,
-        ),
-        (
-            "PickN fulfilled, a matching cluster",
-            &n2,
-            &prod,
-            false,
-            2,
-            false,
-        ),
-        (
-            "PickN short of N, a cluster it does not match",
-            &n2,
-            &dev,
-            false,
-            0,
-            false,
-        ),
-        (
-            "PickN fulfilled, one of its clusters",
-            &n2,
-            &prod,
-            true,
-            2,
-            true,
-        ),
-        ("PickFixed, a named cluster", &fixed, &dev, false, 0, true),
-        ("PickFixed, another cluster", &fixed, &prod, false, 0, false),
+        ("PickAll, a matching cluster", &all, Some(&dev), &prod, false, 1, true),
+        ("PickAll, a new matching cluster", &all, None, &prod, false, 1, true),
+        ("PickAll, a cluster it does not match", &all, None, &dev, false, 1, false),
+        ("PickAll, an untolerated taint", &all, None, &tainted, false, 1, false),
+        ("PickAll, an unhealthy cluster", &all, None, &unhealthy, false, 1, false),
+        ("on the cluster, its labels changed", &all, Some(&prod), &relabelled, true, 1, true),
+        ("on the cluster, its properties changed", &n2, Some(&prod), &busier, true, 2, false),
+        ("on the cluster, it left", &n2, Some(&prod), &left, true, 2, true),
+        ("PickN short of N, a matching cluster", &n2, None, &prod, false, 1, true),
+        ("PickN fulfilled, a matching cluster", &n2, None, &prod, false, 2, false),
+        ("PickN short of N, a cluster it does not match", &n2, None, &dev, false, 0, false),
+        ("PickFixed, a named cluster", &fixed, None, &dev, false, 0, true),
+        ("PickFixed, another cluster", &fixed, None, &prod, false, 0, false),
     ];
-    for (name, policy, cluster, here, placed, want) in table {
-        assert_eq!(concerns(policy, cluster, here, placed), want, "{name}");
+    for (name, policy, before, now, here, placed, want) in table {
+        assert_eq!(concerns(policy, before, now, here, placed), want, "{name}");
     }
 }
