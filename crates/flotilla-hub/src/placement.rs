@@ -1013,6 +1013,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         last.insert(key.clone(), now);
     }
     let generation = crp.metadata.generation.unwrap_or(0);
+    tracing::debug!(placement = %key, "reconcile");
     let crp_value = serde_json::to_value(crp.as_ref())?;
     let spec = &crp_value["spec"];
     let keep = spec["revisionHistoryLimit"]
@@ -1267,7 +1268,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 ),
                 Err(_) => (json!([]), json!([])),
             };
-            let bspec = json!({
+            let mut bspec = json!({
                 "state": "Bound",
                 "resourceSnapshotName": rs.name_any(),
                 "clusterResourceOverrideSnapshots": cro_used,
@@ -1280,6 +1281,14 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 "applyStrategy": apply_strategy,
             });
             let existing = mine.iter().find(|b| b.name_any() == bname);
+            // The decision stays as made when the cluster was picked under this policy
+            // snapshot (later passes of the same decision would only say "kept").
+            if let Some(b) = existing.filter(|b| {
+                b.data["spec"]["schedulingPolicySnapshotName"] == ps_name.as_str()
+                    && b.data["spec"]["clusterDecision"].is_object()
+            }) {
+                bspec["clusterDecision"] = b.data["spec"]["clusterDecision"].clone();
+            }
             let binding = match existing {
                 Some(b) if b.data["spec"] == bspec => b.as_ref().clone(),
                 Some(_) => {
@@ -1372,13 +1381,23 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                 }
             };
             // 6. The binding's status from its Work.
-            let bstatus = binding_status(&binding, work.as_ref(), s, &overridden, generation);
-            if binding.data["status"] != bstatus {
+            let bstatus = binding_status(&binding, work.as_ref(), &overridden, generation);
+            // Written when a condition's status, reason or generation changes (or the lists of
+            // failed, drifted, diffed objects): progress messages in between ("2 of 3 objects
+            // available") show in the placement's status, not in every binding write.
+            if without_messages(&binding.data["status"]) != without_messages(&bstatus) {
+                // A merge patch keeps what it does not mention: lists that emptied go as null.
+                let mut patch = bstatus.clone();
+                for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
+                    if patch.get(f).is_none() {
+                        patch[f] = Value::Null;
+                    }
+                }
                 binding_api
                     .patch_status(
                         &bname,
                         &PatchParams::default(),
-                        &Patch::Merge(&json!({"status": bstatus})),
+                        &Patch::Merge(&json!({"status": patch})),
                     )
                     .await?;
             }
@@ -1608,13 +1627,23 @@ async fn write_status(
     Ok(())
 }
 
+/// `status` without its conditions' messages.
+fn without_messages(status: &Value) -> Value {
+    let mut s = status.clone();
+    for c in s["conditions"].as_array_mut().into_iter().flatten() {
+        if let Some(c) = c.as_object_mut() {
+            c.remove("message");
+        }
+    }
+    s
+}
+
 /// A binding's status: scheduled and rolled out (every cluster at once for now), no
 /// overrides yet, and its Work's applied and available conditions (as of the Work's current
 /// generation) with the manifests that failed.
 fn binding_status(
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
-    s: &flotilla_scheduler::Selected<'_>,
     overridden: &Result<overrides::Overridden, String>,
     generation: i64,
 ) -> Value {
@@ -1625,7 +1654,9 @@ fn binding_status(
         cc::SCHEDULED,
         "True",
         "Scheduled",
-        &s.reason.to_string(),
+        binding.data["spec"]["clusterDecision"]["reason"]
+            .as_str()
+            .unwrap_or_default(),
         g,
     );
     condition(

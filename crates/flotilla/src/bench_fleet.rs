@@ -149,14 +149,17 @@ pub struct PlacementBenchArgs {
     /// Clusters each placement picks (PickN).
     #[arg(long, default_value_t = 100)]
     pick: u32,
-    /// Placements created, one after the other.
+    /// Placements measured, one after the other (each deleted, and its Works gone, before the
+    /// next).
     #[arg(long, default_value_t = 20)]
     runs: usize,
 }
 
 /// One PickN placement at a time over a fleet of simulated members: the time from creating it
 /// to its Available condition being True (every picked member applied the namespace, a
-/// ConfigMap and a one-replica Deployment, and the Deployment is available there).
+/// ConfigMap and a one-replica Deployment, and the Deployment is available there). Each
+/// placement is then deleted and its Works waited out, so every run measures one placement
+/// on a fleet that is otherwise idle (heartbeats aside).
 pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     use kube::api::{Patch, PatchParams, PostParams};
     use serde_json::json;
@@ -228,6 +231,29 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
             took.as_secs_f64()
         );
         times.push(took);
+        // Remove it; the next run starts once its Works are gone and the members settled.
+        crps.delete(&ns, &Default::default()).await?;
+        let ns_api: Api<DynamicObject> = Api::all_with(
+            admin.clone(),
+            &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+        );
+        ns_api.delete(&ns, &Default::default()).await?;
+        let works: Api<DynamicObject> =
+            Api::all_with(admin.clone(), &flotilla_hub::placement::work_resource());
+        let parent = format!("{}={ns}", flotilla_api::placement::label::PARENT_CRP);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !works
+            .list(&kube::api::ListParams::default().labels(&parent))
+            .await?
+            .items
+            .is_empty()
+        {
+            if Instant::now() > deadline {
+                anyhow::bail!("the Works of {ns} were not removed within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let cpu = match (cpu0, proc_usage(hub.pid)) {
         (Some(a), Some((b, _))) => b - a,
