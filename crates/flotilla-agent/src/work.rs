@@ -108,7 +108,13 @@ struct Ctx {
     hub: kube::Client,
     member: kube::Client,
     kinds: Kinds,
+    /// When each Work's status was last written (namespace/name).
+    status_written: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// A Work status whose conditions changed only in their messages (progress such as "0 of 1
+/// replicas available") is written at most this often; a change of state at once.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Installs the AppliedWork CRD in the member (if missing), then applies Works until
 /// dropped. Also removes what Works deleted from the hub had applied.
@@ -125,6 +131,7 @@ pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
     let ns = flotilla_api::member::namespace_of(&name);
     let works: Api<DynamicObject> = Api::namespaced_with(hub.clone(), &ns, &work_resource());
     let ctx = Arc::new(Ctx {
+        status_written: Default::default(),
         hub,
         member: member.clone(),
         kinds: Kinds::default(),
@@ -637,23 +644,43 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
         );
     }
     let status = json!({"conditions": wconds, "manifestConditions": manifest_conditions});
+    let mut deferred = false;
     if work.data["status"] != status {
-        let works: Api<DynamicObject> = Api::namespaced_with(
-            ctx.hub.clone(),
-            &work.namespace().unwrap_or_default(),
-            &work_resource(),
-        );
-        works
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": status})),
-            )
-            .await?;
+        let key = format!("{}/{name}", work.namespace().unwrap_or_default());
+        let state_changed = conditions::without_messages(&work.data["status"])
+            != conditions::without_messages(&status);
+        let recent = ctx
+            .status_written
+            .lock()
+            .get(&key)
+            .is_some_and(|t| t.elapsed() < PROGRESS_INTERVAL);
+        if state_changed || !recent {
+            let works: Api<DynamicObject> = Api::namespaced_with(
+                ctx.hub.clone(),
+                &work.namespace().unwrap_or_default(),
+                &work_resource(),
+            );
+            works
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": status})),
+                )
+                .await?;
+            let mut written = ctx.status_written.lock();
+            if written.len() > 4096 {
+                written.retain(|_, t| t.elapsed() < PROGRESS_INTERVAL);
+            }
+            written.insert(key, std::time::Instant::now());
+        } else {
+            deferred = true;
+        }
     }
     // Not yet available: look again soon; failed: retry later; otherwise re-check for drift
-    // now and then.
-    Ok(if !all_applied {
+    // now and then (sooner when progress waits to be written).
+    Ok(if deferred && all_applied && !pending {
+        Action::requeue(PROGRESS_INTERVAL)
+    } else if !all_applied {
         Action::requeue(Duration::from_secs(5))
     } else if pending {
         Action::requeue(Duration::from_millis(250))

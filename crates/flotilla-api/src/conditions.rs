@@ -65,6 +65,24 @@ pub fn set_status(
     true
 }
 
+/// `v` without the messages of the conditions in it (objects with a `type` and a `status`, at
+/// any depth): to tell a change of state from a change of progress text.
+pub fn without_messages(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let is_condition = m.contains_key("type") && m.contains_key("status");
+            Value::Object(
+                m.iter()
+                    .filter(|(k, _)| !(is_condition && k.as_str() == "message"))
+                    .map(|(k, v)| (k.clone(), without_messages(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(without_messages).collect()),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +101,16 @@ mod tests {
         assert!(set(&mut c, "Healthy", true, "C", "", Some(3)));
         assert_eq!(c.as_array().unwrap().len(), 2);
         assert!(is_true(&c, "Healthy") && !is_true(&c, "Joined"));
+    }
+
+    #[test]
+    fn messages_are_left_out_of_conditions_at_any_depth() {
+        let v = json!({"conditions": [{"type": "A", "status": "True", "message": "x"}],
+            "failed": [{"name": "n", "message": "kept", "condition": {"type": "B", "status": "False", "message": "y"}}]});
+        assert_eq!(
+            without_messages(&v),
+            json!({"conditions": [{"type": "A", "status": "True"}],
+                "failed": [{"name": "n", "message": "kept", "condition": {"type": "B", "status": "False"}}]})
+        );
     }
 }

@@ -343,6 +343,27 @@ pub fn field_set(schema: &Schema, node: Option<&Value>, value: &Value) -> Set {
 }
 
 fn walk_set<'a>(schema: &'a Schema, sh: Shape<'a>, value: &Value, path: &mut Path, set: &mut Set) {
+    walk(schema, sh, value, path, set, &mut None);
+}
+
+/// The value at each path of a field set (the first, should a list repeat a key).
+type Values<'v> = std::collections::HashMap<Path, &'v Value>;
+
+/// [`walk_set`], also recording in `values` the value at each path added.
+fn walk<'a, 'v>(
+    schema: &'a Schema,
+    sh: Shape<'a>,
+    value: &'v Value,
+    path: &mut Path,
+    set: &mut Set,
+    values: &mut Option<&mut Values<'v>>,
+) {
+    fn add<'v>(path: &Path, set: &mut Set, v: &'v Value, values: &mut Option<&mut Values<'v>>) {
+        set.insert(path);
+        if let Some(values) = values.as_deref_mut() {
+            values.entry(path.clone()).or_insert(v);
+        }
+    }
     let sh = match (&sh, value) {
         (Shape::Deduced, Value::Object(_)) => Shape::Map(None),
         (Shape::Deduced, _) => Shape::Atomic,
@@ -355,36 +376,44 @@ fn walk_set<'a>(schema: &'a Schema, sh: Shape<'a>, value: &Value, path: &mut Pat
                 let known = matches!(&sh, Shape::Struct(n) if n.get("properties").and_then(|p| p.get(k)).is_some());
                 let empty = v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
                 if empty || !known {
-                    set.insert(path);
+                    add(path, set, v, values);
                 }
-                walk_set(schema, shape(schema, child(schema, &sh, k)), v, path, set);
+                walk(
+                    schema,
+                    shape(schema, child(schema, &sh, k)),
+                    v,
+                    path,
+                    set,
+                    values,
+                );
                 path.pop();
             }
         }
         (Shape::MapList(items, _), Value::Array(a)) => {
             for (i, item) in a.iter().enumerate() {
                 path.push(item_element(&sh, item, i));
-                set.insert(path);
-                walk_set(schema, shape(schema, *items), item, path, set);
+                add(path, set, item, values);
+                walk(schema, shape(schema, *items), item, path, set, values);
                 path.pop();
             }
         }
         (Shape::SetList, Value::Array(a)) => {
             for (i, item) in a.iter().enumerate() {
                 path.push(item_element(&sh, item, i));
-                set.insert(path);
+                add(path, set, item, values);
                 path.pop();
             }
         }
         _ => {
             if !path.is_empty() {
-                set.insert(path);
+                add(path, set, value, values);
             }
         }
     }
 }
 
-/// The value at `path` in `value`.
+/// The value at `path` in `value` (tests compare against it).
+#[cfg(test)]
 pub fn get<'v>(
     schema: &Schema,
     node: Option<&Value>,
@@ -469,19 +498,30 @@ fn compare_at(
     };
     if !(map_like(old) && map_like(new)) {
         // Lists, scalars and type changes: whole field sets for this subtree.
+        // One walk each records every path with its value: no lookup per path (a lookup
+        // scans a list's items, making lists quadratic).
         let (mut fo, mut fnew) = (Set::default(), Set::default());
-        walk_set(schema, shape(schema, node), old, &mut path.clone(), &mut fo);
-        walk_set(
+        let (mut vo, mut vn) = (Values::new(), Values::new());
+        let sh_node = shape(schema, node);
+        walk(
             schema,
-            shape(schema, node),
+            sh_node.clone(),
+            old,
+            &mut path.clone(),
+            &mut fo,
+            &mut Some(&mut vo),
+        );
+        walk(
+            schema,
+            sh_node,
             new,
             &mut path.clone(),
             &mut fnew,
+            &mut Some(&mut vn),
         );
         let below = |p: &Path| p.len() > path.len();
         for p in fo.intersection(&fnew).paths().into_iter().filter(below) {
-            let rel = &p[path.len()..];
-            let (a, b) = (get(schema, node, old, rel), get(schema, node, new, rel));
+            let (a, b) = (vo.get(&p).copied(), vn.get(&p).copied());
             let leafy = |v: Option<&Value>| !matches!(v, Some(Value::Object(o)) if !o.is_empty());
             if a != b && leafy(a) && leafy(b) && !fnew.children_below(&p) {
                 out.modified.insert(&p);

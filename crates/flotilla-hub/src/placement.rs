@@ -1382,10 +1382,12 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             };
             // 6. The binding's status from its Work.
             let bstatus = binding_status(&binding, work.as_ref(), &overridden, generation);
-            // Written when a condition's status, reason or generation changes (or the lists of
-            // failed, drifted, diffed objects): progress messages in between ("2 of 3 objects
-            // available") show in the placement's status, not in every binding write.
-            if without_messages(&binding.data["status"]) != without_messages(&bstatus) {
+            // Written when a condition's status, reason or generation changes (also in the lists
+            // of failed, drifted, diffed objects): progress messages in between ("2 of 3
+            // objects available") show in the placement's status, not in every binding write.
+            if conditions::without_messages(&binding.data["status"])
+                != conditions::without_messages(&bstatus)
+            {
                 // A merge patch keeps what it does not mention: lists that emptied go as null.
                 let mut patch = bstatus.clone();
                 for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
@@ -1569,10 +1571,11 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     status["placementStatuses"] = json!(per_cluster);
     status["conditions"] = conds;
     if crp_value["status"] != status {
-        // While only per-cluster details move (the placement's own conditions stay), the
-        // large status is written at most once a second; a change of the placement's
-        // conditions is written at once.
-        let same_conditions = crp_value["status"]["conditions"] == status["conditions"];
+        // While only per-cluster details and progress messages move (the placement's own
+        // conditions keep their status and reason), the large status is written at most once
+        // a second; a change of the placement's conditions is written at once.
+        let same_conditions = conditions::without_messages(&crp_value["status"]["conditions"])
+            == conditions::without_messages(&status["conditions"]);
         let now = std::time::Instant::now();
         let recent = ctx
             .status_written
@@ -1625,17 +1628,6 @@ async fn write_status(
         )
         .await?;
     Ok(())
-}
-
-/// `status` without its conditions' messages.
-fn without_messages(status: &Value) -> Value {
-    let mut s = status.clone();
-    for c in s["conditions"].as_array_mut().into_iter().flatten() {
-        if let Some(c) = c.as_object_mut() {
-            c.remove("message");
-        }
-    }
-    s
 }
 
 /// A binding's status: scheduled and rolled out (every cluster at once for now), no

@@ -8,6 +8,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use flotilla_apiserver::ServerConfig;
 
+/// mimalloc instead of the system allocator: the hub and the simulated fleet allocate many
+/// small, short-lived JSON values, where glibc's malloc spent up to half of the CPU time
+/// (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod backup;
 mod bench;
 mod bench_backup;
