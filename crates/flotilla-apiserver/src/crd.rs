@@ -189,9 +189,8 @@ pub fn admit_custom(schema: Option<&Value>, obj: &mut Value) -> (Vec<String>, Ve
         let s = crate::schema::Schema::builtin();
         let node = s
             .definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
-            .expect("ObjectMeta is defined")
-            .clone();
-        for issue in decode(&s, &node, m) {
+            .expect("ObjectMeta is defined");
+        for issue in decode(&s, node, m) {
             match issue {
                 DecodeIssue::Unknown(p) => unknown.push(format!("metadata.{p}")),
                 DecodeIssue::Quantity(p) => causes.push(Cause::invalid(
@@ -259,16 +258,16 @@ fn apply_defaults(schema: &Value, o: &mut Map<String, Value>) {
 }
 
 /// A schema's `pattern`, compiled once per process (schemas repeat a few patterns across many
-/// writes; compiling one costs far more than matching it).
-fn cached_regex(pattern: &str) -> Option<regex::Regex> {
-    static CACHE: std::sync::OnceLock<
-        parking_lot::Mutex<std::collections::HashMap<String, Option<regex::Regex>>>,
-    > = std::sync::OnceLock::new();
+/// writes; compiling one costs far more than matching it). Shared, not cloned: a clone of a
+/// `Regex` starts with empty matching caches, which it then builds on every use.
+fn cached_regex(pattern: &str) -> Option<std::sync::Arc<regex::Regex>> {
+    type Cache = std::collections::HashMap<String, Option<std::sync::Arc<regex::Regex>>>;
+    static CACHE: std::sync::OnceLock<parking_lot::Mutex<Cache>> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(r) = cache.lock().get(pattern) {
         return r.clone();
     }
-    let compiled = regex::Regex::new(pattern).ok();
+    let compiled = regex::Regex::new(pattern).ok().map(std::sync::Arc::new);
     let mut c = cache.lock();
     if c.len() < 4096 {
         c.insert(pattern.to_string(), compiled.clone());
@@ -376,8 +375,8 @@ fn walk(s: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>, c: &mut
                 }
             }
         }
-        Value::String(st) => {
-            let st = st.clone();
+        Value::String(_) => {
+            let st = v.as_str().unwrap_or_default();
             let len = st.chars().count() as u64;
             if let Some(max) = s["maxLength"].as_u64() {
                 if len > max {
@@ -399,7 +398,7 @@ fn walk(s: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>, c: &mut
             }
             if let Some(p) = s["pattern"].as_str() {
                 if let Some(re) = cached_regex(p) {
-                    if !re.is_match(&st) {
+                    if !re.is_match(st) {
                         c.push(Cause::invalid(
                             path,
                             v,
