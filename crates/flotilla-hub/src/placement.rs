@@ -1215,14 +1215,27 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             binding_api
                 .delete(&b.name_any(), &DeleteParams::background())
                 .await?;
-            if scope == Scope::Namespaced {
-                // Not owned by the binding (another namespace): deleted here.
-                let works = api_in(client, &work_resource(), Some(&namespace_of(target)));
-                match works.delete(&work_name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+        }
+    }
+    if scope == Scope::Namespaced {
+        // A ResourcePlacement's Works are not owned by their bindings (another namespace):
+        // those of clusters no longer picked are deleted here, also when their binding went
+        // before (a restart between the two deletions leaves nothing behind).
+        let keep: BTreeSet<String> = wanted.keys().map(|c| namespace_of(c)).collect();
+        for w in ctx.works.state().iter().filter(|w| {
+            w.labels().get(label::PARENT_CRP) == Some(&name)
+                && w.labels().get(label::PARENT_NAMESPACE).map(String::as_str) == namespace
+                && w.metadata.deletion_timestamp.is_none()
+                && !w.namespace().is_some_and(|ns| keep.contains(&ns))
+        }) {
+            let works = api_in(client, &work_resource(), w.namespace().as_deref());
+            match works
+                .delete(&w.name_any(), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

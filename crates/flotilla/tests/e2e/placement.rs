@@ -963,6 +963,33 @@ spec:
     let entry = cluster_status(&rp, "member-1").unwrap();
     assert_eq!(entry["applicableResourceOverrides"][0]["namespace"], "team");
 
+    // A Work of the placement where it is not scheduled (as a restart between deleting a
+    // binding and its Work would leave) is removed.
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: Work
+metadata:
+  name: team.api-work
+  namespace: fleet-member-member-3
+  labels:
+    kubernetes-fleet.io/parent-CRP: api
+    kubernetes-fleet.io/parent-namespace: team
+spec:
+  workload:
+    manifests: []
+"#,
+    );
+    wait_for(
+        "the stray Work to be removed",
+        Duration::from_secs(30),
+        || {
+            fleet
+                .get(&["-n", "fleet-member-member-3", "work", "team.api-work"])
+                .is_none()
+                .then_some(())
+        },
+    );
+
     // A ResourcePlacement selects only namespaced resources.
     fleet.apply(
         r#"apiVersion: placement.kubernetes-fleet.io/v1
