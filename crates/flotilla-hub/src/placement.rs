@@ -163,6 +163,10 @@ impl Fleet {
 /// (one per cluster) becomes a few reconciles, not one each.
 const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// The most a placement may select, in bytes of JSON: its resource snapshot is one object, and
+/// etcd takes at most 1.5 MiB per request.
+const MAX_SELECTED_BYTES: usize = 1024 * 1024;
+
 /// A placement status whose own conditions did not change is written at most this often.
 const STATUS_DETAIL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -1040,6 +1044,24 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             return Ok(Action::await_change());
         }
     };
+    // One snapshot object holds the selection: beyond what a store takes in one object, the
+    // placement says so (and its clusters keep what they have) rather than failing each pass.
+    let size: usize = selected.iter().map(|v| v.to_string().len()).sum();
+    if size > MAX_SELECTED_BYTES {
+        condition(
+            &mut conds,
+            &scope.condition(cc::SCHEDULED),
+            "False",
+            "SelectedResourcesTooLarge",
+            &format!(
+                "the selected resources take {size} bytes; a resource snapshot holds at most {MAX_SELECTED_BYTES}: select fewer resources or split them across placements"
+            ),
+            generation,
+        );
+        status["conditions"] = conds;
+        write_status(client, scope, &name, namespace, status).await?;
+        return Ok(Action::await_change());
+    }
     let resource_hash = content_hash(&selected);
     let series = |ar: ApiResource, index_label, hash_annotation| Series {
         ar,

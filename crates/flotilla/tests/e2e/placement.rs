@@ -1013,6 +1013,37 @@ spec:
     );
     assert_eq!(why, "InvalidResourceSelectors");
 
+    // A selection larger than one snapshot can hold is refused on the placement.
+    let big = "x".repeat(700 * 1024);
+    for n in ["big-1", "big-2"] {
+        let file = fleet.dir.path().join(n);
+        std::fs::write(&file, &big).unwrap();
+        let from = format!("--from-file=data={}", file.display());
+        fleet.ok(&["-n", "team", "create", "configmap", n, &from]);
+        fleet.ok(&["-n", "team", "label", "configmap", n, "size=big"]);
+    }
+    fleet.apply(
+        r#"apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourcePlacement
+metadata:
+  name: big
+  namespace: team
+spec:
+  resourceSelectors:
+    - {group: "", version: v1, kind: ConfigMap, labelSelector: {matchLabels: {size: big}}}
+"#,
+    );
+    let why = wait_for(
+        "the oversized selection reported",
+        Duration::from_secs(30),
+        || {
+            let p = fleet.get(&["-n", "team", "rp", "big"])?;
+            let (st, reason) = condition(&p, "ResourcePlacementScheduled");
+            (st == "False").then_some(reason)
+        },
+    );
+    assert_eq!(why, "SelectedResourcesTooLarge");
+
     // One cluster fewer: its objects and its Work go.
     fleet.ok(&[
         "-n",
