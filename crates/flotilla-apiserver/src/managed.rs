@@ -235,6 +235,16 @@ pub fn record_update(
         return Ok(());
     }
     let me = (manager, "Update", ctx.subresource);
+    if !reset && cmp.added.is_empty() && cmp.removed.is_empty() {
+        if let Some(list) = only_time_moves(old, &entries, me, ctx.api_version, &cmp) {
+            // New values where this manager alone already owns the fields (a heartbeat, a
+            // status refresh): its entry's time is all that changes.
+            if let Some(m) = new["metadata"].as_object_mut() {
+                m.insert("managedFields".into(), Value::Array(list));
+            }
+            return Ok(());
+        }
+    }
     let _ = update_managers(&mut entries, me, &cmp, true);
     let previous = entries
         .iter()
@@ -256,6 +266,48 @@ pub fn record_update(
     });
     encode(new, entries);
     Ok(())
+}
+
+/// The managedFields of `old` with the time of `me`'s entry moved to now, when that is the whole
+/// effect of an update whose comparison is `cmp` (only modified fields): `me` owns every
+/// modified field, in the same API version, and no other manager owns any. The list is ordered
+/// as [`encode`] orders it. None when the full computation is needed.
+fn only_time_moves(
+    old: Option<&Value>,
+    entries: &[Entry],
+    me: (&str, &str, &str),
+    api_version: &str,
+    cmp: &fieldpath::Comparison,
+) -> Option<Vec<Value>> {
+    let mine = entries.iter().find(|e| e.same_owner(me.0, me.1, me.2))?;
+    if mine.api_version != api_version
+        || entries
+            .iter()
+            .filter(|e| e.same_owner(me.0, me.1, me.2))
+            .count()
+            != 1
+        || !cmp.modified.difference(&mine.set).is_empty()
+        || entries.iter().any(|e| {
+            !e.same_owner(me.0, me.1, me.2) && !e.set.intersection(&cmp.modified).is_empty()
+        })
+        || entries.iter().any(|e| e.set.is_empty())
+    {
+        return None;
+    }
+    let mut list = old?["metadata"]["managedFields"].as_array()?.clone();
+    let now = now();
+    for e in &mut list {
+        let field = |k: &str| e[k].as_str().unwrap_or("");
+        if field("manager") == me.0 && field("operation") == me.1 && field("subresource") == me.2 {
+            e["time"] = json!(now);
+        }
+    }
+    let key = |e: &Value| {
+        ["operation", "time", "manager", "apiVersion", "subresource"]
+            .map(|k| e[k].as_str().unwrap_or("").to_string())
+    };
+    list.sort_by_key(key);
+    Some(list)
 }
 
 /// Server-side apply of `config` by `manager` onto `live` (None: the object does not exist
@@ -776,5 +828,47 @@ mod tests {
             Apply("a", args(json!(["x", "y"])), false),
             Conflict("b", args(json!(["z"])), "Apply failed with 1 conflict: conflict with \"a\" using v1: .spec.template.spec.containers[name=\"c\"].args"),
         ], &[("/spec/template/spec/containers/0/args", json!(["x", "y"]))], &[]);
+    }
+
+    #[test]
+    fn an_update_of_values_one_manager_owns_moves_only_its_time() {
+        let s = Schema::builtin();
+        let (root, s) = ctx(&s);
+        let c = Context {
+            schema: s,
+            root: &root,
+            api_version: "apps/v1",
+            subresource: "",
+            has_status: true,
+        };
+        let mut v1 = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {"replicas": 2, "paused": false}});
+        record_update(&c, None, &mut v1, "alice").unwrap();
+        let mut v2 = v1.clone();
+        v2["spec"]["paused"] = json!(true);
+        record_update(&c, Some(&v1), &mut v2, "bob").unwrap();
+        // alice changes a value only she owns: her set stays, bob's is untouched.
+        let mut v3 = v2.clone();
+        v3["spec"]["replicas"] = json!(3);
+        record_update(&c, Some(&v2), &mut v3, "alice").unwrap();
+        assert_eq!(fields(&v3, "alice"), [".spec.replicas"]);
+        assert_eq!(fields(&v3, "bob"), [".spec.paused"]);
+        assert_eq!(decode(&v3).unwrap().len(), 2);
+        // The same through the full computation (a value bob owns: ownership moves to alice).
+        let mut v4 = v3.clone();
+        v4["spec"]["paused"] = json!(false);
+        record_update(&c, Some(&v3), &mut v4, "alice").unwrap();
+        assert_eq!(fields(&v4, "alice"), [".spec.paused", ".spec.replicas"]);
+        assert_eq!(decode(&v4).unwrap().len(), 1, "bob owns nothing any more");
+        // Entries stay in encode's order (operation, time, manager).
+        let list = v3["metadata"]["managedFields"].as_array().unwrap();
+        let key = |e: &Value| {
+            (
+                e["operation"].to_string(),
+                e["time"].to_string(),
+                e["manager"].to_string(),
+            )
+        };
+        assert!(list.windows(2).all(|w| key(&w[0]) <= key(&w[1])));
     }
 }
