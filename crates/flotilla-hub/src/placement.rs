@@ -1420,16 +1420,11 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             // Written when a condition's status, reason or generation changes (also in the lists
             // of failed, drifted, diffed objects): progress messages in between ("2 of 3
             // objects available") show in the placement's status, not in every binding write.
-            if conditions::without_messages(&binding.data["status"])
-                != conditions::without_messages(&bstatus)
+            if binding.data["status"] != bstatus
+                && conditions::without_messages(&binding.data["status"])
+                    != conditions::without_messages(&bstatus)
             {
-                // A merge patch keeps what it does not mention: lists that emptied go as null.
-                let mut patch = bstatus.clone();
-                for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
-                    if patch.get(f).is_none() {
-                        patch[f] = Value::Null;
-                    }
-                }
+                let patch = replacing(&binding.data["status"], &bstatus);
                 binding_api
                     .patch_status(
                         &bname,
@@ -1641,6 +1636,18 @@ fn apply_strategy_of(spec: &Value) -> Value {
         }
     }
     a
+}
+
+/// A merge patch that makes `old` into `new` at the top level: a merge patch keeps what it
+/// does not mention, so keys `new` dropped (a list that emptied) go as null.
+fn replacing(old: &Value, new: &Value) -> Value {
+    let mut patch = new.clone();
+    for k in old.as_object().into_iter().flat_map(|o| o.keys()) {
+        if new.get(k).is_none() {
+            patch[k] = Value::Null;
+        }
+    }
+    patch
 }
 
 fn base64_of(s: &str) -> String {
@@ -1981,6 +1988,17 @@ mod tests {
             ..changed(Some("team"), "a")
         };
         assert!(!may_select(n, &rp, &secret, &resources));
+    }
+
+    #[test]
+    fn a_status_patch_removes_what_the_new_status_dropped() {
+        let old = json!({"conditions": [], "failedPlacements": [{"name": "a"}]});
+        let new = json!({"conditions": [{"type": "Applied"}]});
+        assert_eq!(
+            replacing(&old, &new),
+            json!({"conditions": [{"type": "Applied"}], "failedPlacements": null})
+        );
+        assert_eq!(replacing(&Value::Null, &new), new);
     }
 
     #[test]

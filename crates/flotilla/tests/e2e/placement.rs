@@ -137,6 +137,19 @@ impl Fleet {
         }
     }
 
+    /// Waits for the placement's condition `ty` to be False; returns its reason.
+    fn unscheduled(&self, args: &[&str], ty: &str) -> String {
+        wait_for(
+            &format!("{ty}=False on {args:?}"),
+            Duration::from_secs(30),
+            || {
+                let p = self.get(args)?;
+                let (st, reason) = condition(&p, ty);
+                (st == "False").then_some(reason)
+            },
+        )
+    }
+
     /// The clusters the placement's status lists.
     fn placed_on(&self, crp: &str) -> Vec<String> {
         let p = self.get(&["crp", crp]).unwrap();
@@ -1002,15 +1015,7 @@ spec:
     - {group: "", version: v1, kind: Namespace, name: team}
 "#,
     );
-    let why = wait_for(
-        "the invalid selector reported",
-        Duration::from_secs(30),
-        || {
-            let p = fleet.get(&["-n", "team", "rp", "wrong"])?;
-            let (st, reason) = condition(&p, "ResourcePlacementScheduled");
-            (st == "False").then_some(reason)
-        },
-    );
+    let why = fleet.unscheduled(&["-n", "team", "rp", "wrong"], "ResourcePlacementScheduled");
     assert_eq!(why, "InvalidResourceSelectors");
 
     // A selection larger than one snapshot can hold is refused on the placement.
@@ -1033,15 +1038,7 @@ spec:
     - {group: "", version: v1, kind: ConfigMap, labelSelector: {matchLabels: {size: big}}}
 "#,
     );
-    let why = wait_for(
-        "the oversized selection reported",
-        Duration::from_secs(30),
-        || {
-            let p = fleet.get(&["-n", "team", "rp", "big"])?;
-            let (st, reason) = condition(&p, "ResourcePlacementScheduled");
-            (st == "False").then_some(reason)
-        },
-    );
+    let why = fleet.unscheduled(&["-n", "team", "rp", "big"], "ResourcePlacementScheduled");
     assert_eq!(why, "SelectedResourcesTooLarge");
 
     // One cluster fewer: its objects and its Work go.
