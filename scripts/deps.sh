@@ -2,10 +2,12 @@
 # Installs what building and testing Flotilla needs beyond Rust, from Debian's packages, when
 # it is missing: protoc (protobuf-compiler; the etcd client compiles etcd's protobuf
 # definitions at build time), etcd (etcd-server; the tests start real etcd servers) and, for
-# the tests, kubectl (kubernetes-client; an older kubectl than current machines ship).
+# the tests, kubectl (kubernetes-client; an older kubectl than current machines ship); a C
+# compiler (gcc), which the linker and the mimalloc allocator's build need.
 # Usage: scripts/deps.sh build|test
 set -euo pipefail
 need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ "${1:-build}" = test ]; then
     command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
