@@ -22,6 +22,36 @@ fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// `stringData` is write-only: as kube-apiserver's conversion does, each of its keys is written
+/// into `data` (base64), over a key of the same name, and the field itself is dropped.
+fn merge_string_data(secret: &mut Map<String, Value>) {
+    use base64::Engine;
+    let Some(string_data) = secret.remove("stringData") else {
+        return;
+    };
+    let Value::Object(string_data) = string_data else {
+        return;
+    };
+    if string_data.is_empty() {
+        return;
+    }
+    let data = secret.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    let data = data.as_object_mut().expect("just made an object");
+    for (k, v) in string_data {
+        let text = match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        data.insert(
+            k,
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+    }
+}
+
 /// Applies kube-apiserver's defaults for `kind` (group `group`) to `obj`.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
@@ -35,11 +65,11 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             default(obj_mut(obj, "spec"), "finalizers", json!(["kubernetes"]));
             default(obj_mut(obj, "status"), "phase", json!("Active"));
         }
-        ("", "Secret") => default(
-            obj.as_object_mut().expect("object"),
-            "type",
-            json!("Opaque"),
-        ),
+        ("", "Secret") => {
+            let map = obj.as_object_mut().expect("object");
+            merge_string_data(map);
+            default(map, "type", json!("Opaque"));
+        }
         ("", "Service") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "type", json!("ClusterIP"));
@@ -341,16 +371,16 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
             }
         }
         ("", "Secret") => {
-            for field in ["data", "stringData"] {
-                if let Some(m) = obj.get(field).and_then(Value::as_object) {
-                    for k in m.keys() {
-                        if let Some(p) = config_key_problem(k) {
-                            c.push(Cause::invalid(
-                                format!("{field}[{k}]"),
-                                &Value::from(k.as_str()),
-                                &p,
-                            ));
-                        }
+            // stringData was merged into data by the defaults, as kube-apiserver validates the
+            // converted object: a bad key is reported under data.
+            if let Some(m) = obj.get("data").and_then(Value::as_object) {
+                for k in m.keys() {
+                    if let Some(p) = config_key_problem(k) {
+                        c.push(Cause::invalid(
+                            format!("data[{k}]"),
+                            &Value::from(k.as_str()),
+                            &p,
+                        ));
                     }
                 }
             }

@@ -23,6 +23,7 @@ mod gc;
 mod list;
 mod managed;
 mod openapi;
+mod openapi_proto;
 mod patch;
 mod proto;
 pub mod registry;

@@ -203,7 +203,7 @@ impl ApiServer {
             }
         }
         match ctx.output {
-            Output::Json | Output::Yaml => {
+            Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => {
                 let mut buf = BytesMut::with_capacity(
                     items.iter().map(|o| o.data.len() + 1).sum::<usize>() + 256,
                 );
@@ -423,7 +423,7 @@ impl ApiServer {
         let mut buf = BytesMut::with_capacity(data.len() + 40);
         buf.extend_from_slice(format!("{{\"type\":\"{ty}\",\"object\":").as_bytes());
         match output {
-            Output::Json | Output::Yaml
+            Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_)
                 if !crate::convert::needs_conversion(res)
                     || crate::convert::stored_in_version(res, data) =>
             {
@@ -433,7 +433,7 @@ impl ApiServer {
                 let v: Value = serde_json::from_slice(data).expect("stored objects are JSON");
                 let v = self.present(res, v);
                 let v = match out {
-                    Output::Json | Output::Yaml => v,
+                    Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => v,
                     out => crate::table::render_one(res, v, out),
                 };
                 buf.extend_from_slice(&serde_json::to_vec(&v).expect("JSON encodes"));

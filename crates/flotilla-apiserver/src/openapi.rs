@@ -247,7 +247,7 @@ fn json_bytes(v: &Value) -> Response<ResponseBody> {
 pub(crate) fn serve(
     server: &ApiServer,
     path: &str,
-    _ctx: &Ctx,
+    ctx: &Ctx,
 ) -> ApiResult<Response<ResponseBody>> {
     let resources: Vec<_> = server.state.registry.read().all().cloned().collect();
     if path == "/openapi/v2" {
@@ -256,7 +256,18 @@ pub(crate) fn serve(
             "info": {"title": "Kubernetes", "version": GIT_VERSION},
             "paths": paths_for(&resources, false),
             "definitions": definitions_for(server, &resources),
+            "security": [{"BearerToken": []}],
+            "securityDefinitions": {"BearerToken": {
+                "description": "Bearer Token authentication",
+                "in": "header",
+                "name": "authorization",
+                "type": "apiKey",
+            }},
         });
+        if let crate::server::Output::OpenApiV2Protobuf(media) = ctx.output {
+            let b = crate::openapi_proto::document(&doc);
+            return Ok(bytes_response(StatusCode::OK, media, Bytes::from(b)));
+        }
         return Ok(json_bytes(&doc));
     }
     let mut by_gv: BTreeMap<String, Vec<std::sync::Arc<Resource>>> = BTreeMap::new();

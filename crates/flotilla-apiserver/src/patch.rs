@@ -365,9 +365,17 @@ fn strategic_merge_map(
                     Some(Value::Array(a)) => std::mem::take(a),
                     _ => Vec::new(),
                 };
+                let server_order = match strategy {
+                    ListStrategy::Replace => Vec::new(),
+                    _ => original.clone(),
+                };
                 let mut merged = merge_list(schema, item_schema, &strategy, original, items)?;
-                if let Some(Value::Array(order)) = p.get(&format!("{SET_ELEMENT_ORDER}{k}")) {
-                    merged = reorder(&strategy, merged, order);
+                if !matches!(strategy, ListStrategy::Replace) {
+                    let order = match p.get(&format!("{SET_ELEMENT_ORDER}{k}")) {
+                        Some(Value::Array(order)) => order.as_slice(),
+                        _ => items.as_slice(),
+                    };
+                    merged = normalize_order(&strategy, merged, order, &server_order);
                 }
                 o.insert(k.clone(), Value::Array(merged));
             }
@@ -388,7 +396,8 @@ fn strategic_merge_map(
                 .unwrap_or(ListStrategy::Replace);
             if let Some(Value::Array(list)) = o.get_mut(field) {
                 let taken = std::mem::take(list);
-                *list = reorder(&strategy, taken, order);
+                let server_order = taken.clone();
+                *list = normalize_order(&strategy, taken, order, &server_order);
             }
         }
     }
@@ -464,18 +473,43 @@ fn merge_list(
     }
 }
 
-fn reorder(strategy: &ListStrategy, list: Vec<Value>, order: &[Value]) -> Vec<Value> {
-    let rank = |item: &Value| -> Option<usize> {
-        order.iter().position(|o| match strategy {
-            ListStrategy::MergeByKey(k) => o.get(k).is_some() && o.get(k) == item.get(k),
-            _ => o == item,
-        })
+/// The order of a merged list, as Kubernetes' strategic merge gives it: the items the patch names
+/// (in `order`: its `$setElementOrder` list, else the patch list itself) keep the patch's order;
+/// the items only the server had keep theirs, and are slotted in before the first patch item
+/// they preceded in `server_order` (the list before the patch). An item new to the list therefore
+/// comes before the server's remaining items, as kube-apiserver places it.
+fn normalize_order(
+    strategy: &ListStrategy,
+    merged: Vec<Value>,
+    order: &[Value],
+    server_order: &[Value],
+) -> Vec<Value> {
+    let same = |a: &Value, b: &Value| match strategy {
+        ListStrategy::MergeByKey(k) => a.get(k).is_some() && a.get(k) == b.get(k),
+        _ => a == b,
     };
-    let (mut ranked, rest): (Vec<Value>, Vec<Value>) =
-        list.into_iter().partition(|i| rank(i).is_some());
-    ranked.sort_by_key(|i| rank(i).unwrap_or(usize::MAX));
-    ranked.extend(rest);
-    ranked
+    let index = |list: &[Value], item: &Value| list.iter().position(|x| same(x, item));
+    let (mut patch_items, mut server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|i| index(order, i).is_some());
+    patch_items.sort_by_key(|i| index(order, i));
+    server_only.sort_by_key(|i| index(server_order, i).unwrap_or(usize::MAX));
+    let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = patch_items.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!(
+                (index(server_order, l), index(server_order, r)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -617,7 +651,8 @@ mod tests {
         let current = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}], "ports": [{"containerPort": 80}], "args": ["x", "y"]},
             {"name": "b", "image": "b:1"}]}}}});
-        // containers merge by name, env by name, ports by containerPort; args are replaced.
+        // containers merge by name, env by name, ports by containerPort; args are replaced. An
+        // item new to a merged list comes before the server's items, as kube-apiserver puts it.
         let got = smp(
             dep,
             current.clone(),
@@ -628,11 +663,11 @@ mod tests {
         assert_eq!(a["image"], "a:2");
         assert_eq!(
             a["env"],
-            json!([{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}])
+            json!([{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}])
         );
         assert_eq!(
             a["ports"],
-            json!([{"containerPort": 80}, {"containerPort": 81}])
+            json!([{"containerPort": 81}, {"containerPort": 80}])
         );
         assert_eq!(a["args"], json!(["z"]));
         assert_eq!(
@@ -682,9 +717,16 @@ mod tests {
         );
         assert_eq!(
             got["metadata"]["finalizers"],
-            json!(["a", "b", "c"]),
-            "finalizers merge as a set"
+            json!(["c", "a", "b"]),
+            "finalizers merge as a set, new ones first"
         );
+        // Items the patch names keep its order; the server's others keep their place.
+        let got = smp(
+            cm,
+            json!({"metadata": {"finalizers": ["a", "b", "c"]}}),
+            json!({"metadata": {"finalizers": ["c", "d", "a"]}}),
+        );
+        assert_eq!(got["metadata"]["finalizers"], json!(["b", "c", "d", "a"]));
         let got = smp(
             cm,
             json!({"metadata": {"finalizers": ["a", "b"]}}),

@@ -12,7 +12,7 @@ const DEFINITIONS_GZ: &[u8] = include_bytes!("../data/k8s-definitions.json.gz");
 /// The Kubernetes release whose API the server serves.
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
 /// The `gitVersion` reported by `/version`.
-pub const GIT_VERSION: &str = "v1.33.0";
+pub const GIT_VERSION: &str = "v1.33.13";
 
 /// The built-in OpenAPI definitions, keyed by definition name.
 #[derive(Debug)]

@@ -86,6 +86,9 @@ pub(crate) enum Output {
     Table(&'static str),
     /// `meta.k8s.io/v1` PartialObjectMetadata(List).
     Metadata,
+    /// The OpenAPI v2 document in protobuf (the media type it was asked for); only
+    /// `/openapi/v2` answers it.
+    OpenApiV2Protobuf(&'static str),
 }
 
 impl ApiServer {
@@ -232,6 +235,13 @@ impl ApiServer {
         }
         let path = parts.uri.path().to_string();
         let output = match negotiate(parts.headers.get(header::ACCEPT)) {
+            Ok(Output::OpenApiV2Protobuf(_)) if path != "/openapi/v2" => {
+                let accept = parts
+                    .headers
+                    .get(header::ACCEPT)
+                    .and_then(|a| a.to_str().ok());
+                return error_response(&ApiError::not_acceptable(accept.unwrap_or("")));
+            }
             Ok(o) => o,
             Err(e) => return error_response(&e),
         };
@@ -410,6 +420,9 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
                 Some(("v", x)) => v = x,
                 _ => {}
             }
+        }
+        if let Some(m) = crate::openapi_proto::MEDIA_TYPES.iter().find(|m| **m == ty) {
+            return Ok(Output::OpenApiV2Protobuf(m));
         }
         let json_like = matches!(ty, "application/json" | "*/*" | "application/*");
         if json_like && g == "meta.k8s.io" {

@@ -1116,7 +1116,7 @@ fn row(res: &Resource, o: &Value) -> Value {
 /// Renders one object for the requested output.
 pub(crate) fn render_one(res: &Resource, o: Value, output: Output) -> Value {
     match output {
-        Output::Json | Output::Yaml => o,
+        Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => o,
         Output::Metadata => partial_metadata(&o),
         Output::Table(v) => json!({
             "kind": "Table",
@@ -1149,7 +1149,7 @@ pub(crate) fn render_list(
             "metadata": list_meta,
             "items": objs.iter().map(partial_metadata).collect::<Vec<_>>(),
         }),
-        Output::Json | Output::Yaml => json!({
+        Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => json!({
             "kind": format!("{}List", res.kind),
             "apiVersion": res.api_version(),
             "metadata": list_meta,

@@ -92,7 +92,7 @@ pub async fn start(server: &ApiServer, cfg: SimConfig) -> anyhow::Result<()> {
                     "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
                 "addresses": [{"type": "InternalIP", "address": format!("10.0.{}.{}", i / 250, i % 250 + 1)},
                     {"type": "Hostname", "address": name}],
-                "nodeInfo": {"kubeletVersion": "v1.33.0", "osImage": "Flotilla simulated node",
+                "nodeInfo": {"kubeletVersion": flotilla_apiserver::schema::GIT_VERSION, "osImage": "Flotilla simulated node",
                     "containerRuntimeVersion": "sim://1", "kernelVersion": "6.1.0", "operatingSystem": "linux",
                     "architecture": "amd64", "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}
             }});

@@ -347,6 +347,11 @@ pub struct UpArgs {
     /// Heartbeat period of the members.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     heartbeat_period_seconds: u32,
+    /// A real cluster to join as one more member (after the simulated ones), by its kubeconfig;
+    /// repeatable. Its agent runs in this process; the kubeconfig is copied to
+    /// DIR/member-K/admin.kubeconfig beside the simulated members'.
+    #[arg(long = "real-member", value_name = "KUBECONFIG")]
+    real_members: Vec<PathBuf>,
     #[command(flatten)]
     sim: SimArgs,
     #[command(flatten)]
@@ -390,15 +395,29 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     let mut members = Vec::new();
     let mut agents = Vec::new();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    for k in 1..=args.members {
+    let total = args.members + args.real_members.len();
+    for k in 1..=total {
         let name = format!("member-{k}");
         let dir = args.data_dir.join(&name);
-        let mut sim = args.sim.config(&name)?;
-        for (key, v) in member_labels(k) {
-            sim.node_labels.entry(key).or_insert(v);
-        }
-        let served =
-            start_member(&name, &dir, "127.0.0.1:0".parse()?, StoreKind::Redb, sim).await?;
+        let (served, member_kubeconfig, url) = if k <= args.members {
+            let mut sim = args.sim.config(&name)?;
+            for (key, v) in member_labels(k) {
+                sim.node_labels.entry(key).or_insert(v);
+            }
+            let served =
+                start_member(&name, &dir, "127.0.0.1:0".parse()?, StoreKind::Redb, sim).await?;
+            let (kc, url) = (served.kubeconfig.clone(), served.url.clone());
+            (Some(served), kc, url)
+        } else {
+            let source = &args.real_members[k - args.members - 1];
+            let text = std::fs::read_to_string(source)
+                .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", source.display()))?;
+            std::fs::create_dir_all(&dir)?;
+            let kc = dir.join("admin.kubeconfig");
+            flotilla_apiserver::Credentials::write_kubeconfig(&kc, &text)?;
+            (None, kc, format!("the cluster of {}", source.display()))
+        };
+        let member_client = client_from_kubeconfig(&member_kubeconfig).await?;
         let agent_kubeconfig = dir.join("agent-hub.kubeconfig");
         let exists = hub_mcs.get_opt(&name).await?.is_some();
         if !exists || !agent_kubeconfig.exists() {
@@ -417,7 +436,6 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             .await?;
         }
         let hub_client = client_from_kubeconfig(&agent_kubeconfig).await?;
-        let member_client = client_from_kubeconfig(&served.kubeconfig).await?;
         let mut stop = stop_tx.subscribe();
         agents.push(tokio::spawn(
             flotilla_agent::Agent {
@@ -429,26 +447,24 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 let _ = stop.recv().await;
             }),
         ));
-        eprintln!("{name} ready at {} (joined)", served.url);
-        members.push((name, served));
+        eprintln!("{name} ready at {url} (joined)");
+        members.push((name, member_kubeconfig, served));
     }
     let hub_kc = hub.kubeconfig.display().to_string();
     eprintln!(
-        "\nflotilla fleet is up: a hub and {} simulated members.",
-        args.members
+        "\nflotilla fleet is up: a hub, {} simulated and {} real members.",
+        args.members,
+        args.real_members.len()
     );
     eprintln!("  hub:      export KUBECONFIG={hub_kc}");
-    for (name, m) in &members {
-        eprintln!("  {name}: {}", m.kubeconfig.display());
+    for (name, kubeconfig, _) in &members {
+        eprintln!("  {name}: {}", kubeconfig.display());
     }
     eprintln!("\nTry:");
     eprintln!("  kubectl --kubeconfig {hub_kc} get memberclusters");
     eprintln!("  kubectl --kubeconfig {hub_kc} get membercluster member-1 -o yaml");
-    if let Some((_, m)) = members.first() {
-        eprintln!(
-            "  kubectl --kubeconfig {} get nodes",
-            m.kubeconfig.display()
-        );
+    if let Some((_, kubeconfig, _)) = members.first() {
+        eprintln!("  kubectl --kubeconfig {} get nodes", kubeconfig.display());
     }
     eprintln!("\nCtrl-C stops the fleet; running `flotilla up` again with the same --data-dir resumes it.");
     crate::shutdown_signal().await;
@@ -457,8 +473,10 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     for a in agents {
         let _ = a.await;
     }
-    for (_, m) in members {
-        m.stop().await?;
+    for (_, _, served) in members {
+        if let Some(m) = served {
+            m.stop().await?;
+        }
     }
     hub.stop().await
 }

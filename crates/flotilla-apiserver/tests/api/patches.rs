@@ -47,7 +47,8 @@ async fn merge_json_and_strategic_patches() {
         .into_iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(env, ["A", "B"]);
+    // A new item goes before the ones the server had, as kube-apiserver puts it.
+    assert_eq!(env, ["B", "A"]);
     assert_eq!(
         cs[0].ports.as_ref().unwrap().len(),
         1,

@@ -191,7 +191,7 @@ fn members_join_report_fail_recover_and_leave() {
         props["resources.kubernetes-fleet.io/available-cpu"]["value"],
         "16"
     );
-    assert_eq!(props["k8s.io/k8s-version"]["value"], "v1.33.0");
+    assert_eq!(props["k8s.io/k8s-version"]["value"], "v1.33.13");
     assert_eq!(props["gpu-count"]["value"], "4");
     assert_eq!(mc["status"]["resourceUsage"]["allocatable"]["cpu"], "16");
     assert_eq!(condition(&mc, "ReadyToJoin").0, "True");

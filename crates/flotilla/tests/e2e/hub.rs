@@ -15,9 +15,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::support::*;
 
-struct Hub {
+pub(crate) struct Hub {
     child: Child,
-    kubeconfig: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
 }
 
 impl Drop for Hub {
@@ -28,7 +28,7 @@ impl Drop for Hub {
 }
 
 /// Starts a hub on a free port and waits for its admin kubeconfig.
-fn start_hub(dir: &Path) -> Hub {
+pub(crate) fn start_hub(dir: &Path) -> Hub {
     let kubeconfig = dir.join("admin.kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
     let child = flotilla()

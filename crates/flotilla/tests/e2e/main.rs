@@ -1,8 +1,10 @@
 //! End-to-end tests: separate `flotilla` processes (hub, simulated members, agents) on
 //! loopback, driven by kubectl and the kube client, with faults.
 
+mod differential;
 mod fleet;
 mod ha;
 mod hub;
+mod kubectl_versions;
 mod placement;
 mod support;

@@ -1,5 +1,6 @@
-//! Placement end to end: `flotilla up` (a hub, three simulated members and their agents),
-//! driven by kubectl with KubeFleet manifests. Resources arrive in the members and their
+//! Placement end to end: `flotilla up` (a hub, two simulated members and one real Kubernetes
+//! cluster — kube-apiserver, controller manager, scheduler and KWOK nodes — as member-3, with
+//! their agents), driven by kubectl with KubeFleet manifests. Resources arrive in the members and their
 //! status shows on the hub; policies pick the expected clusters; updates, deselection and
 //! deletion reach the members; drift and differences are reported.
 
@@ -16,6 +17,9 @@ use crate::support::*;
 
 struct Fleet {
     child: Child,
+    // Dropped after the fleet's process is killed (Drop below), so its agent never sees the
+    // cluster go away under it.
+    _real: flotilla_testbed::RealCluster,
     dir: tempfile::TempDir,
 }
 
@@ -27,16 +31,24 @@ impl Drop for Fleet {
 }
 
 impl Fleet {
+    /// A fleet of `members`: the last is a real cluster, the others are simulated.
     fn start(members: usize) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
+        let real = flotilla_testbed::RealCluster::start(
+            &dir.path().join("real"),
+            flotilla_testbed::ControlPlane::Full { nodes: 2 },
+        )
+        .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["up", "--members", &members.to_string(), "--data-dir"])
+            .args(["up", "--members", &(members - 1).to_string(), "--data-dir"])
             .arg(dir.path())
+            .arg("--real-member")
+            .arg(real.kubeconfig())
             .args([
                 "--bind",
                 &format!("127.0.0.1:{port}"),
@@ -50,7 +62,11 @@ impl Fleet {
             .stderr(std::fs::File::create(dir.path().join("fleet.log")).unwrap())
             .spawn()
             .unwrap();
-        let fleet = Fleet { child, dir };
+        let fleet = Fleet {
+            child,
+            _real: real,
+            dir,
+        };
         for m in 1..=members {
             wait_for("the member kubeconfig", Duration::from_secs(60), || {
                 fleet.member(m).exists().then_some(())

@@ -1,0 +1,103 @@
+//! A process under a watchdog: a small shell that runs it with its output in a log, stops it
+//! when the process that started it is gone, and on TERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::{io, Result};
+
+/// A running process; dropping it stops the process (TERM, then KILL) and its watchdog.
+pub struct Supervised {
+    name: String,
+    log: PathBuf,
+    pidfile: PathBuf,
+    watchdog: Option<Child>,
+}
+
+/// A shell function: whether process $1 runs (a zombie, exited but not yet reaped, does not).
+const ALIVE: &str = "alive() { s=$(cut -d')' -f2- /proc/$1/stat 2>/dev/null) || return 1; \
+                     case \"$s\" in ' Z'*|' X'*|'') return 1;; esac; }";
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Supervised {
+    /// Starts `program` with `args`, its output in `dir/<name>.log`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let log = dir.join(format!("{name}.log"));
+        let pidfile = dir.join(format!("{name}.pid"));
+        let script = format!(
+            "{ALIVE}; {prog} \"$@\" >{log} 2>&1 & p=$!; echo $p >{pid}; \
+             trap 'kill $p 2>/dev/null; exit 0' TERM INT; \
+             while alive {parent} && alive $p; do sleep 0.3; done; \
+             kill $p 2>/dev/null; wait $p",
+            prog = shell_quote(&program.display().to_string()),
+            log = shell_quote(&log.display().to_string()),
+            pid = shell_quote(&pidfile.display().to_string()),
+            parent = std::process::id(),
+        );
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io(format!("starting {}", program.display())))?;
+        Ok(Self {
+            name: name.to_string(),
+            log,
+            pidfile,
+            watchdog: Some(watchdog),
+        })
+    }
+
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last `n` lines of the process's log, for error messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        match &mut self.watchdog {
+            Some(w) => matches!(w.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stops the process: TERM, up to 5 s to exit, then KILL.
+    pub fn stop(&mut self) {
+        let Some(mut watchdog) = self.watchdog.take() else {
+            return;
+        };
+        let pid = shell_quote(&self.pidfile.display().to_string());
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{ALIVE}; p=$(cat {pid} 2>/dev/null) || exit 0; kill $p 2>/dev/null; \
+                 for i in $(seq 50); do alive $p || exit 0; sleep 0.1; done; \
+                 kill -KILL $p 2>/dev/null"
+            ))
+            .status();
+        let _ = watchdog.kill();
+        let _ = watchdog.wait();
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,415 @@
+//! The differential API suite: the requests of `testdata/differential.yaml` sent to a
+//! `flotilla hub` and to a real kube-apiserver of the same minor version, responses normalized
+//! (uids, timestamps, resourceVersions, generated names) and compared field by field. Every
+//! difference must be listed in docs/api-compatibility.md ("Differences the differential suite
+//! knows") with its reason; the test fails on one that is not, and on a listed one that no
+//! longer occurs.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use http_body_util::BodyExt;
+use serde_json::{json, Map, Value};
+
+use crate::hub::start_hub;
+
+/// One request of a case.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Step {
+    method: String,
+    path: String,
+    #[serde(default)]
+    body: Option<Value>,
+    /// The body as sent, when it must not be JSON (a YAML or protobuf test).
+    #[serde(default)]
+    raw_body: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    accept: Option<String>,
+    /// Compare only these paths of the response body.
+    #[serde(default)]
+    only: Vec<String>,
+    /// Leave these paths of the response body out of the comparison.
+    #[serde(default)]
+    ignore: Vec<String>,
+    /// Values to keep from the response (name -> path), used as `((name))` in later steps.
+    #[serde(default)]
+    capture: BTreeMap<String, String>,
+    /// Compare the status code and content type only (a body that is not JSON).
+    #[serde(default)]
+    status_only: bool,
+    /// Repeat the request (up to 20 s) until it answers this code, on each server: for what
+    /// happens asynchronously (a CRD being established, garbage collection).
+    #[serde(default)]
+    until_code: Option<u16>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    case: String,
+    steps: Vec<Step>,
+}
+
+/// A response, reduced to what is compared.
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    content_type: String,
+    body: Value,
+}
+
+/// The servers under comparison.
+struct Side {
+    client: kube::Client,
+    vars: BTreeMap<String, String>,
+}
+
+impl Side {
+    fn subst(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for (k, v) in &self.vars {
+            out = out.replace(&format!("(({k}))"), v);
+        }
+        out
+    }
+
+    async fn send(&mut self, step: &Step) -> Answer {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let a = self.send_once(step).await;
+            match step.until_code {
+                Some(c) if a.code != c && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                _ => return a,
+            }
+        }
+    }
+
+    async fn send_once(&mut self, step: &Step) -> Answer {
+        let mut b = http::Request::builder()
+            .method(step.method.as_str())
+            .uri(self.subst(&step.path));
+        let ct = step.content_type.as_deref().unwrap_or("application/json");
+        let body = match (&step.body, &step.raw_body) {
+            (Some(v), _) => self.subst(&v.to_string()).into_bytes(),
+            (None, Some(r)) => self.subst(r).into_bytes(),
+            (None, None) => Vec::new(),
+        };
+        if !body.is_empty() {
+            b = b.header("content-type", ct);
+        }
+        b = b.header(
+            "accept",
+            step.accept.as_deref().unwrap_or("application/json"),
+        );
+        let req = b.body(kube::client::Body::from(body)).unwrap();
+        let resp = self.client.send(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if step.status_only {
+            Value::Null
+        } else if step.path.contains("watch=") {
+            // A watch stream: one JSON event per line.
+            Value::Array(
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.into())))
+                    .collect(),
+            )
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        for (name, path) in &step.capture {
+            if let Some(v) = select(&body, path) {
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                self.vars.insert(name.clone(), v);
+            }
+        }
+        Answer {
+            code,
+            content_type,
+            body,
+        }
+    }
+}
+
+/// A path: `.`-separated keys, where `key[field=value]` picks the element of a list by a field.
+fn select<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, filter) = match part.split_once('[') {
+            Some((k, f)) => (k, Some(f.trim_end_matches(']'))),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        if let Some(f) = filter {
+            let (fk, fv) = f.split_once('=')?;
+            cur = cur
+                .as_array()?
+                .iter()
+                .find(|x| x.get(fk).and_then(Value::as_str) == Some(fv))?;
+        }
+    }
+    Some(cur)
+}
+
+fn remove(v: &mut Value, path: &str) {
+    let Some((parent, last)) = path.rsplit_once('.') else {
+        if let Value::Object(m) = v {
+            m.remove(path);
+        }
+        return;
+    };
+    fn walk<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+        let mut cur = v;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            let (key, filter) = match part.split_once('[') {
+                Some((k, f)) => (k, Some(f.trim_end_matches(']'))),
+                None => (part, None),
+            };
+            if !key.is_empty() {
+                cur = cur.get_mut(key)?;
+            }
+            if let Some(f) = filter {
+                let (fk, fv) = f.split_once('=')?;
+                cur = cur
+                    .as_array_mut()?
+                    .iter_mut()
+                    .find(|x| x.get(fk).and_then(Value::as_str) == Some(fv))?;
+            }
+        }
+        Some(cur)
+    }
+    if let Some(Value::Object(m)) = walk(v, parent) {
+        m.remove(last);
+    }
+}
+
+/// Replaces what differs between any two servers by design: identities, times, revisions and
+/// the random part of generated names.
+fn normalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+                normalize_meta(meta);
+            }
+            for (k, x) in m.iter_mut() {
+                match k.as_str() {
+                    "uid" | "creationTimestamp" | "deletionTimestamp" | "time"
+                    | "lastTransitionTime" | "lastUpdateTime" | "resourceVersion" | "continue"
+                        if x.is_string() =>
+                    {
+                        *x = json!(format!("<{k}>"));
+                    }
+                    _ => normalize(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+fn normalize_meta(meta: &mut Map<String, Value>) {
+    if let (Some(Value::String(g)), Some(Value::String(n))) =
+        (meta.get("generateName").cloned(), meta.get_mut("name"))
+    {
+        if n.starts_with(&g) {
+            *n = format!("{g}<random>");
+        }
+    }
+}
+
+/// The differences between two JSON values, as (path, flotilla, kube-apiserver).
+fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<(String, String, String)>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(a), Some(b)) => diff(&p, a, b, out),
+                    (a, b) => out.push((p, show(a), show(b))),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}[{i}]"), a, b, out);
+            }
+        }
+        (a, b) if a != b => out.push((path.to_string(), show(Some(a)), show(Some(b)))),
+        _ => {}
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    v.map_or("(absent)".into(), |v| {
+        let s = v.to_string();
+        if s.len() > 160 {
+            format!("{}...", &s[..160])
+        } else {
+            s
+        }
+    })
+}
+
+/// The differences docs/api-compatibility.md lists: (case, step, path prefix).
+fn known_differences() -> BTreeSet<(String, usize, String)> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/api-compatibility.md"
+    ))
+    .unwrap();
+    let section = doc
+        .split("## Differences the differential suite knows")
+        .nth(1)
+        .expect("docs/api-compatibility.md has the differential suite's section");
+    section
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let step = cells.get(1)?.parse().ok()?;
+            let path = cells.get(2)?.trim_matches('`').to_string();
+            Some((cells[0].trim_matches('`').to_string(), step, path))
+        })
+        .collect()
+}
+
+fn cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/testdata/differential.yaml"),
+    )
+    .unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    // Look at each server's own answers, not at retries of them.
+    config.read_timeout = Some(std::time::Duration::from_secs(30));
+    kube::Client::try_from(config).unwrap()
+}
+
+#[test]
+fn the_hub_answers_as_kube_apiserver_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = flotilla_testbed::RealCluster::start(
+        &dir.path().join("real"),
+        flotilla_testbed::ControlPlane::Full { nodes: 1 },
+    )
+    .unwrap();
+    let hub = start_hub(&dir.path().join("hub"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let known = known_differences();
+    let mut seen = BTreeSet::new();
+    let mut unexplained = Vec::new();
+    rt.block_on(async {
+        let mut flotilla = Side { client: client(&hub.kubeconfig).await, vars: BTreeMap::new() };
+        let mut kube = Side { client: client(real.kubeconfig()).await, vars: BTreeMap::new() };
+        for case in cases() {
+            let ns = format!("diff-{}", case.case);
+            for side in [&mut flotilla, &mut kube] {
+                side.vars.clear();
+                side.vars.insert("ns".into(), ns.clone());
+                let create = Step {
+                    method: "POST".into(),
+                    path: "/api/v1/namespaces".into(),
+                    body: Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
+                    raw_body: None, content_type: None, accept: None, only: vec![], ignore: vec![],
+                    capture: BTreeMap::new(), status_only: true, until_code: None,
+                };
+                let a = side.send(&create).await;
+                assert_eq!(a.code, 201, "creating namespace {ns}");
+            }
+            for (i, step) in case.steps.iter().enumerate() {
+                let step_no = i + 1;
+                let mut a = flotilla.send(step).await;
+                let mut b = kube.send(step).await;
+                let mut found = Vec::new();
+                if a.code != b.code {
+                    found.push(("code".to_string(), a.code.to_string(), b.code.to_string()));
+                }
+                let media = |c: &str| c.split(';').next().unwrap_or("").trim().to_string();
+                if media(&a.content_type) != media(&b.content_type) {
+                    found.push(("content-type".into(), a.content_type.clone(), b.content_type.clone()));
+                }
+                if !step.status_only {
+                    for v in [&mut a.body, &mut b.body] {
+                        normalize(v);
+                        for p in &step.ignore {
+                            remove(v, p);
+                        }
+                    }
+                    if step.only.is_empty() {
+                        diff("", &a.body, &b.body, &mut found);
+                    } else {
+                        for p in &step.only {
+                            match (select(&a.body, p), select(&b.body, p)) {
+                                (Some(x), Some(y)) => diff(p, x, y, &mut found),
+                                (x, y) => {
+                                    if x != y {
+                                        found.push((p.clone(), show(x), show(y)));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                for (path, ours, theirs) in found {
+                    let explained = known.iter().find(|(c, s, p)| {
+                        *c == case.case && *s == step_no && (path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}[")))
+                    });
+                    match explained {
+                        Some(k) => {
+                            seen.insert(k.clone());
+                        }
+                        None => unexplained.push(format!(
+                            "{} step {step_no} ({} {}): {path}: flotilla {ours}, kube-apiserver {theirs}",
+                            case.case, step.method, step.path
+                        )),
+                    }
+                }
+            }
+        }
+    });
+    let stale: Vec<_> = known.difference(&seen).collect();
+    assert!(
+        unexplained.is_empty() && stale.is_empty(),
+        "differences neither fixed nor listed in docs/api-compatibility.md:\n{}\n\nlisted there but no longer seen: {stale:?}",
+        unexplained.join("\n")
+    );
+}
