@@ -264,9 +264,13 @@ pub(crate) fn serve(
                 "type": "apiKey",
             }},
         });
-        if let crate::server::Output::OpenApiV2Protobuf(media) = ctx.output {
+        if let crate::server::Output::OpenApiV2Protobuf(_) = ctx.output {
             let b = crate::openapi_proto::document(&doc);
-            return Ok(bytes_response(StatusCode::OK, media, Bytes::from(b)));
+            return Ok(bytes_response(
+                StatusCode::OK,
+                crate::openapi_proto::RESPONSE_MEDIA_TYPE,
+                Bytes::from(b),
+            ));
         }
         return Ok(json_bytes(&doc));
     }

@@ -14,8 +14,13 @@ use serde_json::{Map, Value};
 /// client-go send; kube-openapi also answers the second, newer spelling).
 pub(crate) const MEDIA_TYPES: [&str; 2] = [
     "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
-    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+    RESPONSE_MEDIA_TYPE,
 ];
+
+/// The content type of the answer, whichever spelling was asked for, as kube-apiserver sends it:
+/// Go's `mime.ParseMediaType`, which clients run on it, refuses the `@` of the other.
+pub(crate) const RESPONSE_MEDIA_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// A protobuf message being written.
 #[derive(Default)]
