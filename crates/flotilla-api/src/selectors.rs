@@ -142,6 +142,14 @@ fn parse_requirement(s: &str) -> Result<(LabelReq, &str), String> {
     let t = tail.trim_start();
     let value_of = |t: &str| -> Result<(String, usize), String> {
         let t2 = t.trim_start();
+        // After an operator comes a value, a comma or the end; another operator is what
+        // Kubernetes' lexer reports, by its token.
+        if let Some(op) = ["==", "!=", "=", "!", "(", ")", ">", "<"]
+            .iter()
+            .find(|op| t2.starts_with(**op))
+        {
+            return Err(format!("found '{op}', expected: identifier"));
+        }
         let (v, _) = take_while(t2, |c| is_key_char(c) && c != '/');
         Ok((checked_value(v)?, t.len() - t2.len() + v.len()))
     };

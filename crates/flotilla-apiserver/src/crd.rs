@@ -471,7 +471,9 @@ fn walk(s: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>, c: &mut
             let preserve = s["x-kubernetes-preserve-unknown-fields"] == json!(true)
                 || s["additionalProperties"] == json!(true);
             let embedded = s["x-kubernetes-embedded-resource"] == json!(true);
-            let keys: Vec<String> = o.keys().cloned().collect();
+            // In key order, as kube-apiserver's schema validator reports its causes.
+            let mut keys: Vec<String> = o.keys().cloned().collect();
+            keys.sort();
             for k in keys {
                 let child_path = format!("{path}.{k}");
                 if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -522,6 +524,14 @@ pub fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
     let group = spec["group"].as_str().unwrap_or("").to_string();
     let names = &spec["names"];
     let kind = names["kind"].as_str().unwrap_or("").to_string();
+    let storage_version = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["storage"] == json!(true))
+        .and_then(|v| v["name"].as_str())
+        .unwrap_or("")
+        .to_string();
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .into_iter()
@@ -593,6 +603,7 @@ pub fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
                 printer_columns,
                 selectable_fields,
                 storage_key_group: group.clone(),
+                storage_version: storage_version.clone(),
                 custom: true,
             })
         })

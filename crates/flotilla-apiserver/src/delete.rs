@@ -124,9 +124,14 @@ impl ApiServer {
                     Err(e) => return Err(store_error(e, loc.target())),
                 }
             }
+            let mut details =
+                json!({"name": loc.name, "kind": res.plural, "uid": meta_str(&current, "uid")});
+            if !res.group.is_empty() {
+                details["group"] = json!(res.group);
+            }
             let status = json!({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": loc.name, "group": res.group, "kind": res.plural, "uid": meta_str(&current, "uid")},
+                "details": details,
             });
             if dry_run {
                 return Ok(Reply {
@@ -224,6 +229,7 @@ fn delete_options(ctx: &Ctx) -> ApiResult<DeleteOptions> {
             &ctx.content_type,
             &ctx.body,
             Some("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
+            "DeleteOptions",
         )?;
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation = Some(p.into());
@@ -233,9 +239,16 @@ fn delete_options(ctx: &Ctx) -> ApiResult<DeleteOptions> {
             Some(Value::Array(a)) if a.is_empty() => {}
             Some(Value::Array(a)) if a.len() == 1 && a[0] == "All" => o.dry_run = true,
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid dryRun value: {other}; the only supported value is [\"All\"]"
-                )))
+                return Err(ApiError::invalid(
+                    "meta.k8s.io",
+                    "DeleteOptions",
+                    "",
+                    vec![crate::errors::Cause::not_supported(
+                        "dryRun",
+                        other,
+                        &["All"],
+                    )],
+                ))
             }
         }
         if body.get("orphanDependents") == Some(&json!(true)) {

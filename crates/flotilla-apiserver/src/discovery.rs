@@ -33,6 +33,7 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
         "namespaced": r.namespaced,
         "kind": r.kind,
         "verbs": r.verbs(),
+        "storageVersionHash": r.storage_version_hash(),
     });
     if !r.short_names.is_empty() {
         main["shortNames"] = json!(r.short_names);
@@ -85,7 +86,7 @@ pub(crate) fn serve(
                 .groups()
                 .into_iter()
                 .find(|(g, _)| g == group)
-                .ok_or_else(ApiError::no_route)?;
+                .ok_or_else(ApiError::page_not_found)?;
             let mut v = group_json(&g, &vs);
             v["kind"] = json!("APIGroup");
             v["apiVersion"] = json!("v1");
@@ -95,7 +96,7 @@ pub(crate) fn serve(
             let group = if parts[0] == "api" { "" } else { parts[1] };
             let resources = registry.resources_of(group, version);
             if resources.is_empty() {
-                return Err(ApiError::no_route());
+                return Err(ApiError::page_not_found());
             }
             let gv = if group.is_empty() {
                 version.to_string()
@@ -105,7 +106,7 @@ pub(crate) fn serve(
             let entries: Vec<Value> = resources.iter().flat_map(|r| resource_entries(r)).collect();
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries})
         }
-        _ => return Err(ApiError::no_route()),
+        _ => return Err(ApiError::page_not_found()),
     };
     Ok(json_response(StatusCode::OK, &body))
 }

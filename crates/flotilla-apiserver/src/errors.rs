@@ -98,11 +98,28 @@ impl Cause {
     }
 }
 
-/// Renders a value the way Kubernetes' field errors quote it.
-fn render_value(v: &Value) -> String {
+/// Renders a value the way Kubernetes' field errors quote it: strings quoted, and string maps
+/// and lists in Go's `%#v` form (`map[string]string{"a":"1", "b":"2"}`, `[]string{"x"}`).
+pub(crate) fn render_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".into(),
+        Value::Object(m) if m.values().all(Value::is_string) => {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let items: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or("")))
+                .collect();
+            format!("map[string]string{{{}}}", items.join(", "))
+        }
+        Value::Array(a) if a.iter().all(Value::is_string) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|x| format!("{:?}", x.as_str().unwrap_or("")))
+                .collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -118,6 +135,9 @@ pub struct ApiError {
     pub message: String,
     /// `details`, if any.
     pub details: Option<Value>,
+    /// Answered as Go's plain-text `404 page not found` rather than a Status, as kube-apiserver
+    /// answers paths outside every API group it serves.
+    pub(crate) plain_text: bool,
 }
 
 /// Names the object an error concerns: its group, resource (plural) and name.
@@ -140,10 +160,17 @@ impl Target<'_> {
         }
     }
 
+    /// The Status details naming the object; empty fields are left out, as Go's omitempty does.
     fn details(&self) -> Value {
-        let mut d = json!({"name": self.name, "kind": self.resource});
-        if !self.group.is_empty() {
-            d["group"] = json!(self.group);
+        let mut d = json!({});
+        for (k, v) in [
+            ("name", self.name),
+            ("group", self.group),
+            ("kind", self.resource),
+        ] {
+            if !v.is_empty() {
+                d[k] = json!(v);
+            }
         }
         d
     }
@@ -156,7 +183,15 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            plain_text: false,
         }
+    }
+
+    /// 404 for a path outside every served group and version, in plain text.
+    pub fn page_not_found() -> Self {
+        let mut e = Self::new(404, "NotFound", "404 page not found\n");
+        e.plain_text = true;
+        e
     }
 
     /// 400 BadRequest.
@@ -223,12 +258,13 @@ impl ApiError {
     }
 
     /// 406 NotAcceptable.
-    pub fn not_acceptable(accept: &str) -> Self {
+    pub fn not_acceptable() -> Self {
         Self::new(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept}"),
+            "406: Not Acceptable\n\nAvailable representations: application/json, application/yaml, application/json;stream=watch",
         )
+        .with_details(json!({}))
     }
 
     /// 409 AlreadyExists.
@@ -306,10 +342,13 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        let mut details = json!({"name": name, "kind": kind, "causes": causes});
-        if !group.is_empty() {
-            details["group"] = json!(group);
+        let mut details = Target {
+            group,
+            resource: kind,
+            name,
         }
+        .details();
+        details["causes"] = json!(causes);
         e.details = Some(details);
         e
     }

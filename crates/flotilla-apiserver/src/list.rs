@@ -42,10 +42,16 @@ impl Filter {
             let known = matches!(r.field.as_str(), "metadata.name" | "metadata.namespace")
                 || res.selectable_fields.iter().any(|f| f == &r.field);
             if !known {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {}",
-                    r.field
-                )));
+                // Kinds with their own field labels answer as their conversion function does;
+                // the others with the default metadata-only conversion's wording.
+                return Err(ApiError::bad_request(if res.selectable_fields.is_empty() {
+                    format!(
+                        "{:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+                        r.field
+                    )
+                } else {
+                    format!("field label not supported: {}", r.field)
+                }));
             }
         }
         Ok(Self { labels, fields })
@@ -220,11 +226,23 @@ impl ApiServer {
                     if i > 0 {
                         buf.extend_from_slice(b",");
                     }
+                    // kube-apiserver's lists of built-in kinds carry no apiVersion and kind
+                    // in their items (its encoder drops them); custom resources keep theirs.
                     if crate::convert::needs_conversion(res) {
-                        let v = self.present(res, parse(o));
+                        let mut v = self.present(res, parse(o));
+                        if let (false, Some(m)) = (res.custom, v.as_object_mut()) {
+                            m.remove("apiVersion");
+                            m.remove("kind");
+                        }
                         buf.extend_from_slice(&serde_json::to_vec(&v).expect("JSON encodes"));
                     } else {
-                        buf.extend_from_slice(&o.data);
+                        match without_type_meta(&o.data).filter(|_| !res.custom) {
+                            Some(rest) => {
+                                buf.extend_from_slice(b"{");
+                                buf.extend_from_slice(rest);
+                            }
+                            None => buf.extend_from_slice(&o.data),
+                        }
                     }
                 }
                 buf.extend_from_slice(b"]}");
@@ -401,7 +419,17 @@ impl ApiServer {
                             (EventKind::Delete, true, _) => "DELETED",
                             _ => continue,
                         };
-                        let line = server.watch_line(&res, ty, &ev.object.data, output);
+                        let line = match (&ev.prev, before, now) {
+                            // An object leaving the selection is sent as kube-apiserver's watch
+                            // cache sends it: its previous content at the event's revision.
+                            (Some(prev), true, false) if ev.kind == EventKind::Put => {
+                                let mut v: Value = serde_json::from_slice(&prev.data).expect("stored objects are JSON");
+                                v["metadata"]["resourceVersion"] = json!(ev.rev.to_string());
+                                let data = Bytes::from(serde_json::to_vec(&v).expect("JSON encodes"));
+                                server.watch_line(&res, ty, &data, output)
+                            }
+                            _ => server.watch_line(&res, ty, &ev.object.data, output),
+                        };
                         if tx.send(line).await.is_err() { return; }
                     }
                 }
@@ -453,9 +481,31 @@ fn bookmark_line(res: &Resource, rv: u64, initial_end: bool) -> Bytes {
     Bytes::from(format!("{ev}\n"))
 }
 
+/// The stored JSON of an object after its leading `{"apiVersion":"..","kind":"..",` (how the
+/// store writes every object), or None when it does not start that way.
+fn without_type_meta(data: &[u8]) -> Option<&[u8]> {
+    let rest = data.strip_prefix(b"{\"apiVersion\":\"")?;
+    let q = rest.iter().position(|&b| b == b'"')?;
+    let rest = rest[q + 1..].strip_prefix(b",\"kind\":\"")?;
+    let q = rest.iter().position(|&b| b == b'"')?;
+    rest[q + 1..].strip_prefix(b",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_items_lose_their_type_meta_only_in_the_stored_form() {
+        assert_eq!(
+            without_type_meta(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#),
+            Some(&br#""metadata":{}}"#[..])
+        );
+        assert_eq!(
+            without_type_meta(br#"{"kind":"ConfigMap","apiVersion":"v1"}"#),
+            None
+        );
+    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {

@@ -36,8 +36,17 @@ impl Entry {
         self.manager == manager && self.operation == operation && self.subresource == subresource
     }
 
+    /// The manager as conflict messages name it (kube's `printManager`): an applier by name,
+    /// an updater with the API version it wrote, either with its subresource.
     fn pretty(&self) -> String {
-        format!("\"{}\" using {}", self.manager, self.api_version)
+        let mut s = format!("{:?}", self.manager);
+        if !self.subresource.is_empty() {
+            s.push_str(&format!(" with subresource {:?}", self.subresource));
+        }
+        if self.operation != "Apply" {
+            s.push_str(&format!(" using {}", self.api_version));
+        }
+        s
     }
 }
 
@@ -162,9 +171,30 @@ fn managed_view(ctx: &Context<'_>, obj: &Value) -> Value {
                 continue;
             }
         }
-        out.insert(k.clone(), v.clone());
+        let mut v = v.clone();
+        if k == "spec" {
+            drop_template_creation_times(&mut v);
+        }
+        out.insert(k.clone(), v);
     }
     Value::Object(out)
+}
+
+/// A template's `metadata.creationTimestamp: null` is the Go zero value kube-apiserver writes
+/// into every object and its field manager compares against; nobody owns it.
+fn drop_template_creation_times(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+                if meta.get("creationTimestamp") == Some(&Value::Null) {
+                    meta.remove("creationTimestamp");
+                }
+            }
+            m.values_mut().for_each(drop_template_creation_times);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_template_creation_times),
+        _ => {}
+    }
 }
 
 /// Takes the changed fields away from other managers; with `force` false, fails on fields
@@ -521,7 +551,7 @@ mod tests {
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
-            "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"
+            "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas"
         );
         assert_eq!(
             err.to_status()["details"]["causes"][0]["field"],
@@ -725,7 +755,7 @@ mod tests {
                 Conflict(
                     "b",
                     cm(json!({"k": "w"})),
-                    "Apply failed with 1 conflict: conflict with \"a\" using v1: .data.k",
+                    "Apply failed with 1 conflict: conflict with \"a\": .data.k",
                 ),
                 Apply("b", cm(json!({"k": "w"})), true),
             ],
@@ -826,7 +856,7 @@ mod tests {
         };
         check(ddef, vec![
             Apply("a", args(json!(["x", "y"])), false),
-            Conflict("b", args(json!(["z"])), "Apply failed with 1 conflict: conflict with \"a\" using v1: .spec.template.spec.containers[name=\"c\"].args"),
+            Conflict("b", args(json!(["z"])), "Apply failed with 1 conflict: conflict with \"a\": .spec.template.spec.containers[name=\"c\"].args"),
         ], &[("/spec/template/spec/containers/0/args", json!(["x", "y"]))], &[]);
     }
 

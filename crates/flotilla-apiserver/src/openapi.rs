@@ -295,7 +295,12 @@ pub(crate) fn serve(
                 json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={:016X}", h.finish())}),
             );
         }
-        return Ok(json_bytes(&json!({"paths": paths})));
+        // kube-openapi writes this index without a content type, so Go's server sniffs one.
+        return Ok(bytes_response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from(serde_json::to_vec(&json!({"paths": paths})).expect("JSON encodes")),
+        ));
     }
     let gv = path.trim_start_matches("/openapi/v3/");
     let rs = by_gv.get(gv).ok_or_else(ApiError::no_route)?;

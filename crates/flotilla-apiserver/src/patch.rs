@@ -70,7 +70,17 @@ pub fn apply(
             let ops = ops.as_array().ok_or_else(|| {
                 ApiError::bad_request("json patch must be an array of operations")
             })?;
-            json_patch(current, ops).map_err(|e| invalid_patch(body, &e))
+            json_patch(current, ops).map_err(|e| {
+                // kube-apiserver answers an operation that fails to apply with a generic 422
+                // (details empty); the cause says which operation failed and why.
+                let mut err = ApiError::new(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                );
+                err.details = Some(serde_json::json!({}));
+                err.with_cause("FieldValueInvalid", "patch", &e)
+            })
         }
         PatchKind::Merge => {
             let patch: Value = serde_json::from_slice(body)

@@ -80,6 +80,9 @@ pub struct Resource {
     pub selectable_fields: Vec<String>,
     /// Whether this version is the storage version (CRDs) — all versions share storage here.
     pub storage_key_group: String,
+    /// The version objects are stored in (a CRD's `storage: true` version), for discovery's
+    /// storageVersionHash.
+    pub storage_version: String,
     /// Whether the resource comes from a CRD.
     pub custom: bool,
 }
@@ -124,9 +127,22 @@ impl Resource {
         format!("{}{name}", self.key_prefix(ns))
     }
 
-    /// The verbs served, for discovery.
+    /// The verbs served, for discovery, in kube-apiserver's order: sorted for built-in kinds,
+    /// the CRD handler's own order for custom resources. Namespaces have no deletecollection.
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec![
+        if self.custom {
+            return vec![
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "create",
+                "update",
+                "watch",
+            ];
+        }
+        let mut verbs = vec![
             "create",
             "delete",
             "deletecollection",
@@ -135,7 +151,25 @@ impl Resource {
             "patch",
             "update",
             "watch",
-        ]
+        ];
+        if self.group.is_empty() && self.plural == "namespaces" {
+            verbs.retain(|v| *v != "deletecollection");
+        }
+        verbs
+    }
+
+    /// Discovery's `storageVersionHash`, as kube-apiserver computes it: the first 8 bytes of
+    /// the SHA-256 of `group/storage-version/kind`, in base64.
+    pub fn storage_version_hash(&self) -> String {
+        use base64::Engine;
+        let group = if self.storage_key_group.is_empty() {
+            ""
+        } else {
+            self.group.as_str()
+        };
+        let text = format!("{group}/{}/{}", self.storage_version, self.kind);
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8])
     }
 }
 
@@ -475,6 +509,7 @@ fn builtin_resources() -> Vec<Arc<Resource>> {
                 } else {
                     bi.group.into()
                 },
+                storage_version: bi.version.into(),
                 custom: false,
             })
         })

@@ -83,12 +83,22 @@ impl FieldValidation {
     }
 }
 
+/// The start of a body an error quotes, as kube-apiserver's `summarizeData` cuts it.
+fn summarize(body: &[u8]) -> String {
+    match body {
+        [] => "<empty>".into(),
+        b if b.len() > 30 => format!("{} ...", String::from_utf8_lossy(&b[..30])),
+        b => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
 /// Parses a request body as JSON, YAML or (for built-in kinds, whose protobuf definition is
 /// `proto_def`) Kubernetes' protobuf encoding, by content type.
 pub(crate) fn decode_body(
     content_type: &str,
     body: &[u8],
     proto_def: Option<&str>,
+    kind: &str,
 ) -> ApiResult<Value> {
     let base = content_type.split(';').next().unwrap_or("").trim();
     let v: Value = match base {
@@ -99,7 +109,16 @@ pub(crate) fn decode_body(
             None => return Err(ApiError::unsupported_media_type(base)),
         },
         "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+            // Go's wording for a cut-off document; serde's for other syntax errors.
+            let detail = if e.is_eof() {
+                "unexpected end of JSON input".to_string()
+            } else {
+                e.to_string()
+            };
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {detail} ({})",
+                summarize(body)
+            ))
         })?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
@@ -267,12 +286,17 @@ impl ApiServer {
         info: RequestInfo,
         ctx: Ctx,
     ) -> ApiResult<Response<ResponseBody>> {
-        let res = self
-            .state
-            .registry
-            .read()
-            .get(&info.group, &info.version, &info.resource)
-            .ok_or_else(ApiError::no_route)?;
+        let res = {
+            let registry = self.state.registry.read();
+            match registry.get(&info.group, &info.version, &info.resource) {
+                Some(r) => r,
+                // A group-version the server does not serve is outside every API handler.
+                None if registry.resources_of(&info.group, &info.version).is_empty() => {
+                    return Err(ApiError::page_not_found())
+                }
+                None => return Err(ApiError::no_route()),
+            }
+        };
         if !res.namespaced && info.namespace.is_some() {
             return Err(ApiError::no_route());
         }
@@ -411,7 +435,7 @@ impl ApiServer {
         ns: Option<&str>,
         ctx: &Ctx,
     ) -> ApiResult<Reply> {
-        let mut obj = decode_body(&ctx.content_type, &ctx.body, builtin_def(res))?;
+        let mut obj = decode_body(&ctx.content_type, &ctx.body, builtin_def(res), &res.kind)?;
         let fv = FieldValidation::from_query(&ctx.query)?;
         check_type_meta(res, &mut obj)?;
         {
@@ -568,7 +592,12 @@ impl ApiServer {
                         }
                     }
                 }
-                unknown_fields(fv, unknown, &mut warnings)?;
+                let prefix = format!(
+                    "{kind} in version \"{v}\" cannot be handled as a {kind}: ",
+                    kind = res.kind,
+                    v = res.version,
+                );
+                unknown_fields(fv, unknown, &prefix, &mut warnings)?;
                 crate::builtin::apply_defaults(&res.group, &res.kind, obj);
                 let mut causes = crate::builtin::validate(&res.group, &res.kind, obj);
                 if res.group == "apiextensions.k8s.io" {
@@ -580,7 +609,7 @@ impl ApiServer {
             }
             SchemaRef::Custom(schema) => {
                 let (unknown, causes) = crate::crd::admit_custom(schema.as_deref(), obj);
-                unknown_fields(fv, unknown, &mut warnings)?;
+                unknown_fields(fv, unknown, "", &mut warnings)?;
                 if !causes.is_empty() {
                     return Err(ApiError::invalid(&res.group, &res.kind, &name, causes));
                 }
@@ -630,7 +659,12 @@ impl ApiServer {
         } else {
             builtin_def(&loc.res)
         };
-        let mut body = decode_body(&ctx.content_type, &ctx.body, def)?;
+        let kind = if sub == Some("scale") {
+            "Scale"
+        } else {
+            &loc.res.kind
+        };
+        let mut body = decode_body(&ctx.content_type, &ctx.body, def, kind)?;
         if sub == Some("scale") {
             return self.write_scale(loc, body, ctx).await;
         }
@@ -695,8 +729,13 @@ impl ApiServer {
         };
         let state = self.state.clone();
         let body = ctx.body.clone();
+        let strict = FieldValidation::from_query(&ctx.query)? == FieldValidation::Strict;
+        let res = loc.res.clone();
         self.guaranteed_update(loc, sub, ctx, None, move |current| {
             let mut patched = crate::patch::apply(&state.schema, schema_def, kind, current, &body)?;
+            if strict {
+                strict_patch_result(&state.schema, &res, &patched)?;
+            }
             // A resourceVersion in the patch is a precondition; otherwise the current one is.
             let rv_in_patch = meta_str(&patched, "resourceVersion").to_string();
             if rv_in_patch.is_empty() {
@@ -768,15 +807,21 @@ impl ApiServer {
             }
             if !meta_str(&current, "deletionTimestamp").is_empty() {
                 let old_f = finalizers(&current);
-                if finalizers(&new).iter().any(|f| !old_f.contains(f)) {
+                let added: Vec<Value> = finalizers(&new)
+                    .into_iter()
+                    .filter(|f| !old_f.contains(f))
+                    .map(Value::from)
+                    .collect();
+                if !added.is_empty() {
+                    let detail = format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {}",
+                        crate::errors::render_value(&Value::Array(added))
+                    );
                     return Err(ApiError::invalid(
                         &res.group,
                         &res.kind,
                         &loc.name,
-                        vec![Cause::forbidden(
-                            "metadata.finalizers",
-                            "no new finalizers can be added if the object is being deleted",
-                        )],
+                        vec![Cause::forbidden("metadata.finalizers", &detail)],
                     ));
                 }
             }
@@ -958,7 +1003,11 @@ impl ApiServer {
                     "name": m.get("name"), "namespace": m.get("namespace"), "uid": m.get("uid"),
                     "resourceVersion": m.get("resourceVersion"), "creationTimestamp": m.get("creationTimestamp"),
                 },
-                "spec": {"replicas": at(&paths.spec_replicas).as_i64().unwrap_or(0)},
+                // ScaleSpec.replicas is `omitempty` in Go: zero replicas leave `spec: {}`.
+                "spec": match at(&paths.spec_replicas).as_i64().unwrap_or(0) {
+                    0 => json!({}),
+                    n => json!({"replicas": n}),
+                },
                 "status": status,
             }),
             warnings: vec![],
@@ -1098,9 +1147,52 @@ impl ApiServer {
     }
 }
 
+/// Under strict field validation, a patch whose result has fields the schema does not know is
+/// refused as kube-apiserver refuses it: 422, the patched object quoted under the `patch` field.
+fn strict_patch_result(
+    schema: &crate::schema::Schema,
+    res: &Resource,
+    patched: &Value,
+) -> ApiResult<()> {
+    let mut probe = patched.clone();
+    let unknown: Vec<String> = match &res.schema {
+        SchemaRef::Builtin(def) => match schema.definition(def) {
+            Some(node) => decode(schema, node, &mut probe)
+                .into_iter()
+                .filter_map(|i| match i {
+                    DecodeIssue::Unknown(p) => Some(p),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+        SchemaRef::Custom(s) => crate::crd::admit_custom(s.as_deref(), &mut probe).0,
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    Err(ApiError::invalid(
+        "",
+        "",
+        "",
+        vec![Cause::invalid(
+            "patch",
+            &Value::String(patched.to_string()),
+            &format!("strict decoding error: {}", list.join(", ")),
+        )],
+    ))
+}
+
+/// Applies the field validation directive to the unknown fields found; a strict error's
+/// message starts with `prefix` (how kube-apiserver's decoder names the object).
 fn unknown_fields(
     fv: FieldValidation,
     unknown: Vec<String>,
+    prefix: &str,
     warnings: &mut Vec<String>,
 ) -> ApiResult<()> {
     if unknown.is_empty() {
@@ -1113,7 +1205,7 @@ fn unknown_fields(
                 .map(|p| format!("unknown field \"{p}\""))
                 .collect();
             Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
+                "{prefix}strict decoding error: {}",
                 list.join(", ")
             )))
         }
@@ -1133,23 +1225,38 @@ pub(crate) fn check_type_meta(res: &Resource, obj: &mut Value) -> ApiResult<()> 
         ));
     };
     let want_av = res.api_version();
+    // What the body leaves out comes from the endpoint, as kube-apiserver's decoder defaults
+    // it.
+    let missing = |o: &serde_json::Map<String, Value>, f: &str| {
+        o.get(f).and_then(Value::as_str).unwrap_or("").is_empty()
+    };
+    if missing(o, "kind") || missing(o, "apiVersion") {
+        // Type meta first, as every stored object has it.
+        let mut typed = serde_json::Map::new();
+        for (field, default) in [("apiVersion", want_av.clone()), ("kind", res.kind.clone())] {
+            let v = match o.remove(field) {
+                Some(Value::String(s)) if !s.is_empty() => s,
+                _ => default,
+            };
+            typed.insert(field.into(), Value::String(v));
+        }
+        typed.extend(std::mem::take(o));
+        *o = typed;
+    }
     let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
     let av = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if kind.is_empty() {
-        return Err(ApiError::bad_request(
-            "Object 'Kind' is missing in the request body",
-        ));
-    }
     if kind != res.kind {
+        // As kube-apiserver's conversion into the endpoint's internal type words it.
+        let version = av.rsplit('/').next().unwrap_or(av);
+        let internal = if res.group.is_empty() {
+            "core"
+        } else {
+            res.group.split('.').next().unwrap_or(&res.group)
+        };
         return Err(ApiError::bad_request(format!(
-            "the kind in the data ({kind}) does not match the expected kind ({})",
-            res.kind
+            "{kind} in version {version:?} cannot be handled as a {want}: converting ({version}.{kind}) to ({internal}.{want}): unknown conversion",
+            want = res.kind
         )));
-    }
-    if av.is_empty() {
-        return Err(ApiError::bad_request(
-            "Object 'apiVersion' is missing in the request body",
-        ));
     }
     if av != want_av {
         return Err(ApiError::bad_request(format!(

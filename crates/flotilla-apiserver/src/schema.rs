@@ -156,6 +156,12 @@ fn walk(
         }
         return;
     }
+    let embedded_meta = !path.is_empty()
+        && path.as_str() != "metadata"
+        && node
+            .get("$ref")
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.ends_with("meta.v1.ObjectMeta"));
     let node = schema.resolve(node);
     let ty = node.get("type").and_then(Value::as_str);
     let format = node.get("format").and_then(Value::as_str);
@@ -249,11 +255,44 @@ fn walk(
                 }
                 path.truncate(base);
             }
-            for k in unknown.into_iter().chain(nulls) {
+            // Go's encoder leaves out an empty map or slice of an optional field (`omitempty`):
+            // what kube-apiserver stores and answers has no `labels: {}` or `finalizers: []`.
+            let required = |k: &str| {
+                node.get("required")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| r.iter().any(|x| x == k))
+            };
+            let empties: Vec<String> = obj
+                .iter()
+                .filter(|(k, v)| {
+                    let declared = props.and_then(|p| p.get(*k));
+                    declared.is_some_and(|d| is_empty_collection(schema, d, v)) && !required(k)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in unknown.into_iter().chain(nulls).chain(empties) {
                 obj.remove(&k);
+            }
+            // An ObjectMeta embedded in a template is a Go struct whose zero creation time
+            // encodes as null, which kube-apiserver 1.33 still writes.
+            if embedded_meta && !obj.contains_key("creationTimestamp") {
+                obj.insert("creationTimestamp".into(), Value::Null);
             }
         }
         Some(_) => {}
+    }
+}
+
+/// Whether `v` is an empty list, or an empty map of a map-typed field (a struct's `{}` stays:
+/// Go encodes a set struct pointer, e.g. `emptyDir: {}`, even when all its fields are empty).
+fn is_empty_collection(schema: &Schema, field: &Value, v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) if m.is_empty() => {
+            let f = schema.resolve(field);
+            f.get("properties").is_none() && f.get("additionalProperties").is_some()
+        }
+        _ => false,
     }
 }
 

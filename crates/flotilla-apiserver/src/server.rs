@@ -229,18 +229,29 @@ impl ApiServer {
         tracing::debug!(method = %parts.method, uri = %parts.uri, content_type = ?parts.headers.get(header::CONTENT_TYPE), "request");
         let query = Query::parse(parts.uri.query());
         if let Some(d) = query.get("dryRun").filter(|d| !d.is_empty() && *d != "All") {
-            return error_response(&ApiError::bad_request(format!(
-                "Invalid dryRun value: {d:?}; the only supported value is \"All\""
-            )));
+            // Validated as kube-apiserver validates the request's options object.
+            let options = match parts.method {
+                Method::POST => "CreateOptions",
+                Method::PUT => "UpdateOptions",
+                Method::PATCH => "PatchOptions",
+                Method::DELETE => "DeleteOptions",
+                _ => "GetOptions",
+            };
+            return error_response(&ApiError::invalid(
+                "meta.k8s.io",
+                options,
+                "",
+                vec![crate::errors::Cause::not_supported(
+                    "dryRun",
+                    &serde_json::json!([d]),
+                    &["All"],
+                )],
+            ));
         }
         let path = parts.uri.path().to_string();
         let output = match negotiate(parts.headers.get(header::ACCEPT)) {
             Ok(Output::OpenApiV2Protobuf(_)) if path != "/openapi/v2" => {
-                let accept = parts
-                    .headers
-                    .get(header::ACCEPT)
-                    .and_then(|a| a.to_str().ok());
-                return error_response(&ApiError::not_acceptable(accept.unwrap_or("")));
+                return error_response(&ApiError::not_acceptable());
             }
             Ok(o) => o,
             Err(e) => return error_response(&e),
@@ -446,7 +457,7 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
             fallback.get_or_insert(Output::Yaml);
         }
     }
-    fallback.ok_or_else(|| ApiError::not_acceptable(accept))
+    fallback.ok_or_else(ApiError::not_acceptable)
 }
 
 impl ApiServer {
@@ -523,6 +534,13 @@ fn text_response(code: StatusCode, text: &'static str) -> Response<ResponseBody>
 
 /// The Status response of an error.
 pub fn error_response(e: &ApiError) -> Response<ResponseBody> {
+    if e.plain_text {
+        return bytes_response(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            Bytes::from(e.message.clone()),
+        );
+    }
     json_response(
         StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         &e.to_status(),

@@ -27,18 +27,33 @@ const fn col(
     }
 }
 
+// A description written `definition#field` is that field's documentation, as kube-apiserver's
+// printers take it from the field's SwaggerDoc; `describe` resolves it.
 const NAME: Col = col(
     "Name",
     "string",
     0,
-    "Name must be unique within a namespace.",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta#name",
 );
 const AGE: Col = col(
     "Age",
     "string",
     0,
-    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta#creationTimestamp",
 );
+
+/// The description of a column: a field's documentation for `definition#field`, else the text.
+fn describe(description: &str) -> String {
+    let Some((def, field)) = description.split_once('#') else {
+        return description.to_string();
+    };
+    crate::schema::Schema::builtin()
+        .definition(def)
+        .and_then(|d| d.pointer(&format!("/properties/{field}/description")))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
 
 /// Kubernetes' HumanDuration: "45s", "3m20s", "5h", "3d4h", ...
 pub fn human_duration(secs: i64) -> String {
@@ -136,7 +151,11 @@ fn columns(res: &Resource) -> Vec<Col> {
             col("Status", "string", 0, "The status of the namespace"),
             AGE,
         ],
-        ("", "ConfigMap") => vec![NAME, col("Data", "string", 0, "Number of keys"), AGE],
+        ("", "ConfigMap") => vec![
+            NAME,
+            col("Data", "string", 0, "io.k8s.api.core.v1.ConfigMap#data"),
+            AGE,
+        ],
         ("", "Node") => vec![
             NAME,
             col("Status", "string", 0, "The status of the node"),
@@ -176,8 +195,8 @@ fn columns(res: &Resource) -> Vec<Col> {
         ],
         ("", "Secret") => vec![
             NAME,
-            col("Type", "string", 0, "The type of the secret"),
-            col("Data", "string", 0, "Number of keys"),
+            col("Type", "string", 0, "io.k8s.api.core.v1.Secret#type"),
+            col("Data", "string", 0, "io.k8s.api.core.v1.Secret#data"),
             AGE,
         ],
         ("", "Service") => vec![
@@ -1086,13 +1105,22 @@ fn custom_cells(res: &Resource, o: &Value) -> Vec<Value> {
 fn column_definitions(res: &Resource) -> Vec<Value> {
     if res.custom {
         let mut cols = vec![
-            json!({"name": "Name", "type": "string", "format": "name", "description": NAME.description, "priority": 0}),
+            json!({"name": "Name", "type": "string", "format": "name", "description": describe(NAME.description), "priority": 0}),
         ];
         if res.printer_columns.is_empty() {
-            cols.push(json!({"name": "Age", "type": "date", "format": "", "description": AGE.description, "priority": 0}));
+            cols.push(json!({"name": "Age", "type": "date", "format": "", "description": describe(AGE.description), "priority": 0}));
         }
         for c in &res.printer_columns {
-            cols.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
+            // The CRD handler's default description names the column's path.
+            let description = if c.description.is_empty() {
+                format!(
+                    "Custom resource definition column (in JSONPath format): {}",
+                    c.json_path
+                )
+            } else {
+                c.description.clone()
+            };
+            cols.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": description, "priority": c.priority}));
         }
         return cols;
     }
@@ -1100,7 +1128,7 @@ fn column_definitions(res: &Resource) -> Vec<Value> {
         .iter()
         .map(|c| {
             let format = if c.name == "Name" { "name" } else { "" };
-            json!({"name": c.name, "type": c.ty, "format": format, "description": c.description, "priority": c.priority})
+            json!({"name": c.name, "type": c.ty, "format": format, "description": describe(c.description), "priority": c.priority})
         })
         .collect()
 }

@@ -691,9 +691,8 @@ async fn server_side_apply_with_kubectl() {
         &testdata("scaler.yaml"),
     ]);
     assert!(
-        !ok && err.contains(
-            "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
-        ),
+        !ok && err
+            .contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
         "{err}"
     );
     t.kubectl_ok(&[

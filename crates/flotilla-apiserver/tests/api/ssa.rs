@@ -83,7 +83,7 @@ async fn apply_creates_shares_conflicts_forces_and_removes() {
     assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
     assert_eq!(
         s.message,
-        "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"
+        "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas"
     );
     let cause = &s.details.unwrap().causes[0];
     assert_eq!(
@@ -320,9 +320,8 @@ async fn apply_to_status_and_to_custom_resources_with_list_map_keys() {
     );
     assert_eq!(s.code, 409);
     assert!(
-        s.message.contains(
-            "conflict with \"west\" using example.com/v1: .spec.members[name=\"w1\"].weight"
-        ),
+        s.message
+            .contains("conflict with \"west\": .spec.members[name=\"w1\"].weight"),
         "{}",
         s.message
     );
