@@ -138,6 +138,19 @@ impl ApiServer {
             serde_yaml::from_slice(&ctx.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
         };
+        // An apply configuration names its type itself; nothing is defaulted from the endpoint.
+        for (field, name) in [("kind", "Kind"), ("apiVersion", "apiVersion")] {
+            if config
+                .get(field)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "Object '{name}' is missing in the apply configuration"
+                )));
+            }
+        }
         check_type_meta(&loc.res, &mut config)?;
         if meta(&config)
             .get("managedFields")

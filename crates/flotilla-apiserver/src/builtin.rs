@@ -52,6 +52,14 @@ fn merge_string_data(secret: &mut Map<String, Value>) {
     }
 }
 
+/// What kube-apiserver's strategies set on create only: a namespace's `kubernetes` finalizer
+/// (an update that leaves it out, as the finalize subresource does, must not bring it back).
+pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
+    if (group, kind) == ("", "Namespace") {
+        default(obj_mut(obj, "spec"), "finalizers", json!(["kubernetes"]));
+    }
+}
+
 /// Applies kube-apiserver's defaults for `kind` (group `group`) to `obj`.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
@@ -62,7 +70,6 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             if let Some(l) = labels.as_object_mut() {
                 l.insert("kubernetes.io/metadata.name".into(), name);
             }
-            default(obj_mut(obj, "spec"), "finalizers", json!(["kubernetes"]));
             default(obj_mut(obj, "status"), "phase", json!("Active"));
         }
         ("", "Secret") => {

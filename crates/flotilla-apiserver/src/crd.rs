@@ -897,10 +897,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("spec.size", "FieldValueTypeInvalid"),
                 ("spec.color", "FieldValueNotSupported"),
+                ("spec.size", "FieldValueTypeInvalid"),
                 ("spec.tags[1]", "FieldValueDuplicate")
-            ]
+            ],
+            "in key order"
         );
         let mut missing = json!({"spec": {"size": 11}});
         let (_, causes) = admit_custom(Some(&schema), &mut missing);

@@ -71,15 +71,16 @@ pub fn apply(
                 ApiError::bad_request("json patch must be an array of operations")
             })?;
             json_patch(current, ops).map_err(|e| {
-                // kube-apiserver answers an operation that fails to apply with a generic 422
-                // (details empty); the cause says which operation failed and why.
+                // kube-apiserver answers an operation that fails to apply with a bare 422
+                // (kubectl prints just that); the reason goes to the log.
+                tracing::debug!(error = %e, "json patch operation failed");
                 let mut err = ApiError::new(
                     422,
                     "Invalid",
                     "the server rejected our request due to an error in our request",
                 );
                 err.details = Some(serde_json::json!({}));
-                err.with_cause("FieldValueInvalid", "patch", &e)
+                err
             })
         }
         PatchKind::Merge => {

@@ -599,6 +599,9 @@ impl ApiServer {
                 );
                 unknown_fields(fv, unknown, &prefix, &mut warnings)?;
                 crate::builtin::apply_defaults(&res.group, &res.kind, obj);
+                if old.is_none() {
+                    crate::builtin::prepare_for_create(&res.group, &res.kind, obj);
+                }
                 let mut causes = crate::builtin::validate(&res.group, &res.kind, obj);
                 if res.group == "apiextensions.k8s.io" {
                     causes.extend(crate::crd::validate_crd(obj, old));
@@ -801,6 +804,7 @@ impl ApiServer {
             }
             new = self.merge_for_update(res, sub, &current, new)?;
             let warnings = self.admit(res, &mut new, Some(&current), fv)?;
+            Self::bump_generation(res, sub, &current, &mut new);
             let causes = crate::validation::validate_metadata(&new["metadata"], res.names);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(&res.group, &res.kind, &loc.name, causes));
@@ -965,16 +969,20 @@ impl ApiServer {
             }
         }
         m.remove("selfLink");
-        if (res.generation || res.custom) && sub.is_none() && spec_part(current) != spec_part(&new)
-        {
-            let g = cur_meta
+        Ok(new)
+    }
+
+    /// Bumps `metadata.generation` when an update changed the spec, judged on the admitted
+    /// objects (defaults and Go's encoding applied to both), as kube-apiserver's strategies do.
+    fn bump_generation(res: &Resource, sub: Option<&str>, current: &Value, new: &mut Value) {
+        if (res.generation || res.custom) && sub.is_none() && spec_part(current) != spec_part(new) {
+            let g = meta(current)
                 .get("generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
                 + 1;
-            meta_mut(&mut new).insert("generation".into(), json!(g));
+            meta_mut(new).insert("generation".into(), json!(g));
         }
-        Ok(new)
     }
 
     fn get_scale(&self, loc: &Loc) -> ApiResult<Reply> {

@@ -101,9 +101,10 @@ async fn crd_lifecycle() {
     assert_eq!(
         causes,
         [
-            ("spec.size".into(), "FieldValueInvalid".into()),
-            ("spec.color".into(), "FieldValueNotSupported".into())
-        ]
+            ("spec.color".into(), "FieldValueNotSupported".into()),
+            ("spec.size".into(), "FieldValueInvalid".into())
+        ],
+        "in key order"
     );
     let s = status_of(
         v1.create(&PostParams::default(), &widget("v1", "bad", json!({})))

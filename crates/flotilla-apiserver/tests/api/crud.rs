@@ -324,7 +324,7 @@ async fn malformed_requests_get_precise_statuses() {
     assert_eq!(code, 400);
     assert_eq!(
         s["message"],
-        "strict decoding error: unknown field \"bogus\""
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogus\""
     );
     let (code, s) = t.raw("POST", path, Some("application/json"), extra).await;
     assert_eq!(code, 201);
@@ -422,7 +422,10 @@ async fn dry_run_accepts_only_all() {
             body.clone(),
         )
         .await;
-    assert_eq!((code, s["reason"].as_str()), (400, Some("BadRequest")));
+    // kube-apiserver validates the options object: 422 on CreateOptions' dryRun.
+    assert_eq!((code, s["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(s["details"]["kind"], "CreateOptions");
+    assert_eq!(s["details"]["causes"][0]["field"], "dryRun");
     let (code, _) = t
         .raw(
             "POST",

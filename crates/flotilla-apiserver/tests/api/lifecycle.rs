@@ -282,7 +282,10 @@ async fn dry_run_deletes_change_nothing() {
             br#"{"dryRun":["Some"]}"#.to_vec(),
         )
         .await;
-    assert_eq!(code, 400);
+    assert_eq!(
+        code, 422,
+        "DeleteOptions are validated as kube-apiserver does"
+    );
     assert!(api.get("keep").await.is_ok());
 }
 

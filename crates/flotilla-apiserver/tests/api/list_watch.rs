@@ -81,7 +81,10 @@ async fn label_and_field_selectors() {
     let s = status_of(api.list(&ListParams::default().fields("data.v=0")).await);
     assert_eq!(
         (s.code, s.message.as_str()),
-        (400, "field label not supported: data.v")
+        (
+            400,
+            "\"data.v\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        )
     );
     assert_eq!(
         status_of(api.list(&ListParams::default().labels("app in (")).await).code,

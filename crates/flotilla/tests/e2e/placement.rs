@@ -527,15 +527,22 @@ spec:
     // Deleting the placement removes everything it placed.
     fleet.ok(&["delete", "crp", "shop"]);
     for m in 1..=3 {
-        wait_for(
-            "the namespace to leave the member",
-            Duration::from_secs(30),
-            || {
-                (get_json(&fleet.member(m), &["get", "namespace", "shop"]).is_none()
-                    && get_json(&fleet.member(m), &["get", "clusterrole", "shop-reader"]).is_none())
-                .then_some(())
-            },
-        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ns = get_json(&fleet.member(m), &["get", "namespace", "shop"]);
+            let role = get_json(&fleet.member(m), &["get", "clusterrole", "shop-reader"]);
+            if ns.is_none() && role.is_none() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the namespace and role did not leave member-{m}: namespace {}, role present: {}\n{}",
+                ns.map(|n| n["status"].to_string()).unwrap_or_default(),
+                role.is_some(),
+                fleet.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
     wait_for(
         "the bindings and works to go",
