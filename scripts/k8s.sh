@@ -3,7 +3,8 @@
 # reference of the differential API suite: kube-apiserver, kube-controller-manager and
 # kube-scheduler of one pinned release (from the k8s.io/kubernetes module and its k8s.io/*
 # staging modules at the matching versions), and KWOK to simulate nodes and pods on that real
-# control plane. Everything comes from the Go module proxy; the binaries are cached outside the
+# control plane; also that release's kubectl, for machines that carry none (Debian's is 1.20,
+# outside the skew a 1.33 server supports). Everything comes from the Go module proxy; the binaries are cached outside the
 # work tree and rebuilt only when the pinned versions change.
 #
 # Usage: scripts/k8s.sh [bin-dir]   prints the directory holding the binaries
@@ -15,7 +16,7 @@ K8S_VERSION=v1.33.13
 KWOK_VERSION=v0.7.0
 cache=${FLOTILLA_K8S_CACHE:-$HOME/.cache/flotilla/k8s}
 out=$cache/$K8S_VERSION-kwok-$KWOK_VERSION
-bins=(kube-apiserver kube-controller-manager kube-scheduler kwok)
+bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 ready=1
 for b in "${bins[@]}"; do [ -x "$out/bin/$b" ] || ready=0; done
 if [ "$ready" = 1 ]; then
@@ -59,19 +60,23 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 EOF
 step "downloading modules (log: $log)"
 go mod tidy >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
-for b in kube-apiserver kube-controller-manager kube-scheduler; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    [ -x "$out/bin/$b" ] && continue
     step "building $b $K8S_VERSION"
     go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" \
         -o "$out/bin/$b.tmp" "k8s.io/kubernetes/cmd/$b" >>"$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
     mv "$out/bin/$b.tmp" "$out/bin/$b"
 done
+if [ ! -x "$out/bin/kwok" ]; then
 step "building kwok $KWOK_VERSION"
 GOBIN=$out/bin.tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >>"$log" 2>&1 ||
     { tail -20 "$log" >&2; exit 1; }
 mv "$out/bin.tmp/kwok" "$out/bin/kwok"
 rmdir "$out/bin.tmp"
+fi
 echo "$out/bin"

@@ -2,10 +2,21 @@
 # The whole test suite, as CI runs it: formatting, lints, unit, integration and end-to-end
 # tests, then the API suite again against the embedded store and against etcd. The tests
 # drive the real kubectl and start real etcd servers; scripts/deps.sh installs them (and
-# protoc, for the build) from Debian's packages when missing.
+# protoc, for the build) from Debian's packages when missing. They also start real Kubernetes
+# control planes (kube-apiserver, controller manager, scheduler, KWOK), which scripts/k8s.sh
+# builds with Go from the Go module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
+# The real Kubernetes control plane the tests compare with and place onto: built from the Go
+# module proxy the first time (several minutes on 2 cores), cached outside the work tree after.
+echo "== Kubernetes test binaries (scripts/k8s.sh)" >&2
+FLOTILLA_K8S_BIN="$(scripts/k8s.sh)"
+export FLOTILLA_K8S_BIN
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "no kubectl on PATH: using the one scripts/k8s.sh built" >&2
+    export PATH="$FLOTILLA_K8S_BIN:$PATH"
+fi
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

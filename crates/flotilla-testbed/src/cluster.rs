@@ -234,6 +234,40 @@ impl RealCluster {
         }
     }
 
+    /// A kubeconfig at `path` for the ServiceAccount `namespace/name`, with a token from the
+    /// TokenRequest API (valid `hours`), as a user gives an agent outside the cluster.
+    pub fn token_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        hours: u32,
+        path: &Path,
+    ) -> Result<()> {
+        let token = self
+            .kubectl(&[
+                "create",
+                "token",
+                name,
+                "-n",
+                namespace,
+                &format!("--duration={hours}h"),
+            ])
+            .map_err(|e| Error::NotReady(format!("kubectl create token: {e}")))?;
+        let admin = std::fs::read_to_string(&self.kubeconfig)
+            .map_err(io("reading the admin kubeconfig"))?;
+        let ca = admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
+            .unwrap_or("")
+            .to_string();
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: real\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: real\n  context:\n    cluster: real\n    user: {name}\ncurrent-context: real\n",
+            url = self.url,
+            token = token.trim(),
+        );
+        std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))
+    }
+
     /// `kubectl apply` of `manifest` (an object or a List).
     pub fn apply(&self, manifest: &Value) -> Result<()> {
         use std::io::Write;

@@ -254,6 +254,17 @@ fn uid_free(key: &str) -> String {
 }
 
 fn normalize_meta(meta: &mut Map<String, Value>) {
+    // Both servers order managedFields by operation, time (to the second) and manager; the
+    // times differ between them, so entries are compared in (operation, manager) order.
+    if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
+        entries.sort_by_key(|e| {
+            (
+                e["operation"].to_string(),
+                e["manager"].to_string(),
+                e["subresource"].to_string(),
+            )
+        });
+    }
     if let (Some(Value::String(g)), Some(Value::String(n))) =
         (meta.get("generateName").cloned(), meta.get_mut("name"))
     {

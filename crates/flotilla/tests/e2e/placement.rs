@@ -39,6 +39,27 @@ impl Fleet {
             flotilla_testbed::ControlPlane::Full { nodes: 2 },
         )
         .unwrap();
+        // The real member's agent runs as docs/members.md tells users to run it: a service
+        // account with the documented RBAC, through a token kubeconfig.
+        let out = kubectl(
+            real.kubeconfig(),
+            &[
+                "apply",
+                "-f",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../docs/examples/member-agent-rbac.yaml"
+                ),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let agent_kubeconfig = dir.path().join("real-agent.kubeconfig");
+        real.token_kubeconfig("flotilla-system", "flotilla-agent", 2, &agent_kubeconfig)
+            .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -48,7 +69,7 @@ impl Fleet {
             .args(["up", "--members", &(members - 1).to_string(), "--data-dir"])
             .arg(dir.path())
             .arg("--real-member")
-            .arg(real.kubeconfig())
+            .arg(&agent_kubeconfig)
             .args([
                 "--bind",
                 &format!("127.0.0.1:{port}"),
