@@ -246,8 +246,12 @@ pub(crate) fn forbidden(user: &UserInfo, action: &Action<'_>) -> ApiError {
                     user.name, info.group
                 ),
             );
-            let mut details = json!({"group": info.group, "kind": info.resource});
-            if let Some(n) = &info.name {
+            // Empty fields are left out, as Go's omitempty does.
+            let mut details = json!({"kind": info.resource});
+            if !info.group.is_empty() {
+                details["group"] = json!(info.group);
+            }
+            if let Some(n) = info.name.as_ref().filter(|n| !n.is_empty()) {
                 details["name"] = json!(n);
             }
             e.details = Some(details);

@@ -214,6 +214,15 @@ impl RealCluster {
         &self.kubeconfig
     }
 
+    /// A kubeconfig for an ordinary user of this cluster (a client certificate from its CA).
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> Result<String> {
+        let read = |f: &str| {
+            std::fs::read_to_string(self.dir.join("pki").join(f))
+                .map_err(io(format!("reading {f}")))
+        };
+        crate::pki::user_kubeconfig(&read("ca.crt")?, &read("ca.key")?, &self.url, user, groups)
+    }
+
     /// The directory holding the cluster's state and logs.
     pub fn dir(&self) -> &Path {
         &self.dir

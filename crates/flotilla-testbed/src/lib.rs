@@ -11,10 +11,11 @@
 //! reference of the differential API suite.
 
 mod cluster;
-mod pki;
+pub(crate) mod pki;
 mod process;
 
 pub use cluster::{binaries, ControlPlane, RealCluster, K8S_VERSION};
+pub use pki::user_kubeconfig;
 pub use process::Supervised;
 
 /// What can go wrong starting a real cluster.

@@ -112,3 +112,31 @@ impl Pki {
         )
     }
 }
+
+/// A kubeconfig for `server` whose user is a client certificate for `user` in `groups`, issued
+/// by the CA whose certificate and key (PEM) are given: how a test acts as an ordinary user of
+/// kube-apiserver or of a Flotilla server alike.
+pub fn user_kubeconfig(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    server: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<String> {
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name.push(DnType::CommonName, user);
+    for g in groups {
+        p.distinguished_name.push(DnType::OrganizationName, *g);
+    }
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = p.signed_by(&key, &issuer)?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    Ok(format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: {user}\ncurrent-context: c\n",
+        ca = b64(ca_pem),
+        cert = b64(&cert.pem()),
+        key = b64(&key.serialize_pem()),
+    ))
+}

@@ -46,6 +46,9 @@ struct Step {
     /// happens asynchronously (a CRD being established, garbage collection).
     #[serde(default)]
     until_code: Option<u16>,
+    /// Send as this ordinary user (a client certificate, no groups) instead of the admin.
+    #[serde(default)]
+    user: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -66,6 +69,8 @@ struct Answer {
 /// The servers under comparison.
 struct Side {
     client: kube::Client,
+    /// Clients of ordinary users, by name.
+    users: BTreeMap<String, kube::Client>,
     vars: BTreeMap<String, String>,
 }
 
@@ -109,7 +114,11 @@ impl Side {
             step.accept.as_deref().unwrap_or("application/json"),
         );
         let req = b.body(kube::client::Body::from(body)).unwrap();
-        let resp = self.client.send(req).await.unwrap();
+        let client = match &step.user {
+            Some(u) => self.users.get(u).unwrap_or_else(|| panic!("no user {u}")),
+            None => &self.client,
+        };
+        let resp = client.send(req).await.unwrap();
         let code = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -399,9 +408,38 @@ fn the_hub_answers_as_kube_apiserver_does() {
     let known = known_differences();
     let mut seen = BTreeSet::new();
     let mut unexplained = Vec::new();
+    // An ordinary user on each server, with a client certificate from the server's own CA.
+    let hub_pki = dir.path().join("hub/pki");
+    let read = |f: &str| std::fs::read_to_string(hub_pki.join(f)).unwrap();
+    let hub_url = std::fs::read_to_string(&hub.kubeconfig)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: ").map(str::to_string))
+        .unwrap();
+    let users = [(
+        "alice",
+        dir.path().join("alice-hub.kubeconfig"),
+        dir.path().join("alice-real.kubeconfig"),
+    )];
+    for (user, on_hub, on_real) in &users {
+        let kc = flotilla_testbed::user_kubeconfig(
+            &read("ca.crt"),
+            &read("ca.key"),
+            &hub_url,
+            user,
+            &[],
+        )
+        .unwrap();
+        std::fs::write(on_hub, kc).unwrap();
+        std::fs::write(on_real, real.user_kubeconfig(user, &[]).unwrap()).unwrap();
+    }
     rt.block_on(async {
-        let mut flotilla = Side { client: client(&hub.kubeconfig).await, vars: BTreeMap::new() };
-        let mut kube = Side { client: client(real.kubeconfig()).await, vars: BTreeMap::new() };
+        let mut flotilla = Side { client: client(&hub.kubeconfig).await, users: BTreeMap::new(), vars: BTreeMap::new() };
+        let mut kube = Side { client: client(real.kubeconfig()).await, users: BTreeMap::new(), vars: BTreeMap::new() };
+        for (user, on_hub, on_real) in &users {
+            flotilla.users.insert(user.to_string(), client(on_hub).await);
+            kube.users.insert(user.to_string(), client(on_real).await);
+        }
         for case in cases() {
             let ns = format!("diff-{}", case.case);
             for side in [&mut flotilla, &mut kube] {
@@ -412,7 +450,7 @@ fn the_hub_answers_as_kube_apiserver_does() {
                     path: "/api/v1/namespaces".into(),
                     body: Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
                     raw_body: None, content_type: None, accept: None, only: vec![], ignore: vec![],
-                    capture: BTreeMap::new(), status_only: true, until_code: None,
+                    capture: BTreeMap::new(), status_only: true, until_code: None, user: None,
                 };
                 let a = side.send(&create).await;
                 assert_eq!(a.code, 201, "creating namespace {ns}");
