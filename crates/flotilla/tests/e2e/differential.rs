@@ -159,9 +159,11 @@ impl Side {
     }
 }
 
-/// A path: `.`-separated keys, where `key[field=value]` picks the element of a list by a field.
-fn select<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+/// A path: `.`-separated keys, where `key[field=value]` picks the element of a list by a field;
+/// resolved against `v` to a JSON pointer.
+fn pointer(v: &Value, path: &str) -> Option<String> {
     let mut cur = v;
+    let mut out = String::new();
     for part in path.split('.').filter(|p| !p.is_empty()) {
         let (key, filter) = match part.split_once('[') {
             Some((k, f)) => (k, Some(f.trim_end_matches(']'))),
@@ -169,47 +171,32 @@ fn select<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
         };
         if !key.is_empty() {
             cur = cur.get(key)?;
+            out.push('/');
+            out.push_str(&key.replace('~', "~0").replace('/', "~1"));
         }
         if let Some(f) = filter {
             let (fk, fv) = f.split_once('=')?;
-            cur = cur
+            let i = cur
                 .as_array()?
                 .iter()
-                .find(|x| x.get(fk).and_then(Value::as_str) == Some(fv))?;
+                .position(|x| x.get(fk).and_then(Value::as_str) == Some(fv))?;
+            cur = &cur[i];
+            out.push_str(&format!("/{i}"));
         }
     }
-    Some(cur)
+    Some(out)
+}
+
+fn select<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    v.pointer(&pointer(v, path)?)
 }
 
 fn remove(v: &mut Value, path: &str) {
-    let Some((parent, last)) = path.rsplit_once('.') else {
-        if let Value::Object(m) = v {
-            m.remove(path);
+    let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+    if let Some(at) = pointer(v, parent) {
+        if let Some(Value::Object(m)) = v.pointer_mut(&at) {
+            m.remove(last);
         }
-        return;
-    };
-    fn walk<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-        let mut cur = v;
-        for part in path.split('.').filter(|p| !p.is_empty()) {
-            let (key, filter) = match part.split_once('[') {
-                Some((k, f)) => (k, Some(f.trim_end_matches(']'))),
-                None => (part, None),
-            };
-            if !key.is_empty() {
-                cur = cur.get_mut(key)?;
-            }
-            if let Some(f) = filter {
-                let (fk, fv) = f.split_once('=')?;
-                cur = cur
-                    .as_array_mut()?
-                    .iter_mut()
-                    .find(|x| x.get(fk).and_then(Value::as_str) == Some(fv))?;
-            }
-        }
-        Some(cur)
-    }
-    if let Some(Value::Object(m)) = walk(v, parent) {
-        m.remove(last);
     }
 }
 
