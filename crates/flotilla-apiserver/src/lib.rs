@@ -42,8 +42,11 @@ use std::time::Duration;
 pub use csr::CLIENT_SIGNER;
 pub use errors::{ApiError, Cause};
 pub use patch::{json_patch, merge_patch};
-pub use server::{version_info, ApiServer, ResponseBody, ServerConfig, ValidateFn, MAX_BODY};
-pub use tls::{serve_https, Credentials, TlsError};
+pub use server::{
+    error_response, json_response, version_info, ApiServer, ResponseBody, ServerConfig, ValidateFn,
+    MAX_BODY,
+};
+pub use tls::{new_serving_ca, serve_https, serve_tls, serving_config, Credentials, TlsError};
 
 /// Namespaces every server has, as kube-apiserver creates them.
 pub const SYSTEM_NAMESPACES: &[&str] =

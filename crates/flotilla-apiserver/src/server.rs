@@ -134,34 +134,8 @@ impl ApiServer {
         F: Fn() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let mut leading = self.state.leadership.read().subscribe();
-        let stopped = self.stopped();
-        tokio::spawn(async move {
-            tokio::pin!(stopped);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    r = async { leading.wait_for(|l| *l).await.is_ok() } => if !r { return },
-                }
-                tracing::debug!(controller = name, "starting");
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    _ = run() => {
-                        tracing::debug!(controller = name, "ended");
-                        // A controller that ends on its own is done for this process.
-                        return;
-                    }
-                    _ = async {
-                        if leading.wait_for(|l| !*l).await.is_err() {
-                            // Leadership that cannot change (one replica) is never lost.
-                            std::future::pending::<()>().await;
-                        }
-                    } => {
-                        tracing::info!(controller = name, "stopped: leadership lost");
-                    }
-                }
-            }
-        });
+        let leadership = self.state.leadership.read().clone();
+        leadership.spawn_controller(name, self.stopped(), run);
     }
 
     /// Registers a validating admission check for objects of `group`/`plural` (every version),

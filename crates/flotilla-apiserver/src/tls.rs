@@ -100,20 +100,10 @@ impl Credentials {
         let (ca_pem, ca_key) = match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
             (Some(c), Some(k)) => (c, KeyPair::from_pem(&k)?),
             _ => {
-                let key = KeyPair::generate()?;
-                let mut p = CertificateParams::new(Vec::<String>::new())?;
-                p.distinguished_name.push(DnType::CommonName, "flotilla-ca");
-                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-                p.key_usages = vec![
-                    KeyUsagePurpose::KeyCertSign,
-                    KeyUsagePurpose::CrlSign,
-                    KeyUsagePurpose::DigitalSignature,
-                ];
-                p.not_after = rcgen::date_time_ymd(2036, 1, 1);
-                let cert = p.self_signed(&key)?;
-                write_private(&dir.join("ca.key"), &key.serialize_pem())?;
-                write_private(&dir.join("ca.crt"), &cert.pem())?;
-                (cert.pem(), key)
+                let (cert, key) = new_serving_ca("flotilla-ca")?;
+                write_private(&dir.join("ca.key"), &key)?;
+                write_private(&dir.join("ca.crt"), &cert)?;
+                (cert, KeyPair::from_pem(&key)?)
             }
         };
         let issuer =
@@ -147,22 +137,7 @@ impl Credentials {
         };
         // The serving certificate is issued anew on every start, so it always names the
         // address being served; clients trust the CA, which stays.
-        let server_key = KeyPair::generate()?;
-        let mut p = CertificateParams::new(Vec::<String>::new())?;
-        p.distinguished_name.push(DnType::CommonName, "flotilla");
-        let mut sans = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-        sans.extend(hosts.iter().cloned());
-        sans.sort();
-        sans.dedup();
-        for h in sans {
-            p.subject_alt_names.push(match h.parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(h.try_into()?),
-            });
-        }
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        p.not_after = rcgen::date_time_ymd(2036, 1, 1);
-        let server_pem = p.signed_by(&server_key, &issuer)?.pem();
+        let (server_pem, server_key) = issue_serving_cert(&issuer, hosts)?;
         Ok(Self {
             ca_pem,
             ca_key,
@@ -191,27 +166,7 @@ impl Credentials {
     }
 
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let ca_der = CertificateDer::from_pem_slice_compat(&self.ca_pem)?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_der.clone())?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()?;
-        let chain = vec![
-            CertificateDer::from_pem_slice_compat(&self.server_pem)?,
-            ca_der,
-        ];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.serialize_der()));
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)?;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(cfg))
+        rustls_server_config(&self.ca_pem, &self.server_pem, &self.server_key, true)
     }
 
     /// The CA key, for issuing further client certificates.
@@ -252,6 +207,89 @@ impl Credentials {
     }
 }
 
+/// A serving certificate for `hosts` (names and IPs, besides localhost and the loopback
+/// addresses) issued by `issuer`: its PEM and key.
+fn issue_serving_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    hosts: &[String],
+) -> Result<(String, KeyPair), TlsError> {
+    let server_key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name.push(DnType::CommonName, "flotilla");
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    sans.extend(hosts.iter().cloned());
+    sans.sort();
+    sans.dedup();
+    for h in sans {
+        p.subject_alt_names.push(match h.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(h.try_into()?),
+        });
+    }
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let server_pem = p.signed_by(&server_key, issuer)?.pem();
+    Ok((server_pem, server_key))
+}
+
+/// A TLS configuration serving `server_pem` (chained to `ca_pem`), HTTP/2 and HTTP/1.1;
+/// with `client_certs`, clients may present a certificate signed by the CA.
+fn rustls_server_config(
+    ca_pem: &str,
+    server_pem: &str,
+    server_key: &KeyPair,
+    client_certs: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca_der = CertificateDer::from_pem_slice_compat(ca_pem)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if client_certs {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der.clone())?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let chain = vec![CertificateDer::from_pem_slice_compat(server_pem)?, ca_der];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+    let mut cfg = builder.with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A new self-signed CA for serving certificates: its certificate and key (PEM).
+pub fn new_serving_ca(common_name: &str) -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = p.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A TLS configuration for serving `hosts` with a certificate issued anew by the CA
+/// (`ca_pem`, `ca_key_pem`); no client certificates are asked for.
+pub fn serving_config(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    hosts: &[String],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, KeyPair::from_pem(ca_key_pem)?)?;
+    let (server_pem, server_key) = issue_serving_cert(&issuer, hosts)?;
+    rustls_server_config(ca_pem, &server_pem, &server_key, false)
+}
+
 /// The credential files that identify a server to its clients, as opposed to the serving
 /// certificate, which each replica issues for its own addresses.
 const SHARED_FILES: &[&str] = &["ca.crt", "ca.key", "admin.crt", "admin.key", "admin.token"];
@@ -276,12 +314,72 @@ pub async fn serve_https(
     creds: &Credentials,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), TlsError> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(creds.server_config()?);
     let token: Arc<str> = Arc::from(creds.admin_token.as_str());
+    accept_tls(
+        listener,
+        creds.server_config()?,
+        shutdown,
+        move |tls, peer| {
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| user_of_certificate(c.as_ref()))
+                .map(Arc::new);
+            serve_connection(server.clone(), tls, peer, cert_user, token.clone())
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// Serves `handle` over HTTPS (`config`) on `listener` until `shutdown` resolves; no
+/// authentication. For endpoints the API server calls, such as admission webhooks.
+pub async fn serve_tls<F, Fut>(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()>,
+    handle: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<ResponseBody>> + Send + 'static,
+{
+    accept_tls(listener, config, shutdown, move |tls, peer| {
+        let handle = handle.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let handle = handle.clone();
+                async move { Ok::<_, Infallible>(handle(req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts TCP connections on `listener` until `shutdown` resolves, completes each TLS
+/// handshake (10 s at most) and runs `serve` on the stream in a task of its own.
+async fn accept_tls<F, Fut>(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()>,
+    serve: F,
+) where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr) -> Fut
+        + Clone
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -293,8 +391,7 @@ pub async fn serve_https(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let server = server.clone();
-        let token = token.clone();
+        let serve = serve.clone();
         tokio::spawn(async move {
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -305,14 +402,7 @@ pub async fn serve_https(
                     }
                     Err(_) => return,
                 };
-            let cert_user = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| user_of_certificate(c.as_ref()))
-                .map(Arc::new);
-            serve_connection(server, tls, peer, cert_user, token).await;
+            serve(tls, peer).await;
         });
     }
 }

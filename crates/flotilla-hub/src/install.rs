@@ -20,13 +20,14 @@ fn crd_resource() -> ApiResource {
 }
 
 /// An admission rule: the object, the stored one on update; the field errors.
-type Rule = fn(&serde_json::Value, Option<&serde_json::Value>) -> Vec<member::FieldError>;
+pub type Rule = fn(&serde_json::Value, Option<&serde_json::Value>) -> Vec<member::FieldError>;
 
-/// Creates the fleet CRDs, or brings existing ones up to this version's definitions, and
-/// registers the admission checks.
-pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
+/// The fleet's admission rules, by group and plural: the rules KubeFleet writes in CEL or
+/// webhooks. The hub's own API server runs them in process; against another API server they
+/// run in the hub's validating webhook (`crate::admission`).
+pub fn rules() -> [(&'static str, &'static str, Rule); 7] {
     use flotilla_api::placement::PLACEMENT_GROUP as P;
-    let rules: [(&str, &str, Rule); 7] = [
+    [
         (crds::CLUSTER_GROUP, "memberclusters", |o, _| {
             member::validate_member_cluster(o)
         }),
@@ -46,8 +47,13 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
         (P, "resourceenvelopes", |o, _| {
             placement::validate_envelope(o)
         }),
-    ];
-    for (group, plural, rule) in rules {
+    ]
+}
+
+/// Creates the fleet CRDs, or brings existing ones up to this version's definitions, and
+/// registers the admission checks on the hub's own API server.
+pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
+    for (group, plural, rule) in rules() {
         server.add_validator(
             group,
             plural,
@@ -63,7 +69,15 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
             }),
         );
     }
-    let api: Api<DynamicObject> = Api::all_with(server.client(), &crd_resource());
+    install_crds(server.client()).await
+}
+
+/// Creates the fleet CRDs through `client`, or brings existing ones up to this version's
+/// definitions (an annotation records which definition each was installed from), and waits
+/// until the API server serves them.
+pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> = Api::all_with(client, &crd_resource());
+    let mut names = Vec::new();
     for mut crd in crds::all() {
         let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
         let digest = {
@@ -76,7 +90,9 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
         let mut obj: DynamicObject = serde_json::from_value(crd)?;
         match api.get_opt(&name).await? {
             None => {
-                api.create(&PostParams::default(), &obj).await?;
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating CRD {name}: {e}"))?;
             }
             Some(cur)
                 if cur
@@ -87,9 +103,29 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
                     != Some(&digest) =>
             {
                 obj.metadata.resource_version = cur.metadata.resource_version.clone();
-                api.replace(&name, &PostParams::default(), &obj).await?;
+                api.replace(&name, &PostParams::default(), &obj)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("updating CRD {name}: {e}"))?;
             }
             Some(_) => {}
+        }
+        names.push(name);
+    }
+    // kube-apiserver serves a new CRD once it is Established (a moment after creation).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    for name in names {
+        loop {
+            let crd = api.get(&name).await?;
+            if flotilla_api::conditions::is_true(&crd.data["status"]["conditions"], "Established") {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "CRD {name} was not Established within 60 s: {}",
+                    crd.data["status"]
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
     Ok(())

@@ -4,7 +4,9 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod install;
+pub mod lease;
 pub mod members;
 pub mod overrides;
 pub mod placement;
@@ -39,13 +41,31 @@ pub async fn start(
     config: HubConfig,
 ) -> anyhow::Result<()> {
     install::install(server).await?;
-    let client = server.client();
-    server.spawn_controller("member-controller", move || {
-        members::run(client.clone(), config.clone())
-    });
-    let client = server.client();
-    server.spawn_controller("placement-controller", move || {
-        placement::run(client.clone())
-    });
+    spawn_controllers(
+        &server.client(),
+        &server.leadership(),
+        server.stopped(),
+        config,
+    );
     Ok(())
+}
+
+/// Starts the controllers against the API server behind `client` (another Kubernetes API
+/// server with the fleet CRDs installed, see [`install::install_crds`]): they run while
+/// `leadership` is held, until `stopped` resolves.
+pub fn spawn_controllers(
+    client: &kube::Client,
+    leadership: &flotilla_store::Leadership,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    config: HubConfig,
+) {
+    let stopped = futures::FutureExt::shared(Box::pin(stopped));
+    let c = client.clone();
+    leadership.spawn_controller("member-controller", stopped.clone(), move || {
+        members::run(c.clone(), config.clone())
+    });
+    let c = client.clone();
+    leadership.spawn_controller("placement-controller", stopped, move || {
+        placement::run(c.clone())
+    });
 }

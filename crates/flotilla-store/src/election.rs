@@ -39,6 +39,61 @@ impl Leadership {
         }
     }
 
+    /// Leadership decided elsewhere (another election, e.g. a Kubernetes Lease): `leading`
+    /// follows it; [`Self::resign`] sets `stop` and waits until `done` turns true.
+    pub fn from_election(
+        leading: watch::Receiver<bool>,
+        stop: watch::Sender<bool>,
+        done: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            leading,
+            stop: Some(std::sync::Arc::new(stop)),
+            done: Some(done),
+        }
+    }
+
+    /// Runs a controller while this process leads: `run` starts when leadership is gained and
+    /// is dropped (cancelled) when it is lost or `stopped` resolves, and starts afresh on the
+    /// next term. Controllers are level-triggered, so a new term resumes from the store.
+    pub fn spawn_controller<F, Fut>(
+        &self,
+        name: &'static str,
+        stopped: impl std::future::Future<Output = ()> + Send + 'static,
+        run: F,
+    ) where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut leading = self.subscribe();
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    r = async { leading.wait_for(|l| *l).await.is_ok() } => if !r { return },
+                }
+                tracing::debug!(controller = name, "starting");
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = run() => {
+                        tracing::debug!(controller = name, "ended");
+                        // A controller that ends on its own is done for this process.
+                        return;
+                    }
+                    _ = async {
+                        if leading.wait_for(|l| !*l).await.is_err() {
+                            // Leadership that cannot change (one replica) is never lost.
+                            std::future::pending::<()>().await;
+                        }
+                    } => {
+                        tracing::info!(controller = name, "stopped: leadership lost");
+                    }
+                }
+            }
+        });
+    }
+
     /// Whether this process leads now.
     pub fn is_leader(&self) -> bool {
         *self.leading.borrow()

@@ -178,7 +178,9 @@ impl RealCluster {
         }
         let nodes: Vec<Value> = (1..=nodes).map(node).collect();
         let list = json!({"apiVersion": "v1", "kind": "List", "items": nodes});
-        cluster.apply(&list)?;
+        if !nodes.is_empty() {
+            cluster.apply(&list)?;
+        }
         cluster.wait("the nodes to be Ready", Duration::from_secs(90), |c| {
             let Ok(out) = c.kubectl(&["get", "nodes", "-o", "json"]) else {
                 return false;

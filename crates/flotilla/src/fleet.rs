@@ -352,6 +352,11 @@ pub struct UpArgs {
     /// DIR/member-K/admin.kubeconfig beside the simulated members'.
     #[arg(long = "real-member", value_name = "KUBECONFIG")]
     real_members: Vec<PathBuf>,
+    /// Join the members to the hub of this (admin) kubeconfig instead of starting one: a
+    /// `flotilla hub`, or a Kubernetes API server that `flotilla hub --kubeconfig` runs the
+    /// fleet controllers against.
+    #[arg(long, value_name = "FILE", conflicts_with = "bind")]
+    hub_kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     sim: SimArgs,
     #[command(flatten)]
@@ -377,21 +382,28 @@ pub fn member_labels(k: usize) -> BTreeMap<String, String> {
 }
 
 pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
-    let hub_dir = args.data_dir.join("hub");
-    let store = open_local(StoreKind::Redb, &hub_dir)?;
-    let hub_config = args.fleet.config();
-    let hub = serve(
-        &hub_dir,
-        args.bind,
-        store,
-        ServerConfig::default(),
-        "flotilla",
-        Duration::from_secs(10),
-        |server, creds| async move { start_hub(&server, &creds, hub_config).await },
-    )
-    .await?;
-    eprintln!("hub ready at {}", hub.url);
-    let hub_mcs = member_cluster_api(hub.server.client());
+    let (hub, hub_kubeconfig) = match &args.hub_kubeconfig {
+        Some(kc) => (None, kc.clone()),
+        None => {
+            let hub_dir = args.data_dir.join("hub");
+            let store = open_local(StoreKind::Redb, &hub_dir)?;
+            let hub_config = args.fleet.config();
+            let hub = serve(
+                &hub_dir,
+                args.bind,
+                store,
+                ServerConfig::default(),
+                "flotilla",
+                Duration::from_secs(10),
+                |server, creds| async move { start_hub(&server, &creds, hub_config).await },
+            )
+            .await?;
+            eprintln!("hub ready at {}", hub.url);
+            let kc = hub.kubeconfig.clone();
+            (Some(hub), kc)
+        }
+    };
+    let hub_mcs = member_cluster_api(client_from_kubeconfig(&hub_kubeconfig).await?);
     let mut members = Vec::new();
     let mut agents = Vec::new();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -427,7 +439,7 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
                 wait_gone(&hub_mcs, &name).await?;
             }
             join(
-                &hub.kubeconfig,
+                &hub_kubeconfig,
                 &name,
                 member_labels(k),
                 args.heartbeat_period_seconds,
@@ -450,7 +462,7 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("{name} ready at {url} (joined)");
         members.push((name, member_kubeconfig, served));
     }
-    let hub_kc = hub.kubeconfig.display().to_string();
+    let hub_kc = hub_kubeconfig.display().to_string();
     eprintln!(
         "\nflotilla fleet is up: a hub, {} simulated and {} real members.",
         args.members,
@@ -478,7 +490,10 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             m.stop().await?;
         }
     }
-    hub.stop().await
+    match hub {
+        Some(hub) => hub.stop().await,
+        None => Ok(()),
+    }
 }
 
 async fn wait_gone(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ mod bench;
 mod bench_backup;
 mod bench_fleet;
 mod bench_scheduler;
+mod external;
 mod fleet;
 mod serve;
 
@@ -57,6 +58,23 @@ struct HubArgs {
     /// Directory for the store, credentials and admin.kubeconfig (required to serve).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Run only the fleet controllers, against the Kubernetes API server of this kubeconfig
+    /// (for example a managed control plane), instead of serving Flotilla's own: the fleet CRDs
+    /// and an admission webhook are installed there, replicas elect a leader with a Lease.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "bind", "store", "event_ttl_seconds"])]
+    kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig: the address the fleet's admission webhook is served on.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9443",
+        value_name = "ADDR:PORT",
+        requires = "kubeconfig"
+    )]
+    webhook_bind: SocketAddr,
+    /// With --kubeconfig: the URL the API server calls the webhook at (default
+    /// https://WEBHOOK-BIND/validate-fleet).
+    #[arg(long, value_name = "URL", requires = "kubeconfig")]
+    webhook_url: Option<String>,
     /// Address to serve HTTPS on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:6443", value_name = "ADDR:PORT")]
     bind: SocketAddr,
@@ -114,6 +132,19 @@ fn main() -> ExitCode {
 async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
     if let Some(action) = args.action {
         return backup::run(action).await;
+    }
+    if let Some(kubeconfig) = args.kubeconfig {
+        if !args.etcd.etcd_endpoints.is_empty() {
+            anyhow::bail!("--kubeconfig runs the controllers against another API server, which keeps its own storage; --etcd-endpoints does not apply");
+        }
+        return external::run(external::ExternalHub {
+            kubeconfig,
+            webhook_bind: args.webhook_bind,
+            webhook_url: args.webhook_url,
+            lease: Duration::from_secs(args.etcd.leader_lease_seconds.max(2)),
+            config: args.fleet.config(),
+        })
+        .await;
     }
     let Some(data_dir) = args.data_dir else {
         use clap::CommandFactory;

@@ -2,6 +2,7 @@
 //! loopback, driven by kubectl and the kube client, with faults.
 
 mod differential;
+mod external_hub;
 mod fleet;
 mod ha;
 mod hub;

@@ -1,0 +1,221 @@
+//! Leader election through a `coordination.k8s.io/v1` Lease, as client-go's leaderelection
+//! does it, for hub replicas whose API server is another Kubernetes API server: a replica
+//! leads while it holds the Lease and renews it every `retry`; another takes the Lease over
+//! once it has seen the same record, unrenewed, for a whole lease duration (judged by its own
+//! clock, so clocks need not agree). A leader that cannot renew for two thirds of the
+//! duration stops leading before anyone else may take over. A leader that resigns clears the
+//! holder, and a waiting replica takes over at its next try.
+
+use std::time::{Duration, Instant};
+
+use flotilla_store::Leadership;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+/// Where the Lease lives and how long it lasts.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// Namespace of the Lease (created if missing).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity, recorded as the Lease's holder.
+    pub identity: String,
+    /// How long a Lease holds without renewal.
+    pub duration: Duration,
+}
+
+impl LeaseConfig {
+    fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    fn retry(&self) -> Duration {
+        (self.duration / 7).max(Duration::from_millis(200))
+    }
+}
+
+fn lease_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
+        "leases",
+    )
+}
+
+/// The time now in a Lease's MicroTime format.
+fn micro_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Campaigns for the Lease through `client` until [`Leadership::resign`].
+pub fn campaign(client: kube::Client, config: LeaseConfig) -> Leadership {
+    let (leading_tx, leading) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
+    let (done_tx, done) = watch::channel(false);
+    tokio::spawn(async move {
+        run(client, &config, &leading_tx, stop).await;
+        leading_tx.send_replace(false);
+        done_tx.send_replace(true);
+    });
+    Leadership::from_election(leading, stop_tx, done)
+}
+
+/// What a replica last saw of the Lease, and when.
+struct Observed {
+    record: Value,
+    at: Instant,
+}
+
+async fn run(
+    client: kube::Client,
+    config: &LeaseConfig,
+    leading: &watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &config.namespace, &lease_resource());
+    let mut observed: Option<Observed> = None;
+    let mut renewed: Option<Instant> = None;
+    loop {
+        match try_acquire(&client, &api, config, &mut observed).await {
+            Ok(true) => {
+                renewed = Some(Instant::now());
+                if !*leading.borrow() {
+                    tracing::info!(identity = %config.identity, lease = %config.name, "leading");
+                }
+                leading.send_replace(true);
+            }
+            Ok(false) => {
+                if *leading.borrow() {
+                    tracing::warn!(identity = %config.identity, "lease taken by another replica; stepping down");
+                }
+                renewed = None;
+                leading.send_replace(false);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %config.name, "lease election");
+                if renewed.is_some_and(|r| r.elapsed() > config.renew_deadline()) {
+                    tracing::warn!(identity = %config.identity, "could not renew the lease; stepping down");
+                    renewed = None;
+                    leading.send_replace(false);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.retry()) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    if *leading.borrow() {
+        leading.send_replace(false);
+        release(&api, config).await;
+    }
+}
+
+/// One try: takes or renews the Lease. Ok(true) when this replica holds it now.
+async fn try_acquire(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    config: &LeaseConfig,
+    observed: &mut Option<Observed>,
+) -> anyhow::Result<bool> {
+    let now = micro_now();
+    let Some(mut lease) = api.get_opt(&config.name).await? else {
+        ensure_namespace(client, &config.namespace).await?;
+        let lease: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": config.name, "namespace": config.namespace},
+            "spec": {"holderIdentity": config.identity,
+                "leaseDurationSeconds": config.duration.as_secs().max(1),
+                "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
+        }))?;
+        return match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        };
+    };
+    let spec = lease.data["spec"].clone();
+    let holder = spec["holderIdentity"].as_str().unwrap_or("");
+    if observed.as_ref().is_none_or(|o| o.record != spec) {
+        *observed = Some(Observed {
+            record: spec.clone(),
+            at: Instant::now(),
+        });
+    }
+    let duration = spec["leaseDurationSeconds"]
+        .as_u64()
+        .map(Duration::from_secs)
+        .unwrap_or(config.duration);
+    let expired = observed.as_ref().is_some_and(|o| o.at.elapsed() > duration);
+    let mine = holder == config.identity;
+    if !mine && !holder.is_empty() && !expired {
+        return Ok(false);
+    }
+    let mut new = spec.clone();
+    new["holderIdentity"] = json!(config.identity);
+    new["leaseDurationSeconds"] = json!(config.duration.as_secs().max(1));
+    new["renewTime"] = json!(now);
+    if !mine {
+        new["acquireTime"] = json!(now);
+        new["leaseTransitions"] = json!(spec["leaseTransitions"].as_i64().unwrap_or(0) + 1);
+    }
+    lease.data["spec"] = new;
+    // The update carries the resourceVersion read above: of two replicas that saw the same
+    // expired Lease, one wins and the other gets a conflict.
+    match api
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        Ok(l) => {
+            *observed = Some(Observed {
+                record: l.data["spec"].clone(),
+                at: Instant::now(),
+            });
+            Ok(true)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives the Lease up so another replica takes over at its next try.
+async fn release(api: &Api<DynamicObject>, config: &LeaseConfig) {
+    let Ok(Some(mut lease)) = api.get_opt(&config.name).await else {
+        return;
+    };
+    if lease.data["spec"]["holderIdentity"] != json!(config.identity) {
+        return;
+    }
+    lease.data["spec"]["holderIdentity"] = Value::Null;
+    lease.data["spec"]["leaseDurationSeconds"] = json!(1);
+    lease.data["spec"]["renewTime"] = json!(micro_now());
+    if let Err(e) = api
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        tracing::warn!(error = %e, "releasing the lease");
+    }
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Namespace"),
+            "namespaces",
+        ),
+    );
+    let ns: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )?;
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
