@@ -219,3 +219,84 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server() -> kube::Client {
+        let server =
+            flotilla_apiserver::ApiServer::new(flotilla_store::Store::memory(), Default::default());
+        server.start().await.unwrap();
+        server.client()
+    }
+
+    fn config(identity: &str, duration: Duration) -> LeaseConfig {
+        LeaseConfig {
+            namespace: "flotilla-system".into(),
+            name: "hub".into(),
+            identity: identity.into(),
+            duration,
+        }
+    }
+
+    async fn wait_leading(l: &Leadership, want: bool) {
+        let mut rx = l.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|x| *x == want))
+            .await
+            .expect("leadership did not change in time")
+            .unwrap();
+    }
+
+    async fn holder(client: &kube::Client) -> Value {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "flotilla-system", &lease_resource());
+        api.get("hub").await.unwrap().data["spec"]["holderIdentity"].clone()
+    }
+
+    #[tokio::test]
+    async fn one_replica_leads_and_a_resigning_leader_hands_over() {
+        let client = server().await;
+        let a = campaign(client.clone(), config("a", Duration::from_secs(2)));
+        wait_leading(&a, true).await;
+        let b = campaign(client.clone(), config("b", Duration::from_secs(2)));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!b.is_leader(), "two leaders");
+        assert_eq!(holder(&client).await, "a");
+        a.resign().await;
+        assert!(!a.is_leader());
+        wait_leading(&b, true).await;
+        assert_eq!(holder(&client).await, "b");
+        b.resign().await;
+        assert_eq!(holder(&client).await, Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_lease_left_unrenewed_is_taken_over_after_its_duration() {
+        let client = server().await;
+        // A leader that died: its Lease says it holds for 1 s and is never renewed. The new
+        // replica judges expiry by its own clock, from when it first saw that record.
+        ensure_namespace(&client, "flotilla-system").await.unwrap();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "flotilla-system", &lease_resource());
+        let ghost: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "hub", "namespace": "flotilla-system"},
+            "spec": {"holderIdentity": "ghost", "leaseDurationSeconds": 1,
+                "renewTime": "2020-01-01T00:00:00.000000Z", "leaseTransitions": 3}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &ghost).await.unwrap();
+        let start = Instant::now();
+        let b = campaign(client.clone(), config("b", Duration::from_secs(2)));
+        wait_leading(&b, true).await;
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "took over a live lease"
+        );
+        let lease = api.get("hub").await.unwrap();
+        assert_eq!(lease.data["spec"]["holderIdentity"], "b");
+        assert_eq!(lease.data["spec"]["leaseTransitions"], 4);
+        b.resign().await;
+    }
+}

@@ -241,7 +241,42 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
     .unwrap();
     assert_eq!(deploy["status"]["availableReplicas"], 2, "{deploy}");
 
-    // Deleting the placement removes what it placed.
+    // A second replica waits; when the leader is killed it takes the Lease over and carries
+    // on: deleting the placement removes what it placed.
+    let first = lease["spec"]["holderIdentity"].clone();
+    let second_log = dir.path().join("controllers-2.log");
+    procs.0.push(spawn(
+        &[
+            "hub",
+            "--kubeconfig",
+            hub_kc.to_str().unwrap(),
+            "--webhook-bind",
+            "127.0.0.1:0",
+            "--leader-lease-seconds",
+            "6",
+        ],
+        &second_log,
+    ));
+    wait_for("the second replica", Duration::from_secs(60), || {
+        std::fs::read_to_string(&second_log)
+            .unwrap()
+            .contains("hub controllers ready")
+            .then_some(())
+    });
+    procs.0[0].kill().unwrap();
+    procs.0[0].wait().unwrap();
+    wait_for(
+        "the second replica to lead",
+        Duration::from_secs(30),
+        || {
+            let l = get_json(
+                &hub_kc,
+                &["get", "lease", "-n", "flotilla-system", "flotilla-hub"],
+            )?;
+            let h = &l["spec"]["holderIdentity"];
+            (h.is_string() && *h != first).then_some(())
+        },
+    );
     ok(&hub_kc, &["delete", "crp", "shop"]);
     wait_for(
         "the real member's namespace to go",
