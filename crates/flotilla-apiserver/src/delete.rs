@@ -86,7 +86,21 @@ impl ApiServer {
                 let m = meta_mut(&mut new);
                 if !m.contains_key("deletionTimestamp") {
                     m.insert("deletionTimestamp".into(), json!(now()));
-                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    // kube-apiserver's generic store marks the deletion with a zero grace
+                    // period and a new generation; CRDs have a registry of their own that
+                    // sets the timestamp only.
+                    let is_crd = res.group == "apiextensions.k8s.io"
+                        && res.plural == "customresourcedefinitions";
+                    if !is_crd {
+                        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                        if let Some(g) = m
+                            .get("generation")
+                            .and_then(Value::as_i64)
+                            .filter(|g| *g > 0)
+                        {
+                            m.insert("generation".into(), json!(g + 1));
+                        }
+                    }
                 }
                 m.insert("finalizers".into(), json!(fins));
                 if fins.is_empty() {

@@ -1,9 +1,8 @@
 //! Discovery: `/api`, `/apis`, `/apis/GROUP`, and the resource lists of each group/version.
 //!
-//! The server answers the legacy (unaggregated) formats. Clients that ask for aggregated
-//! discovery (`as=APIGroupDiscoveryList`) list `application/json` as a fallback; content
-//! negotiation then picks plain JSON and the client falls back to the legacy walk, as it does
-//! against any server without aggregated discovery.
+//! Both formats: the legacy one (a request per group version) and aggregated discovery
+//! (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList at `/api` and `/apis`, every group's
+//! resources in one response), which kubectl and client-go ask for first.
 
 use http::Response;
 use http::StatusCode;
@@ -12,7 +11,10 @@ use serde_json::{json, Value};
 use crate::errors::{ApiError, ApiResult};
 use crate::registry::Resource;
 use crate::rest::Ctx;
-use crate::server::{json_response, ApiServer, ResponseBody};
+use crate::server::{
+    bytes_response, json_response, ApiServer, Output, ResponseBody, AGGREGATED_DISCOVERY,
+};
+use bytes::Bytes;
 
 fn group_json(name: &str, versions: &[String]) -> Value {
     let vs: Vec<Value> = versions
@@ -59,14 +61,89 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
     out
 }
 
+/// A resource as aggregated discovery lists it, with its subresources.
+fn aggregated_resource(r: &Resource) -> Value {
+    let kind = |k: &str| json!({"group": "", "version": "", "kind": k});
+    let mut out = json!({
+        "resource": r.plural,
+        "responseKind": kind(&r.kind),
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        out["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        out["categories"] = json!(r.categories);
+    }
+    let mut subs = Vec::new();
+    if r.group.is_empty() && r.plural == "namespaces" {
+        subs.push(
+            json!({"subresource": "finalize", "responseKind": kind(&r.kind), "verbs": ["update"]}),
+        );
+    }
+    if r.scale.is_some() {
+        subs.push(json!({"subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if r.status {
+        subs.push(json!({"subresource": "status", "responseKind": kind(&r.kind), "verbs": ["get", "patch", "update"]}));
+    }
+    if !subs.is_empty() {
+        out["subresources"] = json!(subs);
+    }
+    out
+}
+
+/// `/api` (the core group) or `/apis` (every other group) as an APIGroupDiscoveryList.
+fn aggregated(registry: &crate::registry::Registry, core: bool) -> Value {
+    let groups = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        registry.groups()
+    };
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let mut resources = registry.resources_of(&g, v);
+                    resources.sort_by(|a, b| a.plural.cmp(&b.plural));
+                    let resources: Vec<Value> =
+                        resources.iter().map(|r| aggregated_resource(r)).collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !g.is_empty() {
+                metadata["name"] = json!(g);
+            }
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {}, "items": items})
+}
+
 /// Serves a discovery path; 404 for anything else.
 pub(crate) fn serve(
     server: &ApiServer,
     path: &str,
-    _ctx: &Ctx,
+    ctx: &Ctx,
 ) -> ApiResult<Response<ResponseBody>> {
     let registry = server.state.registry.read();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if ctx.output == Output::AggregatedDiscovery {
+        let body = aggregated(&registry, parts.as_slice() == ["api"]);
+        return Ok(bytes_response(
+            StatusCode::OK,
+            AGGREGATED_DISCOVERY,
+            Bytes::from(serde_json::to_vec(&body).expect("JSON")),
+        ));
+    }
     let body = match parts.as_slice() {
         ["api"] => json!({
             "kind": "APIVersions",

@@ -267,6 +267,15 @@ impl ApiError {
         .with_details(json!({}))
     }
 
+    /// 406 NotAcceptable from a discovery endpoint, which kube-apiserver words differently.
+    pub fn discovery_not_acceptable() -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json, application/yaml",
+        )
+    }
+
     /// 409 AlreadyExists.
     pub fn already_exists(t: Target<'_>) -> Self {
         let mut e = Self::new(

@@ -77,13 +77,25 @@ impl Filter {
     }
 }
 
-fn parse_rv(q: &crate::request::Query) -> ApiResult<Option<u64>> {
+/// The `resourceVersion` parameter; a value that is not one is refused with kube-apiserver's
+/// words (Go's `strconv.ParseUint` error).
+pub(crate) fn parse_rv(q: &crate::request::Query) -> ApiResult<Option<u64>> {
     match q.get("resourceVersion") {
         None | Some("") => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}"))),
+        Some(s) => {
+            let why = if !s.bytes().all(|b| b.is_ascii_digit()) {
+                "invalid syntax"
+            } else {
+                match s.parse::<u64>() {
+                    Ok(v) => return Ok(Some(v)),
+                    Err(_) => "value out of range",
+                }
+            };
+            let shown = serde_json::to_string(s).unwrap_or_default();
+            Err(ApiError::bad_request(format!(
+                "invalid resource version: resourceVersion: Invalid value: {shown}: strconv.ParseUint: parsing {shown}: {why}"
+            )))
+        }
     }
 }
 
@@ -95,17 +107,144 @@ fn encode_continue(rv: u64, start: &str) -> String {
 }
 
 fn decode_continue(s: &str) -> ApiResult<(u64, String)> {
-    let bad = || ApiError::bad_request(format!("continue key is not valid: {s}"));
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let bad = |why: &str| {
+        ApiError::bad_request(format!(
+            "invalid continue token: continue key is not valid: {why}"
+        ))
+    };
+    // Go's base64.RawURLEncoding, which ignores bits left over after the last byte.
+    const TOKEN: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+    );
+    let raw = TOKEN.decode(s.trim_end_matches('=')).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(at, _) | base64::DecodeError::InvalidLastSymbol(at, _) => {
+            bad(&format!("illegal base64 data at input byte {at}"))
+        }
+        _ => bad(&format!("illegal base64 data at input byte {}", s.len())),
+    })?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| bad(&go_json_error(&raw, &e)))?;
     if v["v"] != "meta.k8s.io/v1" {
-        return Err(bad());
+        return Err(bad(
+            "incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        ));
     }
-    let rv = v["rv"].as_u64().ok_or_else(bad)?;
-    let start = v["start"].as_str().ok_or_else(bad)?.to_string();
+    let rv = v["rv"]
+        .as_u64()
+        .ok_or_else(|| bad("incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))?;
+    let start = v["start"]
+        .as_str()
+        .ok_or_else(|| bad("the start key is missing"))?
+        .to_string();
     Ok((rv, start))
+}
+
+/// Go's encoding/json wording for JSON that does not start with a value, which
+/// kube-apiserver's continue-token errors quote; serde's message otherwise.
+fn go_json_error(raw: &[u8], e: &serde_json::Error) -> String {
+    let Some(&c) = raw.iter().find(|b| !b" \t\r\n".contains(b)) else {
+        return "unexpected end of JSON input".into();
+    };
+    if b"{[\"tfn-0123456789".contains(&c) {
+        return e.to_string();
+    }
+    let shown = match c {
+        b'\'' => "'\\''".to_string(),
+        b'"' => "'\"'".to_string(),
+        0x20..=0x7e => format!("'{}'", c as char),
+        0x07 => "'\\a'".into(),
+        0x08 => "'\\b'".into(),
+        0x0c => "'\\f'".into(),
+        0x0b => "'\\v'".into(),
+        0x00..=0x1f | 0x7f => format!("'\\x{c:02x}'"),
+        0x80..=0x9f | 0xad => format!("'\\u{:04x}'", c as u32),
+        _ => format!("'{}'", c as char),
+    };
+    format!("invalid character {shown} looking for beginning of value")
+}
+
+/// kube-apiserver's validation of list and watch options (`ValidateListOptions`): every
+/// problem as a cause of one 422 on `ListOptions.meta.k8s.io`. Streaming lists
+/// (`sendInitialEvents`) are served, as by kube-apiserver with its WatchList feature on.
+fn validate_list_options(q: &crate::request::Query, watch: bool) -> ApiResult<()> {
+    use crate::errors::Cause;
+    let rv_match = q.get("resourceVersionMatch").unwrap_or("");
+    let send_initial = q.get("sendInitialEvents");
+    let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
+    let mut causes = Vec::new();
+    let continued = || {
+        Cause::forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden when continue is provided",
+        )
+    };
+    if watch {
+        if send_initial.is_some() {
+            if rv_match != "NotOlderThan" {
+                causes.push(Cause::forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+        }
+        if !rv_match.is_empty() {
+            if send_initial.is_none() {
+                causes.push(Cause::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if rv_match != "NotOlderThan" {
+                causes.push(Cause::not_supported(
+                    "resourceVersionMatch",
+                    &json!(rv_match),
+                    &["NotOlderThan"],
+                ));
+            }
+            if has_continue {
+                causes.push(continued());
+            }
+        }
+    } else {
+        if !rv_match.is_empty() {
+            let rv = q.get("resourceVersion").unwrap_or("");
+            if rv.is_empty() {
+                causes.push(Cause::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if has_continue {
+                causes.push(continued());
+            }
+            if !matches!(rv_match, "Exact" | "NotOlderThan") {
+                causes.push(Cause::not_supported(
+                    "resourceVersionMatch",
+                    &json!(rv_match),
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if rv_match == "Exact" && rv == "0" {
+                causes.push(Cause::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial.is_some() {
+            causes.push(Cause::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes))
+    }
 }
 
 impl ApiServer {
@@ -133,6 +272,7 @@ impl ApiServer {
                 .parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid limit: {s:?}")))?,
         };
+        validate_list_options(q, false)?;
         let rv = parse_rv(q)?;
         let rv_match = q.get("resourceVersionMatch").unwrap_or("");
         let store = &self.state.store;
@@ -174,15 +314,11 @@ impl ApiServer {
                     })?;
                     (snap, None)
                 }
-                (_, None) if !rv_match.is_empty() => {
-                    return Err(ApiError::bad_request(
-                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                    ))
-                }
                 (other, _) => {
+                    // validate_list_options refused every other combination.
                     return Err(ApiError::bad_request(format!(
                     "resourceVersionMatch {other:?} is not supported (Exact and NotOlderThan are)"
-                )))
+                )));
                 }
             }
         };
@@ -209,7 +345,10 @@ impl ApiServer {
             }
         }
         match ctx.output {
-            Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => {
+            Output::Json
+            | Output::Yaml
+            | Output::OpenApiV2Protobuf(_)
+            | Output::AggregatedDiscovery => {
                 let mut buf = BytesMut::with_capacity(
                     items.iter().map(|o| o.data.len() + 1).sum::<usize>() + 256,
                 );
@@ -288,34 +427,7 @@ impl ApiServer {
             Some("false") => Some(false),
             _ => None,
         };
-        if send_initial.is_some() {
-            if q.get("resourceVersionMatch") != Some("NotOlderThan") {
-                return Err(ApiError::invalid(
-                    "meta.k8s.io",
-                    "ListOptions",
-                    "",
-                    vec![crate::errors::Cause::forbidden(
-                        "resourceVersionMatch",
-                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                    )],
-                ));
-            }
-            if send_initial == Some(true) && !bookmarks {
-                return Err(ApiError::invalid(
-                    "meta.k8s.io",
-                    "ListOptions",
-                    "",
-                    vec![crate::errors::Cause::forbidden(
-                        "allowWatchBookmarks",
-                        "allowWatchBookmarks required when sendInitialEvents is true",
-                    )],
-                ));
-            }
-        } else if q.get("resourceVersionMatch").is_some_and(|m| !m.is_empty()) {
-            return Err(ApiError::bad_request(
-                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-            ));
-        }
+        validate_list_options(q, true)?;
         let timeout = match q.get("timeoutSeconds") {
             Some(s) => std::time::Duration::from_secs(
                 s.parse()
@@ -377,7 +489,9 @@ impl ApiServer {
         tokio::spawn(async move {
             tokio::pin!(stopped);
             let deadline = tokio::time::Instant::now() + timeout;
-            let send_initial_end = send_initial == Some(true);
+            // As kube-apiserver: the end of the initial events is marked for clients that
+            // take bookmarks.
+            let send_initial_end = send_initial == Some(true) && bookmarks;
             for o in initial_objs {
                 let line = server.watch_line(&res, "ADDED", &o.data, output);
                 if tx.send(line).await.is_err() {
@@ -451,7 +565,10 @@ impl ApiServer {
         let mut buf = BytesMut::with_capacity(data.len() + 40);
         buf.extend_from_slice(format!("{{\"type\":\"{ty}\",\"object\":").as_bytes());
         match output {
-            Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_)
+            Output::Json
+            | Output::Yaml
+            | Output::OpenApiV2Protobuf(_)
+            | Output::AggregatedDiscovery
                 if !crate::convert::needs_conversion(res)
                     || crate::convert::stored_in_version(res, data) =>
             {
@@ -461,7 +578,10 @@ impl ApiServer {
                 let v: Value = serde_json::from_slice(data).expect("stored objects are JSON");
                 let v = self.present(res, v);
                 let v = match out {
-                    Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => v,
+                    Output::Json
+                    | Output::Yaml
+                    | Output::OpenApiV2Protobuf(_)
+                    | Output::AggregatedDiscovery => v,
                     out => crate::table::render_one(res, v, out),
                 };
                 buf.extend_from_slice(&serde_json::to_vec(&v).expect("JSON encodes"));

@@ -358,6 +358,11 @@ impl ApiServer {
             name,
         };
         let sub = info.subresource.as_deref();
+        if matches!(ctx.method, Method::GET | Method::HEAD) {
+            // A get reads the latest state whatever resourceVersion says, but the value must
+            // be one (kube-apiserver answers 500 for it; see docs/api-compatibility.md).
+            crate::list::parse_rv(&ctx.query)?;
+        }
         let reply = match (&ctx.method, sub) {
             (&Method::GET | &Method::HEAD, Some("scale")) => self.get_scale(&loc)?,
             (&Method::GET | &Method::HEAD, _) => self.get(&loc)?,

@@ -89,7 +89,14 @@ pub(crate) enum Output {
     /// The OpenAPI v2 document in protobuf (the media type it was asked for); only
     /// `/openapi/v2` answers it.
     OpenApiV2Protobuf(&'static str),
+    /// Aggregated discovery (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList); only `/api` and
+    /// `/apis` answer it.
+    AggregatedDiscovery,
 }
+
+/// The media type of aggregated discovery responses.
+pub(crate) const AGGREGATED_DISCOVERY: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 impl ApiServer {
     /// An API server over `store` with the built-in kinds.
@@ -223,10 +230,7 @@ impl ApiServer {
             ));
         }
         let path = parts.uri.path().to_string();
-        let output = match negotiate(parts.headers.get(header::ACCEPT)) {
-            Ok(Output::OpenApiV2Protobuf(_)) if path != "/openapi/v2" => {
-                return error_response(&ApiError::not_acceptable());
-            }
+        let output = match negotiate(parts.headers.get(header::ACCEPT), &path) {
             Ok(o) => o,
             Err(e) => return error_response(&e),
         };
@@ -386,8 +390,10 @@ pub fn version_info() -> Value {
     })
 }
 
-/// Chooses the response encoding from an Accept header.
-pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
+/// Chooses the response encoding from an Accept header, for a request to `path`: media types
+/// only some paths serve (OpenAPI v2 protobuf, aggregated discovery) are passed over elsewhere,
+/// so the client's next choice applies, as kube-apiserver negotiates per endpoint.
+pub(crate) fn negotiate(accept: Option<&HeaderValue>, path: &str) -> ApiResult<Output> {
     let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
         return Ok(Output::Json);
     };
@@ -407,9 +413,18 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
             }
         }
         if let Some(m) = crate::openapi_proto::MEDIA_TYPES.iter().find(|m| **m == ty) {
-            return Ok(Output::OpenApiV2Protobuf(m));
+            if path == "/openapi/v2" {
+                return Ok(Output::OpenApiV2Protobuf(m));
+            }
+            continue;
         }
         let json_like = matches!(ty, "application/json" | "*/*" | "application/*");
+        if json_like && (g, v, as_) == ("apidiscovery.k8s.io", "v2", "APIGroupDiscoveryList") {
+            if matches!(path.trim_end_matches('/'), "/api" | "/apis") {
+                return Ok(Output::AggregatedDiscovery);
+            }
+            continue;
+        }
         if json_like && g == "meta.k8s.io" {
             match (as_, v) {
                 ("Table", "v1") => return Ok(Output::Table("v1")),
@@ -431,7 +446,16 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> ApiResult<Output> {
             fallback.get_or_insert(Output::Yaml);
         }
     }
-    fallback.ok_or_else(ApiError::not_acceptable)
+    fallback.ok_or_else(|| {
+        let segments = path.trim_matches('/').split('/').count();
+        let discovery = (path.starts_with("/api/") || path == "/api") && segments <= 2
+            || (path.starts_with("/apis/") || path == "/apis") && segments <= 3;
+        if discovery {
+            ApiError::discovery_not_acceptable()
+        } else {
+            ApiError::not_acceptable()
+        }
+    })
 }
 
 impl ApiServer {

@@ -1144,7 +1144,10 @@ fn row(res: &Resource, o: &Value) -> Value {
 /// Renders one object for the requested output.
 pub(crate) fn render_one(res: &Resource, o: Value, output: Output) -> Value {
     match output {
-        Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => o,
+        Output::Json
+        | Output::Yaml
+        | Output::OpenApiV2Protobuf(_)
+        | Output::AggregatedDiscovery => o,
         Output::Metadata => partial_metadata(&o),
         Output::Table(v) => json!({
             "kind": "Table",
@@ -1177,7 +1180,10 @@ pub(crate) fn render_list(
             "metadata": list_meta,
             "items": objs.iter().map(partial_metadata).collect::<Vec<_>>(),
         }),
-        Output::Json | Output::Yaml | Output::OpenApiV2Protobuf(_) => json!({
+        Output::Json
+        | Output::Yaml
+        | Output::OpenApiV2Protobuf(_)
+        | Output::AggregatedDiscovery => json!({
             "kind": format!("{}List", res.kind),
             "apiVersion": res.api_version(),
             "metadata": list_meta,

@@ -159,12 +159,12 @@ impl Side {
     }
 }
 
-/// A path: `.`-separated keys, where `key[field=value]` picks the element of a list by a field;
-/// resolved against `v` to a JSON pointer.
+/// A path: `.`-separated keys, where `key[field=value]` picks the element of a list by a field
+/// (itself a `.`-path, e.g. `items[metadata.name=apps]`) and `key[N]` the N-th; resolved against `v` to a JSON pointer.
 fn pointer(v: &Value, path: &str) -> Option<String> {
     let mut cur = v;
     let mut out = String::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
+    for part in split_path(path) {
         let (key, filter) = match part.split_once('[') {
             Some((k, f)) => (k, Some(f.trim_end_matches(']'))),
             None => (part, None),
@@ -174,12 +174,17 @@ fn pointer(v: &Value, path: &str) -> Option<String> {
             out.push('/');
             out.push_str(&key.replace('~', "~0").replace('/', "~1"));
         }
-        if let Some(f) = filter {
+        if let Some(i) = filter.and_then(|f| f.parse::<usize>().ok()) {
+            cur = cur.get(i)?;
+            out.push_str(&format!("/{i}"));
+        } else if let Some(f) = filter {
             let (fk, fv) = f.split_once('=')?;
-            let i = cur
-                .as_array()?
-                .iter()
-                .position(|x| x.get(fk).and_then(Value::as_str) == Some(fv))?;
+            let i = cur.as_array()?.iter().position(|x| {
+                fk.split('.')
+                    .try_fold(x, |x, k| x.get(k))
+                    .and_then(Value::as_str)
+                    == Some(fv)
+            })?;
             cur = &cur[i];
             out.push_str(&format!("/{i}"));
         }
@@ -187,12 +192,37 @@ fn pointer(v: &Value, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// The `.`-separated parts of a path, leaving dots inside `[...]` alone.
+fn split_path(path: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in path.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => {
+                parts.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&path[start..]);
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
 fn select<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     v.pointer(&pointer(v, path)?)
 }
 
 fn remove(v: &mut Value, path: &str) {
-    let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+    let parts = split_path(path);
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let parent = parents.join(".");
+    let (parent, last) = (parent.as_str(), *last);
     if let Some(at) = pointer(v, parent) {
         if let Some(Value::Object(m)) = v.pointer_mut(&at) {
             m.remove(last);
