@@ -181,13 +181,11 @@ fn validate_list_options(q: &crate::request::Query, watch: bool) -> ApiResult<()
         )
     };
     if watch {
-        if send_initial.is_some() {
-            if rv_match != "NotOlderThan" {
-                causes.push(Cause::forbidden(
-                    "resourceVersionMatch",
-                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                ));
-            }
+        if send_initial.is_some() && rv_match != "NotOlderThan" {
+            causes.push(Cause::forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
         }
         if !rv_match.is_empty() {
             if send_initial.is_none() {
