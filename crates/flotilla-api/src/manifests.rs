@@ -22,6 +22,21 @@ const SYSTEM_METADATA: &[&str] = &[
 /// Annotation kubectl keeps its last applied configuration in (the hub's, not the member's).
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Whether a selected object is placed at all: not what every cluster makes for itself in each
+/// namespace (the `kube-root-ca.crt` ConfigMap, the `default` ServiceAccount, service account
+/// token Secrets), as KubeFleet's `ShouldPropagateObj` decides. Placing them would overwrite
+/// the member's own (its CA, its tokens) with the hub's.
+pub fn propagated(obj: &Value) -> bool {
+    let core = obj["apiVersion"] == "v1";
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    match obj["kind"].as_str().unwrap_or("") {
+        "ConfigMap" if core => name != "kube-root-ca.crt",
+        "ServiceAccount" if core => name != "default",
+        "Secret" if core => obj["type"] != "kubernetes.io/service-account-token",
+        _ => true,
+    }
+}
+
 /// What of a hub object is placed: apiVersion, kind, name, namespace, labels, annotations
 /// (without kubectl's last-applied configuration) and the content, without status and without
 /// fields the hub assigned (a Service's cluster IPs, a Job's generated selector, a
@@ -283,6 +298,23 @@ pub fn identifier(obj: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_each_cluster_makes_for_itself_is_not_placed() {
+        let obj = |kind: &str, name: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "app"}});
+        assert!(!propagated(&obj("ConfigMap", "kube-root-ca.crt")));
+        assert!(!propagated(&obj("ServiceAccount", "default")));
+        let mut token = obj("Secret", "builder-token");
+        token["type"] = json!("kubernetes.io/service-account-token");
+        assert!(!propagated(&token));
+        assert!(propagated(&obj("ConfigMap", "settings")));
+        assert!(propagated(&obj("ServiceAccount", "builder")));
+        assert!(propagated(&obj("Secret", "builder-token")));
+        // Only the core kinds: a custom ConfigMap kind of another group is placed.
+        let mut other = obj("ConfigMap", "kube-root-ca.crt");
+        other["apiVersion"] = json!("example.com/v1");
+        assert!(propagated(&other));
+    }
 
     #[test]
     fn sanitize_keeps_content_and_drops_what_the_hub_assigned() {

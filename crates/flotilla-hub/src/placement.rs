@@ -701,6 +701,9 @@ fn select(ctx: &Ctx, placement: &Value) -> Result<Result<Vec<Value>, String>, Er
         let Ok(v) = serde_json::to_value(obj) else {
             return;
         };
+        if !flotilla_api::manifests::propagated(&v) {
+            return;
+        }
         let key = (
             v["apiVersion"].as_str().unwrap_or("").to_string(),
             v["kind"].as_str().unwrap_or("").to_string(),

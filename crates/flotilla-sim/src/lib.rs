@@ -36,6 +36,9 @@ pub struct SimConfig {
     pub node_labels: BTreeMap<String, String>,
     /// How long a bound pod takes to start, and a Job pod to finish.
     pub delay: Duration,
+    /// The cluster's CA (PEM), published in every namespace as the `kube-root-ca.crt`
+    /// ConfigMap, as kube-controller-manager's root CA publisher does; empty: not published.
+    pub root_ca: String,
 }
 
 impl Default for SimConfig {
@@ -47,6 +50,7 @@ impl Default for SimConfig {
             node_memory: "16Gi".into(),
             node_labels: BTreeMap::new(),
             delay: Duration::from_millis(500),
+            root_ca: String::new(),
         }
     }
 }
@@ -109,6 +113,15 @@ fn now() -> String {
     flotilla_api::conditions::now()
 }
 
+/// A create's result, where another writer having made the object first is fine.
+fn create_tolerating_conflict(r: kube::Result<DynamicObject>) -> anyhow::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Which objects the simulation reacts to.
 const PREFIXES: &[&str] = &[
     "/core/pods/",
@@ -118,7 +131,17 @@ const PREFIXES: &[&str] = &[
     "/apps/statefulsets/",
     "/apps/daemonsets/",
     "/batch/jobs/",
+    "/core/namespaces/",
 ];
+
+/// Objects of the namespace defaults, whose removal the simulation repairs.
+fn namespace_default_key(key: &str) -> bool {
+    (key.starts_with("/core/configmaps/") && key.ends_with("/kube-root-ca.crt"))
+        || (key.starts_with("/core/serviceaccounts/") && key.ends_with("/default"))
+}
+
+/// The description kube-controller-manager's root CA publisher gives `kube-root-ca.crt`.
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
 async fn run(server: ApiServer, cfg: SimConfig) {
     let mut sim = Sim {
@@ -159,7 +182,9 @@ async fn run(server: ApiServer, cfg: SimConfig) {
                 }
                 ev = watcher.next() => match ev {
                     Ok(ev) => {
-                        if !PREFIXES.iter().any(|p| ev.key().starts_with(p)) {
+                        if !PREFIXES.iter().any(|p| ev.key().starts_with(p))
+                            && !namespace_default_key(ev.key())
+                        {
                             continue;
                         }
                         // Coalesce a burst of events into one pass.
@@ -288,6 +313,7 @@ impl Sim {
             self.daemonsets(&st).await,
             self.jobs(&st).await,
             self.schedule_and_run(&st).await,
+            self.namespace_defaults(snap).await,
         ] {
             if let Err(e) = r {
                 errors.push(e);
@@ -297,6 +323,63 @@ impl Sim {
             // A conflict or a vanished object is settled by the next pass.
             tracing::debug!(error = %e, "simulation pass");
         }
+    }
+
+    /// What kube-controller-manager makes in every active namespace: the `default`
+    /// ServiceAccount (service account controller) and the `kube-root-ca.crt` ConfigMap with
+    /// the cluster's CA (root CA publisher), recreated when removed and reset when changed.
+    async fn namespace_defaults(&self, snap: &flotilla_store::Snapshot) -> anyhow::Result<()> {
+        let pp = PostParams {
+            field_manager: Some("kube-controller-manager".into()),
+            ..Default::default()
+        };
+        for n in load(snap, "/core/namespaces/") {
+            if deleting(&n) || n["status"]["phase"] == "Terminating" {
+                continue;
+            }
+            let ns_name = name(&n);
+            if snap
+                .get(&format!("/core/serviceaccounts/{ns_name}/default"))
+                .is_none()
+            {
+                let sa: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": ns_name}}))?;
+                create_tolerating_conflict(
+                    self.api("", "ServiceAccount", "serviceaccounts", ns_name)
+                        .create(&pp, &sa)
+                        .await,
+                )?;
+            }
+            if self.cfg.root_ca.is_empty() {
+                continue;
+            }
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "kube-root-ca.crt", "namespace": ns_name,
+                    "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+                "data": {"ca.crt": self.cfg.root_ca}});
+            let api = self.api("", "ConfigMap", "configmaps", ns_name);
+            match snap.get(&format!("/core/configmaps/{ns_name}/kube-root-ca.crt")) {
+                None => {
+                    create_tolerating_conflict(api.create(&pp, &serde_json::from_value(cm)?).await)?
+                }
+                Some(o) => {
+                    let cur: Value = serde_json::from_slice(&o.data)?;
+                    if cur["data"] != cm["data"] {
+                        api.patch(
+                            "kube-root-ca.crt",
+                            &PatchParams {
+                                field_manager: Some("kube-controller-manager".into()),
+                                ..Default::default()
+                            },
+                            &Patch::Merge(json!({"data": cm["data"]})),
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn owned<'a>(&self, pods: &'a [Value], owner: &Value) -> Vec<&'a Value> {

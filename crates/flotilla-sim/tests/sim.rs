@@ -164,3 +164,93 @@ async fn workloads_reach_their_status_within_capacity() {
     .await;
     server.shutdown();
 }
+
+/// Polls `f` (every 50 ms, 10 s at most) until it returns Some.
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn every_namespace_gets_its_default_service_account_and_the_cluster_ca() {
+    let server =
+        flotilla_apiserver::ApiServer::new(flotilla_store::Store::memory(), Default::default());
+    server.start().await.unwrap();
+    let ca = "-----BEGIN CERTIFICATE-----\nsimulated\n-----END CERTIFICATE-----\n";
+    let cfg = flotilla_sim::SimConfig {
+        name: "t".into(),
+        nodes: 1,
+        root_ca: ca.into(),
+        ..Default::default()
+    };
+    flotilla_sim::start(&server, cfg).await.unwrap();
+    let c = server.client();
+    let namespaces: Api<DynamicObject> =
+        Api::all_with(c.clone(), &ar("", "Namespace", "namespaces"));
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let sas: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "shop",
+        &ar("", "ServiceAccount", "serviceaccounts"),
+    );
+    let cms: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "shop", &ar("", "ConfigMap", "configmaps"));
+    eventually("the default service account", || async {
+        sas.get_opt("default").await.unwrap()
+    })
+    .await;
+    let cm = eventually("kube-root-ca.crt", || async {
+        cms.get_opt("kube-root-ca.crt").await.unwrap()
+    })
+    .await;
+    assert_eq!(cm.data["data"]["ca.crt"], ca);
+    // The system namespaces have them too.
+    let kube_system: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "kube-system", &ar("", "ConfigMap", "configmaps"));
+    eventually("kube-system's kube-root-ca.crt", || async {
+        kube_system.get_opt("kube-root-ca.crt").await.unwrap()
+    })
+    .await;
+
+    // Changed, it is reset; removed, it comes back.
+    cms.patch(
+        "kube-root-ca.crt",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"data": {"ca.crt": "someone else's"}})),
+    )
+    .await
+    .unwrap();
+    eventually("the CA reset", || async {
+        let cm = cms.get("kube-root-ca.crt").await.unwrap();
+        (cm.data["data"]["ca.crt"] == ca).then_some(())
+    })
+    .await;
+    cms.delete("kube-root-ca.crt", &Default::default())
+        .await
+        .unwrap();
+    sas.delete("default", &Default::default()).await.unwrap();
+    eventually("both recreated", || async {
+        let cm = cms.get_opt("kube-root-ca.crt").await.unwrap()?;
+        let sa = sas.get_opt("default").await.unwrap()?;
+        (cm.data["data"]["ca.crt"] == ca && sa.metadata.uid.is_some()).then_some(())
+    })
+    .await;
+}

@@ -108,6 +108,7 @@ impl SimArgs {
             node_memory: self.node_memory.clone(),
             node_labels: parse_labels(&self.node_labels)?,
             delay: Duration::from_millis(self.workload_delay_ms),
+            root_ca: String::new(),
         })
     }
 }
@@ -127,7 +128,14 @@ async fn start_member(
         ServerConfig::default(),
         name,
         Duration::from_secs(10),
-        |server, _| async move { flotilla_sim::start(&server, sim).await },
+        |server, creds| async move {
+            // Namespaces get the member's own CA, as a real cluster publishes its CA.
+            let sim = flotilla_sim::SimConfig {
+                root_ca: creds.ca_pem.clone(),
+                ..sim
+            };
+            flotilla_sim::start(&server, sim).await
+        },
     )
     .await
 }

@@ -214,7 +214,40 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
         serde_json::to_string_pretty(&last["status"]).unwrap(),
         logs()
     );
+    // What the hub's controller manager made in the namespace (its CA, its default service
+    // account) is not placed: each member has its own.
+    let selected: Vec<String> = last["status"]["selectedResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["kind"].as_str().unwrap(),
+                r["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        selected,
+        ["Namespace/shop", "ConfigMap/settings", "Deployment/web"],
+        "{selected:?}"
+    );
+    let hub_ca = get_json(
+        &hub_kc,
+        &["get", "configmap", "kube-root-ca.crt", "-n", "shop"],
+    )
+    .unwrap();
     let fleet = dir.path().join("fleet");
+    for m in ["member-1", "member-2"] {
+        let kc = fleet.join(m).join("admin.kubeconfig");
+        let ca = wait_for(
+            "the member's own kube-root-ca.crt",
+            Duration::from_secs(30),
+            || get_json(&kc, &["get", "configmap", "kube-root-ca.crt", "-n", "shop"]),
+        );
+        assert_ne!(ca["data"], hub_ca["data"], "{m} got the hub's CA");
+    }
     for m in ["member-1", "member-2"] {
         let kc = fleet.join(m).join("admin.kubeconfig");
         assert_eq!(
