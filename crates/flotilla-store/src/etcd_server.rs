@@ -1,12 +1,13 @@
 //! Runs etcd itself: a single member or a cluster of members on loopback ports, for tests
 //! and `flotilla bench` (the `etcd` binary of Debian's `etcd-server` package must be on PATH).
-//! Each member runs under a small shell watchdog that stops it when the process that started
-//! it exits, so no etcd outlives a test run, even one that is killed.
+//! Each member runs under a watchdog ([`Supervised`]) that stops it when the process that
+//! started it exits, so no etcd outlives a test run, even one that is killed.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::supervised::Supervised;
 
 /// A running etcd cluster; dropping it stops every member.
 pub struct EtcdCluster {
@@ -19,7 +20,7 @@ struct Member {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
-    child: Option<Child>,
+    process: Option<Supervised>,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -36,7 +37,7 @@ impl EtcdCluster {
                 dir: dir.join(format!("m{i}")),
                 client_port: free_port()?,
                 peer_port: free_port()?,
-                child: None,
+                process: None,
             });
         }
         let mut cluster = Self {
@@ -84,58 +85,22 @@ impl EtcdCluster {
             "--logger=zap".to_string(),
             "--log-level=error".to_string(),
         ];
-        // The watchdog: runs etcd, stops it when this process (its parent's parent) is gone,
-        // and stops it on TERM.
-        let script = format!(
-            "etcd \"$@\" >{log} 2>&1 & e=$!; echo $e >{pid}; trap 'kill $e 2>/dev/null; exit 0' TERM INT; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $e 2>/dev/null; do sleep 0.3; done; \
-             kill $e 2>/dev/null; wait $e",
-            log = shell_quote(&m.dir.join("etcd.log").display().to_string()),
-            pid = shell_quote(&m.dir.join("etcd.pid").display().to_string()),
-            parent = std::process::id(),
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("sh")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("starting etcd (Debian package etcd-server): {e}"),
-                )
-            })?;
-        self.members[i].child = Some(child);
+        let process = Supervised::spawn("etcd", Path::new("etcd"), &args, &m.dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{e} (Debian package etcd-server)"))
+        })?;
+        self.members[i].process = Some(process);
         Ok(())
     }
 
     /// The process id of member `i`'s etcd, while it runs.
     pub fn pid(&self, i: usize) -> Option<u32> {
-        std::fs::read_to_string(self.members[i].dir.join("etcd.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.members[i].process.as_ref()?.pid()
     }
 
     /// Stops member `i` at once, as a crash would (SIGKILL to etcd).
     pub fn kill(&mut self, i: usize) {
-        let m = &mut self.members[i];
-        if let Some(mut child) = m.child.take() {
-            // Kill etcd itself (the watchdog's child), then the watchdog.
-            let pidfile = shell_quote(&m.dir.join("etcd.pid").display().to_string());
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "kill -KILL \"$(cat {pidfile})\" 2>/dev/null; rm -f {pidfile}"
-                ))
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut p) = self.members[i].process.take() {
+            p.kill();
         }
     }
 
@@ -191,10 +156,6 @@ fn health(addr: &str) -> bool {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body.contains("\"health\":\"true\"") || body.contains("\"health\": \"true\"")
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 impl Drop for EtcdCluster {

@@ -19,6 +19,7 @@ mod etcd_pool;
 pub mod etcd_server;
 mod object;
 mod store;
+pub mod supervised;
 
 pub use backend::{Backend, Loaded, MemoryBackend, RedbBackend};
 pub use election::Leadership;

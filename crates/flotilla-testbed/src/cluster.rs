@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use flotilla_store::etcd_server::EtcdCluster;
 use serde_json::{json, Value};
 
-use crate::process::Supervised;
 use crate::{io, pki, Error, Result};
+use flotilla_store::supervised::Supervised;
 
 /// The Kubernetes release the binaries are built from (`scripts/k8s.sh` pins the same).
 pub const K8S_VERSION: &str = "v1.33.13";
@@ -123,7 +123,8 @@ impl RealCluster {
                 "--profiling=false".into(),
             ],
             &logs,
-        )?;
+        )
+        .map_err(io("starting kube-apiserver"))?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             url,
@@ -173,7 +174,8 @@ impl RealCluster {
             ),
         ];
         for (name, args) in components {
-            let proc = Supervised::spawn(name, &bin.join(name), &args, &logs)?;
+            let proc = Supervised::spawn(name, &bin.join(name), &args, &logs)
+                .map_err(io(format!("starting {name}")))?;
             cluster.processes.push(proc);
         }
         let nodes: Vec<Value> = (1..=nodes).map(node).collect();

@@ -12,11 +12,10 @@
 
 mod cluster;
 pub(crate) mod pki;
-mod process;
 
 pub use cluster::{binaries, ControlPlane, RealCluster, K8S_VERSION};
+pub use flotilla_store::supervised::Supervised;
 pub use pki::user_kubeconfig;
-pub use process::Supervised;
 
 /// What can go wrong starting a real cluster.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,10 @@
 //! A process under a watchdog: a small shell that runs it with its output in a log, stops it
-//! when the process that started it is gone, and on TERM.
+//! when the process that started it is gone (so nothing outlives a test run, even one that is
+//! killed), and on TERM. Runs etcd for tests and benchmarks (`etcd_server`) and the real
+//! Kubernetes components of the test bed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-
-use crate::{io, Result};
 
 /// A running process; dropping it stops the process (TERM, then KILL) and its watchdog.
 pub struct Supervised {
@@ -23,9 +23,10 @@ fn shell_quote(s: &str) -> String {
 }
 
 impl Supervised {
-    /// Starts `program` with `args`, its output in `dir/<name>.log`.
-    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    /// Starts `program` (a path, or a name looked up on PATH) with `args`, its output in
+    /// `dir/<name>.log` and its process id in `dir/<name>.pid`.
+    pub fn spawn(name: &str, program: &Path, args: &[String], dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
         let log = dir.join(format!("{name}.log"));
         let pidfile = dir.join(format!("{name}.pid"));
         let script = format!(
@@ -47,7 +48,9 @@ impl Supervised {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(io(format!("starting {}", program.display())))?;
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("starting {}: {e}", program.display()))
+            })?;
         Ok(Self {
             name: name.to_string(),
             log,
@@ -66,6 +69,30 @@ impl Supervised {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The process id of the program (not its watchdog), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Stops the program at once, as a crash would (SIGKILL), and its watchdog.
+    pub fn kill(&mut self) {
+        let Some(mut watchdog) = self.watchdog.take() else {
+            return;
+        };
+        let pid = shell_quote(&self.pidfile.display().to_string());
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -KILL \"$(cat {pid})\" 2>/dev/null"))
+            .status();
+        let _ = watchdog.kill();
+        let _ = watchdog.wait();
+        let _ = std::fs::remove_file(&self.pidfile);
     }
 
     /// Whether the process still runs.
