@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod work;
 
 use std::collections::BTreeMap;

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_api::conditions;
+
+use crate::compare;
 use flotilla_api::manifests::{apply_rank, availability, Availability};
 use flotilla_api::placement::annotation::DELETE_STRATEGY;
 use flotilla_api::placement::{self, cluster_condition as cc, PLACEMENT_GROUP, STORAGE_VERSION};
@@ -286,53 +288,85 @@ struct Outcome {
     applied_ref: Option<Value>,
 }
 
-/// Differences between what the hub wants (`want`) and what the member has (`live`): the
-/// fields `want` sets (partial) or every field under spec/data/labels/annotations (full).
-fn differences(want: &Value, live: &Value, full: bool) -> Vec<Value> {
-    let mut out = Vec::new();
-    fn walk(path: &str, want: &Value, live: Option<&Value>, out: &mut Vec<Value>) {
-        match (want, live) {
-            (Value::Object(w), Some(Value::Object(l))) => {
-                for (k, v) in w {
-                    let p = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
-                    walk(&p, v, l.get(k), out);
-                }
-            }
-            (w, l) if Some(w) != l => {
-                let mut d = json!({"path": path, "valueInHub": w.to_string()});
-                if let Some(l) = l {
-                    d["valueInMember"] = json!(l.to_string());
-                }
-                out.push(d);
-            }
-            _ => {}
-        }
+/// What to do with a manifest whose object exists in the member, once it is known whether the
+/// object is the fleet's (`ours`), whether it differs from the manifest (`differs`, by the
+/// Work's comparison option), and whether the manifest is the one last applied and the object
+/// still holds all of it (`settled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// ReportDiff: report the differences, apply nothing.
+    Report,
+    /// Not the fleet's, and `whenToTakeOver` says no: report, apply nothing.
+    Refuse(&'static str),
+    /// The fleet's, changed in the member, and `whenToApply` is IfNotDrifted: report drift.
+    Drifted,
+    /// Nothing to change.
+    Skip,
+    /// Apply the manifest.
+    Apply,
+}
+
+/// The apply strategy's decision for an existing object (KubeFleet's applier semantics).
+fn decide(
+    report_only: bool,
+    ours: bool,
+    take_over: &str,
+    if_not_drifted: bool,
+    differs: bool,
+    settled: bool,
+) -> Step {
+    if report_only {
+        return Step::Report;
     }
-    // Every top-level field but the identity, metadata and status.
-    let skip = |k: &str| matches!(k, "apiVersion" | "kind" | "metadata" | "status");
-    for (top, w) in want.as_object().into_iter().flatten() {
-        if !skip(top) {
-            walk(&format!("/{top}"), w, live.get(top), &mut out);
-        }
+    if !ours {
+        return match take_over {
+            "Never" => Step::Refuse("the object exists in the member and whenToTakeOver is Never"),
+            "IfNoDiff" if differs => Step::Refuse(
+                "the object exists in the member with differences and whenToTakeOver is IfNoDiff",
+            ),
+            _ => Step::Apply,
+        };
     }
+    if if_not_drifted && differs {
+        return Step::Drifted;
+    }
+    if settled {
+        Step::Skip
+    } else {
+        Step::Apply
+    }
+}
+
+/// How the member's object `live` differs from manifest `body` (as the agent would apply it),
+/// by the Work's comparison option: every field (`full`), or what a server-side apply would
+/// change (a dry run, unless the object already holds the whole manifest). A manifest the
+/// member refuses to apply even in a dry run (immutable fields, invalid values) is compared
+/// field by field, as KubeFleet does.
+async fn compare(
+    api: &Api<DynamicObject>,
+    name: &str,
+    body: &Value,
+    live: &Value,
+    full: bool,
+) -> Result<Vec<Value>, kube::Error> {
+    let want = compare::comparable(body);
+    let have = compare::comparable(live);
     if full {
-        for (top, l) in live.as_object().into_iter().flatten() {
-            if !skip(top) && want.get(top).is_none() {
-                out.push(json!({"path": format!("/{top}"), "valueInMember": l.to_string()}));
-            }
-        }
+        return Ok(compare::differences(&want, &have));
     }
-    for m in ["labels", "annotations"] {
-        if let Some(w) = want["metadata"].get(m) {
-            walk(
-                &format!("/metadata/{m}"),
-                w,
-                live["metadata"].get(m),
-                &mut out,
-            );
-        }
+    if compare::holds(&want, &have) {
+        return Ok(Vec::new());
     }
-    out
+    let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+    pp.dry_run = true;
+    match api.patch(name, &pp, &Patch::Apply(body)).await {
+        Ok(result) => {
+            let result = serde_json::to_value(&result).unwrap_or(Value::Null);
+            Ok(compare::differences(&compare::comparable(&result), &have))
+        }
+        Err(kube::Error::Api(s)) if s.code == 422 => Ok(compare::differences(&want, &have)),
+        Err(e) => Err(e),
+    }
 }
 
 fn owned_by(live: &Value, applied_uid: &str) -> bool {
@@ -811,66 +845,101 @@ async fn apply_one(
         }
     };
     let observed_gen = live.as_ref().map(|l| l["metadata"]["generation"].clone());
+    // What is applied: the manifest, with the AppliedWork among the object's owners.
+    let mut body = m.clone();
+    let mut owners: Vec<Value> = live
+        .as_ref()
+        .and_then(|l| l["metadata"]["ownerReferences"].as_array().cloned())
+        .unwrap_or_default();
+    if !owners.iter().any(|o| o["uid"] == owner["uid"]) {
+        owners.push(owner.clone());
+    }
+    body["metadata"]["ownerReferences"] = json!(owners);
+    let recorded = |uid: &Value, hash: &str| {
+        let mut r = identifier.clone();
+        r["resource"] = json!(ar.plural);
+        r["uid"] = uid.clone();
+        r["manifestHash"] = json!(hash);
+        r
+    };
     if let Some(l) = &live {
-        let diffs = differences(m, l, full);
         let ours = owned_by(l, aw_uid);
-        if report_only {
-            if !diffs.is_empty() {
-                out.diff = Some(
-                    json!({"observedInMemberClusterGeneration": observed_gen, "firstDiffedObservedTime": conditions::now(), "observedDiffs": diffs}),
-                );
-            }
-            out.applied = (true, "ReportDiffMode", "ReportDiff: not applied".into());
-            out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
-            return out;
-        }
         // Another placement's Work placed this object: only one with the same strategy may
         // share it; otherwise the conflict is reported and neither overrides the other.
-        if let Some(other) = conflicting_owner(ctx, l, aw_uid, strategy).await {
-            out.applied = (
-                false,
-                "ApplyConflictBetweenPlacements",
-                format!("the object is placed by another placement (Work {other}) with a different apply strategy"),
-            );
-            return out;
+        if !report_only {
+            if let Some(other) = conflicting_owner(ctx, l, aw_uid, strategy).await {
+                out.applied = (
+                    false,
+                    "ApplyConflictBetweenPlacements",
+                    format!("the object is placed by another placement (Work {other}) with a different apply strategy"),
+                );
+                return out;
+            }
         }
-        if !ours {
-            let refuse = match take_over {
-                "Never" => Some("the object exists in the member and whenToTakeOver is Never"),
-                "IfNoDiff" if !diffs.is_empty() => Some("the object exists in the member with differences and whenToTakeOver is IfNoDiff"),
-                _ => None,
-            };
-            if let Some(why) = refuse {
-                if !diffs.is_empty() {
-                    out.diff = Some(
-                        json!({"observedInMemberClusterGeneration": observed_gen, "firstDiffedObservedTime": conditions::now(), "observedDiffs": diffs}),
+        let settled = prev_hash == Some(manifest_hash.as_str())
+            && compare::holds(&compare::comparable(m), &compare::comparable(l));
+        // The differences matter to reports and to IfNoDiff / IfNotDrifted; an object of ours
+        // applied always needs only `settled`.
+        let needs_diffs = report_only || !ours || if_not_drifted;
+        let diffs = if needs_diffs {
+            match compare(&api, &oname, &body, l, full).await {
+                Ok(d) => d,
+                Err(e) => {
+                    out.applied = (
+                        false,
+                        "ManifestApplyFailed",
+                        format!("comparing with the member's object: {e}"),
                     );
+                    return out;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let diff_report = || {
+            json!({"observedInMemberClusterGeneration": observed_gen,
+                "firstDiffedObservedTime": conditions::now(), "observedDiffs": diffs})
+        };
+        match decide(
+            report_only,
+            ours,
+            take_over,
+            if_not_drifted,
+            !diffs.is_empty(),
+            settled,
+        ) {
+            Step::Report => {
+                if !diffs.is_empty() {
+                    out.diff = Some(diff_report());
+                }
+                out.applied = (true, "ReportDiffMode", "ReportDiff: not applied".into());
+                out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
+                return out;
+            }
+            Step::Refuse(why) => {
+                if !diffs.is_empty() {
+                    out.diff = Some(diff_report());
                 }
                 out.applied = (false, "NotTakenOver", why.into());
                 return out;
             }
-        } else if if_not_drifted && !diffs.is_empty() {
-            out.drift = Some(
-                json!({"observedInMemberClusterGeneration": observed_gen, "firstDriftedObservedTime": conditions::now(), "observedDrifts": diffs}),
-            );
-            out.applied = (false, "FoundDrifts", "the object changed in the member and whenToApply is IfNotDrifted: not applied over the change".into());
-            // Still the fleet's: it stays recorded (and is not removed as if it left the Work).
-            let mut r = identifier;
-            r["resource"] = json!(ar.plural);
-            r["uid"] = l["metadata"]["uid"].clone();
-            r["manifestHash"] = json!(prev_hash.unwrap_or(""));
-            out.applied_ref = Some(r);
-            return out;
-        } else if ours && diffs.is_empty() && prev_hash == Some(manifest_hash.as_str()) {
-            // Nothing to change: the agent re-applies only what changed.
-            out.applied = (true, "ManifestApplied", "applied".into());
-            out.available = Some(judge(l));
-            let mut r = identifier;
-            r["resource"] = json!(ar.plural);
-            r["uid"] = l["metadata"]["uid"].clone();
-            r["manifestHash"] = json!(manifest_hash);
-            out.applied_ref = Some(r);
-            return out;
+            Step::Drifted => {
+                out.drift = Some(
+                    json!({"observedInMemberClusterGeneration": observed_gen, "firstDriftedObservedTime": conditions::now(), "observedDrifts": diffs}),
+                );
+                out.applied = (false, "FoundDrifts", "the object changed in the member and whenToApply is IfNotDrifted: not applied over the change".into());
+                // Still the fleet's: it stays recorded (and is not removed as if it left the Work).
+                out.applied_ref = Some(recorded(&l["metadata"]["uid"], prev_hash.unwrap_or("")));
+                return out;
+            }
+            Step::Skip => {
+                // Nothing to change: the agent re-applies only what changed.
+                out.applied = (true, "ManifestApplied", "applied".into());
+                out.available = Some(judge(l));
+                out.applied_ref = Some(recorded(&l["metadata"]["uid"], &manifest_hash));
+                return out;
+            }
+            Step::Apply => {}
         }
     } else if report_only {
         out.diff = Some(
@@ -886,15 +955,6 @@ async fn apply_one(
         return out;
     }
     // Apply.
-    let mut body = m.clone();
-    let mut owners: Vec<Value> = live
-        .as_ref()
-        .and_then(|l| l["metadata"]["ownerReferences"].as_array().cloned())
-        .unwrap_or_default();
-    if !owners.iter().any(|o| o["uid"] == owner["uid"]) {
-        owners.push(owner.clone());
-    }
-    body["metadata"]["ownerReferences"] = json!(owners);
     let mut pp = PatchParams::apply(FIELD_MANAGER);
     if force {
         pp = pp.force();
@@ -904,11 +964,7 @@ async fn apply_one(
             out.applied = (true, "ManifestApplied", "applied".into());
             let applied = serde_json::to_value(&applied).unwrap_or(Value::Null);
             out.available = Some(judge(&applied));
-            let mut r = identifier;
-            r["resource"] = json!(ar.plural);
-            r["uid"] = applied["metadata"]["uid"].clone();
-            r["manifestHash"] = json!(manifest_hash);
-            out.applied_ref = Some(r);
+            out.applied_ref = Some(recorded(&applied["metadata"]["uid"], &manifest_hash));
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             out.applied = (false, "ApplyConflictWithOtherApplier", s.message);
@@ -916,4 +972,64 @@ async fn apply_one(
         Err(e) => out.applied = (false, "ManifestApplyFailed", e.to_string()),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apply_strategy_decides_per_existing_object() {
+        use Step::*;
+        let never = "the object exists in the member and whenToTakeOver is Never";
+        let if_no_diff =
+            "the object exists in the member with differences and whenToTakeOver is IfNoDiff";
+        // (report_only, ours, whenToTakeOver, IfNotDrifted, differs, settled) -> step
+        let table = [
+            ((true, false, "Always", false, true, false), Report),
+            ((true, true, "Never", true, true, true), Report),
+            ((false, false, "Always", false, true, false), Apply),
+            ((false, false, "Always", false, false, false), Apply),
+            ((false, false, "Never", false, false, false), Refuse(never)),
+            ((false, false, "Never", false, true, false), Refuse(never)),
+            ((false, false, "IfNoDiff", false, false, false), Apply),
+            (
+                (false, false, "IfNoDiff", false, true, false),
+                Refuse(if_no_diff),
+            ),
+            ((false, true, "Never", false, true, false), Apply),
+            ((false, true, "Always", true, true, false), Drifted),
+            ((false, true, "Always", true, true, true), Drifted),
+            ((false, true, "Always", true, false, true), Skip),
+            ((false, true, "Always", true, false, false), Apply),
+            ((false, true, "Always", false, true, true), Skip),
+            ((false, true, "Always", false, false, false), Apply),
+        ];
+        for ((report, ours, take_over, if_not_drifted, differs, settled), want) in table {
+            assert_eq!(
+                decide(report, ours, take_over, if_not_drifted, differs, settled),
+                want,
+                "report={report} ours={ours} takeOver={take_over} ifNotDrifted={if_not_drifted} differs={differs} settled={settled}"
+            );
+        }
+    }
+
+    #[test]
+    fn availability_is_judged_from_the_members_status() {
+        let deploy = |available: i64| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "generation": 2},
+                "spec": {"replicas": 2},
+                "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                    "availableReplicas": available, "readyReplicas": available}})
+        };
+        assert!(judge(&deploy(2)).0);
+        let (ok, reason, _) = judge(&deploy(1));
+        assert!(!ok);
+        assert_eq!(reason, "ManifestNotAvailableYet");
+        let (ok, reason, _) =
+            judge(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}));
+        assert!(ok);
+        assert_eq!(reason, "ManifestNotTrackable");
+    }
 }

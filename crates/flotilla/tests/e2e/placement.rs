@@ -768,7 +768,10 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
         (!d.is_empty()).then_some(d)
     });
     assert_eq!(drifted[0]["kind"], "ConfigMap");
-    assert_eq!(drifted[0]["observedDrifts"][0]["path"], "/data/color");
+    assert_eq!(
+        drifted[0]["observedDrifts"],
+        serde_json::json!([{"path": "/data/color", "valueInHub": "blue", "valueInMember": "red"}])
+    );
     let cm = get_json(
         &fleet.member(3),
         &["-n", "drift", "get", "configmap", "settings"],
@@ -862,6 +865,35 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
     assert!(diffed.iter().any(|d| d["kind"] == "Namespace"));
     fleet.wait_condition("diff", "ClusterResourcePlacementDiffReported");
     assert!(get_json(&fleet.member(2), &["get", "namespace", "diff"]).is_none());
+
+    // What the real member's API server defaults inside lists (a port's protocol, a
+    // container's pull policy and termination message path), and fields others set inside list
+    // items, are not differences under PartialComparison: the same Deployment made in the
+    // member directly shows no difference from the hub's.
+    let twin = "apiVersion: v1\nkind: Namespace\nmetadata: {name: twin}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: twin}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]\n";
+    fleet.apply(twin);
+    // The member's copy also sets a field inside the container that the hub's leaves out.
+    apply(
+        &fleet.member(3),
+        &twin.replace(
+            "ports: [{containerPort: 80}]",
+            "ports: [{containerPort: 80}], env: [{name: MODE, value: member}]",
+        ),
+    );
+    fleet.apply(&crp(
+        "twin",
+        "twin",
+        "  policy:\n    placementType: PickFixed\n    clusterNames: [member-3]\n",
+        "  strategy:\n    applyStrategy:\n      type: ReportDiff\n",
+    ));
+    let p = fleet.wait_condition("twin", "ClusterResourcePlacementDiffReported");
+    assert!(
+        p["status"]["placementStatuses"][0]["diffedPlacements"]
+            .as_array()
+            .is_none_or(|d| d.is_empty()),
+        "{}",
+        serde_json::to_string_pretty(&p["status"]).unwrap()
+    );
 }
 
 #[test]
