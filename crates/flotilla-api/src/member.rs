@@ -153,21 +153,44 @@ impl Resources {
     }
 }
 
-/// What a pod requests: the larger of the sum of its containers and any init container, plus
-/// overhead (the scheduler's rule).
+/// What a pod requests, as the scheduler reckons it: its containers, plus sidecars (init
+/// containers with `restartPolicy: Always`, which run beside them), or more if an init
+/// container (with the sidecars started before it) needs more; plus overhead.
 pub fn pod_requests(pod: &Value) -> Resources {
     let spec = &pod["spec"];
     let mut sum = Resources::default();
     for c in spec["containers"].as_array().into_iter().flatten() {
         sum.add(Resources::of(&c["resources"]["requests"]));
     }
+    let mut sidecars = Resources::default();
+    let mut init_peak = Resources::default();
     for c in spec["initContainers"].as_array().into_iter().flatten() {
         let r = Resources::of(&c["resources"]["requests"]);
-        sum.cpu = sum.cpu.max(r.cpu);
-        sum.memory = sum.memory.max(r.memory);
+        let during = if c["restartPolicy"] == "Always" {
+            sum.add(r);
+            sidecars.add(r);
+            sidecars
+        } else {
+            let mut d = r;
+            d.add(sidecars);
+            d
+        };
+        init_peak.cpu = init_peak.cpu.max(during.cpu);
+        init_peak.memory = init_peak.memory.max(during.memory);
     }
+    sum.cpu = sum.cpu.max(init_peak.cpu);
+    sum.memory = sum.memory.max(init_peak.memory);
     sum.add(Resources::of(&spec["overhead"]));
     sum
+}
+
+/// Whether new pods can use a node: Ready and not cordoned.
+pub fn node_schedulable(node: &Value) -> bool {
+    node["spec"]["unschedulable"] != true
+        && node["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// Whether a pod holds node resources: bound to a node and not finished.
@@ -186,29 +209,36 @@ pub fn pod_holds_resources(pod: &Value) -> bool {
 pub struct Usage {
     /// Number of nodes.
     pub nodes: usize,
-    /// Sum of node capacity.
+    /// Sum of node capacity, over every node.
     pub capacity: Resources,
-    /// Sum of node allocatable.
+    /// Sum of node allocatable, over the nodes new pods can use (Ready, not cordoned).
     pub allocatable: Resources,
-    /// Sum of requests of pods holding resources.
+    /// Sum of requests of pods holding resources on those nodes.
     pub requested: Resources,
 }
 
 impl Usage {
-    /// Totals over `nodes` and `pods` (every pod; finished and unbound ones are skipped).
+    /// Totals over `nodes` and `pods` (every pod; finished and unbound ones, and those on
+    /// nodes that are cordoned or not Ready, are skipped).
     pub fn compute<'a>(
         nodes: impl IntoIterator<Item = &'a Value>,
         pods: impl IntoIterator<Item = &'a Value>,
     ) -> Self {
         let mut u = Usage::default();
+        let mut usable = std::collections::BTreeSet::new();
         for n in nodes {
             u.nodes += 1;
             u.capacity.add(Resources::of(&n["status"]["capacity"]));
-            u.allocatable
-                .add(Resources::of(&n["status"]["allocatable"]));
+            if node_schedulable(n) {
+                u.allocatable
+                    .add(Resources::of(&n["status"]["allocatable"]));
+                usable.insert(n["metadata"]["name"].as_str().unwrap_or(""));
+            }
         }
         for p in pods {
-            if pod_holds_resources(p) {
+            if pod_holds_resources(p)
+                && usable.contains(p["spec"]["nodeName"].as_str().unwrap_or(""))
+            {
                 u.requested.add(pod_requests(p));
             }
         }
@@ -383,8 +413,10 @@ pub fn validate_member_cluster(obj: &Value) -> Vec<FieldError> {
 mod tests {
     use super::*;
 
-    fn node(cpu: &str, mem: &str) -> Value {
-        json!({"status": {"capacity": {"cpu": cpu, "memory": mem}, "allocatable": {"cpu": cpu, "memory": mem}}})
+    fn node(name: &str, cpu: &str, mem: &str) -> Value {
+        json!({"metadata": {"name": name},
+            "status": {"capacity": {"cpu": cpu, "memory": mem}, "allocatable": {"cpu": cpu, "memory": mem},
+                "conditions": [{"type": "Ready", "status": "True"}]}})
     }
     fn pod(node: &str, cpu: &str, mem: &str, phase: &str) -> Value {
         json!({"spec": {"nodeName": node, "containers": [{"resources": {"requests": {"cpu": cpu, "memory": mem}}}]},
@@ -393,7 +425,7 @@ mod tests {
 
     #[test]
     fn usage_subtracts_requests_of_running_pods_only() {
-        let nodes = [node("4", "8Gi"), node("4", "8Gi")];
+        let nodes = [node("n1", "4", "8Gi"), node("n2", "4", "8Gi")];
         let pods = [
             pod("n1", "500m", "1Gi", "Running"),
             pod("n2", "1", "2Gi", "Pending"),
@@ -432,6 +464,48 @@ mod tests {
         assert_eq!(p["gpu-count"], "4");
         assert_eq!(p["bad-line"], "");
         assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn cordoned_and_not_ready_nodes_are_not_usable_capacity() {
+        let mut cordoned = node("n2", "4", "8Gi");
+        cordoned["spec"]["unschedulable"] = json!(true);
+        let mut not_ready = node("n3", "4", "8Gi");
+        not_ready["status"]["conditions"][0]["status"] = json!("False");
+        let mut unknown = node("n4", "4", "8Gi");
+        unknown["status"]["conditions"] = json!([]);
+        let nodes = [node("n1", "4", "8Gi"), cordoned, not_ready, unknown];
+        // Pods on nodes that are not usable do not take from what is usable.
+        let pods = [
+            pod("n1", "1", "1Gi", "Running"),
+            pod("n2", "2", "2Gi", "Running"),
+        ];
+        let u = Usage::compute(&nodes, &pods);
+        assert_eq!(u.nodes, 4);
+        assert_eq!(format_cpu(u.capacity.cpu), "16");
+        assert_eq!(format_cpu(u.allocatable.cpu), "4");
+        assert_eq!(format_cpu(u.available().cpu), "3");
+        assert_eq!(format_memory(u.available().memory), "7Gi");
+    }
+
+    #[test]
+    fn sidecars_add_to_the_containers_and_to_later_init_containers() {
+        // containers 500m; sidecar 200m runs beside them (700m); a later init container of
+        // 600m runs beside the sidecar (800m): the pod needs 800m.
+        let p = json!({"spec": {"nodeName": "n",
+            "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "100Mi"}}}],
+            "initContainers": [
+                {"restartPolicy": "Always", "resources": {"requests": {"cpu": "200m", "memory": "50Mi"}}},
+                {"resources": {"requests": {"cpu": "600m", "memory": "10Mi"}}}]}});
+        let r = pod_requests(&p);
+        assert_eq!(r.cpu, 800);
+        assert_eq!(format_memory(r.memory), "150Mi");
+        // An init container before the sidecar does not run beside it.
+        let q = json!({"spec": {"initContainers": [
+                {"resources": {"requests": {"cpu": "600m"}}},
+                {"restartPolicy": "Always", "resources": {"requests": {"cpu": "200m"}}}],
+            "containers": [{"resources": {"requests": {"cpu": "500m"}}}]}});
+        assert_eq!(pod_requests(&q).cpu, 700);
     }
 
     #[test]

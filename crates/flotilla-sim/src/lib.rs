@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use flotilla_api::member::{pod_holds_resources, pod_requests, Resources};
+use flotilla_api::member::{node_schedulable, pod_holds_resources, pod_requests, Resources};
 use flotilla_api::quantity::parse_milli;
 use flotilla_apiserver::ApiServer;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -753,11 +753,7 @@ impl Sim {
     /// pods after the delay, complete Job pods after another.
     async fn schedule_and_run(&mut self, st: &State) -> anyhow::Result<()> {
         let mut free: BTreeMap<String, Resources> = BTreeMap::new();
-        for n in st
-            .nodes
-            .iter()
-            .filter(|n| n["spec"]["unschedulable"] != true)
-        {
+        for n in st.nodes.iter().filter(|n| node_schedulable(n)) {
             let a = &n["status"]["allocatable"];
             free.insert(
                 name(n).to_string(),
