@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod compare;
 pub mod work;
 
@@ -17,6 +18,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flotilla_api::conditions;
+
+use crate::backoff::{failure_of, Backoff};
 use flotilla_api::crds::CLUSTER_GROUP;
 use flotilla_api::member::{self, condition as cond, reason, MEMBER_AGENT};
 use futures::StreamExt;
@@ -54,26 +57,10 @@ fn describe(e: &kube::Error) -> (bool, String) {
     }
 }
 
-/// Exponential backoff with a ceiling; credential errors back off to the longest wait at once,
-/// so a revoked agent does not hammer the hub.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const MIN: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(60);
-    fn new() -> Self {
-        Self { next: Self::MIN }
-    }
-    fn reset(&mut self) {
-        self.next = Self::MIN;
-    }
-    fn fail(&mut self, auth: bool) -> Duration {
-        let d = if auth { Self::MAX } else { self.next };
-        self.next = (self.next * 2).min(Self::MAX);
-        d
-    }
+/// The heartbeat's backoff: 1 s doubling to 60 s, ±20% jitter; credential errors wait 60 s at
+/// once, so a revoked agent does not hammer the hub.
+fn heartbeat_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 0.2)
 }
 
 /// Member-side caches the heartbeat reads.
@@ -182,7 +169,7 @@ impl Agent {
         imc_rx: &mut tokio::sync::watch::Receiver<Option<DynamicObject>>,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> anyhow::Result<()> {
-        let mut backoff = Backoff::new();
+        let mut backoff = heartbeat_backoff();
         let mut last_sent = Value::Null;
         let mut version = String::new();
         let mut joined_logged = false;
@@ -205,8 +192,8 @@ impl Agent {
                         return Ok(());
                     }
                     Err(e) => {
-                        let (auth, msg) = describe(&e);
-                        let wait = backoff.fail(auth);
+                        let (_, msg) = describe(&e);
+                        let wait = backoff.fail(failure_of(&e));
                         tracing::warn!(error = %msg, retry_in = ?wait, "could not report leaving");
                         tokio::select! {
                             _ = &mut *shutdown => return Ok(()),
@@ -236,7 +223,7 @@ impl Agent {
                 }
                 Err(e) => {
                     let (auth, msg) = describe(&e);
-                    let wait = backoff.fail(auth);
+                    let wait = backoff.fail(failure_of(&e));
                     if auth {
                         tracing::error!(error = %msg, retry_in = ?wait, "heartbeat rejected");
                     } else {
@@ -443,24 +430,5 @@ impl Agent {
         );
         let status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": conditions::now()}]});
         self.write_status(imcs, status).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_credential_errors_wait_longest() {
-        let mut b = Backoff::new();
-        assert_eq!(b.fail(false), Duration::from_secs(1));
-        assert_eq!(b.fail(false), Duration::from_secs(2));
-        assert_eq!(b.fail(true), Backoff::MAX);
-        b.reset();
-        assert_eq!(b.fail(false), Duration::from_secs(1));
-        for _ in 0..20 {
-            b.fail(false);
-        }
-        assert_eq!(b.fail(false), Backoff::MAX);
     }
 }

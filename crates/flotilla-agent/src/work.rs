@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use flotilla_api::conditions;
 
+use crate::backoff::{failure_of, Backoff, Failure};
 use crate::compare;
 use flotilla_api::manifests::{apply_rank, availability, Availability};
 use flotilla_api::placement::annotation::DELETE_STRATEGY;
@@ -54,12 +55,18 @@ fn applied_work_resource() -> ApiResource {
     )
 }
 
+/// What stops the applier.
 #[derive(Debug, thiserror::Error)]
-enum Error {
+pub enum Error {
+    /// The member's API server answered with an error.
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    /// A manifest or a server's answer could not be read.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The member cannot be set up for the applier.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Member resource types by (group, kind), from discovery (refreshed when a kind is unknown).
@@ -112,21 +119,72 @@ struct Ctx {
     kinds: Kinds,
     /// When each Work's status was last written (namespace/name).
     status_written: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Each Work's waits before it is looked at again (namespace/name).
+    waits: parking_lot::Mutex<std::collections::HashMap<String, Waits>>,
+}
+
+/// How long a Work waits before it is looked at again, by why: after an error (200 ms doubling
+/// to 60 s), while some manifest fails to apply (5 s doubling to 5 min), while an applied
+/// object is not yet available (250 ms doubling to 10 s); all jittered by ±20%. A new
+/// generation of the Work starts them afresh.
+struct Waits {
+    generation: i64,
+    touched: std::time::Instant,
+    errors: Backoff,
+    failed: Backoff,
+    pending: Backoff,
+}
+
+impl Waits {
+    fn new(generation: i64) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            generation,
+            touched: std::time::Instant::now(),
+            errors: Backoff::new(ms(200), Duration::from_secs(60), 0.2),
+            failed: Backoff::new(Duration::from_secs(5), Duration::from_secs(300), 0.2),
+            pending: Backoff::new(ms(250), Duration::from_secs(10), 0.2),
+        }
+    }
+}
+
+impl Ctx {
+    /// Runs `f` on the waits of Work `key` at `generation` (made afresh for a new generation).
+    fn with_waits<T>(&self, key: &str, generation: i64, f: impl FnOnce(&mut Waits) -> T) -> T {
+        let mut all = self.waits.lock();
+        if all.len() > 4096 {
+            // Works that are gone are not looked at again: forget them after a while.
+            all.retain(|_, w| w.touched.elapsed() < Duration::from_secs(600));
+        }
+        let w = all
+            .entry(key.to_string())
+            .or_insert_with(|| Waits::new(generation));
+        if w.generation != generation {
+            *w = Waits::new(generation);
+        }
+        w.touched = std::time::Instant::now();
+        f(w)
+    }
 }
 
 /// A Work status whose conditions changed only in their messages (progress such as "0 of 1
 /// replicas available") is written at most this often; a change of state at once.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Installs the AppliedWork CRD in the member (if missing), then applies Works until
-/// dropped. Also removes what Works deleted from the hub had applied.
+/// Installs the AppliedWork CRD in the member (or brings an older one up to date), then
+/// applies Works until dropped. Also removes what Works deleted from the hub had applied.
 pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 0.2);
     loop {
-        match install_applied_work(&member).await {
+        match install_applied_work(&member, Duration::from_secs(60)).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "installing the AppliedWork CRD in the member failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                let wait = backoff.fail(match &e {
+                    Error::Kube(k) => failure_of(k),
+                    _ => Failure::Other,
+                });
+                tracing::warn!(error = %e, retry_in = ?wait, "installing the AppliedWork CRD in the member failed; retrying");
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -134,6 +192,7 @@ pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
     let works: Api<DynamicObject> = Api::namespaced_with(hub.clone(), &ns, &work_resource());
     let ctx = Arc::new(Ctx {
         status_written: Default::default(),
+        waits: Default::default(),
         hub,
         member: member.clone(),
         kinds: Kinds::default(),
@@ -147,27 +206,58 @@ pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
     janitor.abort();
 }
 
-async fn install_applied_work(member: &kube::Client) -> Result<(), Error> {
+/// Annotation on the AppliedWork CRD: a digest of the definition it was installed from.
+const DEFINITION_DIGEST: &str = "flotilla.dev/definition-digest";
+
+/// Creates the AppliedWork CRD in the member, or replaces one installed from another
+/// definition (an older agent's, or none of ours), and waits until the member serves it
+/// (Established) for at most `patience`.
+pub async fn install_applied_work(member: &kube::Client, patience: Duration) -> Result<(), Error> {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
         "customresourcedefinitions",
     );
     let api: Api<DynamicObject> = Api::all_with(member.clone(), &ar);
-    let crd: DynamicObject = serde_json::from_value(placement::applied_work())?;
-    match api.create(&PostParams::default(), &crd).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => return Err(e.into()),
+    let mut definition = placement::applied_work();
+    let digest = flotilla_api::manifests::content_hash(std::slice::from_ref(&definition));
+    definition["metadata"]["annotations"] = json!({DEFINITION_DIGEST: digest});
+    let name = definition["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut crd: DynamicObject = serde_json::from_value(definition)?;
+    match api.get_opt(&name).await? {
+        None => match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            // Another agent made it at the same moment.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        },
+        Some(cur) if cur.annotations().get(DEFINITION_DIGEST) != Some(&digest) => {
+            tracing::info!(crd = %name, "updating the AppliedWork CRD in the member to this agent's definition");
+            crd.metadata.resource_version = cur.metadata.resource_version.clone();
+            api.replace(&name, &PostParams::default(), &crd).await?;
+        }
+        Some(_) => {}
     }
-    // Wait until the member serves it.
-    let aw: Api<DynamicObject> = Api::all_with(member.clone(), &applied_work_resource());
-    for _ in 0..100 {
-        if aw.list(&Default::default()).await.is_ok() {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let cur = api.get(&name).await?;
+        let conds = &cur.data["status"]["conditions"];
+        if conditions::is_true(conds, "Established") {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio::time::Instant::now() >= deadline {
+            let why = conditions::find(conds, "NamesAccepted")
+                .filter(|c| c["status"] == "False")
+                .map(|c| format!(": {}", c["message"].as_str().unwrap_or("")))
+                .unwrap_or_default();
+            return Err(Error::Setup(format!(
+                "the member has not established the AppliedWork CRD within {patience:?}{why}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
 }
 
 /// The apiVersion of a recorded resource (group and version).
@@ -266,16 +356,26 @@ async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
     }
 }
 
-fn error_policy(work: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
+fn error_policy(work: Arc<DynamicObject>, e: &Error, ctx: Arc<Ctx>) -> Action {
+    let failure = match e {
+        Error::Kube(k) => failure_of(k),
+        Error::Json(_) | Error::Setup(_) => Failure::Other,
+    };
+    let key = format!(
+        "{}/{}",
+        work.namespace().unwrap_or_default(),
+        work.name_any()
+    );
+    let generation = work.metadata.generation.unwrap_or(0);
+    let wait = ctx.with_waits(&key, generation, |w| w.errors.fail(failure));
     match e {
-        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
-            Action::requeue(Duration::from_millis(200))
-        }
+        // Another writer moved the object on (a status patch raced): retry soon, quietly.
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {}
         _ => {
-            tracing::warn!(work = %work.name_any(), error = %e, "applying the Work failed; retrying");
-            Action::requeue(Duration::from_secs(2))
+            tracing::warn!(work = %work.name_any(), error = %e, retry_in = ?wait, "applying the Work failed; retrying");
         }
     }
+    Action::requeue(wait)
 }
 
 /// The outcome of one manifest.
@@ -710,17 +810,27 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             deferred = true;
         }
     }
-    // Not yet available: look again soon; failed: retry later; otherwise re-check for drift
-    // now and then (sooner when progress waits to be written).
-    Ok(if deferred && all_applied && !pending {
-        Action::requeue(PROGRESS_INTERVAL)
-    } else if !all_applied {
-        Action::requeue(Duration::from_secs(5))
-    } else if pending {
-        Action::requeue(Duration::from_millis(250))
-    } else {
-        Action::requeue(Duration::from_secs(30))
-    })
+    // Not yet available: look again soon, then less often; failed: retry with backoff;
+    // otherwise re-check for drift now and then (sooner when progress waits to be written).
+    let key = format!("{}/{name}", work.namespace().unwrap_or_default());
+    Ok(ctx.with_waits(&key, generation, |w| {
+        w.errors.reset();
+        if all_applied {
+            w.failed.reset();
+        }
+        if !pending {
+            w.pending.reset();
+        }
+        if deferred && all_applied && !pending {
+            Action::requeue(PROGRESS_INTERVAL)
+        } else if !all_applied {
+            Action::requeue(w.failed.fail(Failure::Other))
+        } else if pending {
+            Action::requeue(w.pending.fail(Failure::Other))
+        } else {
+            Action::requeue(Duration::from_secs(30))
+        }
+    }))
 }
 
 /// The Available condition of an object as read from the member.

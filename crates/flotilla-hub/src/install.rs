@@ -80,12 +80,8 @@ pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
     let mut names = Vec::new();
     for mut crd in crds::all() {
         let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let digest = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            crd.to_string().hash(&mut h);
-            format!("{:016x}", h.finish())
-        };
+        // A stable digest (FNV over the JSON), the same in every build of the hub.
+        let digest = flotilla_api::manifests::content_hash(std::slice::from_ref(&crd));
         crd["metadata"]["annotations"] = serde_json::json!({DIGEST: digest});
         let mut obj: DynamicObject = serde_json::from_value(crd)?;
         match api.get_opt(&name).await? {
