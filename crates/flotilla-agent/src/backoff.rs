@@ -123,14 +123,11 @@ mod tests {
     #[test]
     fn errors_are_classified_by_status() {
         let api = |code: u16, retry: u32| {
-            kube::Error::Api(Box::new(kube::core::Status {
-                code,
-                details: Some(kube::core::response::StatusDetails {
-                    retry_after_seconds: retry,
-                    ..Default::default()
-                }),
-                ..Default::default()
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "code": code, "details": {"retryAfterSeconds": retry}
             }))
+            .unwrap();
+            kube::Error::Api(Box::new(status))
         };
         assert_eq!(failure_of(&api(401, 0)), Failure::Credentials);
         assert_eq!(failure_of(&api(403, 0)), Failure::Credentials);
