@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod compare;
+pub mod kinds;
 pub mod work;
 
 use std::collections::BTreeMap;

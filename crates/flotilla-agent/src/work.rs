@@ -25,17 +25,16 @@ use flotilla_api::conditions;
 
 use crate::backoff::{failure_of, Backoff, Failure};
 use crate::compare;
+use crate::kinds::Kinds;
 use flotilla_api::manifests::{apply_rank, availability, Availability};
 use flotilla_api::placement::annotation::DELETE_STRATEGY;
 use flotilla_api::placement::{self, cluster_condition as cc, PLACEMENT_GROUP, STORAGE_VERSION};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::discovery::{Discovery, Scope};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::ResourceExt;
-use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 /// The agent's field manager in member clusters.
@@ -67,50 +66,6 @@ pub enum Error {
     /// The member cannot be set up for the applier.
     #[error("{0}")]
     Setup(String),
-}
-
-/// Member resource types by (group, kind), from discovery (refreshed when a kind is unknown).
-#[derive(Default)]
-struct Kinds {
-    known: RwLock<BTreeMap<(String, String), (ApiResource, bool)>>,
-}
-
-impl Kinds {
-    async fn resolve(
-        &self,
-        client: &kube::Client,
-        api_version: &str,
-        kind: &str,
-    ) -> Option<(ApiResource, bool)> {
-        let group = api_version
-            .rsplit_once('/')
-            .map_or("", |(g, _)| g)
-            .to_string();
-        let key = (group.clone(), kind.to_string());
-        if let Some(k) = self.known.read().get(&key) {
-            return Some(k.clone());
-        }
-        // Unknown: discover again (a CRD may just have been applied).
-        if let Ok(d) = Discovery::new(client.clone()).run().await {
-            let mut known = self.known.write();
-            for g in d.groups() {
-                for (ar, caps) in g.recommended_resources() {
-                    known.insert(
-                        (ar.group.clone(), ar.kind.clone()),
-                        (ar, matches!(caps.scope, Scope::Namespaced)),
-                    );
-                }
-            }
-        }
-        let (ar, namespaced) = self.known.read().get(&key).cloned()?;
-        // Apply at the manifest's version (discovery gives the preferred one).
-        let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(&group, version, kind),
-            &ar.plural,
-        );
-        Some((ar, namespaced))
-    }
 }
 
 struct Ctx {
@@ -226,19 +181,28 @@ pub async fn install_applied_work(member: &kube::Client, patience: Duration) -> 
         .unwrap_or("")
         .to_string();
     let mut crd: DynamicObject = serde_json::from_value(definition)?;
-    match api.get_opt(&name).await? {
-        None => match api.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            // Another agent made it at the same moment.
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+    // The member's CRD controller writes the CRD's status as it goes: an update that meets a
+    // newer version reads it again.
+    for attempt in 1.. {
+        let written = match api.get_opt(&name).await? {
+            None => api.create(&PostParams::default(), &crd).await.map(drop),
+            Some(cur) if cur.annotations().get(DEFINITION_DIGEST) != Some(&digest) => {
+                tracing::info!(crd = %name, "updating the AppliedWork CRD in the member to this agent's definition");
+                crd.metadata.resource_version = cur.metadata.resource_version.clone();
+                api.replace(&name, &PostParams::default(), &crd)
+                    .await
+                    .map(drop)
+            }
+            Some(_) => Ok(()),
+        };
+        match written {
+            Ok(()) => break,
+            // Another writer (the CRD controller, another agent) was first: look again.
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
             Err(e) => return Err(e.into()),
-        },
-        Some(cur) if cur.annotations().get(DEFINITION_DIGEST) != Some(&digest) => {
-            tracing::info!(crd = %name, "updating the AppliedWork CRD in the member to this agent's definition");
-            crd.metadata.resource_version = cur.metadata.resource_version.clone();
-            api.replace(&name, &PostParams::default(), &crd).await?;
         }
-        Some(_) => {}
     }
     let deadline = tokio::time::Instant::now() + patience;
     loop {
@@ -280,7 +244,7 @@ async fn abandon(member: &kube::Client, a: &DynamicObject) {
         .flatten()
     {
         let api_version = api_version_of(r);
-        let Some((ar, namespaced)) = kinds
+        let Ok((ar, namespaced)) = kinds
             .resolve(member, &api_version, r["kind"].as_str().unwrap_or(""))
             .await
         else {
@@ -615,7 +579,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             continue;
         }
         let api_version = api_version_of(old);
-        if let Some((ar, namespaced)) = ctx
+        if let Ok((ar, namespaced)) = ctx
             .kinds
             .resolve(
                 &ctx.member,
@@ -933,13 +897,12 @@ async fn apply_one(
         diff: None,
         applied_ref: None,
     };
-    let Some((ar, namespaced)) = ctx.kinds.resolve(&ctx.member, api_version, kind).await else {
-        out.applied = (
-            false,
-            "FailedToFindResource",
-            format!("the member cluster serves no {kind} in {api_version}"),
-        );
-        return out;
+    let (ar, namespaced) = match ctx.kinds.resolve(&ctx.member, api_version, kind).await {
+        Ok(r) => r,
+        Err(missing) => {
+            out.applied = (false, "FailedToFindResource", missing.to_string());
+            return out;
+        }
     };
     out.identifier["resource"] = json!(ar.plural);
     let api: Api<DynamicObject> = match (namespaced, m["metadata"]["namespace"].as_str()) {
@@ -1078,6 +1041,23 @@ async fn apply_one(
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             out.applied = (false, "ApplyConflictWithOtherApplier", s.message);
+        }
+        Err(kube::Error::Api(s))
+            if s.code == 404
+                && s.reason == "NotFound"
+                && s.details.as_ref().is_none_or(|d| d.name.is_empty()) =>
+        {
+            // The member stopped serving the kind (a CRD removed, a version dropped): look it
+            // up again next time.
+            ctx.kinds.forget(api_version);
+            out.applied = (
+                false,
+                "FailedToFindResource",
+                format!(
+                    "the member no longer serves {kind} in {api_version}: {}",
+                    s.message
+                ),
+            );
         }
         Err(e) => out.applied = (false, "ManifestApplyFailed", e.to_string()),
     }

@@ -107,3 +107,114 @@ async fn the_applied_work_crd_is_installed_upgraded_or_reported() {
         "{msg}"
     );
 }
+
+async fn client_of(cluster: &flotilla_testbed::RealCluster) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kinds_survive_an_unavailable_api_and_follow_new_crds() {
+    use flotilla_agent::kinds::{Kinds, Missing};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster =
+        flotilla_testbed::RealCluster::start(dir.path(), flotilla_testbed::ControlPlane::ApiServer)
+            .unwrap();
+    let client = client_of(&cluster).await;
+    // An aggregated API whose backend does not exist, as metrics.k8s.io is on a cluster whose
+    // metrics-server is down: its discovery fails with 503.
+    let apiservices: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiregistration.k8s.io", "v1", "APIService"),
+            "apiservices",
+        ),
+    );
+    let broken: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": "v1beta1.metrics.k8s.io"},
+        "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "insecureSkipTLSVerify": true,
+            "groupPriorityMinimum": 100, "versionPriority": 100,
+            "service": {"namespace": "kube-system", "name": "metrics-server"}}
+    }))
+    .unwrap();
+    apiservices
+        .create(&PostParams::default(), &broken)
+        .await
+        .unwrap();
+    let kinds = Kinds::default();
+    let (ar, namespaced) = kinds.resolve(&client, "v1", "ConfigMap").await.unwrap();
+    assert_eq!((ar.plural.as_str(), namespaced), ("configmaps", true));
+    let (ar, _) = kinds
+        .resolve(&client, "apps/v1", "Deployment")
+        .await
+        .unwrap();
+    assert_eq!(ar.plural, "deployments");
+    match kinds
+        .resolve(&client, "metrics.k8s.io/v1beta1", "NodeMetrics")
+        .await
+    {
+        Err(Missing::DiscoveryFailed(m)) => assert!(
+            m.starts_with("the member could not list the resources of metrics.k8s.io/v1beta1: "),
+            "{m}"
+        ),
+        other => panic!("expected a discovery failure, got {other:?}"),
+    }
+    assert!(kinds.failures().contains_key("metrics.k8s.io/v1beta1"));
+    assert_eq!(
+        kinds.resolve(&client, "example.com/v1", "Gadget").await,
+        Err(Missing::NotServed(
+            "the member cluster serves no Gadget in example.com/v1".into()
+        ))
+    );
+
+    // A CRD installed after the kinds were discovered is found on its first use.
+    let crd: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    crds(&client)
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let mut found = None;
+    for _ in 0..100 {
+        if let Ok(r) = kinds.resolve(&client, "example.com/v1", "Gadget").await {
+            found = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ar, namespaced) = found.expect("the new CRD's kind was never found");
+    assert_eq!((ar.plural.as_str(), namespaced), ("gadgets", true));
+
+    // Removed: cached until the applier meets a 404 and forgets the group version; then the
+    // next use asks the member again.
+    crds(&client)
+        .delete("gadgets.example.com", &Default::default())
+        .await
+        .unwrap();
+    assert!(kinds
+        .resolve(&client, "example.com/v1", "Gadget")
+        .await
+        .is_ok());
+    let mut gone = false;
+    for _ in 0..100 {
+        kinds.forget("example.com/v1");
+        if let Err(Missing::NotServed(_)) = kinds.resolve(&client, "example.com/v1", "Gadget").await
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone, "the removed CRD's kind is still resolved");
+}

@@ -84,26 +84,34 @@ pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
         let digest = flotilla_api::manifests::content_hash(std::slice::from_ref(&crd));
         crd["metadata"]["annotations"] = serde_json::json!({DIGEST: digest});
         let mut obj: DynamicObject = serde_json::from_value(crd)?;
-        match api.get_opt(&name).await? {
-            None => {
-                api.create(&PostParams::default(), &obj)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("creating CRD {name}: {e}"))?;
+        // The API server's CRD controller writes the CRD's status as it goes (a real
+        // kube-apiserver does so right after every change): an update that meets a newer
+        // version reads it again.
+        for attempt in 1.. {
+            let written = match api.get_opt(&name).await? {
+                None => api.create(&PostParams::default(), &obj).await.map(drop),
+                Some(cur)
+                    if cur
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(DIGEST))
+                        != Some(&digest) =>
+                {
+                    obj.metadata.resource_version = cur.metadata.resource_version.clone();
+                    api.replace(&name, &PostParams::default(), &obj)
+                        .await
+                        .map(drop)
+                }
+                Some(_) => Ok(()),
+            };
+            match written {
+                Ok(()) => break,
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => anyhow::bail!("installing CRD {name}: {e}"),
             }
-            Some(cur)
-                if cur
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(DIGEST))
-                    != Some(&digest) =>
-            {
-                obj.metadata.resource_version = cur.metadata.resource_version.clone();
-                api.replace(&name, &PostParams::default(), &obj)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("updating CRD {name}: {e}"))?;
-            }
-            Some(_) => {}
         }
         names.push(name);
     }
