@@ -23,20 +23,30 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+# Counts of one log: "N passed, M failed" over its test binaries.
+count() {
+    local p f
+    p=$(grep -Eo '[0-9]+ passed' "$1" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -Eo '[0-9]+ failed' "$1" | awk '{s+=$1} END {print s+0}')
+    echo "$p passed, $f failed"
+}
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+# Every test binary runs even when one fails, so a run reports every failure.
+cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/workspace"
 status=${PIPESTATUS[0]}
-# The API suite (memory above) against the other stores.
+# The API suite (against the memory store above) against the other stores: the same tests
+# again, counted apart so the workspace line counts each test once.
 for store in redb etcd; do
     echo "== API suite against $store" >&2
-    FLOTILLA_TEST_STORE=$store cargo test -p flotilla-apiserver --test api 2>&1 | tee -a "$log"
+    FLOTILLA_TEST_STORE=$store cargo test -p flotilla-apiserver --test api 2>&1 | tee "$logs/$store"
     s=${PIPESTATUS[0]}
     [ "$s" = 0 ] || status=$s
 done
 set -e
-passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
-echo "tests: ${passed} passed, ${failed} failed"
+echo "tests: $(count "$logs/workspace") (each test once; the API suite against the memory store)"
+for store in redb etcd; do
+    echo "API suite again against $store: $(count "$logs/$store")"
+done
 exit "$status"

@@ -325,8 +325,12 @@ impl Agent {
         if ready.is_ok() && synced(&view.nodes) && synced(&view.pods) {
             let nodes = view.nodes.state();
             let pods = view.pods.state();
-            let usage =
-                member::Usage::compute(nodes.iter().map(|n| &n.data), pods.iter().map(|p| &p.data));
+            let usage = member::Usage::compute(
+                nodes
+                    .iter()
+                    .map(|n| (n.metadata.name.as_deref().unwrap_or(""), &n.data)),
+                pods.iter().map(|p| &p.data),
+            );
             let custom = self.custom_properties().await;
             let (props, rejected) = member::properties(
                 &usage,

@@ -218,21 +218,22 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Totals over `nodes` and `pods` (every pod; finished and unbound ones, and those on
-    /// nodes that are cordoned or not Ready, are skipped).
+    /// Totals over `nodes` (name, and the object with its spec and status) and `pods` (every
+    /// pod; finished and unbound ones, and those on nodes that are cordoned or not Ready, are
+    /// skipped).
     pub fn compute<'a>(
-        nodes: impl IntoIterator<Item = &'a Value>,
+        nodes: impl IntoIterator<Item = (&'a str, &'a Value)>,
         pods: impl IntoIterator<Item = &'a Value>,
     ) -> Self {
         let mut u = Usage::default();
         let mut usable = std::collections::BTreeSet::new();
-        for n in nodes {
+        for (name, n) in nodes {
             u.nodes += 1;
             u.capacity.add(Resources::of(&n["status"]["capacity"]));
             if node_schedulable(n) {
                 u.allocatable
                     .add(Resources::of(&n["status"]["allocatable"]));
-                usable.insert(n["metadata"]["name"].as_str().unwrap_or(""));
+                usable.insert(name);
             }
         }
         for p in pods {
@@ -418,6 +419,11 @@ mod tests {
             "status": {"capacity": {"cpu": cpu, "memory": mem}, "allocatable": {"cpu": cpu, "memory": mem},
                 "conditions": [{"type": "Ready", "status": "True"}]}})
     }
+    fn named(nodes: &[Value]) -> impl Iterator<Item = (&str, &Value)> {
+        nodes
+            .iter()
+            .map(|n| (n["metadata"]["name"].as_str().unwrap(), n))
+    }
     fn pod(node: &str, cpu: &str, mem: &str, phase: &str) -> Value {
         json!({"spec": {"nodeName": node, "containers": [{"resources": {"requests": {"cpu": cpu, "memory": mem}}}]},
             "status": {"phase": phase}})
@@ -432,7 +438,7 @@ mod tests {
             pod("n1", "2", "1Gi", "Succeeded"),
             pod("", "3", "1Gi", "Pending"),
         ];
-        let u = Usage::compute(&nodes, &pods);
+        let u = Usage::compute(named(&nodes), &pods);
         assert_eq!(u.nodes, 2);
         assert_eq!(format_cpu(u.available().cpu), "6500m");
         assert_eq!(format_memory(u.available().memory), "13Gi");
@@ -480,7 +486,7 @@ mod tests {
             pod("n1", "1", "1Gi", "Running"),
             pod("n2", "2", "2Gi", "Running"),
         ];
-        let u = Usage::compute(&nodes, &pods);
+        let u = Usage::compute(named(&nodes), &pods);
         assert_eq!(u.nodes, 4);
         assert_eq!(format_cpu(u.capacity.cpu), "16");
         assert_eq!(format_cpu(u.allocatable.cpu), "4");
