@@ -104,7 +104,18 @@ pub(crate) fn decode_body(
     let v: Value = match base {
         crate::proto::MEDIA_TYPE => match proto_def {
             Some(def) => crate::proto::decode(body, def).map_err(|e| {
-                ApiError::bad_request(format!("unable to decode the protobuf body: {e}"))
+                // kube-apiserver quotes Go's reader ("unexpected EOF" for a cut-off body)
+                // and the body's first bytes in hex.
+                let detail = if e.starts_with("truncated") {
+                    "unexpected EOF".to_string()
+                } else {
+                    e
+                };
+                let hex: String = body.iter().take(30).map(|b| format!("{b:02x}")).collect();
+                let more = if body.len() > 30 { " ..." } else { "" };
+                ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {kind}): {detail} ({hex}{more})"
+                ))
             })?,
             None => return Err(ApiError::unsupported_media_type(base)),
         },

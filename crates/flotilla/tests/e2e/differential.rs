@@ -26,6 +26,9 @@ struct Step {
     /// The body as sent, when it must not be JSON (a YAML or protobuf test).
     #[serde(default)]
     raw_body: Option<String>,
+    /// A binary request body, base64-encoded (a protobuf body, for instance).
+    #[serde(default)]
+    body_base64: Option<String>,
     #[serde(default)]
     content_type: Option<String>,
     #[serde(default)]
@@ -106,10 +109,16 @@ impl Side {
             .method(step.method.as_str())
             .uri(self.subst(&step.path));
         let ct = step.content_type.as_deref().unwrap_or("application/json");
-        let body = match (&step.body, &step.raw_body) {
-            (Some(v), _) => self.subst(&v.to_string()).into_bytes(),
-            (None, Some(r)) => self.subst(r).into_bytes(),
-            (None, None) => Vec::new(),
+        let body = match (&step.body, &step.raw_body, &step.body_base64) {
+            (Some(v), _, _) => self.subst(&v.to_string()).into_bytes(),
+            (None, Some(r), _) => self.subst(r).into_bytes(),
+            (None, None, Some(b)) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .expect("bodyBase64 is base64")
+            }
+            (None, None, None) => Vec::new(),
         };
         if !body.is_empty() {
             b = b.header("content-type", ct);
@@ -511,7 +520,7 @@ fn the_hub_answers_as_kube_apiserver_does() {
                     method: "POST".into(),
                     path: "/api/v1/namespaces".into(),
                     body: Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
-                    raw_body: None, content_type: None, accept: None, only: vec![], ignore: vec![],
+                    raw_body: None, body_base64: None, content_type: None, accept: None, only: vec![], ignore: vec![],
                     capture: BTreeMap::new(), status_only: true, until_code: None, until_same: false, user: None,
                 };
                 let a = side.send(&create).await;
