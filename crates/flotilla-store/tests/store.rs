@@ -302,13 +302,22 @@ async fn redb_store_reopens_with_its_objects_and_revision() {
             .await
             .unwrap();
     }
-    // The committer task notices the store is gone and releases the database.
-    let store = loop {
+    // The committer task notices the store is gone and releases the database (within 5 s).
+    let mut last = None;
+    let mut reopened = None;
+    for _ in 0..500 {
         match RedbBackend::open(&path) {
-            Ok(b) => break Store::open(b, StoreConfig::default()).unwrap(),
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Ok(b) => {
+                reopened = Some(Store::open(b, StoreConfig::default()).unwrap());
+                break;
+            }
+            Err(e) => {
+                last = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
-    };
+    }
+    let store = reopened.unwrap_or_else(|| panic!("the database was not released: {last:?}"));
     assert_eq!(store.revision(), 3);
     assert!(store.get("/k/a").is_none());
     let b = store.get("/k/b").unwrap();

@@ -301,7 +301,7 @@ async fn delete_with_cascade_orphan_and_background() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: Deployment\n    name: web\n    uid: {uid}\n"
         )
     };
-    t.kubectl_stdin(&["apply", "-f", "-"], Some(&dependent("dep-a")));
+    t.kubectl_stdin_ok(&["apply", "-f", "-"], Some(&dependent("dep-a")));
     t.kubectl_ok(&["delete", "deploy", "web", "-n", "shop", "--cascade=orphan"]);
     let owners = t.kubectl_ok(&[
         "get",
@@ -326,7 +326,7 @@ async fn delete_with_cascade_orphan_and_background() {
     ]);
     assert_ne!(uid, uid2);
     let dep_b = dependent("dep-b").replace(&uid, &uid2);
-    t.kubectl_stdin(&["apply", "-f", "-"], Some(&dep_b));
+    t.kubectl_stdin_ok(&["apply", "-f", "-"], Some(&dep_b));
     t.kubectl_ok(&[
         "delete",
         "deploy",

@@ -169,10 +169,12 @@ impl TestServer {
     }
 
     /// Runs the installed kubectl against this server; returns (success, stdout, stderr).
+    #[must_use = "a kubectl run that is not checked proves nothing"]
     pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         self.kubectl_stdin(args, None)
     }
 
+    #[must_use = "a kubectl run that is not checked proves nothing"]
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         use std::io::Write;
         let mut cmd = Command::new("kubectl");
@@ -202,7 +204,12 @@ impl TestServer {
 
     /// Runs kubectl and fails the test if it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args);
+        self.kubectl_stdin_ok(args, None)
+    }
+
+    /// `kubectl ARGS` with `stdin`, which must succeed; its output.
+    pub fn kubectl_stdin_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.kubectl_stdin(args, stdin);
         assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
         out
     }
