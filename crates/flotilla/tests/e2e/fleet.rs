@@ -33,15 +33,9 @@ fn wait_file(path: &Path) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_hub(dir: &Path, port: u16) -> Proc {
+/// Starts a hub on `port`, 0 for one it picks itself; returns it and the port it serves on
+/// (read from the admin kubeconfig it writes), so a restart can come back at the same address.
+fn start_hub(dir: &Path, port: u16) -> (Proc, u16) {
     let kc = dir.join("admin.kubeconfig");
     let _ = std::fs::remove_file(&kc);
     let child = flotilla()
@@ -55,7 +49,13 @@ fn start_hub(dir: &Path, port: u16) -> Proc {
         .spawn()
         .unwrap();
     wait_file(&kc);
-    Proc(child)
+    let text = std::fs::read_to_string(&kc).unwrap();
+    let served = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no server address in {text}"));
+    (Proc(child), served)
 }
 
 fn start_member(dir: &Path, name: &str) -> Proc {
@@ -122,8 +122,7 @@ fn join(hub: &Path, name: &str, out: &Path) -> Output {
 fn members_join_report_fail_recover_and_leave() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| -> PathBuf { dir.path().join(p) };
-    let port = free_port();
-    let mut hub_proc = start_hub(&d("hub"), port);
+    let (mut hub_proc, port) = start_hub(&d("hub"), 0);
     let hub = d("hub/admin.kubeconfig");
     let _m1 = start_member(&d("m1"), "m1");
     let _m2 = start_member(&d("m2"), "m2");
@@ -294,7 +293,7 @@ fn members_join_report_fail_recover_and_leave() {
     let _ = hub_proc.0.wait();
     let restarted_at = chrono::Utc::now();
     std::thread::sleep(Duration::from_secs(1));
-    let _hub2 = start_hub(&d("hub"), port);
+    let (_hub2, _) = start_hub(&d("hub"), port);
     wait_for(
         "heartbeats after the hub restart",
         Duration::from_secs(40),

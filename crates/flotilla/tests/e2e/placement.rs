@@ -60,19 +60,16 @@ impl Fleet {
         let agent_kubeconfig = dir.path().join("real-agent.kubeconfig");
         real.token_kubeconfig("flotilla-system", "flotilla-agent", 2, &agent_kubeconfig)
             .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(["up", "--members", &(members - 1).to_string(), "--data-dir"])
             .arg(dir.path())
             .arg("--real-member")
             .arg(&agent_kubeconfig)
+            // The hub picks a free port itself (no race with other processes for one chosen
+            // here) and writes it into its admin kubeconfig.
             .args([
                 "--bind",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--heartbeat-period-seconds",
                 "2",
                 "--workload-delay-ms",
