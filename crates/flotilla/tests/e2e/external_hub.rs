@@ -111,14 +111,20 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
         ],
         &controllers_log,
     )]);
+    // Ready when the webhook is registered (the hub serves it before registering it, and
+    // installs the CRDs first).
     wait_for(
         "the fleet CRDs and webhook",
         Duration::from_secs(60),
         || {
-            std::fs::read_to_string(&controllers_log)
-                .unwrap()
-                .contains("hub controllers ready")
-                .then_some(())
+            get_json(
+                &hub_kc,
+                &[
+                    "get",
+                    "validatingwebhookconfiguration",
+                    "fleet-validation.flotilla.dev",
+                ],
+            )
         },
     );
 
@@ -290,12 +296,8 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
         ],
         &second_log,
     ));
-    wait_for("the second replica", Duration::from_secs(60), || {
-        std::fs::read_to_string(&second_log)
-            .unwrap()
-            .contains("hub controllers ready")
-            .then_some(())
-    });
+    // The Lease, not a log line, tells who leads: the second replica takes it once the first
+    // is killed, whenever it got ready.
     procs.0[0].kill().unwrap();
     procs.0[0].wait().unwrap();
     wait_for(
