@@ -45,8 +45,9 @@ struct Step {
     /// Compare the status code and content type only (a body that is not JSON).
     #[serde(default)]
     status_only: bool,
-    /// Repeat the request (up to 20 s) until it answers this code, on each server: for what
-    /// happens asynchronously (a CRD being established, garbage collection).
+    /// Repeat the request (up to 20 s) until it answers this code, on each server, and until
+    /// both answer alike: for what happens asynchronously (a CRD being established, garbage
+    /// collection), which each server settles at its own pace.
     #[serde(default)]
     until_code: Option<u16>,
     /// Repeat the request on both servers (up to 20 s) until their answers agree: for what
@@ -529,26 +530,37 @@ fn the_hub_answers_as_kube_apiserver_does() {
             for (i, step) in case.steps.iter().enumerate() {
                 let step_no = i + 1;
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                // The listed difference that explains a found one, if any.
+                let explain = |path: &str| {
+                    known
+                        .iter()
+                        .find(|(c, s, p)| {
+                            (c == "*" || *c == case.case)
+                                && (s == "*" || *s == step_no.to_string())
+                                && (glob(p, path)
+                                    || path.starts_with(&format!("{p}."))
+                                    || path.starts_with(&format!("{p}[")))
+                        })
+                        .cloned()
+                };
                 let found = loop {
                     let a = flotilla.send(step).await;
                     let b = kube.send(step).await;
                     let found = compare(step, a, b);
-                    if !step.until_same || found.is_empty() || std::time::Instant::now() > deadline {
+                    // A step that waits for something asynchronous (untilCode) also waits
+                    // until both servers have settled on it: until nothing but listed
+                    // differences remain.
+                    let settle = step.until_same || step.until_code.is_some();
+                    let settled = found.iter().all(|(path, _, _)| explain(path).is_some());
+                    if !settle || settled || std::time::Instant::now() > deadline {
                         break found;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 };
                 for (path, ours, theirs) in found {
-                    let explained = known.iter().find(|(c, s, p)| {
-                        (c == "*" || *c == case.case)
-                            && (s == "*" || *s == step_no.to_string())
-                            && (glob(p, &path)
-                                || path.starts_with(&format!("{p}."))
-                                || path.starts_with(&format!("{p}[")))
-                    });
-                    match explained {
+                    match explain(&path) {
                         Some(k) => {
-                            seen.insert(k.clone());
+                            seen.insert(k);
                         }
                         None => unexplained.push(format!(
                             "{} step {step_no} ({} {}): {path}: flotilla {ours}, kube-apiserver {theirs}",
