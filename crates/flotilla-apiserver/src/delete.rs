@@ -212,10 +212,15 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        let mut metadata = json!({"resourceVersion": self.state.store.revision().to_string()});
+        if res.custom {
+            // As kube-apiserver's unstructured lists of custom resources.
+            metadata["continue"] = json!("");
+        }
         Ok(json_response(
             StatusCode::OK,
             &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(),
-                    "metadata": {"resourceVersion": self.state.store.revision().to_string()}, "items": items}),
+                    "metadata": metadata, "items": items}),
         ))
     }
 }

@@ -336,6 +336,11 @@ impl ApiServer {
             items.push(o);
         }
         let mut metadata = json!({"resourceVersion": snap.rev.to_string()});
+        if res.custom {
+            // kube-apiserver's lists of custom resources always carry `continue` (unstructured
+            // list metadata keeps the empty string).
+            metadata["continue"] = json!("");
+        }
         if let Some(k) = &next_key {
             metadata["continue"] = json!(encode_continue(snap.rev, k));
             if filter.is_empty() {

@@ -97,7 +97,7 @@ pub fn apply(
         PatchKind::Strategic => {
             let Some(def) = def else {
                 return Err(ApiError::new_unsupported(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (strategic merge patch is not supported for custom resources)",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                 ));
             };
             let patch: Value = serde_json::from_slice(body)
