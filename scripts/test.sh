@@ -40,7 +40,9 @@ status=${PIPESTATUS[0]}
 # again, counted apart so the workspace line counts each test once.
 for store in redb etcd; do
     echo "== API suite against $store" >&2
-    FLOTILLA_TEST_STORE=$store cargo test -p flotilla-apiserver --test api 2>&1 | tee "$logs/$store"
+    # --workspace (not -p flotilla-apiserver): the same feature resolution as the run above,
+    # so the test binary is reused instead of its dependencies being built again.
+    FLOTILLA_TEST_STORE=$store cargo test --workspace --test api 2>&1 | tee "$logs/$store"
     s=${PIPESTATUS[0]}
     [ "$s" = 0 ] || status=$s
 done
