@@ -125,7 +125,7 @@ async fn try_acquire(
 ) -> anyhow::Result<bool> {
     let now = micro_now();
     let Some(mut lease) = api.get_opt(&config.name).await? else {
-        ensure_namespace(client, &config.namespace).await?;
+        crate::install::ensure_namespace(client, &config.namespace).await?;
         let lease: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": config.name, "namespace": config.namespace},
@@ -202,24 +202,6 @@ async fn release(api: &Api<DynamicObject>, config: &LeaseConfig) {
     }
 }
 
-async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
-    let api: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("", "v1", "Namespace"),
-            "namespaces",
-        ),
-    );
-    let ns: DynamicObject = serde_json::from_value(
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-    )?;
-    match api.create(&PostParams::default(), &ns).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +258,9 @@ mod tests {
         let client = server().await;
         // A leader that died: its Lease says it holds for 1 s and is never renewed. The new
         // replica judges expiry by its own clock, from when it first saw that record.
-        ensure_namespace(&client, "flotilla-system").await.unwrap();
+        crate::install::ensure_namespace(&client, "flotilla-system")
+            .await
+            .unwrap();
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), "flotilla-system", &lease_resource());
         let ghost: DynamicObject = serde_json::from_value(json!({

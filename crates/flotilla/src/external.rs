@@ -153,25 +153,9 @@ fn cluster_url(kubeconfig: &std::path::Path) -> Option<String> {
 
 /// The webhook's CA from its Secret on the API server, made by the first replica to start.
 async fn webhook_ca(client: &kube::Client) -> anyhow::Result<(String, String)> {
-    let namespaces: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("", "v1", "Namespace"),
-            "namespaces",
-        ),
-    );
-    let ns: DynamicObject = serde_json::from_value(
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}),
-    )?;
-    match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => {
-            return Err(anyhow::anyhow!(
-                "creating namespace {SYSTEM_NAMESPACE}: {e}"
-            ))
-        }
-    }
+    flotilla_hub::install::ensure_namespace(client, SYSTEM_NAMESPACE)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating namespace {SYSTEM_NAMESPACE}: {e}"))?;
     let secrets: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         SYSTEM_NAMESPACE,

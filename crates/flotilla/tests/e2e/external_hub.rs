@@ -47,26 +47,6 @@ fn ok(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn apply(kubeconfig: &Path, yaml: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,18 +79,22 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
             std::fs::read_to_string(&fleet_log).unwrap_or_default()
         )
     };
-    let mut procs = Processes(vec![spawn(
-        &[
-            "hub",
-            "--kubeconfig",
-            hub_kc.to_str().unwrap(),
-            "--webhook-bind",
-            "127.0.0.1:0",
-            "--leader-lease-seconds",
-            "6",
-        ],
-        &controllers_log,
-    )]);
+    // A replica of the fleet controllers against the real hub.
+    let replica = |log: &Path| {
+        spawn(
+            &[
+                "hub",
+                "--kubeconfig",
+                hub_kc.to_str().unwrap(),
+                "--webhook-bind",
+                "127.0.0.1:0",
+                "--leader-lease-seconds",
+                "6",
+            ],
+            log,
+        )
+    };
+    let mut procs = Processes(vec![replica(&controllers_log)]);
     // Ready when the webhook is registered (the hub serves it before registering it, and
     // installs the CRDs first).
     wait_for(
@@ -130,7 +114,7 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
 
     // The admission rules answer through the webhook with a 422 and field causes, which kubectl
     // shows as it shows the same rule's answer from Flotilla's own API server.
-    let out = apply(
+    let out = kubectl_apply(
         &hub_kc,
         "apiVersion: cluster.kubernetes-fleet.io/v1beta1\nkind: MemberCluster\nmetadata: {name: bad}\nspec: {identity: {kind: Robot, name: x}}\n",
     );
@@ -197,7 +181,7 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
 
     // A placement through to Available on both.
     let app = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {color: blue}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx}]\n---\napiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\nmetadata: {name: shop}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: shop}]\n  policy: {placementType: PickAll}\n";
-    let out = apply(&hub_kc, app);
+    let out = kubectl_apply(&hub_kc, app);
     assert!(
         out.status.success(),
         "{}",
@@ -284,18 +268,7 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
     // on: deleting the placement removes what it placed.
     let first = lease["spec"]["holderIdentity"].clone();
     let second_log = dir.path().join("controllers-2.log");
-    procs.0.push(spawn(
-        &[
-            "hub",
-            "--kubeconfig",
-            hub_kc.to_str().unwrap(),
-            "--webhook-bind",
-            "127.0.0.1:0",
-            "--leader-lease-seconds",
-            "6",
-        ],
-        &second_log,
-    ));
+    procs.0.push(replica(&second_log));
     // The Lease, not a log line, tells who leads: the second replica takes it once the first
     // is killed, whenever it got ready.
     procs.0[0].kill().unwrap();

@@ -6,7 +6,6 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -199,22 +198,7 @@ impl Fleet {
 }
 
 fn apply(kubeconfig: &Path, yaml: &str) {
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = kubectl_apply(kubeconfig, yaml);
     assert!(
         out.status.success(),
         "kubectl apply: {}\n{yaml}",

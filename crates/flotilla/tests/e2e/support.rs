@@ -23,6 +23,27 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `kubectl apply -f -` of `yaml` with `kubeconfig`; its output, checked by the caller.
+pub fn kubectl_apply(kubeconfig: &Path, yaml: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `kubectl ARGS -o json`, parsed; None when kubectl fails.
 pub fn get_json(kubeconfig: &Path, args: &[&str]) -> Option<Value> {
     let mut a = args.to_vec();
