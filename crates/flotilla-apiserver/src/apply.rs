@@ -135,21 +135,27 @@ impl ApiServer {
                 ApiError::bad_request(format!("error decoding the apply patch: {e}"))
             })?
         } else {
-            serde_yaml::from_slice(&ctx.body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+            crate::yaml::to_json(&ctx.body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "error decoding YAML: error converting YAML to JSON: {e}"
+                ))
+            })?
         };
         // An apply configuration names its type itself; nothing is defaulted from the endpoint.
-        for (field, name) in [("kind", "Kind"), ("apiVersion", "apiVersion")] {
-            if config
-                .get(field)
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-            {
-                return Err(ApiError::bad_request(format!(
-                    "Object '{name}' is missing in the apply configuration"
-                )));
-            }
+        // The field manager's checks, in its order: type, managedFields, declared fields.
+        let gvk = applied_gvk(&config);
+        if gvk.2.is_empty()
+            || gvk
+                != (
+                    loc.res.group.as_str(),
+                    loc.res.version.as_str(),
+                    loc.res.kind.as_str(),
+                )
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid object type: {}/{}, Kind={}",
+                gvk.0, gvk.1, gvk.2
+            )));
         }
         check_type_meta(&loc.res, &mut config)?;
         if meta(&config)
@@ -157,6 +163,36 @@ impl ApiServer {
             .is_some_and(|m| !m.is_null())
         {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        {
+            let scope = ManagedScope::new(&loc.res, sub);
+            let mctx = scope.context(&self.state.schema);
+            let undeclared = crate::fieldpath::undeclared(mctx.schema, Some(mctx.root), &config);
+            if !undeclared.is_empty() {
+                // Whatever fieldValidation says: structured-merge-diff cannot type the object.
+                let mut errors: Vec<String> = undeclared
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: field not declared in schema",
+                            crate::fieldpath::display(p)
+                        )
+                    })
+                    .collect();
+                errors.sort();
+                let errors = match errors.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("errors:\n  {}", many.join("\n  ")),
+                };
+                return Err(ApiError::internal_without_reason(format!(
+                    "failed to create typed patch object ({}/{}; {}/{}, Kind={}): {errors}",
+                    meta_str(&config, "namespace"),
+                    meta_str(&config, "name"),
+                    loc.res.group,
+                    loc.res.version,
+                    loc.res.kind,
+                )));
+            }
         }
         match meta_str(&config, "name") {
             "" => {
@@ -208,5 +244,21 @@ impl ApiServer {
                 .await;
         }
         Err(ApiError::conflict(loc.target(), ApiError::MODIFIED))
+    }
+}
+
+/// The group, version and kind an apply configuration names, as apimachinery reads them from
+/// an unstructured object: all empty when apiVersion does not parse.
+fn applied_gvk(config: &Value) -> (&str, &str, &str) {
+    let av = config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = config.get("kind").and_then(Value::as_str).unwrap_or("");
+    match av.split('/').collect::<Vec<_>>().as_slice() {
+        [""] => ("", "", kind),
+        [v] => ("", v, kind),
+        [g, v] if !g.is_empty() && !v.is_empty() => (g, v, kind),
+        _ => ("", "", ""),
     }
 }

@@ -66,21 +66,14 @@ pub fn validate_crd(crd: &mut Value, old: Option<&Value>) -> Vec<Cause> {
         )),
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        c.push(Cause::invalid(
-            "spec.versions",
-            &json!([]),
-            "must have exactly one version marked as storage version",
-        ));
-    }
     let storage = versions
         .iter()
         .filter(|v| v["storage"] == json!(true))
         .count();
-    if !versions.is_empty() && storage != 1 {
-        c.push(Cause::invalid(
+    if storage != 1 {
+        c.push(Cause::invalid_rendered(
             "spec.versions",
-            &json!(storage),
+            &crate::crd_go::versions(&spec["versions"]),
             "must have exactly one version marked as storage version",
         ));
     }
@@ -109,6 +102,14 @@ pub fn validate_crd(crd: &mut Value, old: Option<&Value>) -> Vec<Cause> {
             ));
         }
         structural(schema, &path, &mut c);
+    }
+    if old.is_none() && storage == 0 {
+        // A new CRD's stored versions are its storage version; without one there are none.
+        c.push(Cause::invalid_rendered(
+            "status.storedVersions",
+            "[]string(nil)",
+            "must have at least one stored version",
+        ));
     }
     if let Some(old) = old {
         if old["spec"]["scope"] != spec["scope"] {
@@ -869,7 +870,8 @@ mod tests {
             [
                 "metadata.name",
                 "spec.versions",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type"
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type",
+                "status.storedVersions"
             ]
         );
     }

@@ -42,6 +42,16 @@ impl Cause {
         }
     }
 
+    /// `Invalid value: <rendered>: detail`, for values Kubernetes prints in a Go form of their
+    /// own (an internal struct, a typed nil).
+    pub fn invalid_rendered(field: impl Into<String>, rendered: &str, detail: &str) -> Self {
+        Self {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {rendered}: {detail}"),
+        }
+    }
+
     /// `Unsupported value: <value>: supported values: ...`.
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
@@ -367,6 +377,12 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// An error kube-apiserver passes on from a library as it is: a 500 with no reason (as the
+    /// field manager's "failed to create typed patch object").
+    pub fn internal_without_reason(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
@@ -394,6 +410,10 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            // StatusReasonUnknown is "", which Go's omitempty leaves out.
+            s.as_object_mut().expect("an object").remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -412,6 +412,67 @@ fn walk<'a, 'v>(
     }
 }
 
+/// The fields of `value` its schema does not declare, as structured-merge-diff's typed
+/// conversion finds them ("field not declared in schema"): struct fields that are neither
+/// properties nor allowed by `additionalProperties` or `x-kubernetes-preserve-unknown-fields`.
+/// An object's `apiVersion`, `kind` and `metadata` are always declared at the root and in
+/// embedded resources.
+pub fn undeclared(schema: &Schema, node: Option<&Value>, value: &Value) -> Vec<Path> {
+    fn go(
+        schema: &Schema,
+        node: Option<&Value>,
+        value: &Value,
+        root: bool,
+        path: &mut Path,
+        out: &mut Vec<Path>,
+    ) {
+        let Some(node) = node.map(|n| schema.resolve(n)) else {
+            return;
+        };
+        let flag = |f: &str| node.get(f) == Some(&json!(true));
+        if flag("x-kubernetes-int-or-string") {
+            return;
+        }
+        match value {
+            Value::Object(m) => {
+                let props = node.get("properties").and_then(Value::as_object);
+                let additional = node.get("additionalProperties").filter(|a| a.is_object());
+                let open = flag("x-kubernetes-preserve-unknown-fields")
+                    || node.get("additionalProperties") == Some(&json!(true));
+                if props.is_none() && additional.is_none() {
+                    // Free-form (RawExtension, JSON, preserved): anything goes.
+                    return;
+                }
+                let typemeta = root || flag("x-kubernetes-embedded-resource");
+                for (k, v) in m {
+                    path.push(PathElement::Field(k.clone()));
+                    match props.and_then(|p| p.get(k)).or(additional) {
+                        Some(child) => go(schema, Some(child), v, false, path, out),
+                        None if open
+                            || (typemeta
+                                && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")) => {}
+                        None => out.push(path.clone()),
+                    }
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                let sh = shape(schema, Some(node));
+                let item_node = node.get("items");
+                for (i, item) in items.iter().enumerate() {
+                    path.push(item_element(&sh, item, i));
+                    go(schema, item_node, item, false, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    go(schema, node, value, true, &mut Vec::new(), &mut out);
+    out
+}
+
 /// The value at `path` in `value` (tests compare against it).
 #[cfg(test)]
 pub fn get<'v>(

@@ -14,6 +14,7 @@ pub mod auth;
 mod builtin;
 mod convert;
 mod crd;
+mod crd_go;
 mod csr;
 mod delete;
 mod discovery;
@@ -35,6 +36,7 @@ mod server;
 mod table;
 pub mod tls;
 pub mod validation;
+mod yaml;
 
 use std::convert::Infallible;
 use std::time::Duration;

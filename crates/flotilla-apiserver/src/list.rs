@@ -35,23 +35,26 @@ pub(crate) struct Filter {
 impl Filter {
     pub fn from_query(res: &Resource, q: &crate::request::Query) -> ApiResult<Self> {
         let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+            .map_err(ApiError::bad_request)?;
         let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
             .map_err(ApiError::bad_request)?;
         for r in &fields.0 {
             let known = matches!(r.field.as_str(), "metadata.name" | "metadata.namespace")
                 || res.selectable_fields.iter().any(|f| f == &r.field);
             if !known {
-                // Kinds with their own field labels answer as their conversion function does;
-                // the others with the default metadata-only conversion's wording.
-                return Err(ApiError::bad_request(if res.selectable_fields.is_empty() {
-                    format!(
+                // Custom resources and kinds with their own field labels answer as their
+                // conversion function does; the others with the default metadata-only
+                // conversion's wording.
+                return Err(ApiError::bad_request(
+                    if res.selectable_fields.is_empty() && !res.custom {
+                        format!(
                         "{:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
                         r.field
                     )
-                } else {
-                    format!("field label not supported: {}", r.field)
-                }));
+                    } else {
+                        format!("field label not supported: {}", r.field)
+                    },
+                ));
             }
         }
         Ok(Self { labels, fields })

@@ -461,12 +461,18 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"app": "web"}},
                    "data": {"k": "v"}, "binaryData": {"b": "AQI="}, "immutable": true})
         );
-        assert!(decode(b"{}", "io.k8s.api.core.v1.ConfigMap").is_err());
-        assert!(decode(
-            &envelope("v1", "ConfigMap", &[0x0a, 0x05, 0x01]),
-            "io.k8s.api.core.v1.ConfigMap"
-        )
-        .is_err());
+        assert_eq!(
+            decode(b"{}", "io.k8s.api.core.v1.ConfigMap").unwrap_err(),
+            "the body does not start with the Kubernetes protobuf prefix"
+        );
+        assert_eq!(
+            decode(
+                &envelope("v1", "ConfigMap", &[0x0a, 0x05, 0x01]),
+                "io.k8s.api.core.v1.ConfigMap"
+            )
+            .unwrap_err(),
+            "truncated field"
+        );
     }
 
     #[test]

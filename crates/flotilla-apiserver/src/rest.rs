@@ -85,10 +85,18 @@ impl FieldValidation {
 
 /// The start of a body an error quotes, as kube-apiserver's `summarizeData` cuts it.
 fn summarize(body: &[u8]) -> String {
-    match body {
-        [] => "<empty>".into(),
-        b if b.len() > 30 => format!("{} ...", String::from_utf8_lossy(&b[..30])),
-        b => String::from_utf8_lossy(b).into_owned(),
+    // apimachinery's summarizeData: a JSON object as text, anything else in hex, cut at 30 bytes.
+    let (cut, more) = match body.len() > 30 {
+        true => (&body[..30], " ..."),
+        false => (body, ""),
+    };
+    match body.first() {
+        None => "<empty>".into(),
+        Some(b'{') => format!("{}{more}", String::from_utf8_lossy(cut)),
+        Some(_) => format!(
+            "{}{more}",
+            cut.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
     }
 }
 
@@ -111,10 +119,9 @@ pub(crate) fn decode_body(
                 } else {
                     e
                 };
-                let hex: String = body.iter().take(30).map(|b| format!("{b:02x}")).collect();
-                let more = if body.len() > 30 { " ..." } else { "" };
                 ApiError::bad_request(format!(
-                    "the object provided is unrecognized (must be of type {kind}): {detail} ({hex}{more})"
+                    "the object provided is unrecognized (must be of type {kind}): {detail} ({})",
+                    summarize(body)
                 ))
             })?,
             None => return Err(ApiError::unsupported_media_type(base)),
@@ -131,8 +138,12 @@ pub(crate) fn decode_body(
                 summarize(body)
             ))
         })?,
-        "application/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
+        "application/yaml" => crate::yaml::to_json(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {kind}): {e} ({})",
+                summarize(body)
+            ))
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(v)
@@ -440,7 +451,11 @@ impl ApiServer {
                 },
                 &message,
             )
-            .with_cause("NamespaceTerminating", "metadata.namespace", &message));
+            .with_cause(
+                "NamespaceTerminating",
+                "metadata.namespace",
+                &format!("namespace {ns} is being terminated"),
+            ));
         }
         Ok(())
     }

@@ -91,7 +91,14 @@ pub fn read(input: impl BufRead) -> Result<Backup, Error> {
         let v: Value = serde_json::from_str(&l).map_err(|e| bad(n, &e.to_string()))?;
         if v["end"] == true {
             if v["objects"].as_u64() != Some(objects.len() as u64) {
-                return Err(bad(n, "the object count does not match"));
+                return Err(bad(
+                    n,
+                    &format!(
+                        "the end line counts {} objects, the backup holds {}",
+                        v["objects"],
+                        objects.len()
+                    ),
+                ));
             }
             return Ok(Backup { revision, objects });
         }
@@ -264,14 +271,27 @@ mod tests {
         );
 
         // Truncated, altered and foreign files are refused.
+        let refusal = |r: Result<Backup, Error>| r.map(|_| ()).unwrap_err().to_string();
         let cut = &bytes[..bytes.len() - 20];
-        assert!(read(cut).is_err());
+        assert_eq!(
+            refusal(read(cut)),
+            "stored data is corrupt: backup line 4: EOF while parsing a string at line 1 column 5"
+        );
         let without_end = &bytes[..bytes.len() - trailer(n).len()];
-        assert!(matches!(read(without_end), Err(Error::Corrupt(m)) if m.contains("truncated")));
-        assert!(read(&b"{\"kind\":\"Other\"}\n"[..]).is_err());
-        assert!(read(&b""[..]).is_err());
+        assert_eq!(
+            refusal(read(without_end)),
+            "stored data is corrupt: the backup is truncated (no end line)"
+        );
+        assert_eq!(
+            refusal(read(&b"{\"kind\":\"Other\"}\n"[..])),
+            "stored data is corrupt: backup line 1: not a Flotilla backup (version 1)"
+        );
+        assert_eq!(
+            refusal(read(&b""[..])),
+            "stored data is corrupt: the backup is empty"
+        );
         let mut wrong_count = header(&snap).to_vec();
         wrong_count.extend_from_slice(&trailer(1));
-        assert!(read(&wrong_count[..]).is_err());
+        assert_eq!(refusal(read(&wrong_count[..])), "stored data is corrupt: backup line 2: the end line counts 1 objects, the backup holds 0");
     }
 }

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
-use crate::support::{self, raw_with, status_of};
+use crate::support::{self, assert_refused, raw_with, status_of};
 
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
@@ -54,12 +54,12 @@ async fn create_get_update_delete_with_server_set_metadata() {
     assert!(rv2 > rv1);
 
     // A stale resourceVersion conflicts.
-    let s = status_of(api.replace("a", &PostParams::default(), &changed).await);
-    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
-    assert!(
-        s.message.contains("the object has been modified"),
-        "{}",
-        s.message
+    assert_refused(
+        api.replace("a", &PostParams::default(), &changed).await,
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again",
+        &[],
     );
 
     // An update that changes nothing writes nothing.
@@ -72,8 +72,13 @@ async fn create_get_update_delete_with_server_set_metadata() {
         updated.metadata.resource_version
     );
 
-    let s = status_of(api.create(&PostParams::default(), &cm("a")).await);
-    assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists"));
+    assert_refused(
+        api.create(&PostParams::default(), &cm("a")).await,
+        409,
+        "AlreadyExists",
+        "configmaps \"a\" already exists",
+        &[],
+    );
 
     api.delete("a", &DeleteParams::default()).await.unwrap();
     let s = status_of(api.get("a").await);
@@ -81,8 +86,13 @@ async fn create_get_update_delete_with_server_set_metadata() {
         (s.code, s.reason.as_str(), s.message.as_str()),
         (404, "NotFound", "configmaps \"a\" not found")
     );
-    let s = status_of(api.delete("a", &DeleteParams::default()).await);
-    assert_eq!(s.code, 404);
+    assert_refused(
+        api.delete("a", &DeleteParams::default()).await,
+        404,
+        "NotFound",
+        "configmaps \"a\" not found",
+        &[],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,24 +206,40 @@ async fn invalid_objects_get_422_with_field_causes_and_change_nothing() {
         .as_mut()
         .unwrap()
         .labels = Some([("app".to_string(), "other".to_string())].into());
-    let s = status_of(deps.create(&PostParams::default(), &bad).await);
-    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
-    let details = s.details.unwrap();
-    let fields: Vec<String> = details.causes.iter().map(|c| c.field.clone()).collect();
-    assert_eq!(
-        fields,
-        [
-            "spec.template.metadata.labels",
-            "spec.template.spec.containers[0].image"
-        ]
+    assert_refused(
+        deps.create(&PostParams::default(), &bad).await,
+        422,
+        "Invalid",
+        "Deployment.apps \"bad\" is invalid: [spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`, spec.template.spec.containers[0].image: Required value]",
+        &[
+            (
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                "Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`",
+            ),
+            (
+                "FieldValueRequired",
+                "spec.template.spec.containers[0].image",
+                "Required value",
+            ),
+        ],
     );
     assert_eq!(status_of(deps.get("bad").await).code, 404);
 
     let svcs: Api<Service> = Api::namespaced(t.client.clone(), "default");
     let svc: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1bad"}, "spec": {"ports": [{"port": 80}]}})).unwrap();
-    let s = status_of(svcs.create(&PostParams::default(), &svc).await);
-    assert_eq!(s.code, 422);
-    assert!(s.message.contains("DNS-1035"), "{}", s.message);
+    const DNS_1035: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+    assert_refused(
+        svcs.create(&PostParams::default(), &svc).await,
+        422,
+        "Invalid",
+        &format!("Service \"1bad\" is invalid: metadata.name: Invalid value: \"1bad\": {DNS_1035}"),
+        &[(
+            "FieldValueInvalid",
+            "metadata.name",
+            &format!("Invalid value: \"1bad\": {DNS_1035}"),
+        )],
+    );
 
     // Objects in a missing namespace: 404 for the namespace.
     let other: Api<ConfigMap> = Api::namespaced(t.client.clone(), "nope");
@@ -228,9 +254,19 @@ async fn invalid_objects_get_422_with_field_causes_and_change_nothing() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Upper"}}),
     )
     .unwrap();
-    assert_eq!(
-        status_of(nss.create(&PostParams::default(), &ns).await).code,
-        422
+    const RFC_1123: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+    assert_refused(
+        nss.create(&PostParams::default(), &ns).await,
+        422,
+        "Invalid",
+        &format!(
+            "Namespace \"Upper\" is invalid: metadata.name: Invalid value: \"Upper\": {RFC_1123}"
+        ),
+        &[(
+            "FieldValueInvalid",
+            "metadata.name",
+            &format!("Invalid value: \"Upper\": {RFC_1123}"),
+        )],
     );
     assert!(nss.list(&ListParams::default()).await.unwrap().items.len() >= 4);
 }
@@ -401,9 +437,12 @@ async fn the_in_process_client_uses_the_same_api() {
         .unwrap();
     let remote: Api<ConfigMap> = Api::namespaced(t.client.clone(), "default");
     assert!(remote.get("inproc").await.is_ok());
-    assert_eq!(
-        status_of(local.create(&PostParams::default(), &cm("inproc")).await).code,
-        409
+    assert_refused(
+        local.create(&PostParams::default(), &cm("inproc")).await,
+        409,
+        "AlreadyExists",
+        "configmaps \"inproc\" already exists",
+        &[],
     );
 }
 

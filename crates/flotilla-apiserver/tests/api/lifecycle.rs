@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
 
-use crate::support::{self, eventually, status_of};
+use crate::support::{self, assert_refused, eventually};
 
 fn cm(name: &str, extra: serde_json::Value) -> ConfigMap {
     let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}});
@@ -41,13 +41,17 @@ async fn finalizers_hold_deletion_until_removed() {
     let got = api.get("f").await.unwrap();
     assert!(got.metadata.deletion_timestamp.is_some());
     let p = json!({"metadata": {"finalizers": ["example.com/hold", "example.com/more"]}});
-    assert_eq!(
-        status_of(
-            api.patch("f", &PatchParams::default(), &Patch::Merge(&p))
-                .await
-        )
-        .code,
-        422
+    assert_refused(
+        api.patch("f", &PatchParams::default(), &Patch::Merge(&p))
+            .await,
+        422,
+        "Invalid",
+        "ConfigMap \"f\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/more\"}",
+        &[(
+            "FieldValueForbidden",
+            "metadata.finalizers",
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/more\"}",
+        )],
     );
     // Removing the last finalizer deletes it.
     let p = json!({"metadata": {"finalizers": null}});
@@ -184,15 +188,17 @@ async fn namespace_deletion_removes_its_objects_first() {
     let ns = nss.get("team").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
     // No new content in a terminating namespace.
-    let s = status_of(
+    assert_refused(
         api.create(&PostParams::default(), &cm("new", json!({})))
             .await,
-    );
-    assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
-    assert!(
-        s.message.contains("because it is being terminated"),
-        "{}",
-        s.message
+        403,
+        "Forbidden",
+        "configmaps \"new\" is forbidden: unable to create new content in namespace team because it is being terminated",
+        &[(
+            "NamespaceTerminating",
+            "metadata.namespace",
+            "namespace team is being terminated",
+        )],
     );
     api.patch(
         "held",

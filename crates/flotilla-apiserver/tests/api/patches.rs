@@ -4,7 +4,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::{self, status_of};
+use crate::support::{self, assert_refused};
 
 async fn web(t: &support::TestServer) -> Api<Deployment> {
     let api: Api<Deployment> = Api::namespaced(t.client.clone(), "default");
@@ -70,24 +70,41 @@ async fn merge_json_and_strategic_patches() {
         {"op": "test", "path": "/spec/replicas", "value": 1},
         {"op": "replace", "path": "/spec/replicas", "value": 9}]))
     .unwrap();
-    let s = status_of(api.patch("web", &pp, &Patch::<()>::Json(bad)).await);
-    assert_eq!(s.code, 422);
+    assert_refused(
+        api.patch("web", &pp, &Patch::<()>::Json(bad)).await,
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+        &[],
+    );
     assert_eq!(api.get("web").await.unwrap().metadata.resource_version, rv);
 
     // A patch that makes the object invalid is rejected with causes.
     let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": ""}]}}}});
-    let s = status_of(api.patch("web", &pp, &Patch::Strategic(&p)).await);
-    assert_eq!(s.code, 422);
+    assert_refused(
+        api.patch("web", &pp, &Patch::Strategic(&p)).await,
+        422,
+        "Invalid",
+        "Deployment.apps \"web\" is invalid: spec.template.spec.containers[0].image: Required value",
+        &[(
+            "FieldValueRequired",
+            "spec.template.spec.containers[0].image",
+            "Required value",
+        )],
+    );
 
     // A patch naming a stale resourceVersion conflicts.
     let p = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}});
-    assert_eq!(
-        status_of(api.patch("web", &pp, &Patch::Merge(&p)).await).code,
-        409
+    assert_refused(
+        api.patch("web", &pp, &Patch::Merge(&p)).await,
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again",
+        &[],
     );
 
     // force belongs to apply patches only.
-    let (code, _) = t
+    let (code, body) = t
         .raw(
             "PATCH",
             "/apis/apps/v1/namespaces/default/deployments/web?force=true",
@@ -95,12 +112,22 @@ async fn merge_json_and_strategic_patches() {
             b"{}".to_vec(),
         )
         .await;
-    assert_eq!(code, 422);
+    assert_eq!(
+        (code, &body["message"], &body["details"]["causes"]),
+        (
+            422,
+            &json!("PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"),
+            &json!([{"reason": "FieldValueForbidden", "message": "Forbidden: may not be specified for non-apply patch", "field": "force"}])
+        )
+    );
 
     // Patching a missing object is a 404.
-    assert_eq!(
-        status_of(api.patch("nope", &pp, &Patch::Merge(&json!({}))).await).code,
-        404
+    assert_refused(
+        api.patch("nope", &pp, &Patch::Merge(&json!({}))).await,
+        404,
+        "NotFound",
+        "deployments.apps \"nope\" not found",
+        &[],
     );
 }
 
@@ -121,12 +148,16 @@ async fn scale_subresource() {
         Some(7)
     );
     let p = json!({"spec": {"replicas": -1}});
-    assert_eq!(
-        status_of(
-            api.patch_scale("web", &PatchParams::default(), &Patch::Merge(&p))
-                .await
-        )
-        .code,
-        422
+    assert_refused(
+        api.patch_scale("web", &PatchParams::default(), &Patch::Merge(&p))
+            .await,
+        422,
+        "Invalid",
+        "Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        &[(
+            "FieldValueInvalid",
+            "spec.replicas",
+            "Invalid value: -1: must be greater than or equal to 0",
+        )],
     );
 }

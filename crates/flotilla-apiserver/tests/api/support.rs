@@ -267,6 +267,36 @@ pub fn status_of<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> kube::core::S
     }
 }
 
+/// Asserts a refusal in full, as kube-apiserver words it: code, reason, message and the
+/// causes as (reason, field, message). The expectations are kube-apiserver's own answers:
+/// crates/flotilla/tests/e2e/testdata/differential.yaml sends the same requests to both.
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(
+    r: Result<T, kube::Error>,
+    code: u16,
+    reason: &str,
+    message: &str,
+    causes: &[(&str, &str, &str)],
+) {
+    let s = status_of(r);
+    assert_eq!(
+        (s.code, s.reason.as_str(), s.message.as_str()),
+        (code, reason, message)
+    );
+    let got: Vec<(String, String, String)> = s
+        .details
+        .map(|d| d.causes)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.reason, c.field, c.message))
+        .collect();
+    let want: Vec<(String, String, String)> = causes
+        .iter()
+        .map(|(r, f, m)| (r.to_string(), f.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(got, want, "causes of {message:?}");
+}
+
 /// Polls `f` until it returns true, for up to 10 s.
 pub async fn eventually<F, Fut>(what: &str, mut f: F)
 where

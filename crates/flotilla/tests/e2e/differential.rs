@@ -343,6 +343,7 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<(String, String, String)
 }
 
 /// A value as the report shows it: cut at 160 characters, unless FLOTILLA_DIFF_FULL is set.
+/// (FLOTILLA_DIFF_DUMP prints every answer of kube-apiserver, for writing cases and tests.)
 fn show(v: Option<&Value>) -> String {
     v.map_or("(absent)".into(), |v| {
         let s = v.to_string();
@@ -546,6 +547,10 @@ fn the_hub_answers_as_kube_apiserver_does() {
                 let found = loop {
                     let a = flotilla.send(step).await;
                     let b = kube.send(step).await;
+                    if std::env::var_os("FLOTILLA_DIFF_DUMP").is_some() {
+                        // For writing tests and cases: kube-apiserver's own answer.
+                        eprintln!("{} step {step_no}: kube-apiserver {} {}", case.case, b.code, b.body);
+                    }
                     let found = compare(step, a, b);
                     // A step that waits for something asynchronous (untilCode) also waits
                     // until both servers have settled on it: until nothing but listed
