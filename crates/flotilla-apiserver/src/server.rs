@@ -367,11 +367,33 @@ impl ApiServer {
                 get_only(&ctx)?;
                 crate::openapi::serve(self, p, &ctx)
             }
+            "/metrics" => {
+                get_only(&ctx)?;
+                Ok(bytes_response(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Bytes::from(self.metrics()),
+                ))
+            }
             _ => {
                 get_only(&ctx)?;
                 crate::discovery::serve(self, path.trim_end_matches('/'), &ctx)
             }
         }
+    }
+}
+
+impl ApiServer {
+    /// The Prometheus metrics kube components share with Flotilla so far: whether this
+    /// replica leads, as client-go's leader election reports it (the name is the leader
+    /// Lease's, `flotilla-hub`).
+    fn metrics(&self) -> String {
+        format!(
+            "# HELP leader_election_master_status [ALPHA] Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.\n\
+             # TYPE leader_election_master_status gauge\n\
+             leader_election_master_status{{name=\"flotilla-hub\"}} {}\n",
+            u8::from(self.leadership().is_leader())
+        )
     }
 }
 

@@ -14,6 +14,12 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+/// Namespace of the hub's own objects on its API server (the leader Lease, the webhook CA).
+pub const SYSTEM_NAMESPACE: &str = "flotilla-system";
+/// The Lease naming the replica whose controllers run: the election itself on another API
+/// server, a record of the store's election on an etcd-backed hub.
+pub const LEADER_LEASE: &str = "flotilla-hub";
+
 /// Where the Lease lives and how long it lasts.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -62,6 +68,53 @@ pub fn campaign(client: kube::Client, config: LeaseConfig) -> Leadership {
         done_tx.send_replace(true);
     });
     Leadership::from_election(leading, stop_tx, done)
+}
+
+/// Records leadership decided elsewhere (the etcd election of replicas sharing a store) in
+/// the Lease, as kube-controller-manager's Lease shows who leads: while this replica leads,
+/// it writes itself as holder and renews every third of the duration. Runs until cancelled
+/// (when leadership is lost); nothing reads the record to decide anything.
+pub async fn record(client: kube::Client, config: LeaseConfig) {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &config.namespace, &lease_resource());
+    loop {
+        if let Err(e) = record_once(&client, &api, &config).await {
+            tracing::warn!(error = %e, lease = %config.name, "recording the leader");
+        }
+        tokio::time::sleep(config.duration / 3).await;
+    }
+}
+
+async fn record_once(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    config: &LeaseConfig,
+) -> anyhow::Result<()> {
+    let now = micro_now();
+    let Some(mut lease) = api.get_opt(&config.name).await? else {
+        crate::install::ensure_namespace(client, &config.namespace).await?;
+        let lease: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": config.name, "namespace": config.namespace},
+            "spec": {"holderIdentity": config.identity,
+                "leaseDurationSeconds": config.duration.as_secs().max(1),
+                "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
+        }))?;
+        api.create(&PostParams::default(), &lease).await?;
+        return Ok(());
+    };
+    let spec = &mut lease.data["spec"];
+    if spec["holderIdentity"] != json!(config.identity) {
+        spec["acquireTime"] = json!(now);
+        spec["leaseTransitions"] = json!(spec["leaseTransitions"].as_i64().unwrap_or(0) + 1);
+    }
+    spec["holderIdentity"] = json!(config.identity);
+    spec["leaseDurationSeconds"] = json!(config.duration.as_secs().max(1));
+    spec["renewTime"] = json!(now);
+    // A conflict means a replica that led a moment ago wrote last; the next round wins.
+    api.replace(&config.name, &PostParams::default(), &lease)
+        .await?;
+    Ok(())
 }
 
 /// What a replica last saw of the Lease, and when.
@@ -251,6 +304,56 @@ mod tests {
         assert_eq!(holder(&client).await, "b");
         b.resign().await;
         assert_eq!(holder(&client).await, Value::Null);
+    }
+
+    #[tokio::test]
+    async fn the_record_names_whoever_leads_and_counts_transitions() {
+        let client = server().await;
+        let lease = |c: &kube::Client| {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(c.clone(), "flotilla-system", &lease_resource());
+            async move {
+                api.get_opt("hub")
+                    .await
+                    .unwrap()
+                    .map(|l| l.data["spec"].clone())
+            }
+        };
+        let a = tokio::spawn(record(client.clone(), config("a", Duration::from_secs(3))));
+        let mut spec = None;
+        for _ in 0..100 {
+            spec = lease(&client).await;
+            if spec.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let spec = spec.expect("the leader is recorded");
+        assert_eq!(
+            (
+                &spec["holderIdentity"],
+                &spec["leaseTransitions"],
+                &spec["leaseDurationSeconds"]
+            ),
+            (&json!("a"), &json!(0), &json!(3))
+        );
+        // Leadership moves: a's recorder is cancelled, b's starts.
+        a.abort();
+        let b = tokio::spawn(record(client.clone(), config("b", Duration::from_secs(3))));
+        let mut moved = None;
+        for _ in 0..100 {
+            moved = lease(&client)
+                .await
+                .filter(|s| s["holderIdentity"] == json!("b"));
+            if moved.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let moved = moved.expect("the new leader is recorded");
+        assert_eq!(moved["leaseTransitions"], json!(1));
+        assert_ne!(moved["acquireTime"], spec["acquireTime"]);
+        b.abort();
     }
 
     #[tokio::test]

@@ -81,6 +81,7 @@ pub async fn run(client: kube::Client, config: HubConfig) {
     let mc_reader = mc_writer.as_reader();
     let mc_stream = watcher(mcs, watcher::Config::default())
         .default_backoff()
+        .modify(crate::resources::typed(&mc_ar))
         .reflect(mc_writer)
         .applied_objects()
         .predicate_filter(trigger_fingerprint, Default::default());
@@ -89,6 +90,7 @@ pub async fn run(client: kube::Client, config: HubConfig) {
     let imc_reader = imc_writer.as_reader();
     let imc_stream = watcher(imcs, watcher::Config::default())
         .default_backoff()
+        .modify(crate::resources::typed(&imc_ar))
         .reflect(imc_writer)
         .applied_objects();
     let ctx = Arc::new(Ctx {

@@ -369,6 +369,7 @@ pub async fn run(client: kube::Client) {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(crate::resources::typed(&ar))
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_fingerprint, Default::default());
@@ -592,6 +593,7 @@ fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watc
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(crate::resources::typed(&ar))
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -640,7 +642,9 @@ fn may_select(scope: Scope, p: &DynamicObject, c: &Changed, resources: &Resource
             s["group"].as_str().unwrap_or(""),
             s["kind"].as_str().unwrap_or(""),
         );
-        if g == c.group && k == c.kind && matches(s, &c.name, &c.labels) {
+        // A type whose cache has just loaded concerns every selector of it, whatever its
+        // name or labels select.
+        if g == c.group && k == c.kind && (c.name.is_empty() || matches(s, &c.name, &c.labels)) {
             return true;
         }
         if scope == Scope::Namespaced {
@@ -1991,6 +1995,25 @@ mod tests {
             ..changed(Some("team"), "a")
         };
         assert!(!may_select(n, &rp, &secret, &resources));
+        // ... also one whose selector names labels the (nameless) type event has not.
+        let labelled = obj(
+            json!({"apiVersion": "placement.kubernetes-fleet.io/v1beta1",
+            "kind": "ClusterResourcePlacement", "metadata": {"name": "prod"},
+            "spec": {"resourceSelectors": [{"group": "", "version": "v1", "kind": "Namespace",
+                "labelSelector": {"matchLabels": {"env": "prod"}}}]}}),
+        );
+        let namespaces = Changed {
+            kind: "Namespace".into(),
+            ..changed(None, "")
+        };
+        assert!(may_select(
+            Scope::Cluster,
+            &labelled,
+            &namespaces,
+            &resources
+        ));
+        // Until discovery has run once, no type is known to be missing.
+        assert!(resources.loading("", "Namespace"));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Resources {
     types: RwLock<BTreeMap<(String, String), Cached>>,
     /// Types discovery found whose cache is still loading.
     loading: RwLock<std::collections::BTreeSet<(String, String)>>,
+    /// Whether a discovery pass has completed: before that, no type is known to be missing.
+    discovered: std::sync::atomic::AtomicBool,
 }
 
 /// Resource types never placed: the fleet's own machinery (envelopes excepted: they carry
@@ -93,6 +95,21 @@ fn placeable(group: &str, plural: &str) -> bool {
     )
 }
 
+/// Gives a watched object the apiVersion and kind of its type. List responses leave them out
+/// of their items (kube-apiserver's and Flotilla's alike), so without this an object a cache
+/// first met in a LIST (after a restart, say) has neither, unlike one met in a watch event.
+pub fn typed(ar: &ApiResource) -> impl FnMut(&mut DynamicObject) + Clone + Send + 'static {
+    let types = kube::core::TypeMeta {
+        api_version: ar.api_version.clone(),
+        kind: ar.kind.clone(),
+    };
+    move |o: &mut DynamicObject| {
+        if o.types.as_ref().is_none_or(|t| t.kind.is_empty()) {
+            o.types = Some(types.clone());
+        }
+    }
+}
+
 impl Resources {
     /// The cache of (group, kind), if discovered and loaded.
     pub fn get(&self, group: &str, kind: &str) -> Option<Cached> {
@@ -102,11 +119,14 @@ impl Resources {
             .cloned()
     }
 
-    /// Whether (group, kind) was discovered but its cache is still loading.
+    /// Whether (group, kind) may still come: discovered with its cache loading, or discovery
+    /// has not completed yet (a controller that has just started).
     pub fn loading(&self, group: &str, kind: &str) -> bool {
-        self.loading
-            .read()
-            .contains(&(group.to_string(), kind.to_string()))
+        !self.discovered.load(std::sync::atomic::Ordering::SeqCst)
+            || self
+                .loading
+                .read()
+                .contains(&(group.to_string(), kind.to_string()))
     }
 
     /// Every loaded namespaced type.
@@ -152,6 +172,8 @@ impl Resources {
                             ));
                         }
                     }
+                    self.discovered
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 Err(e) => tracing::warn!(error = %e, "discovering placeable resources failed"),
             }
@@ -176,6 +198,7 @@ impl Resources {
         let key = (ar.group.clone(), ar.kind.clone());
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(typed(&ar))
             .reflect(writer)
             .touched_objects()
             .boxed();

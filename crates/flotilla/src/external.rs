@@ -15,14 +15,12 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
+use flotilla_hub::lease::{LEADER_LEASE, SYSTEM_NAMESPACE};
+
 use crate::serve::client_from_kubeconfig;
 
-/// Namespace of the hub's own objects on the API server (the webhook CA, the leader Lease).
-const SYSTEM_NAMESPACE: &str = "flotilla-system";
 /// The Secret holding the webhook's CA, shared by every replica.
 const WEBHOOK_CA_SECRET: &str = "flotilla-webhook-ca";
-/// The Lease the replicas' controllers are elected through.
-const LEADER_LEASE: &str = "flotilla-hub";
 
 /// Where the hub's controllers run against another API server.
 pub struct ExternalHub {

@@ -182,6 +182,17 @@ async fn run_hub(args: HubArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Who leads, where kubectl shows it: `kubectl get lease -n flotilla-system flotilla-hub`.
+    let lease = flotilla_hub::lease::LeaseConfig {
+        namespace: flotilla_hub::lease::SYSTEM_NAMESPACE.into(),
+        name: flotilla_hub::lease::LEADER_LEASE.into(),
+        identity: served.identity.clone(),
+        duration: Duration::from_secs(args.etcd.leader_lease_seconds.max(2)),
+    };
+    let client = served.server.client();
+    served.server.spawn_controller("leader-lease", move || {
+        flotilla_hub::lease::record(client.clone(), lease.clone())
+    });
     tracing::info!(url = %served.url, kubeconfig = %served.kubeconfig.display(), "hub ready");
     eprintln!(
         "flotilla hub ready at {}\n  export KUBECONFIG={}\n  kubectl get namespaces",

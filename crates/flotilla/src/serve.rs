@@ -141,6 +141,8 @@ pub struct Served {
     pub url: String,
     /// The admin kubeconfig written for it (absolute path).
     pub kubeconfig: PathBuf,
+    /// This replica's identity in leader election (`name@address/pid`).
+    pub identity: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), flotilla_apiserver::TlsError>>,
 }
@@ -213,6 +215,7 @@ where
         server,
         url,
         kubeconfig,
+        identity,
         stop,
         task,
     })

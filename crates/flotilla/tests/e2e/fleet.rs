@@ -1,37 +1,16 @@
 //! A fleet of processes: a hub, two simulated members and their agents. Joining, properties,
-//! RBAC between members, agent failure and recovery, wrong credentials, hub restart, leaving.
+//! RBAC between members, agent failure and recovery, wrong credentials, hub restart, leaving;
+//! a placement that converges although the hub and an agent are killed in its middle.
 
 #![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::*;
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Starts a hub on `port`, 0 for one it picks itself; returns it and the port it serves on
 /// (read from the admin kubeconfig it writes), so a restart can come back at the same address.
@@ -45,7 +24,13 @@ fn start_hub(dir: &Path, port: u16) -> (Proc, u16) {
         .args(["--member-health-threshold-seconds", "3"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.with_extension("log"))
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     wait_file(&kc);
@@ -58,64 +43,8 @@ fn start_hub(dir: &Path, port: u16) -> (Proc, u16) {
     (Proc(child), served)
 }
 
-fn start_member(dir: &Path, name: &str) -> Proc {
-    let child = flotilla()
-        .args([
-            "member",
-            "--name",
-            name,
-            "--store",
-            "memory",
-            "--nodes",
-            "2",
-            "--node-cpu",
-            "8",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_file(&dir.join("admin.kubeconfig"));
-    Proc(child)
-}
-
-fn start_agent(name: &str, hub_kc: &Path, member_kc: &Path, log: &Path) -> Proc {
-    let child = flotilla()
-        .args(["agent", "--name", name, "--hub-kubeconfig"])
-        .arg(hub_kc)
-        .arg("--member-kubeconfig")
-        .arg(member_kc)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    Proc(child)
-}
-
 fn membercluster(hub: &Path, name: &str) -> Option<Value> {
     get_json(hub, &["get", "membercluster", name])
-}
-
-fn join(hub: &Path, name: &str, out: &Path) -> Output {
-    flotilla()
-        .args([
-            "join",
-            name,
-            "--heartbeat-period-seconds",
-            "1",
-            "--label",
-            "env=prod",
-            "--hub-kubeconfig",
-        ])
-        .arg(hub)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -355,6 +284,101 @@ fn members_join_report_fail_recover_and_leave() {
         log.contains("rejected the agent's credentials (403")
             .then_some(())
     });
+}
+
+#[test]
+fn a_placement_converges_across_a_hub_kill_and_an_agent_kill_in_its_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| -> PathBuf { dir.path().join(p) };
+    let (mut hub_proc, port) = start_hub(&d("hub"), 0);
+    let hub = d("hub/admin.kubeconfig");
+    let _m1 = start_member(&d("m1"), "m1");
+    let _m2 = start_member(&d("m2"), "m2");
+    for m in ["m1", "m2"] {
+        let out = join(&hub, m, &d(&format!("{m}-agent.kubeconfig")));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let agent = |m: &str, log: &str| {
+        start_agent(
+            m,
+            &d(&format!("{m}-agent.kubeconfig")),
+            &d(&format!("{m}/admin.kubeconfig")),
+            &d(log),
+        )
+    };
+    let mut a1 = agent("m1", "a1.log");
+    let _a2 = agent("m2", "a2.log");
+    for m in ["m1", "m2"] {
+        wait_for(&format!("{m} joined"), Duration::from_secs(30), || {
+            membercluster(&hub, m).filter(|mc| condition(mc, "Joined").0 == "True")
+        });
+    }
+    // A namespace of 60 ConfigMaps, placed everywhere.
+    let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: bulk}\n");
+    for i in 0..60 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: bulk}}\ndata: {{i: \"{i}\"}}\n"
+        ));
+    }
+    yaml.push_str(
+        "---\napiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\n\
+         metadata: {name: bulk}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: bulk}]\n  policy: {placementType: PickAll}\n",
+    );
+    let out = kubectl_apply(&hub, &yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // In its middle: once the hub has written m1's Work, kill -9 the hub and m1's agent.
+    wait_for("m1's Work", Duration::from_secs(30), || {
+        get_json(&hub, &["-n", "fleet-member-m1", "get", "works"])
+            .filter(|l| l["items"].as_array().is_some_and(|i| !i.is_empty()))
+    });
+    hub_proc.0.kill().unwrap();
+    a1.0.kill().unwrap();
+    let _ = hub_proc.0.wait();
+    let _ = a1.0.wait();
+    let (_hub_proc, _) = start_hub(&d("hub"), port);
+    let _a1 = agent("m1", "a1-restarted.log");
+    // The placement converges: every ConfigMap on both members, the placement Available.
+    for m in ["m1", "m2"] {
+        let kc = d(&format!("{m}/admin.kubeconfig"));
+        wait_for(
+            &format!("all 60 ConfigMaps on {m}"),
+            Duration::from_secs(60),
+            || {
+                get_json(&kc, &["-n", "bulk", "get", "configmaps", "-l", "!nothing"]).filter(|l| {
+                    l["items"].as_array().is_some_and(|items| {
+                        (0..60).all(|i| {
+                            items.iter().any(|c| {
+                                c["metadata"]["name"] == format!("c{i}").as_str()
+                                    && c["data"]["i"] == i.to_string().as_str()
+                            })
+                        })
+                    })
+                })
+            },
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = get_json(&hub, &["get", "clusterresourceplacement", "bulk"]).unwrap();
+        if condition(&p, "ClusterResourcePlacementAvailable").0 == "True" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the placement is not Available: {:#}\nhub log:\n{}",
+            p["status"],
+            std::fs::read_to_string(d("hub.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

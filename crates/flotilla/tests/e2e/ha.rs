@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::churn;
 use crate::support::*;
 
 struct Replica {
@@ -34,12 +35,40 @@ impl Replica {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-    /// Whether the replica's last word on leadership is that it leads.
+    /// Whether the replica says it leads: client-go's leader gauge on its /metrics (answered
+    /// from memory, so also while etcd is unreachable).
     fn leads(&self) -> bool {
-        let log = self.log();
-        let gained = log.rfind("is now the leader");
-        let lost = log.rfind("is no longer the leader");
-        gained.is_some() && gained > lost
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--server", &self.url, "get", "--raw", "/metrics"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "leader_election_master_status{name=\"flotilla-hub\"} 1")
+    }
+
+    /// The holder the leader Lease names, read through this replica.
+    fn lease_holder(&self) -> Option<String> {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--server", &self.url])
+            .args(["-n", "flotilla-system", "get", "lease", "flotilla-hub"])
+            .args(["-o", "jsonpath={.spec.holderIdentity}"])
+            .output()
+            .unwrap();
+        let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !holder.is_empty()).then_some(holder)
+    }
+
+    /// Whether `identity` (`flotilla@<address>/<pid>`) is this replica's.
+    fn is(&self, identity: &str) -> bool {
+        let address = identity
+            .split_once('@')
+            .and_then(|(_, rest)| rest.split('/').next());
+        address.is_some() && address == self.url.strip_prefix("https://")
     }
 }
 
@@ -140,7 +169,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Dur
 }
 
 #[test]
-fn replicas_serve_one_api_and_a_new_leader_takes_over_within_the_lease() {
+fn replicas_serve_one_api_and_every_controller_moves_to_a_new_leader() {
     let dir = tempfile::tempdir().unwrap();
     let endpoints = shared_etcd().0.endpoints();
     let lease = ["--leader-lease-seconds", "5"];
@@ -203,22 +232,32 @@ fn replicas_serve_one_api_and_a_new_leader_takes_over_within_the_lease() {
             e => panic!("{e}"),
         }
     });
-    // Exactly one replica leads.
-    wait_until("a leader", Duration::from_secs(15), || {
-        a.leads() || b.leads()
+    // Exactly one replica leads: the Lease names it, and only it says so.
+    let holder = wait_for("a leader in the Lease", Duration::from_secs(15), || {
+        a.lease_holder().filter(|h| a.is(h) || b.is(h))
     });
-    assert!(a.leads() != b.leads());
-    let (mut leader, follower) = if a.leads() { (a, b) } else { (b, a) };
+    let (mut leader, follower) = if a.is(&holder) { (a, b) } else { (b, a) };
+    assert!(leader.leads() && !follower.leads());
     leader.child.kill().unwrap();
     leader.child.wait().unwrap();
-    let took = wait_until("the follower takes over", Duration::from_secs(15), || {
-        follower.leads()
-    });
+    let took = wait_until(
+        "the Lease names the follower",
+        Duration::from_secs(15),
+        || follower.lease_holder().is_some_and(|h| follower.is(&h)),
+    );
+    assert!(follower.leads());
     eprintln!(
-        "failover: the follower led {:.1} s after kill -9 of the leader (lease 5 s)",
+        "failover: the Lease named the follower {:.1} s after kill -9 of the leader (lease 5 s)",
         took.as_secs_f64()
     );
-    // Controllers run on the new leader: a CRD created now is reported established.
+    every_controller_runs_on(&follower, &dir.path().join("fleet"), &rt);
+}
+
+/// Each controller of the hub does its work on `hub` (a replica that took over): the CRD
+/// controller establishes a new CRD, the garbage collector removes a dependent, the member
+/// controller admits a member that joins now, and the placement controller places a
+/// namespace on it.
+fn every_controller_runs_on(hub: &Replica, dir: &Path, rt: &tokio::runtime::Runtime) {
     let crd = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
       "metadata":{"name":"widgets.example.com"},
       "spec":{"group":"example.com","scope":"Namespaced",
@@ -226,24 +265,90 @@ fn replicas_serve_one_api_and_a_new_leader_takes_over_within_the_lease() {
         "versions":[{"name":"v1","served":true,"storage":true,
           "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
     rt.block_on(async {
-        let client = client_at(&follower.kubeconfig, &follower.url).await;
+        let client = client_at(&hub.kubeconfig, &hub.url).await;
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client);
+            Api::all(client.clone());
         crds.create(&PostParams::default(), &serde_json::from_str(crd).unwrap())
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let c = crds.get("widgets.example.com").await.unwrap();
-            let established = c.status.and_then(|s| s.conditions).unwrap_or_default().iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the new leader did not establish the CRD");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        let owner = cms.create(&PostParams::default(), &cm("owner", "1")).await.unwrap();
+        let mut dependent = cm("dependent", "1");
+        dependent.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: "owner".into(),
+                uid: owner.metadata.uid.unwrap(),
+                ..Default::default()
+            },
+        ]);
+        cms.create(&PostParams::default(), &dependent).await.unwrap();
+        cms.delete("owner", &Default::default()).await.unwrap();
     });
+    let kc = &hub.kubeconfig;
+    wait_for(
+        "the new leader establishes the CRD",
+        Duration::from_secs(15),
+        || {
+            get_json(kc, &["get", "crd", "widgets.example.com"])
+                .filter(|c| condition(c, "Established").0 == "True")
+        },
+    );
+    wait_for(
+        "the new leader's garbage collector",
+        Duration::from_secs(15),
+        || {
+            (!kubectl(kc, &["get", "configmap", "dependent"])
+                .status
+                .success())
+            .then_some(())
+        },
+    );
+    // A member joins through the new leader (its agent talks to it).
+    let _member = start_member(&dir.join("m1"), "m1");
+    let out = join(kc, "m1", &dir.join("m1-agent.kubeconfig"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let member_kc = dir.join("m1/admin.kubeconfig");
+    let _agent = start_agent(
+        "m1",
+        &dir.join("m1-agent.kubeconfig"),
+        &member_kc,
+        &dir.join("agent.log"),
+    );
+    wait_for(
+        "the member controller admits m1",
+        Duration::from_secs(30),
+        || {
+            get_json(kc, &["get", "membercluster", "m1"]).filter(|mc| {
+                condition(mc, "Joined").0 == "True" && condition(mc, "Healthy").0 == "True"
+            })
+        },
+    );
+    let out = kubectl_apply(
+        kc,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: team}\ndata: {a: \"1\"}\n---\n\
+         apiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\n\
+         metadata: {name: team}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: team}]\n  policy: {placementType: PickAll}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the placement controller places team on m1",
+        Duration::from_secs(30),
+        || {
+            get_json(&member_kc, &["-n", "team", "get", "configmap", "app"])
+                .filter(|c| c["data"]["a"] == "1")
+        },
+    );
 }
 
 #[test]
@@ -253,41 +358,31 @@ fn kill_9_of_one_replica_under_writes_loses_nothing_and_spares_the_other() {
     let mut a = start_replica(&dir.path().join("a"), &endpoints, "/ha-kill", &[]);
     let b = start_replica(&dir.path().join("b"), &endpoints, "/ha-kill", &[]);
     let rt = runtime();
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let ledger = Arc::new(Mutex::new(churn::Ledger::default()));
     let b_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     rt.block_on(async {
         let ca = client_at(&a.kubeconfig, &a.url).await;
         let cb = client_at(&a.kubeconfig, &b.url).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for w in 0..12 {
-            let on_b = w % 2 == 1;
-            let api: Api<ConfigMap> =
-                Api::namespaced(if on_b { cb.clone() } else { ca.clone() }, "default");
-            let (acked, b_errors, stop) = (acked.clone(), b_errors.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                for i in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        return;
-                    }
-                    let name = format!("w{w}-{i}");
-                    match api.create(&PostParams::default(), &cm(&name, "1")).await {
-                        Ok(_) => acked.lock().unwrap().push(name),
-                        Err(e) if on_b => b_errors.lock().unwrap().push(e.to_string()),
-                        Err(_) => return,
-                    }
-                }
-            }));
-        }
-        while acked.lock().unwrap().len() < 300 {
+        // Creates, updates and deletes with preconditions, half through each replica.
+        let tasks: Vec<_> = (0..12)
+            .map(|w| {
+                let on_b = w % 2 == 1;
+                let api: Api<ConfigMap> =
+                    Api::namespaced(if on_b { cb.clone() } else { ca.clone() }, "default");
+                let errors = on_b.then(|| b_errors.clone());
+                tokio::spawn(churn::work(api, w, ledger.clone(), stop.clone(), errors))
+            })
+            .collect();
+        while churn::Ledger::changes(&ledger) < 600 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         a.child.kill().unwrap();
         a.child.wait().unwrap();
-        let at_kill = acked.lock().unwrap().len();
+        let at_kill = churn::Ledger::changes(&ledger);
         // b's clients carry on.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while acked.lock().unwrap().len() < at_kill + 300 {
+        while churn::Ledger::changes(&ledger) < at_kill + 600 {
             assert!(Instant::now() < deadline, "writes through b stalled");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -301,21 +396,8 @@ fn kill_9_of_one_replica_under_writes_loses_nothing_and_spares_the_other() {
             b_errors.lock().unwrap()
         );
         let api: Api<ConfigMap> = Api::namespaced(cb, "default");
-        let stored: std::collections::HashSet<String> = api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|c| c.metadata.name)
-            .collect();
-        let acked = acked.lock().unwrap();
-        let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
-        assert!(
-            lost.is_empty(),
-            "{} acknowledged writes lost: {lost:?}",
-            lost.len()
-        );
+        let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+        churn::check(&api, &ledger).await;
     });
 }
 

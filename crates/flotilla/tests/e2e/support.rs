@@ -3,7 +3,7 @@
 #![allow(clippy::disallowed_methods, dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -78,4 +78,86 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to 30 s for `path` to appear (a process writes it when ready).
+pub fn wait_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A simulated member cluster (`flotilla member`) of two 8-core nodes in `dir`.
+pub fn start_member(dir: &Path, name: &str) -> Proc {
+    let child = flotilla()
+        .args([
+            "member",
+            "--name",
+            name,
+            "--store",
+            "memory",
+            "--nodes",
+            "2",
+            "--node-cpu",
+            "8",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_file(&dir.join("admin.kubeconfig"));
+    Proc(child)
+}
+
+pub fn start_agent(name: &str, hub_kc: &Path, member_kc: &Path, log: &Path) -> Proc {
+    let child = flotilla()
+        .args(["agent", "--name", name, "--hub-kubeconfig"])
+        .arg(hub_kc)
+        .arg("--member-kubeconfig")
+        .arg(member_kc)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// `flotilla join NAME` (heartbeat every second, label env=prod), the agent's kubeconfig
+/// written to `out`.
+pub fn join(hub: &Path, name: &str, out: &Path) -> Output {
+    flotilla()
+        .args([
+            "join",
+            name,
+            "--heartbeat-period-seconds",
+            "1",
+            "--label",
+            "env=prod",
+            "--hub-kubeconfig",
+        ])
+        .arg(hub)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
 }
