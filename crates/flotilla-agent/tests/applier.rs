@@ -218,3 +218,120 @@ async fn kinds_survive_an_unavailable_api_and_follow_new_crds() {
     }
     assert!(gone, "the removed CRD's kind is still resolved");
 }
+
+/// The agent's own role in docs/examples/member-agent-rbac.yaml covers what the agent does
+/// itself and nothing of what placements carry: with it alone (no controller manager
+/// aggregates the content role here), the AppliedWork CRD installs, AppliedWorks are kept,
+/// nodes, pods, the properties ConfigMap and /readyz are readable, and a ConfigMap outside
+/// `flotilla-system` is forbidden.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_agent_role_covers_its_own_calls_and_no_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster =
+        flotilla_testbed::RealCluster::start(dir.path(), flotilla_testbed::ControlPlane::ApiServer)
+            .unwrap();
+    let rbac = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/member-agent-rbac.yaml"
+    );
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["apply", "-f", rbac])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent_kc = dir.path().join("agent.kubeconfig");
+    cluster
+        .token_kubeconfig("flotilla-system", "flotilla-agent", 1, &agent_kc)
+        .unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&agent_kc).unwrap();
+    let agent = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+
+    install_applied_work(&agent, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let applied: Api<DynamicObject> = Api::all_with(
+        agent.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("placement.kubernetes-fleet.io", "v1", "AppliedWork"),
+            "appliedworks",
+        ),
+    );
+    let aw: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "AppliedWork",
+        "metadata": {"name": "w"}, "spec": {"workName": "w", "workNamespace": "fleet-member-m"}}))
+    .unwrap();
+    // The member's API server establishes the CRD for its clients a moment after its status.
+    let mut created = applied.create(&PostParams::default(), &aw).await;
+    for _ in 0..50 {
+        if created.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        created = applied.create(&PostParams::default(), &aw).await;
+    }
+    created.unwrap();
+    applied
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"appliedResources": []}})),
+        )
+        .await
+        .unwrap();
+    applied.list(&Default::default()).await.unwrap();
+    applied.delete("w", &Default::default()).await.unwrap();
+    for (group, version, kind, plural) in [("", "v1", "Node", "nodes"), ("", "v1", "Pod", "pods")] {
+        let api: Api<DynamicObject> = Api::all_with(
+            agent.clone(),
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, kind),
+                plural,
+            ),
+        );
+        api.list(&Default::default()).await.unwrap();
+    }
+    let configmaps = |ns: &str| -> Api<DynamicObject> {
+        Api::namespaced_with(
+            agent.clone(),
+            ns,
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+                "configmaps",
+            ),
+        )
+    };
+    assert!(configmaps("flotilla-system")
+        .get_opt("cluster-properties")
+        .await
+        .unwrap()
+        .is_none());
+    let readyz = agent
+        .request_text(http::Request::get("/readyz").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(readyz, "ok");
+    let cm: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "placed"}}))
+    .unwrap();
+    match configmaps("default").create(&PostParams::default(), &cm).await {
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (
+                403,
+                "configmaps is forbidden: User \"system:serviceaccount:flotilla-system:flotilla-agent\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+            )
+        ),
+        other => panic!("content is not the agent's own role's: {other:?}"),
+    }
+}
