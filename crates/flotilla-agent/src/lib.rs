@@ -10,6 +10,20 @@
 
 #![warn(missing_docs)]
 
+/// A client error in a line a person can act on: the API server's own message for an answer,
+/// else the root cause under kube's and hyper's wrappers ("Connection refused (os error 111)",
+/// "invalid peer certificate: UnknownIssuer").
+pub fn brief(e: &kube::Error) -> String {
+    if let kube::Error::Api(s) = e {
+        return format!("{} ({}): {}", s.code, s.reason, s.message);
+    }
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root.to_string()
+}
+
 pub mod backoff;
 pub mod compare;
 pub mod kinds;
@@ -258,7 +272,7 @@ impl Agent {
         match tokio::time::timeout(Duration::from_secs(10), self.member.request_text(req)).await {
             Ok(Ok(t)) if t.trim() == "ok" => Ok(()),
             Ok(Ok(t)) => Err(format!("the member API server is not ready: {}", t.trim())),
-            Ok(Err(e)) => Err(format!("the member API server is not ready: {e}")),
+            Ok(Err(e)) => Err(format!("the member API server is not ready: {}", brief(&e))),
             Err(_) => Err("the member API server did not answer /readyz within 10s".into()),
         }
     }

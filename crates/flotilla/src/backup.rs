@@ -57,7 +57,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let mut lines = client
         .request_stream(req)
         .await
-        .map_err(|e| anyhow::anyhow!("asking the hub for a backup: {e}"))?
+        .map_err(|e| anyhow::anyhow!("asking the hub for a backup: {}", crate::serve::brief(&e)))?
         .lines();
     let tmp = args.out.with_extension("partial");
     let file = std::fs::File::create(&tmp)
@@ -102,6 +102,11 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let into_etcd = match args.store {
+        StoreKind::Memory => anyhow::bail!("restore into redb or etcd (memory keeps nothing)"),
+        StoreKind::Redb => false,
+        StoreKind::Etcd => true,
+    };
     let file = std::fs::File::open(&args.from)
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.from.display()))?;
     let backup = flotilla_store::backup::read(std::io::BufReader::new(file))
@@ -110,22 +115,17 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let revision = backup.revision;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.data_dir.display()))?;
-    match args.store {
-        StoreKind::Memory => anyhow::bail!("restore into redb or etcd (memory keeps nothing)"),
-        StoreKind::Redb => {
-            let path = args.data_dir.join("store.redb");
-            flotilla_store::backup::restore_redb(&path, &backup)
-                .map_err(|e| anyhow::anyhow!("restoring into {}: {e}", path.display()))?;
-        }
-        StoreKind::Etcd => {
-            let store =
-                crate::serve::open_store(StoreKind::Etcd, &args.data_dir, &args.etcd).await?;
-            flotilla_store::backup::restore_into(&store, backup, |n| {
-                eprintln!("  {n}/{count} objects");
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("restoring into etcd: {e}"))?;
-        }
+    if into_etcd {
+        let store = crate::serve::open_store(StoreKind::Etcd, &args.data_dir, &args.etcd).await?;
+        flotilla_store::backup::restore_into(&store, backup, |n| {
+            eprintln!("  {n}/{count} objects");
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("restoring into etcd: {e}"))?;
+    } else {
+        let path = args.data_dir.join("store.redb");
+        flotilla_store::backup::restore_redb(&path, &backup)
+            .map_err(|e| anyhow::anyhow!("restoring into {}: {e}", path.display()))?;
     }
     eprintln!(
         "restored {count} objects (backup revision {revision}) in {:.2} s",

@@ -41,8 +41,9 @@ pub async fn run(hub: ExternalHub) -> anyhow::Result<()> {
     let client = client_from_kubeconfig(&hub.kubeconfig).await?;
     let version = client.apiserver_version().await.map_err(|e| {
         anyhow::anyhow!(
-            "reaching the API server of {}: {e}",
-            hub.kubeconfig.display()
+            "reaching the API server of {}: {}",
+            hub.kubeconfig.display(),
+            crate::serve::brief(&e)
         )
     })?;
     let listener = tokio::net::TcpListener::bind(hub.webhook_bind)

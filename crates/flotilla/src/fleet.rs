@@ -64,7 +64,7 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 #[derive(clap::Args)]
 pub struct MemberArgs {
     /// The member cluster's name.
-    #[arg(long)]
+    #[arg(long, value_parser = member_name)]
     name: String,
     /// Directory for the store, credentials and admin.kubeconfig.
     #[arg(long, value_name = "DIR")]
@@ -158,7 +158,7 @@ pub async fn run_member(args: MemberArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 pub struct AgentArgs {
     /// The member's name (its MemberCluster on the hub).
-    #[arg(long)]
+    #[arg(long, value_parser = member_name)]
     name: String,
     /// Kubeconfig for the hub, with the member's credentials (written by `flotilla join`).
     #[arg(long, value_name = "FILE")]
@@ -191,6 +191,7 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 pub struct JoinArgs {
     /// The new member's name.
+    #[arg(value_parser = member_name)]
     name: String,
     /// The hub's admin kubeconfig.
     #[arg(long, value_name = "FILE")]
@@ -204,6 +205,21 @@ pub struct JoinArgs {
     /// The member's heartbeat period.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     heartbeat_period_seconds: u32,
+}
+
+/// A member's name, checked before anything is done with it: its namespace on the hub,
+/// `fleet-member-<name>`, must be a DNS-1123 label.
+fn member_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a member needs a name".into());
+    }
+    let namespace = format!("{}{s}", flotilla_api::member::NAMESPACE_PREFIX);
+    match flotilla_api::names::label_problems(&namespace).first() {
+        None => Ok(s.to_string()),
+        Some(p) => Err(format!(
+            "its namespace on the hub, {namespace}, would be invalid: {p}"
+        )),
+    }
 }
 
 fn member_cluster_api(client: kube::Client) -> Api<DynamicObject> {
@@ -224,7 +240,14 @@ pub async fn join(
         .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", hub_kubeconfig.display()))?;
     let client = client_from_kubeconfig(hub_kubeconfig).await?;
     let mcs = member_cluster_api(client.clone());
-    if mcs.get_opt(name).await?.is_some() {
+    let existing = mcs.get_opt(name).await.map_err(|e| {
+        anyhow::anyhow!(
+            "reaching the hub of {}: {}",
+            hub_kubeconfig.display(),
+            crate::serve::brief(&e)
+        )
+    })?;
+    if existing.is_some() {
         anyhow::bail!("member cluster {name:?} already exists on the hub; choose another name or delete it first (kubectl delete membercluster {name})");
     }
     let user = format!("{}{name}", flotilla_api::member::NAMESPACE_PREFIX);
@@ -390,6 +413,16 @@ pub fn member_labels(k: usize) -> BTreeMap<String, String> {
 }
 
 pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
+    // Every input is read before anything starts.
+    let real_members = args
+        .real_members
+        .iter()
+        .map(|source| {
+            std::fs::read_to_string(source)
+                .map(|text| (source.clone(), text))
+                .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", source.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (hub, hub_kubeconfig) = match &args.hub_kubeconfig {
         Some(kc) => (None, kc.clone()),
         None => {
@@ -429,12 +462,10 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             let (kc, url) = (served.kubeconfig.clone(), served.url.clone());
             (Some(served), kc, url)
         } else {
-            let source = &args.real_members[k - args.members - 1];
-            let text = std::fs::read_to_string(source)
-                .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", source.display()))?;
+            let (source, text) = &real_members[k - args.members - 1];
             std::fs::create_dir_all(&dir)?;
             let kc = dir.join("admin.kubeconfig");
-            flotilla_apiserver::Credentials::write_kubeconfig(&kc, &text)?;
+            flotilla_apiserver::Credentials::write_kubeconfig(&kc, text)?;
             (None, kc, format!("the cluster of {}", source.display()))
         };
         let member_client = client_from_kubeconfig(&member_kubeconfig).await?;

@@ -221,6 +221,8 @@ where
     })
 }
 
+pub use flotilla_agent::brief;
+
 /// A `kube` client from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)

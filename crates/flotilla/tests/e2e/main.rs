@@ -2,6 +2,7 @@
 //! loopback, driven by kubectl and the kube client, with faults.
 
 mod churn;
+mod cli;
 mod differential;
 mod external_hub;
 mod fleet;
