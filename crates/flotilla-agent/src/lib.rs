@@ -68,7 +68,7 @@ fn describe(e: &kube::Error) -> (bool, String) {
                 s.code, s.reason, s.message
             ),
         ),
-        other => (false, other.to_string()),
+        other => (false, brief(other)),
     }
 }
 

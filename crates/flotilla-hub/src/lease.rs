@@ -295,12 +295,31 @@ mod tests {
         let a = campaign(client.clone(), config("a", Duration::from_secs(2)));
         wait_leading(&a, true).await;
         let b = campaign(client.clone(), config("b", Duration::from_secs(2)));
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert!(!b.is_leader(), "two leaders");
+        // Never two leaders: b leads only after a has resigned, however long b campaigns.
+        let resigned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let early = {
+            let mut rx = b.subscribe();
+            let resigned = resigned.clone();
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|l| *l).await;
+                !resigned.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        };
+        // While a renews its Lease three times, b tries to take it at every retry of its own.
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "flotilla-system", &lease_resource());
+        let mut renewals = std::collections::BTreeSet::new();
+        while renewals.len() < 4 {
+            let l = api.get("hub").await.unwrap();
+            renewals.insert(l.data["spec"]["renewTime"].to_string());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(holder(&client).await, "a");
+        resigned.store(true, std::sync::atomic::Ordering::SeqCst);
         a.resign().await;
         assert!(!a.is_leader());
         wait_leading(&b, true).await;
+        assert!(!early.await.unwrap(), "b led while a still held the Lease");
         assert_eq!(holder(&client).await, "b");
         b.resign().await;
         assert_eq!(holder(&client).await, Value::Null);

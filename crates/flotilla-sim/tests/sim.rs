@@ -117,33 +117,36 @@ async fn workloads_reach_their_status_within_capacity() {
     // 3 x 500m + 2 x 100m + 2 x 10m are requested of 4 CPUs: a 3-CPU pod fits nowhere.
     create(&c, "apps", "Deployment", "deployments", json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "big"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "big"}}, "template": template("big", "3")}})).await;
-    let st = wait_status(&c, "apps", "Deployment", "deployments", "big", |s| {
-        s["replicas"] == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let st2 = wait_status(&c, "apps", "Deployment", "deployments", "big", |_| true).await;
-    assert_eq!(st2["availableReplicas"], 0, "{st}");
-    assert!(st2["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["type"] == "Available" && c["status"] == "False"));
-    let list = pods.list(&Default::default()).await.unwrap();
-    let big = list
-        .items
-        .iter()
-        .find(|p| p.metadata.name.as_deref().unwrap().starts_with("big-"))
-        .unwrap();
+    // The scheduler's verdict on the pod, then the Deployment's on itself: states, not a wait.
+    let mut big = None;
+    for _ in 0..200 {
+        let list = pods.list(&Default::default()).await.unwrap();
+        big = list.items.into_iter().find(|p| {
+            p.metadata.name.as_deref().unwrap().starts_with("big-")
+                && p.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+        });
+        if big.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let big = big.expect("the big pod is judged unschedulable");
     assert_eq!(big.data["status"]["phase"], "Pending");
     assert!(big.data["spec"]["nodeName"].is_null());
-    let sched = big.data["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "PodScheduled")
-        .unwrap();
-    assert_eq!(sched["reason"], "Unschedulable");
+    let st = wait_status(&c, "apps", "Deployment", "deployments", "big", |s| {
+        s["replicas"] == 1
+            && s["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Available" && c["status"] == "False")
+    })
+    .await;
+    assert_eq!(st["availableReplicas"], 0, "{st}");
 
     // Scaling down removes pods.
     let deps: Api<DynamicObject> = Api::namespaced_with(

@@ -91,7 +91,22 @@ async fn issued_certificates_authenticate_and_rbac_decides() {
         .await
         .unwrap();
     assert!(ts.kubectl(&["certificate", "deny", "bob"]).0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The signer handles requests in the order of their writes: once carol's, approved after
+    // bob was denied, is issued, the signer has seen bob's denial too.
+    let (_, pem3) = request("carol", &[]);
+    csrs.create(&PostParams::default(), &csr("carol", &pem3))
+        .await
+        .unwrap();
+    assert!(ts.kubectl(&["certificate", "approve", "carol"]).0);
+    support::eventually("carol's certificate", || async {
+        csrs.get("carol")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.certificate)
+            .is_some()
+    })
+    .await;
     assert!(csrs
         .get("bob")
         .await

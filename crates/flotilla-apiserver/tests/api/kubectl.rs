@@ -140,26 +140,50 @@ async fn label_annotate_scale_patch_and_watch() {
     let t = support::start().await;
     t.kubectl_ok(&["apply", "-f", &testdata("app.yaml")]);
     let kubeconfig = t.kubeconfig.clone();
-    // Watch in the background while making changes.
-    let watcher = std::thread::spawn(move || {
-        std::process::Command::new("timeout")
-            .args([
-                "6",
-                "kubectl",
-                "get",
-                "cm",
-                "-n",
-                "shop",
-                "-w",
-                "--output-watch-events",
-                "-o",
-                "custom-columns=EVENT:.type,NAME:.object.metadata.name,COLOR:.object.data.color",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .output()
-            .unwrap()
+    // Watch in the background while making changes. kubectl watches from the resourceVersion
+    // of its initial list, so once it has printed the existing ConfigMap no later change can
+    // be missed.
+    let mut watcher = std::process::Command::new("timeout")
+        .args([
+            "6",
+            "kubectl",
+            "get",
+            "cm",
+            "-n",
+            "shop",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "custom-columns=EVENT:.type,NAME:.object.metadata.name,COLOR:.object.data.color",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watcher.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut printed = Vec::new();
+    tokio::task::block_in_place(|| loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("kubectl prints the existing ConfigMap");
+        let listed = line.contains("web-config");
+        printed.push(line);
+        if listed {
+            break;
+        }
+    });
     t.kubectl_ok(&["label", "cm", "web-config", "-n", "shop", "tier=front"]);
     t.kubectl_ok(&["annotate", "cm", "web-config", "-n", "shop", "owner=team-a"]);
     t.kubectl_ok(&[
@@ -217,9 +241,12 @@ async fn label_annotate_scale_patch_and_watch() {
         "{err}"
     );
 
-    let out =
-        String::from_utf8_lossy(&tokio::task::block_in_place(|| watcher.join().unwrap()).stdout)
-            .into_owned();
+    tokio::task::block_in_place(|| {
+        watcher.wait().unwrap();
+        reader.join().unwrap();
+    });
+    printed.extend(rx.try_iter());
+    let out = printed.join("\n");
     let events: Vec<Vec<&str>> = out
         .lines()
         .skip(1)

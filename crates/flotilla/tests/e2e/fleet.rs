@@ -207,33 +207,34 @@ fn members_join_report_fail_recover_and_leave() {
     )
     .unwrap();
     let bad_agent = start_agent("m1", &bad, &m1_admin, &d("bad.log"));
-    std::thread::sleep(Duration::from_secs(4));
+    // Rejected credentials are reported with what to check (how long the agent then waits is
+    // the backoff's, unit-tested in flotilla-agent's backoff.rs).
+    let line = wait_for("the agent to report 401", Duration::from_secs(20), || {
+        std::fs::read_to_string(d("bad.log"))
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("rejected the agent's credentials (401"))
+            .map(String::from)
+    });
     drop(bad_agent);
-    let log = std::fs::read_to_string(d("bad.log")).unwrap();
-    let rejected = log
-        .lines()
-        .filter(|l| l.contains("rejected the agent's credentials (401"))
-        .count();
-    assert!(rejected >= 1, "{log}");
-    assert!(log.lines().count() < 12, "too many lines in 4s: {log}");
+    assert!(
+        line.contains("check the agent's hub kubeconfig and that the MemberCluster exists"),
+        "{line}"
+    );
 
     // Hub restart (kill -9): agents reconnect without help.
     hub_proc.0.kill().unwrap();
     let _ = hub_proc.0.wait();
-    let restarted_at = chrono::Utc::now();
-    std::thread::sleep(Duration::from_secs(1));
     let (_hub2, _) = start_hub(&d("hub"), port);
+    // A heartbeat the restarted hub received: the one it has, then a later one.
+    let heartbeat = |mc: &Value| mc["status"]["agentStatus"][0]["lastReceivedHeartbeat"].clone();
+    let first = heartbeat(&membercluster(&hub, "m2").unwrap());
     wait_for(
         "heartbeats after the hub restart",
         Duration::from_secs(40),
         || {
-            membercluster(&hub, "m2").filter(|mc| {
-                mc["status"]["agentStatus"][0]["lastReceivedHeartbeat"]
-                    .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t > restarted_at)
-                    && condition(mc, "Healthy").0 == "True"
-            })
+            membercluster(&hub, "m2")
+                .filter(|mc| heartbeat(mc) != first && condition(mc, "Healthy").0 == "True")
         },
     );
 

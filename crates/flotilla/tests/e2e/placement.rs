@@ -815,14 +815,17 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
             .is_none()
             .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
-    let ns =
-        get_json(&fleet.member(3), &["get", "namespace", "kept"]).expect("the namespace stays");
-    assert!(
-        ns["metadata"]["ownerReferences"]
-            .as_array()
-            .is_none_or(|o| o.is_empty()),
-        "{ns}"
+    // Abandoned: the namespace stays, owned by nothing the garbage collector could follow.
+    wait_for(
+        "the namespace kept, without owners",
+        Duration::from_secs(30),
+        || {
+            get_json(&fleet.member(3), &["get", "namespace", "kept"]).filter(|ns| {
+                ns["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(|o| o.is_empty())
+            })
+        },
     );
 
     // ReportDiff reports without applying.
