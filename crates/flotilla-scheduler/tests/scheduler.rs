@@ -190,6 +190,26 @@ fn pick_all_filters_eligibility_labels_properties_and_taints() {
             &["a", "b"],
         ),
         case(
+            "a toleration of another key does not tolerate, whatever its value",
+            json!({"tolerations": [{"key": "spot", "operator": "Equal", "value": "true"}]}),
+            &["a taint:gpu=true", "b taint:spot=true"],
+            &["b"],
+        ),
+        case(
+            "a spread constraint does not filter a PickAll placement",
+            spread("zone", 1, "DoNotSchedule"),
+            &["a zone=a", "x"],
+            &["a", "x"],
+        ),
+        case(
+            "a null propertySorter is no sorter",
+            preferred(
+                json!([{"weight": 10, "preference": {"labelSelector": null, "propertySorter": null}}]),
+            ),
+            &["a", "b"],
+            &["a", "b"],
+        ),
+        case(
             "a toleration of another effect does not tolerate",
             json!({"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoExecute"}]}),
             &["a taint:gpu=true"],
@@ -583,6 +603,13 @@ fn topology_spread_constraints() {
         )
         .placed(&["a1", "a2"], true),
         case(
+            "a kept cluster counts in its domain: the better cluster beside it would exceed the skew",
+            pick_n(2, by_p.clone()),
+            &["a1 zone=a prop:p=1", "a2 zone=a prop:p=9", "b1 zone=b prop:p=5"],
+            &["a1", "b1"],
+        )
+        .placed(&["a1"], true),
+        case(
             "two constraints",
             pick_n(
                 4,
@@ -616,6 +643,7 @@ fn decisions_say_why() {
         "c",
         "d env=prod taint:gpu",
         "e env=prod state:Leaving",
+        "f env=prod taint:gpu=true",
     ]
     .iter()
     .map(|s| c(s))
@@ -643,7 +671,53 @@ fn decisions_say_why() {
     );
     assert!(why("d").contains("taint gpu:NoSchedule"), "{}", why("d"));
     assert!(why("e").contains("leaving"), "{}", why("e"));
+    assert_eq!(
+        why("f"),
+        "the cluster has the taint gpu=true:NoSchedule and the placement does not tolerate it"
+    );
     assert_eq!(d.message, "picked 1 cluster");
+
+    // Spread: a cluster without the topology label, one the skew blocks while too few are
+    // picked, and one that only scored lower once enough are.
+    let decide = |n: u32, specs: &[&str]| {
+        let policy = Policy::parse(&pick_n(n, spread("zone", 1, "DoNotSchedule"))).unwrap();
+        let clusters: Vec<Cluster> = specs.iter().map(|s| c(s)).collect();
+        let placed = BTreeSet::new();
+        let d = schedule(&Request {
+            policy: &policy,
+            clusters: &clusters,
+            placed: &placed,
+            same_policy: false,
+        });
+        d.rejected
+            .iter()
+            .map(|r| (r.name.to_string(), r.reason.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        decide(
+            4,
+            &["a1 zone=a", "b1 zone=b", "b2 zone=b", "b3 zone=b", "x"]
+        ),
+        [
+            (
+                "b3".to_string(),
+                "picking the cluster would exceed the maxSkew of a topology spread constraint"
+                    .to_string()
+            ),
+            (
+                "x".to_string(),
+                "the cluster has no label zone for the topology spread constraint".to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        decide(2, &["a1 zone=a", "b1 zone=b", "b2 zone=b"]),
+        [(
+            "b2".to_string(),
+            "the cluster scored lower than the 2 picked".to_string()
+        )]
+    );
 }
 
 #[test]
