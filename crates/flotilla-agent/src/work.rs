@@ -842,27 +842,48 @@ async fn conflicting_owner(
     strategy: &str,
 ) -> Option<String> {
     let aw_api: Api<DynamicObject> = Api::all_with(ctx.member.clone(), &applied_work_resource());
-    for r in live["metadata"]["ownerReferences"]
+    let mut owners = BTreeMap::new();
+    for name in other_applied_work_owners(live, aw_uid) {
+        if let Ok(Some(a)) = aw_api.get_opt(&name).await {
+            let uid = a.metadata.uid.clone().unwrap_or_default();
+            let theirs = a.annotations().get(APPLY_STRATEGY_ANNOTATION).cloned();
+            owners.insert(name, (uid, theirs));
+        }
+    }
+    conflicting(live, aw_uid, strategy, &owners)
+}
+
+/// The names of the AppliedWorks other than `aw_uid` that `live`'s ownerReferences name.
+fn other_applied_work_owners(live: &Value, aw_uid: &str) -> Vec<String> {
+    live["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
         .flatten()
-    {
-        if r["kind"] != "AppliedWork" || r["uid"] == aw_uid {
-            continue;
-        }
-        let other = r["name"].as_str().unwrap_or("");
-        if let Ok(Some(a)) = aw_api.get_opt(other).await {
-            if a.metadata.uid.as_deref() == r["uid"].as_str()
-                && a.annotations()
-                    .get(APPLY_STRATEGY_ANNOTATION)
-                    .map(String::as_str)
-                    != Some(strategy)
-            {
-                return Some(other.to_string());
-            }
-        }
-    }
-    None
+        .filter(|r| r["kind"] == "AppliedWork" && r["uid"] != aw_uid)
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect()
+}
+
+/// The first other AppliedWork owning `live` that exists as referenced (same uid, from
+/// `owners`: name -> (uid, its apply-strategy annotation)) with a strategy other than
+/// `strategy`.
+fn conflicting(
+    live: &Value,
+    aw_uid: &str,
+    strategy: &str,
+    owners: &BTreeMap<String, (String, Option<String>)>,
+) -> Option<String> {
+    live["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["kind"] == "AppliedWork" && r["uid"] != aw_uid)
+        .find_map(|r| {
+            let name = r["name"].as_str()?;
+            let (uid, theirs) = owners.get(name)?;
+            (r["uid"] == uid.as_str() && theirs.as_deref() != Some(strategy))
+                .then(|| name.to_string())
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1067,6 +1088,49 @@ async fn apply_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ownership_and_conflicts_with_other_appliers_read_owner_references() {
+        let live = json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "placement.kubernetes-fleet.io/v1beta1", "kind": "AppliedWork", "name": "mine", "uid": "u-mine"},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u-rs"},
+            {"apiVersion": "placement.kubernetes-fleet.io/v1beta1", "kind": "AppliedWork", "name": "other", "uid": "u-other"}]}});
+        assert!(owned_by(&live, "u-mine"));
+        assert!(owned_by(&live, "u-rs"));
+        assert!(!owned_by(&live, "u-nobody"));
+        assert!(!owned_by(&json!({"metadata": {}}), "u-mine"));
+        assert_eq!(other_applied_work_owners(&live, "u-mine"), ["other"]);
+
+        let strategy = r#"{"type":"ClientSideApply"}"#;
+        let owners = |uid: &str, theirs: Option<&str>| {
+            BTreeMap::from([
+                (
+                    "mine".to_string(),
+                    ("u-mine".to_string(), Some("x".to_string())),
+                ),
+                (
+                    "other".to_string(),
+                    (uid.to_string(), theirs.map(String::from)),
+                ),
+            ])
+        };
+        // Another applier with another strategy conflicts; the same strategy, a recreated
+        // AppliedWork of that name (another uid) or an owner that is gone do not; nor do we.
+        let cases = [
+            (owners("u-other", Some("y")), Some("other")),
+            (owners("u-other", None), Some("other")),
+            (owners("u-other", Some(strategy)), None),
+            (owners("u-new", Some("y")), None),
+            (BTreeMap::new(), None),
+        ];
+        for (owners, want) in cases {
+            assert_eq!(
+                conflicting(&live, "u-mine", strategy, &owners).as_deref(),
+                want,
+                "{owners:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_apply_strategy_decides_per_existing_object() {

@@ -601,6 +601,18 @@ fn backup_of_an_etcd_hub_restores_into_redb_and_into_etcd() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: {}: stored data is corrupt: backup line ",
+            cut.display()
+        )) && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("never/store.redb").exists(),
+        "nothing restored"
+    );
 
     let kubeconfig = restored.join("admin.kubeconfig");
     let mut child = flotilla()
