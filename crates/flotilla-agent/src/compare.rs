@@ -158,6 +158,25 @@ fn go_float(f: f64) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn numbers_print_as_go_prints_int64_and_float64() {
+        for (v, want) in [
+            (json!(12345678901234567_i64), "12345678901234567"),
+            (json!(u64::MAX), "18446744073709551615"),
+            (json!(-5), "-5"),
+            (json!(0.5), "0.5"),
+            (json!(1e21), "1e+21"),
+        ] {
+            assert_eq!(go_sprint(&v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_field_set_to_null_is_held_by_its_absence() {
+        assert!(holds(&json!({"a": null, "b": {}, "c": []}), &json!({})));
+        assert!(!holds(&json!({"a": 0}), &json!({})));
+    }
+
     fn deployment(containers: Value) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},

@@ -406,7 +406,7 @@ fn decide(
 /// change (a dry run, unless the object already holds the whole manifest). A manifest the
 /// member refuses to apply even in a dry run (immutable fields, invalid values) is compared
 /// field by field, as KubeFleet does.
-async fn compare(
+pub async fn compare(
     api: &Api<DynamicObject>,
     name: &str,
     body: &Value,

@@ -335,3 +335,133 @@ async fn the_documented_agent_role_covers_its_own_calls_and_no_content() {
         other => panic!("content is not the agent's own role's: {other:?}"),
     }
 }
+
+/// PartialComparison against a real member: what a server-side apply would change (a dry
+/// run that writes nothing), so the member's normalizing is no difference; a manifest the
+/// member refuses even in a dry run is compared field by field; other errors are errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_comparison_asks_the_member_what_an_apply_would_change() {
+    use flotilla_agent::work::compare;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster =
+        flotilla_testbed::RealCluster::start(dir.path(), flotilla_testbed::ControlPlane::ApiServer)
+            .unwrap();
+    let client = client_of(&cluster).await;
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+    );
+    let manifest = |replicas: i64, cpu: &str, app: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
+                "template": {"metadata": {"labels": {"app": app}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx",
+                        "resources": {"limits": {"cpu": cpu}}}]}}}})
+    };
+    let created = deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(manifest(2, "1", "web")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let live = serde_json::to_value(&created).unwrap();
+    let paths = |d: Vec<serde_json::Value>| -> Vec<String> {
+        d.iter()
+            .map(|d| d["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // "1000m" is how the member writes 1 CPU back: not a difference, though not the same text.
+    let same = compare(
+        &deployments,
+        "web",
+        &manifest(2, "1000m", "web"),
+        &live,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(paths(same), Vec::<String>::new());
+    // A real change is one, and the dry run wrote nothing.
+    let more = compare(&deployments, "web", &manifest(3, "1", "web"), &live, false)
+        .await
+        .unwrap();
+    assert_eq!(paths(more), ["/spec/replicas"]);
+    assert_eq!(
+        deployments.get("web").await.unwrap().data["spec"]["replicas"],
+        2
+    );
+    // An immutable selector: the member refuses even the dry run (422), so the comparison
+    // degrades to every field, as KubeFleet's does: the two changed labels and what only the
+    // member has (its defaults), with no value in the hub.
+    let refused = compare(
+        &deployments,
+        "web",
+        &manifest(2, "1", "other"),
+        &live,
+        false,
+    )
+    .await
+    .unwrap();
+    let only_in_member: Vec<&str> = refused
+        .iter()
+        .filter(|d| d.get("valueInHub").is_none())
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        only_in_member.contains(&"/spec/revisionHistoryLimit"),
+        "{refused:?}"
+    );
+    let changed: Vec<(&str, &str, &str)> = refused
+        .iter()
+        .filter(|d| d.get("valueInHub").is_some())
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap(),
+                d["valueInHub"].as_str().unwrap(),
+                d["valueInMember"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("/spec/selector/matchLabels/app", "other", "web"),
+            ("/spec/template/metadata/labels/app", "other", "web"),
+        ]
+    );
+    // FullComparison compares every field, without asking.
+    let full = compare(
+        &deployments,
+        "web",
+        &manifest(2, "1000m", "web"),
+        &live,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(
+        paths(full).contains(&"/spec/template/spec/containers/0/resources/limits/cpu".to_string())
+    );
+    // Anything else the member answers is an error, not "no difference".
+    let elsewhere: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "missing",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+    );
+    let mut gone = manifest(5, "1", "web");
+    gone["metadata"]["namespace"] = json!("missing");
+    match compare(&elsewhere, "web", &gone, &live, false).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
+        other => panic!("{other:?}"),
+    }
+}

@@ -364,6 +364,30 @@ mod tests {
     }
 
     #[test]
+    fn an_override_touches_only_the_resources_it_selects() {
+        let label = ro(
+            "label",
+            json!([{"jsonPatchOverrides": [{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]}]),
+        );
+        let named = |api_version: &str, kind: &str, name: &str| json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "shop"}});
+        // Same group and kind, another name; same name, another kind; same kind and name in
+        // another group.
+        let manifests = [
+            named("apps/v1", "Deployment", "web"),
+            named("apps/v1", "Deployment", "api"),
+            named("v1", "ConfigMap", "web"),
+            named("example.com/v1", "Deployment", "web"),
+        ];
+        let out = apply(&manifests, "m1", &labels(&[]), &[], &[label]).unwrap();
+        let labelled: Vec<bool> = out
+            .manifests
+            .iter()
+            .map(|m| m["metadata"]["labels"]["x"] == "y")
+            .collect();
+        assert_eq!(labelled, [true, false, false, false]);
+    }
+
+    #[test]
     fn delete_removes_the_manifest_and_resource_overrides_win() {
         let cro = Override {
             name: "ns-label".into(),
