@@ -388,6 +388,52 @@ mod tests {
     }
 
     #[test]
+    fn overrides_apply_within_their_scope_only() {
+        let label = json!([{"jsonPatchOverrides": [{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]}]);
+        let selector = json!([{"group": "", "version": "v1", "kind": "ConfigMap", "name": "web"}]);
+        // A ClusterResourceOverride selecting a namespaced kind touches nothing; a
+        // ResourceOverride touches its own namespace only, and nothing cluster-scoped.
+        let cro = Override {
+            name: "cluster".into(),
+            namespace: None,
+            spec: json!({"clusterResourceSelectors": selector, "policy": {"overrideRules": label}}),
+        };
+        let ro = Override {
+            name: "shop".into(),
+            namespace: Some("shop".into()),
+            spec: json!({"resourceSelectors": selector, "policy": {"overrideRules": label}}),
+        };
+        let cm = |ns: Option<&str>| {
+            let mut m =
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}});
+            if let Some(ns) = ns {
+                m["metadata"]["namespace"] = json!(ns);
+            }
+            m
+        };
+        let manifests = [cm(Some("shop")), cm(Some("other")), cm(None)];
+        let out = apply(
+            &manifests,
+            "m1",
+            &labels(&[]),
+            std::slice::from_ref(&cro),
+            std::slice::from_ref(&ro),
+        )
+        .unwrap();
+        let labelled: Vec<bool> = out
+            .manifests
+            .iter()
+            .map(|m| m["metadata"]["labels"]["x"] == "y")
+            .collect();
+        assert_eq!(labelled, [true, false, true]);
+        assert_eq!(out.cluster_overrides, ["cluster"]);
+        assert_eq!(
+            out.resource_overrides,
+            [("shop".to_string(), "shop".to_string())]
+        );
+    }
+
+    #[test]
     fn delete_removes_the_manifest_and_resource_overrides_win() {
         let cro = Override {
             name: "ns-label".into(),
@@ -442,16 +488,31 @@ mod tests {
                                      {"op": "replace", "path": "/status/phase", "value": "x"},
                                      {"op": "remove", "path": "/spec/a", "value": 1},
                                      {"op": "add", "path": "/metadata/labels/a", "value": "b"}]},
-            {"overrideType": "Delete", "jsonPatchOverrides": [{"op": "remove", "path": "/spec/a"}]}
+            {"overrideType": "Delete", "jsonPatchOverrides": [{"op": "remove", "path": "/spec/a"}]},
+            {"jsonPatchOverrides": []},
+            {"jsonPatchOverrides": [{"op": "replace", "path": "/", "value": {}},
+                                     {"op": "replace", "path": "", "value": {}}]},
+            {"clusterSelector": {"clusterSelectorTerms": [
+                {"labelSelector": null},
+                {"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}]},
+             "jsonPatchOverrides": [{"op": "replace", "path": "/spec/a", "value": 1}]}
         ]}}});
-        let fields: Vec<String> = validate(&obj).into_iter().map(|e| e.1).collect();
+        let fields: Vec<(&str, String)> = validate(&obj).into_iter().map(|e| (e.0, e.1)).collect();
+        let invalid = |f: &str| ("FieldValueInvalid", f.to_string());
         assert_eq!(
             fields,
             [
-                "spec.policy.overrideRules[0].jsonPatchOverrides[0].path",
-                "spec.policy.overrideRules[0].jsonPatchOverrides[1].path",
-                "spec.policy.overrideRules[0].jsonPatchOverrides[2].value",
-                "spec.policy.overrideRules[1].jsonPatchOverrides",
+                invalid("spec.policy.overrideRules[0].jsonPatchOverrides[0].path"),
+                invalid("spec.policy.overrideRules[0].jsonPatchOverrides[1].path"),
+                invalid("spec.policy.overrideRules[0].jsonPatchOverrides[2].value"),
+                invalid("spec.policy.overrideRules[1].jsonPatchOverrides"),
+                (
+                    "FieldValueRequired",
+                    "spec.policy.overrideRules[2].jsonPatchOverrides".to_string()
+                ),
+                invalid("spec.policy.overrideRules[3].jsonPatchOverrides[0].path"),
+                invalid("spec.policy.overrideRules[3].jsonPatchOverrides[1].path"),
+                invalid("spec.policy.overrideRules[4].clusterSelector.clusterSelectorTerms[1].labelSelector"),
             ]
         );
     }

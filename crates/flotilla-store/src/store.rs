@@ -526,7 +526,11 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed; failing the writes of the batch");
-                    let message = e.to_string();
+                    // The writes report it as their own commit failure: its cause, once.
+                    let message = match &e {
+                        Error::Backend { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
                     // Everything sequenced after the failed batch was checked against state
                     // that will never exist: fail it too and restart from the committed state.
                     let rest = {

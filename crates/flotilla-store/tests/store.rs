@@ -356,3 +356,81 @@ async fn wait_for_times_out_on_a_revision_that_never_comes() {
         }
     ));
 }
+
+/// A redb backend whose disk fails on demand: the one fault a real file cannot be made to
+/// show at will.
+struct FailingDisk {
+    inner: RedbBackend,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl flotilla_store::Backend for FailingDisk {
+    fn load(&self) -> Result<flotilla_store::Loaded, Error> {
+        self.inner.load()
+    }
+    fn persist(
+        &self,
+        batch: &[std::sync::Arc<flotilla_store::Event>],
+        revision: flotilla_store::Revision,
+    ) -> Result<(), Error> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Backend {
+                op: "commit",
+                source: "the disk is full".into(),
+            });
+        }
+        self.inner.persist(batch, revision)
+    }
+    fn blocking(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_its_writes_and_the_store_goes_on_from_what_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Store::open(
+        FailingDisk {
+            inner: RedbBackend::open(&path).unwrap(),
+            fail: fail.clone(),
+        },
+        StoreConfig::default(),
+    )
+    .unwrap();
+    let a = store
+        .write("/k/a", put("a", "1", Precondition::None))
+        .await
+        .unwrap();
+    assert_eq!(a.rev, 1);
+    let mut watch = store.watch("/k/", 1).unwrap();
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = store
+        .write("/k/b", put("b", "1", Precondition::None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "storage commit failed: the disk is full");
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    // Nothing of the failed write is visible, and the next write takes the next revision of
+    // what is durable; a write that checked state of the failed one is refused.
+    assert!(store.get("/k/b").is_none());
+    assert_eq!(store.revision(), 1);
+    let c = store
+        .write("/k/c", put("c", "1", Precondition::MustNotExist))
+        .await
+        .unwrap();
+    assert_eq!(c.rev, 2);
+    let e = store
+        .write("/k/b", put("b", "2", Precondition::MustNotExist))
+        .await
+        .unwrap();
+    assert_eq!(e.rev, 3, "b never existed");
+    // Watchers saw exactly what is durable.
+    let seen: Vec<(u64, String)> = [watch.next().await.unwrap(), watch.next().await.unwrap()]
+        .iter()
+        .map(|ev| (ev.rev, ev.key().to_string()))
+        .collect();
+    assert_eq!(seen, [(2, "/k/c".to_string()), (3, "/k/b".to_string())]);
+    assert_eq!(data_of(&store, "/k/b").unwrap()["data"]["v"], "2");
+}
