@@ -1,4 +1,4 @@
-//! Finalizers, garbage collection, namespace deletion, and a clean stop and reopen of the redb store (a kill -9 under concurrent writes is the end-to-end test `hub::kill_9_under_concurrent_writes_loses_no_acknowledged_write`).
+//! Finalizers, garbage collection, namespace deletion, and a clean stop and reopen of the redb store (kill -9 under concurrent creates, updates and deletes is the end-to-end test `hub::kill_9_under_creates_updates_and_deletes_loses_no_acknowledged_change`).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
