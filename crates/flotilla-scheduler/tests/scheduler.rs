@@ -711,6 +711,14 @@ fn decisions_say_why() {
             ),
         ]
     );
+    // The skew kept a2 out of the last round, but enough were picked: it scored lower.
+    assert_eq!(
+        decide(2, &["a1 zone=a", "a2 zone=a", "b1 zone=b"]),
+        [(
+            "a2".to_string(),
+            "the cluster scored lower than the 2 picked".to_string()
+        )]
+    );
     assert_eq!(
         decide(2, &["a1 zone=a", "b1 zone=b", "b2 zone=b"]),
         [(
