@@ -105,38 +105,3 @@ fn a_full_control_plane_runs_a_deployment_to_available_and_stops_on_drop() {
     }
     assert!(std::net::TcpStream::connect(url.trim_start_matches("https://")).is_err());
 }
-
-#[test]
-fn no_production_crate_depends_on_the_testbed() {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut dev_users = 0;
-    for p in meta["packages"].as_array().unwrap() {
-        for d in p["dependencies"].as_array().unwrap() {
-            if d["name"] == "flotilla-testbed" {
-                assert_eq!(
-                    d["kind"], "dev",
-                    "{} depends on flotilla-testbed outside [dev-dependencies]",
-                    p["name"]
-                );
-                dev_users += 1;
-            }
-        }
-    }
-    assert!(dev_users > 0, "the e2e tests use the testbed");
-}

@@ -10,4 +10,5 @@ mod ha;
 mod hub;
 mod kubectl_versions;
 mod placement;
+mod structure;
 mod support;
