@@ -304,7 +304,7 @@ impl Agent {
         version: &str,
         last_sent: &mut Value,
     ) -> Result<(), kube::Error> {
-        let now = conditions::now();
+        let now = conditions::timestamp(chrono::Utc::now());
         let ready = self.member_ready().await;
         let mut agent_conds = member::agent_status(&imc["status"])
             .map(|a| a["conditions"].clone())
@@ -316,6 +316,7 @@ impl Agent {
             reason::JOINED,
             "the member agent joined the fleet",
             None,
+            &now,
         );
         match &ready {
             Ok(()) => conditions::set(
@@ -325,6 +326,7 @@ impl Agent {
                 reason::HEALTHY,
                 "the member API server is ready",
                 None,
+                &now,
             ),
             Err(m) => conditions::set(
                 &mut agent_conds,
@@ -333,6 +335,7 @@ impl Agent {
                 reason::UNHEALTHY,
                 m,
                 None,
+                &now,
             ),
         };
         let mut status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": now}]});
@@ -361,6 +364,7 @@ impl Agent {
                     reason::PROPERTIES_FAILED,
                     e,
                     None,
+                    &now,
                 ),
                 (Ok(_), false) => {
                     let msg = rejected
@@ -375,6 +379,7 @@ impl Agent {
                         reason::PROPERTIES_FAILED,
                         &msg,
                         None,
+                        &now,
                     )
                 }
                 (Ok(_), true) => conditions::set(
@@ -384,6 +389,7 @@ impl Agent {
                     reason::PROPERTIES_COLLECTED,
                     "all properties were collected",
                     None,
+                    &now,
                 ),
             };
             let usage_json = usage.resource_usage(&now);
@@ -435,6 +441,7 @@ impl Agent {
     }
 
     async fn report_left(&self, imcs: &Api<DynamicObject>) -> Result<(), kube::Error> {
+        let now = conditions::timestamp(chrono::Utc::now());
         let imc = imcs.get_status(&self.name).await?;
         let mut agent_conds = member::agent_status(&imc.data["status"])
             .map(|a| a["conditions"].clone())
@@ -446,8 +453,9 @@ impl Agent {
             reason::LEFT,
             "the member agent left the fleet",
             None,
+            &now,
         );
-        let status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": conditions::now()}]});
+        let status = json!({"agentStatus": [{"type": MEMBER_AGENT, "conditions": agent_conds, "lastReceivedHeartbeat": now}]});
         self.write_status(imcs, status).await
     }
 }

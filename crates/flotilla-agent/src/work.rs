@@ -622,7 +622,8 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             .await?;
     }
 
-    // The Work's status.
+    // The Work's status, as of now.
+    let now = conditions::timestamp(chrono::Utc::now());
     // Each manifest's previous entry: its conditions keep their transition times and its drift
     // and diff reports their first-observed times, so an unchanged outcome writes nothing.
     let key = |id: &Value| {
@@ -645,7 +646,15 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
         let prev = previous.get(&key(&o.identifier));
         let mut conds = prev.map_or(json!([]), |p| p["conditions"].clone());
         let (ok, reason, msg) = &o.applied;
-        conditions::set(&mut conds, cc::APPLIED, *ok, reason, msg, Some(generation));
+        conditions::set(
+            &mut conds,
+            cc::APPLIED,
+            *ok,
+            reason,
+            msg,
+            Some(generation),
+            &now,
+        );
         all_applied &= *ok;
         match &o.available {
             Some((ok, reason, msg)) => {
@@ -656,6 +665,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
                     reason,
                     msg,
                     Some(generation),
+                    &now,
                 );
                 all_available &= *ok;
                 pending |= !*ok;
@@ -693,6 +703,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             "DiffReported",
             &format!("{diffs} of {n} objects differ"),
             Some(generation),
+            &now,
         );
         conditions::set(
             &mut wconds,
@@ -701,6 +712,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             "ReportDiffMode",
             "ReportDiff: nothing is applied",
             Some(generation),
+            &now,
         );
         conditions::set(
             &mut wconds,
@@ -709,6 +721,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             "ReportDiffMode",
             "ReportDiff: nothing is applied",
             Some(generation),
+            &now,
         );
     } else {
         let applied = outcomes.iter().filter(|o| o.applied.0).count();
@@ -723,6 +736,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             },
             &format!("{applied} of {n} objects applied"),
             Some(generation),
+            &now,
         );
         let available = outcomes
             .iter()
@@ -739,6 +753,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             },
             &format!("{available} of {n} objects available"),
             Some(generation),
+            &now,
         );
     }
     let status = json!({"conditions": wconds, "manifestConditions": manifest_conditions});
@@ -992,7 +1007,7 @@ async fn apply_one(
         };
         let diff_report = || {
             json!({"observedInMemberClusterGeneration": observed_gen,
-                "firstDiffedObservedTime": conditions::now(), "observedDiffs": diffs})
+                "firstDiffedObservedTime": conditions::timestamp(chrono::Utc::now()), "observedDiffs": diffs})
         };
         match decide(
             report_only,
@@ -1019,7 +1034,7 @@ async fn apply_one(
             }
             Step::Drifted => {
                 out.drift = Some(
-                    json!({"observedInMemberClusterGeneration": observed_gen, "firstDriftedObservedTime": conditions::now(), "observedDrifts": diffs}),
+                    json!({"observedInMemberClusterGeneration": observed_gen, "firstDriftedObservedTime": conditions::timestamp(chrono::Utc::now()), "observedDrifts": diffs}),
                 );
                 out.applied = (false, "FoundDrifts", "the object changed in the member and whenToApply is IfNotDrifted: not applied over the change".into());
                 // Still the fleet's: it stays recorded (and is not removed as if it left the Work).
@@ -1038,7 +1053,7 @@ async fn apply_one(
     } else if report_only {
         out.diff = Some(
             json!({"observedDiffs": [{"path": "/", "valueInHub": "the whole object"}],
-            "firstDiffedObservedTime": conditions::now()}),
+            "firstDiffedObservedTime": conditions::timestamp(chrono::Utc::now())}),
         );
         out.applied = (
             true,

@@ -3,9 +3,10 @@
 
 use serde_json::{json, Value};
 
-/// Now in Kubernetes' RFC 3339 form (second precision, UTC).
-pub fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+/// A time in Kubernetes' RFC 3339 form (second precision, UTC). The callers read the clock:
+/// this crate does not.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The condition of `ty` in `conditions` (a JSON array), if present.
@@ -18,8 +19,9 @@ pub fn is_true(conditions: &Value, ty: &str) -> bool {
     find(conditions, ty).is_some_and(|c| c["status"] == "True")
 }
 
-/// Sets the condition `ty` in `conditions` (made an array if it is not). Returns whether
-/// anything but nothing changed (so callers can skip no-op writes).
+/// Sets the condition `ty` in `conditions` (made an array if it is not); a changed status
+/// transitions at `now` (a [`timestamp`]). Returns whether anything changed (so callers can
+/// skip no-op writes).
 pub fn set(
     conditions: &mut Value,
     ty: &str,
@@ -27,9 +29,18 @@ pub fn set(
     reason: &str,
     message: &str,
     observed_generation: Option<i64>,
+    now: &str,
 ) -> bool {
     let status = if status { "True" } else { "False" };
-    set_status(conditions, ty, status, reason, message, observed_generation)
+    set_status(
+        conditions,
+        ty,
+        status,
+        reason,
+        message,
+        observed_generation,
+        now,
+    )
 }
 
 /// [`set`] with the status as text ("True", "False" or "Unknown").
@@ -40,13 +51,14 @@ pub fn set_status(
     reason: &str,
     message: &str,
     observed_generation: Option<i64>,
+    now: &str,
 ) -> bool {
     if !conditions.is_array() {
         *conditions = json!([]);
     }
     let list = conditions.as_array_mut().expect("array");
     let mut new = json!({"type": ty, "status": status, "reason": reason, "message": message,
-        "lastTransitionTime": now()});
+        "lastTransitionTime": now});
     if let Some(g) = observed_generation {
         new["observedGeneration"] = json!(g);
     }
@@ -89,18 +101,29 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_with_the_status() {
+        let (t1, t2, t3) = (
+            "2026-01-01T00:00:01Z",
+            "2026-01-01T00:00:02Z",
+            "2026-01-01T00:00:03Z",
+        );
         let mut c = Value::Null;
-        assert!(set(&mut c, "Joined", true, "A", "m", None));
-        let t0 = find(&c, "Joined").unwrap()["lastTransitionTime"].clone();
-        c[0]["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
-        assert!(!set(&mut c, "Joined", true, "A", "m", None));
-        assert!(set(&mut c, "Joined", true, "B", "m", None));
-        assert_eq!(c[0]["lastTransitionTime"], "2020-01-01T00:00:00Z");
-        assert!(set(&mut c, "Joined", false, "B", "m", None));
-        assert_eq!(c[0]["lastTransitionTime"], t0);
-        assert!(set(&mut c, "Healthy", true, "C", "", Some(3)));
+        assert!(set(&mut c, "Joined", true, "A", "m", None, t1));
+        assert_eq!(c[0]["lastTransitionTime"], t1);
+        // The same again changes nothing; a new reason keeps the transition time.
+        assert!(!set(&mut c, "Joined", true, "A", "m", None, t2));
+        assert!(set(&mut c, "Joined", true, "B", "m", None, t2));
+        assert_eq!(c[0]["lastTransitionTime"], t1);
+        // A new status transitions now.
+        assert!(set(&mut c, "Joined", false, "B", "m", None, t3));
+        assert_eq!(c[0]["lastTransitionTime"], t3);
+        assert!(set(&mut c, "Healthy", true, "C", "", Some(3), t3));
         assert_eq!(c.as_array().unwrap().len(), 2);
+        assert_eq!(c[1]["observedGeneration"], 3);
         assert!(is_true(&c, "Healthy") && !is_true(&c, "Joined"));
+        assert_eq!(
+            timestamp(chrono::DateTime::from_timestamp(1_767_225_603, 0).unwrap()),
+            t3
+        );
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub fn member_status(
     } else {
         json!({})
     };
+    let stamp = conditions::timestamp(now);
     let mut conds = status["conditions"].take();
     conditions::set(
         &mut conds,
@@ -193,6 +194,7 @@ pub fn member_status(
         reason::READY_TO_JOIN,
         "the hub prepared the member's namespace and access",
         None,
+        &stamp,
     );
     let empty = json!({});
     let imc = imc.unwrap_or(&empty);
@@ -207,6 +209,7 @@ pub fn member_status(
                 j["reason"].as_str().unwrap_or(reason::JOINED),
                 j["message"].as_str().unwrap_or(""),
                 None,
+                &stamp,
             );
         }
         None => {
@@ -217,6 +220,7 @@ pub fn member_status(
                 reason::JOIN_PENDING,
                 "waiting for the member agent to join",
                 None,
+                &stamp,
             );
         }
     }
@@ -234,10 +238,11 @@ pub fn member_status(
                 c["reason"].as_str().unwrap_or(reason::UNHEALTHY),
                 c["message"].as_str().unwrap_or(""),
                 None,
+                &stamp,
             ),
-            (Some(h), _) => conditions::set(&mut conds, cond::HEALTHY, h, r, &msg, None),
+            (Some(h), _) => conditions::set(&mut conds, cond::HEALTHY, h, r, &msg, None, &stamp),
             (None, _) => {
-                conditions::set_status(&mut conds, cond::HEALTHY, "Unknown", r, &msg, None)
+                conditions::set_status(&mut conds, cond::HEALTHY, "Unknown", r, &msg, None, &stamp)
             }
         };
     } else {
@@ -248,6 +253,7 @@ pub fn member_status(
             reason::JOIN_PENDING,
             "the member has not joined",
             None,
+            &stamp,
         );
     }
     if let Some(c) = conditions::find(
@@ -261,6 +267,7 @@ pub fn member_status(
             c["reason"].as_str().unwrap_or(reason::PROPERTIES_COLLECTED),
             c["message"].as_str().unwrap_or(""),
             None,
+            &stamp,
         );
     }
     status["conditions"] = conds;

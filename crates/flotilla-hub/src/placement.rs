@@ -940,7 +940,8 @@ fn policy_identity(policy: &Value) -> Value {
 }
 
 fn condition(conds: &mut Value, ty: &str, status: &str, reason: &str, message: &str, gen: i64) {
-    conditions::set_status(conds, ty, status, reason, message, Some(gen));
+    let now = conditions::timestamp(chrono::Utc::now());
+    conditions::set_status(conds, ty, status, reason, message, Some(gen), &now);
 }
 
 /// A ResourcePlacement's Works live in other namespaces (the members'), where its owner
@@ -1205,6 +1206,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         ("False", "SchedulingPolicyUnfulfilled")
     };
     let mut ps_conds = ps.data["status"]["conditions"].clone();
+    let now = conditions::timestamp(chrono::Utc::now());
     conditions::set_status(
         &mut ps_conds,
         "Scheduled",
@@ -1212,6 +1214,7 @@ async fn reconcile(crp: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         sched_reason,
         &decision.message,
         ps.metadata.generation,
+        &now,
     );
     let ps_status = json!({"status": {"observedCRPGeneration": generation,
         "conditions": ps_conds, "clusterDecisions": decisions,

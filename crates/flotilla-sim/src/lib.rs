@@ -110,7 +110,7 @@ pub async fn start(server: &ApiServer, cfg: SimConfig) -> anyhow::Result<()> {
 }
 
 fn now() -> String {
-    flotilla_api::conditions::now()
+    flotilla_api::conditions::timestamp(chrono::Utc::now())
 }
 
 /// A create's result, where another writer having made the object first is fine.
@@ -274,13 +274,12 @@ fn generation(v: &Value) -> i64 {
     v["metadata"]["generation"].as_i64().unwrap_or(1)
 }
 
-/// A short stable hash of a pod template (the pod-template-hash label).
+/// A short stable hash of a pod template (the pod-template-hash label, kept in the member's
+/// store: the same in every build, so a restart does not roll every workload).
 fn template_hash(t: &Value) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    t.to_string().hash(&mut h);
+    let digest = flotilla_api::manifests::content_hash(std::slice::from_ref(t));
     let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = h.finish();
+    let mut n = u64::from_str_radix(&digest, 16).expect("16 hex digits");
     (0..10)
         .map(|_| {
             let c = alphabet[(n % alphabet.len() as u64) as usize] as char;
@@ -868,5 +867,18 @@ fn set_cond(conds: &mut Value, ty: &str, status: bool, reason: &str, message: &s
         if reason.is_empty() { ty } else { reason },
         message,
         None,
+        &now(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_pod_template_hash_is_the_same_in_every_build() {
+        let template = serde_json::json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]}});
+        let hash = super::template_hash(&template);
+        assert_eq!(hash, "ccnn7qtpmk");
+        assert_ne!(super::template_hash(&serde_json::json!({"spec": {}})), hash);
+    }
 }

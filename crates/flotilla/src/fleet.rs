@@ -272,7 +272,7 @@ pub async fn join(
         &PatchParams::default(),
         &Patch::Merge(json!({"status": {"conditions": [{"type": "Approved", "status": "True",
             "reason": "FlotillaJoin", "message": format!("approved by flotilla join for member {name}"),
-            "lastUpdateTime": flotilla_api::conditions::now()}]}})),
+            "lastUpdateTime": flotilla_api::conditions::timestamp(chrono::Utc::now())}]}})),
     )
     .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
