@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+mod error;
 pub mod install;
 pub mod lease;
 pub mod members;
@@ -13,6 +14,8 @@ pub mod placement;
 pub mod resources;
 
 use std::time::Duration;
+
+pub use error::Error;
 
 /// Tuning of the hub's controllers.
 #[derive(Debug, Clone)]

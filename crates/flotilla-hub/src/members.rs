@@ -45,13 +45,7 @@ pub fn internal_member_cluster_resource() -> ApiResource {
     )
 }
 
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-}
+use crate::Error;
 
 struct Ctx {
     client: kube::Client,

@@ -102,16 +102,7 @@ pub fn ro_snapshot_resource() -> ApiResource {
     placement_resource("ResourceOverrideSnapshot", "resourceoverridesnapshots")
 }
 
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    /// The placement selects a type whose cache is still loading.
-    #[error("waiting for the cache of {0}")]
-    Loading(String),
-}
+use crate::Error;
 
 /// The scheduler's view of the fleet, kept up to date from MemberCluster events: a member's
 /// heartbeat that changes nothing the scheduler reads changes nothing here.
