@@ -85,6 +85,17 @@ pub async fn record(client: kube::Client, config: LeaseConfig) {
     }
 }
 
+/// The Lease as its first holder, this replica, writes it.
+fn first_lease(config: &LeaseConfig, now: &str) -> serde_json::Result<DynamicObject> {
+    serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": config.name, "namespace": config.namespace},
+        "spec": {"holderIdentity": config.identity,
+            "leaseDurationSeconds": config.duration.as_secs().max(1),
+            "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
+    }))
+}
+
 async fn record_once(
     client: &kube::Client,
     api: &Api<DynamicObject>,
@@ -93,13 +104,7 @@ async fn record_once(
     let now = micro_now();
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         crate::install::ensure_namespace(client, &config.namespace).await?;
-        let lease: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": config.name, "namespace": config.namespace},
-            "spec": {"holderIdentity": config.identity,
-                "leaseDurationSeconds": config.duration.as_secs().max(1),
-                "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
-        }))?;
+        let lease = first_lease(config, &now)?;
         api.create(&PostParams::default(), &lease).await?;
         return Ok(());
     };
@@ -179,13 +184,7 @@ async fn try_acquire(
     let now = micro_now();
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         crate::install::ensure_namespace(client, &config.namespace).await?;
-        let lease: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": config.name, "namespace": config.namespace},
-            "spec": {"holderIdentity": config.identity,
-                "leaseDurationSeconds": config.duration.as_secs().max(1),
-                "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
-        }))?;
+        let lease = first_lease(config, &now)?;
         return match api.create(&PostParams::default(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
