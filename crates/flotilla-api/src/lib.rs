@@ -9,6 +9,8 @@ pub mod crds;
 pub mod manifests;
 pub mod member;
 pub mod names;
+pub mod overrides;
+pub mod patch;
 pub mod placement;
 pub mod quantity;
 pub mod selectors;

@@ -46,6 +46,8 @@ pub mod label {
 pub mod annotation {
     /// On resource snapshots: hash of the selected resources.
     pub const RESOURCE_HASH: &str = "kubernetes-fleet.io/resource-hash";
+    /// On policy snapshots: hash of the policy (numberOfClusters aside).
+    pub const POLICY_HASH: &str = "kubernetes-fleet.io/policy-hash";
     /// On policy snapshots: numberOfClusters of a PickN policy (changing N does not make a new
     /// snapshot).
     pub const NUMBER_OF_CLUSTERS: &str = "kubernetes-fleet.io/number-of-clusters";

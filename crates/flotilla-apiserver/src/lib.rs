@@ -43,7 +43,7 @@ use std::time::Duration;
 
 pub use csr::CLIENT_SIGNER;
 pub use errors::{ApiError, Cause};
-pub use patch::{json_patch, merge_patch};
+
 pub use server::{
     error_response, json_response, version_info, ApiServer, ResponseBody, ServerConfig, ValidateFn,
     MAX_BODY,

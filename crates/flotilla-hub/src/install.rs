@@ -38,9 +38,11 @@ pub fn rules() -> [(&'static str, &'static str, Rule); 7] {
         ),
         (P, "resourceplacements", placement::validate_placement),
         (P, "clusterresourceoverrides", |o, _| {
-            crate::overrides::validate(o)
+            flotilla_api::overrides::validate(o)
         }),
-        (P, "resourceoverrides", |o, _| crate::overrides::validate(o)),
+        (P, "resourceoverrides", |o, _| {
+            flotilla_api::overrides::validate(o)
+        }),
         (P, "clusterresourceenvelopes", |o, _| {
             placement::validate_envelope(o)
         }),

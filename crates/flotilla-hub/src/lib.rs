@@ -9,7 +9,6 @@ mod error;
 pub mod install;
 pub mod lease;
 pub mod members;
-pub mod overrides;
 pub mod placement;
 pub mod resources;
 

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_api::selectors::LabelSelector;
+use crate::selectors::LabelSelector;
 use serde_json::Value;
 
 /// An override snapshot: its name (and namespace for a ResourceOverride) and override spec.
@@ -172,7 +172,7 @@ pub fn apply(
                     .map(|op| substitute(op, cluster, labels))
                     .collect::<Result<_, _>>()
                     .map_err(|e| format!("override {}: overrideRules[{i}]: {e}", o.name))?;
-                *doc = flotilla_apiserver::json_patch(doc, &ops).map_err(|e| {
+                *doc = crate::patch::json_patch(doc, &ops).map_err(|e| {
                     format!(
                         "override {} (overrideRules[{i}]) cannot be applied to {what}: {e}",
                         o.name
@@ -204,7 +204,7 @@ pub fn apply(
 /// Admission rules of ClusterResourceOverride and ResourceOverride that the schema cannot say:
 /// patches may not touch the identity of an object or its status, `remove` carries no value,
 /// `Delete` rules carry no patches, label selectors are well formed.
-pub fn validate(obj: &Value) -> Vec<flotilla_api::member::FieldError> {
+pub fn validate(obj: &Value) -> Vec<crate::member::FieldError> {
     let mut errs = Vec::new();
     for (i, rule) in obj["spec"]["policy"]["overrideRules"]
         .as_array()

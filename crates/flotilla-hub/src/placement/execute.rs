@@ -1,0 +1,199 @@
+//! The executor: makes a [`Plan`]'s writes through the API, in order (snapshots, the policy
+//! snapshot's decisions, deletions, then each cluster's binding and Work, 16 clusters at a
+//! time), and writes each binding's status from what its Work says.
+
+use flotilla_api::placement::label;
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use super::plan::{ClusterPlan, Plan, SeriesWrite, WorkWrite, Write};
+use super::status::{binding_status, binding_status_changed, replacing};
+use super::{api_in, work_resource, Scope};
+use crate::Error;
+use flotilla_api::overrides::Overridden;
+
+/// Whether `r` failed because the object is not there.
+fn gone<T>(r: &Result<T, kube::Error>) -> bool {
+    matches!(r, Err(kube::Error::Api(s)) if s.code == 404)
+}
+
+/// `r`, with "not found" counted as done (a cache that lags behind a deletion).
+fn done_unless_failed<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    if gone(&r) {
+        return Ok(());
+    }
+    r.map(|_| ()).map_err(Error::from)
+}
+
+async fn write_series(client: &kube::Client, w: &SeriesWrite) -> Result<(), Error> {
+    let api = api_in(client, &w.resource, w.namespace.as_deref());
+    for name in &w.unlatest {
+        let p = json!({"metadata": {"labels": {label::IS_LATEST_SNAPSHOT: "false"}}});
+        done_unless_failed(
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&p))
+                .await,
+        )?;
+    }
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(w.create.clone())?,
+    )
+    .await?;
+    for name in &w.delete {
+        // History that stays behind is removed on the next new snapshot.
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+    Ok(())
+}
+
+/// One cluster after the pass.
+pub struct Settled {
+    /// The cluster.
+    pub cluster: String,
+    /// The binding's status as written.
+    pub status: Value,
+}
+
+/// Makes the plan's writes; returns each picked cluster's binding status.
+pub async fn execute(
+    client: &kube::Client,
+    scope: Scope,
+    plan: &Plan,
+    generation: i64,
+    now: &str,
+) -> Result<Vec<Settled>, Error> {
+    for w in &plan.snapshots {
+        write_series(client, w).await?;
+    }
+    let ps_api = api_in(client, &scope.policy_snapshot(), plan.namespace.as_deref());
+    let ps = &plan.policy_snapshot;
+    if let Some(p) = &ps.metadata {
+        ps_api
+            .patch(&ps.name, &PatchParams::default(), &Patch::Merge(p))
+            .await?;
+    }
+    if let Some(p) = &ps.status {
+        ps_api
+            .patch_status(&ps.name, &PatchParams::default(), &Patch::Merge(p))
+            .await?;
+    }
+    let binding_api = api_in(client, &scope.binding(), plan.namespace.as_deref());
+    for name in &plan.delete_bindings {
+        done_unless_failed(binding_api.delete(name, &DeleteParams::background()).await)?;
+    }
+    for (ns, name) in &plan.delete_works {
+        let works = api_in(client, &work_resource(), Some(ns));
+        done_unless_failed(works.delete(name, &DeleteParams::background()).await)?;
+    }
+    let binding_api = &binding_api;
+    // A loop, not a closure over the clusters: the futures must be Send for any lifetime.
+    let mut jobs = Vec::with_capacity(plan.clusters.len());
+    for c in &plan.clusters {
+        jobs.push(async move {
+            let binding = write_binding(binding_api, c).await?;
+            let work = write_work(client, scope, c, &binding).await?;
+            let status = settle_binding(
+                binding_api,
+                &binding,
+                work.as_ref(),
+                &c.overridden,
+                generation,
+                now,
+            )
+            .await?;
+            Ok::<_, Error>(Settled {
+                cluster: c.cluster.clone(),
+                status,
+            })
+        });
+    }
+    futures::stream::iter(jobs)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn write_binding(api: &Api<DynamicObject>, c: &ClusterPlan) -> Result<DynamicObject, Error> {
+    Ok(match &c.binding {
+        Write::Keep(b) => b.as_ref().clone(),
+        Write::Patch(p) => {
+            api.patch(&c.binding_name, &PatchParams::default(), &Patch::Merge(p))
+                .await?
+        }
+        Write::Create(obj) => {
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(obj.clone())?,
+            )
+            .await?
+        }
+    })
+}
+
+/// The Work as it is after the write; `None` when the member's namespace is gone (it is
+/// leaving): nothing to send.
+async fn write_work(
+    client: &kube::Client,
+    scope: Scope,
+    c: &ClusterPlan,
+    binding: &DynamicObject,
+) -> Result<Option<DynamicObject>, Error> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &c.work_namespace, &work_resource());
+    Ok(match &c.work {
+        WorkWrite::Keep(w) => Some(w.as_ref().clone()),
+        WorkWrite::Hold(w) => w.as_ref().map(|w| w.as_ref().clone()),
+        WorkWrite::Patch(p) => Some(
+            api.patch(&c.work_name, &PatchParams::default(), &Patch::Merge(p))
+                .await?,
+        ),
+        WorkWrite::Create {
+            object,
+            owned_by_binding,
+        } => {
+            let mut object = object.clone();
+            if *owned_by_binding {
+                let ar = scope.binding();
+                object["metadata"]["ownerReferences"] = json!([{
+                    "apiVersion": ar.api_version, "kind": ar.kind, "name": binding.name_any(),
+                    "uid": binding.metadata.uid.clone().unwrap_or_default(),
+                    "blockOwnerDeletion": true, "controller": true}]);
+            }
+            match api
+                .create(&PostParams::default(), &serde_json::from_value(object)?)
+                .await
+            {
+                Ok(w) => Some(w),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+/// Computes a binding's status from its Work and writes it when it changed
+/// ([`binding_status_changed`]); returns it.
+pub async fn settle_binding(
+    api: &Api<DynamicObject>,
+    binding: &DynamicObject,
+    work: Option<&DynamicObject>,
+    overridden: &Result<Overridden, String>,
+    generation: i64,
+    now: &str,
+) -> Result<Value, Error> {
+    let status = binding_status(binding, work, overridden, generation, now);
+    if binding_status_changed(&binding.data["status"], &status) {
+        let patch = replacing(&binding.data["status"], &status);
+        api.patch_status(
+            &binding.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": patch})),
+        )
+        .await?;
+    }
+    Ok(status)
+}

@@ -1,0 +1,827 @@
+//! The placement controllers: one for ClusterResourcePlacements, one for ResourcePlacements
+//! ([`Scope`]); they share the caches of members, Works, overrides, snapshots and placeable
+//! resources. A pass over one placement decides, then acts:
+//!
+//! - [`select`] picks the resources from the watch-fed caches ([`crate::resources`]): by name
+//!   or label; for a ClusterResourcePlacement cluster-scoped objects, a Namespace with
+//!   everything in it (or only itself); for a ResourcePlacement namespaced objects of its own
+//!   namespace.
+//! - [`plan`] (pure) decides everything else from the caches: a new resource snapshot
+//!   (`<placement>-<index>-snapshot`) when the selection's hash changes, a new scheduling
+//!   policy snapshot (`<placement>-<index>`) when the policy does (numberOfClusters aside: an
+//!   annotation), override snapshots, old snapshots beyond `revisionHistoryLimit` to delete;
+//!   the scheduler's decision ([`flotilla_scheduler`], keeping what is placed when the policy
+//!   snapshot is the same); one binding per picked cluster (`<placement>-<cluster>-<hash>`,
+//!   state Bound, the latest resource snapshot; every cluster is updated at once until the
+//!   rollout issue adds rolling updates); for each binding a Work in the member's namespace
+//!   ([`work_name`]) with the manifests after the cluster's overrides and the apply strategy.
+//! - [`execute`] makes those writes through the API. Bindings and snapshots are owned by the
+//!   placement; a ClusterResourcePlacement's Works by their binding, so deletions cascade
+//!   through the garbage collector; a ResourcePlacement's Works are in other namespaces than
+//!   it, so the plan deletes them (when a cluster is deselected) and the placement's finalizer
+//!   does when it is deleted. The agent removes what a deleted Work applied.
+//! - [`status`] (pure) rolls each Work's conditions (written by the member's agent) up into its
+//!   binding and the placement's per-cluster statuses and conditions
+//!   (`ClusterResourcePlacement*` or `ResourcePlacement*` types).
+//!
+//! Events go where they concern ([`routing`]): a change of a placeable resource, an override or
+//! a member to the placements it may change (a whole pass); a Work's status to its placement's
+//! status roll-up only, which reads the bindings and Works from the caches and writes nothing
+//! else.
+
+mod execute;
+mod fleet;
+pub mod plan;
+mod routing;
+mod select;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_api::conditions;
+use flotilla_api::placement::{finalizer, label, PLACEMENT_GROUP, STORAGE_VERSION};
+use flotilla_scheduler::Cluster;
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::members::member_cluster_resource;
+use crate::resources::{Changed, Resources};
+use crate::Error;
+use fleet::Fleet;
+use plan::{Decision, Observed, OverrideSeries};
+use routing::{fan_out, key, may_select, StatusOnly, Triggered, Triggers};
+use status::{ClusterStatus, Summary};
+
+fn placement_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, kind),
+        plural,
+    )
+}
+
+/// ClusterResourcePlacement.
+pub fn crp_resource() -> ApiResource {
+    placement_resource("ClusterResourcePlacement", "clusterresourceplacements")
+}
+/// ClusterResourceSnapshot.
+pub fn resource_snapshot_resource() -> ApiResource {
+    placement_resource("ClusterResourceSnapshot", "clusterresourcesnapshots")
+}
+/// ClusterSchedulingPolicySnapshot.
+pub fn policy_snapshot_resource() -> ApiResource {
+    placement_resource(
+        "ClusterSchedulingPolicySnapshot",
+        "clusterschedulingpolicysnapshots",
+    )
+}
+/// ClusterResourceBinding.
+pub fn binding_resource() -> ApiResource {
+    placement_resource("ClusterResourceBinding", "clusterresourcebindings")
+}
+/// Work.
+pub fn work_resource() -> ApiResource {
+    placement_resource("Work", "works")
+}
+/// ClusterResourceOverride.
+pub fn cro_resource() -> ApiResource {
+    placement_resource("ClusterResourceOverride", "clusterresourceoverrides")
+}
+/// ResourceOverride.
+pub fn ro_resource() -> ApiResource {
+    placement_resource("ResourceOverride", "resourceoverrides")
+}
+/// ClusterResourceOverrideSnapshot.
+pub fn cro_snapshot_resource() -> ApiResource {
+    placement_resource(
+        "ClusterResourceOverrideSnapshot",
+        "clusterresourceoverridesnapshots",
+    )
+}
+/// ResourceOverrideSnapshot.
+pub fn ro_snapshot_resource() -> ApiResource {
+    placement_resource("ResourceOverrideSnapshot", "resourceoverridesnapshots")
+}
+
+/// Reconciles of one placement are at least this far apart: a burst of Work status updates
+/// (one per cluster) becomes a few reconciles, not one each.
+const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A placement status whose own conditions did not change is written at most this often.
+const STATUS_DETAIL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which placements a controller serves. Everything else is the same for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// ClusterResourcePlacements: cluster-scoped, select cluster-scoped resources (a
+    /// Namespace with what is in it); their snapshots and bindings are cluster-scoped.
+    Cluster,
+    /// ResourcePlacements: namespaced, select resources of their own namespace; their
+    /// snapshots and bindings live in that namespace.
+    Namespaced,
+}
+
+impl Scope {
+    /// The placement type.
+    pub fn placement(self) -> ApiResource {
+        match self {
+            Scope::Cluster => crp_resource(),
+            Scope::Namespaced => rp_resource(),
+        }
+    }
+    /// The resource snapshot type.
+    pub fn resource_snapshot(self) -> ApiResource {
+        match self {
+            Scope::Cluster => resource_snapshot_resource(),
+            Scope::Namespaced => placement_resource("ResourceSnapshot", "resourcesnapshots"),
+        }
+    }
+    /// The scheduling policy snapshot type.
+    pub fn policy_snapshot(self) -> ApiResource {
+        match self {
+            Scope::Cluster => policy_snapshot_resource(),
+            Scope::Namespaced => {
+                placement_resource("SchedulingPolicySnapshot", "schedulingpolicysnapshots")
+            }
+        }
+    }
+    /// The binding type.
+    pub fn binding(self) -> ApiResource {
+        match self {
+            Scope::Cluster => binding_resource(),
+            Scope::Namespaced => placement_resource("ResourceBinding", "resourcebindings"),
+        }
+    }
+    /// The placement's condition for a per-cluster condition type (`Applied` ->
+    /// `ClusterResourcePlacementApplied` or `ResourcePlacementApplied`).
+    fn condition(self, cluster_type: &str) -> String {
+        format!("{}{cluster_type}", self.placement().kind)
+    }
+    /// A reference to the placement `name` (in `namespace` for a ResourcePlacement).
+    fn placement_ref(self, name: &str, namespace: Option<&str>) -> ObjectRef<DynamicObject> {
+        let r = ObjectRef::new_with(name, self.placement());
+        match (self, namespace) {
+            (Scope::Namespaced, Some(ns)) => r.within(ns),
+            _ => r,
+        }
+    }
+}
+
+/// ResourcePlacement.
+pub fn rp_resource() -> ApiResource {
+    placement_resource("ResourcePlacement", "resourceplacements")
+}
+
+/// The Work of a placement in each member's namespace: `<crp>-work` for a
+/// ClusterResourcePlacement, `<namespace>.<rp>-work` for a ResourcePlacement.
+pub fn work_name(placement: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}.{placement}-work"),
+        None => format!("{placement}-work"),
+    }
+}
+
+/// `ar` in `namespace`, or cluster-wide.
+fn api_in(client: &kube::Client, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}
+
+/// One placement as its last whole pass left it: what a status roll-up needs, and what the
+/// caches must show for the roll-up to be all that is needed.
+struct Settled {
+    /// The placement's generation the pass planned for.
+    generation: i64,
+    summary: Summary,
+    clusters: Vec<SettledCluster>,
+}
+
+struct SettledCluster {
+    cluster: String,
+    binding_name: String,
+    binding_spec: Value,
+    work_namespace: String,
+    work_name: String,
+    /// The Work's spec as written (`None` while an override fails: whatever is there).
+    work_spec: Option<Value>,
+    overridden: Result<flotilla_api::overrides::Overridden, String>,
+}
+
+struct Ctx {
+    scope: Scope,
+    client: kube::Client,
+    fleet: Arc<parking_lot::Mutex<Fleet>>,
+    last_run: parking_lot::Mutex<HashMap<String, Instant>>,
+    status_written: parking_lot::Mutex<HashMap<String, Instant>>,
+    settled: parking_lot::Mutex<HashMap<String, Arc<Settled>>>,
+    status_only: Arc<StatusOnly>,
+    members: Store<DynamicObject>,
+    bindings: Store<DynamicObject>,
+    works: Store<DynamicObject>,
+    resource_snapshots: Store<DynamicObject>,
+    policy_snapshots: Store<DynamicObject>,
+    cros: Store<DynamicObject>,
+    ros: Store<DynamicObject>,
+    cro_snapshots: Store<DynamicObject>,
+    ro_snapshots: Store<DynamicObject>,
+    resources: Arc<Resources>,
+}
+
+impl Ctx {
+    /// Whether every cache a plan reads has had its first list.
+    fn caches_ready(&self) -> bool {
+        [
+            &self.members,
+            &self.bindings,
+            &self.works,
+            &self.resource_snapshots,
+            &self.policy_snapshots,
+            &self.cros,
+            &self.ros,
+            &self.cro_snapshots,
+            &self.ro_snapshots,
+        ]
+        .iter()
+        .all(|s| s.wait_until_ready().now_or_never().is_some())
+    }
+}
+
+/// Runs the controllers (ClusterResourcePlacements and ResourcePlacements) until the client's
+/// server stops, or until the future is dropped (leadership lost): nothing outlives it.
+pub async fn run(client: kube::Client) {
+    let (members, member_stream) = cached(&client, member_cluster_resource());
+    let (works, work_stream) = cached(&client, work_resource());
+    let (cros, cro_stream) = cached(&client, cro_resource());
+    let (ros, ro_stream) = cached(&client, ro_resource());
+    let (cro_snapshots, cro_snapshot_stream) = cached(&client, cro_snapshot_resource());
+    let (ro_snapshots, ro_snapshot_stream) = cached(&client, ro_snapshot_resource());
+    let resources = Arc::new(Resources::default());
+    let (changed_tx, changed_rx) = mpsc::unbounded_channel::<Changed>();
+    let fleet = Arc::new(parking_lot::Mutex::new(Fleet::default()));
+
+    let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        resources
+            .clone()
+            .run(client.clone(), changed_tx, Duration::from_secs(10))
+            .boxed(),
+        // Snapshots are only read: their streams keep their caches.
+        follow(cro_snapshot_stream),
+        follow(ro_snapshot_stream),
+    ];
+    let mut triggered = Vec::new();
+    for scope in [Scope::Cluster, Scope::Namespaced] {
+        let ar = scope.placement();
+        let writer = reflector::store::Writer::new(ar.clone());
+        let reader = writer.as_reader();
+        let stream = watcher(
+            Api::all_with(client.clone(), &ar),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(crate::resources::typed(&ar))
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_fingerprint, Default::default());
+        let (bindings, binding_stream) = cached(&client, scope.binding());
+        let binding_reader = bindings.clone();
+        let (resource_snapshots, rs_stream) = cached(&client, scope.resource_snapshot());
+        tasks.push(follow(rs_stream));
+        let (policy_snapshots, ps_stream) = cached(&client, scope.policy_snapshot());
+        tasks.push(follow(ps_stream));
+        let status_only = Arc::new(StatusOnly::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(Ctx {
+            scope,
+            client: client.clone(),
+            fleet: fleet.clone(),
+            last_run: Default::default(),
+            status_written: Default::default(),
+            settled: Default::default(),
+            status_only: status_only.clone(),
+            members: members.clone(),
+            bindings,
+            works: works.clone(),
+            resource_snapshots,
+            policy_snapshots,
+            cros: cros.clone(),
+            ros: ros.clone(),
+            cro_snapshots: cro_snapshots.clone(),
+            ro_snapshots: ro_snapshots.clone(),
+            resources: resources.clone(),
+        });
+        let parent = move |b: DynamicObject| {
+            b.labels()
+                .get(label::PARENT_CRP)
+                .map(|n| scope.placement_ref(n, b.namespace().as_deref()))
+        };
+        tasks.push(
+            Controller::for_stream_with(stream, reader.clone(), ar)
+                .watches_stream_with(binding_stream, parent, scope.binding())
+                .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+                .run(reconcile, error_policy, ctx)
+                .for_each(|_| async {})
+                .boxed(),
+        );
+        triggered.push(Triggered {
+            scope,
+            placements: reader,
+            bindings: binding_reader,
+            status_only,
+            tx,
+        });
+    }
+    let triggers = Arc::new(Triggers(triggered));
+
+    // Members whose scheduling view changed: the placements they concern. Events that arrive
+    // together (the initial list, a burst) are judged together.
+    let fleet_view = fleet.clone();
+    let for_members = triggers.clone();
+    tasks.push(
+        member_stream
+            .ready_chunks(1024)
+            .for_each(move |batch| {
+                let changed: Vec<(Option<Cluster>, Cluster)> = batch
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .filter_map(|m| serde_json::to_value(&m).ok())
+                    .map(|v| Cluster::from_member_cluster(&v))
+                    .filter_map(|c| Some((fleet_view.lock().update(c.clone())?, c)))
+                    .collect();
+                if !changed.is_empty() {
+                    for_members.members_changed(&changed);
+                }
+                async {}
+            })
+            .boxed(),
+    );
+    // A Work: its placement's status.
+    tasks.push(fan_out(work_stream, triggers.clone(), |w, t| {
+        if let Some(p) = w.labels().get(label::PARENT_CRP) {
+            let work_namespace = w.namespace().unwrap_or_default();
+            match w.labels().get(label::PARENT_NAMESPACE) {
+                Some(ns) => t.status_of(Scope::Namespaced, p, Some(ns), work_namespace),
+                None => t.status_of(Scope::Cluster, p, None, work_namespace),
+            }
+        }
+    }));
+    // An override: the placement it names, or every placement it can apply to.
+    tasks.push(fan_out(cro_stream, triggers.clone(), |o, t| {
+        match o.data["spec"]["placement"]["name"].as_str() {
+            Some(n) => t.one(Scope::Cluster, n, None),
+            None => t.each(Some(Scope::Cluster), |_, _| true),
+        }
+    }));
+    tasks.push(fan_out(ro_stream, triggers.clone(), |o, t| {
+        let ns = o.namespace();
+        match o.data["spec"]["placement"]["name"].as_str() {
+            Some(n) if o.data["spec"]["placement"]["scope"] == "Namespaced" => {
+                t.one(Scope::Namespaced, n, ns.as_deref())
+            }
+            Some(n) => t.one(Scope::Cluster, n, None),
+            None => t.each(None, |scope, p| {
+                scope == Scope::Cluster || p.namespace() == ns
+            }),
+        }
+    }));
+    // A placeable resource: the placements that may select it.
+    let for_resources = triggers.clone();
+    let cache = resources.clone();
+    tasks.push(
+        tokio_stream::wrappers::UnboundedReceiverStream::new(changed_rx)
+            .for_each(move |c| {
+                for_resources.each(None, |scope, p| may_select(scope, p, &c, &cache));
+                async {}
+            })
+            .boxed(),
+    );
+    futures::future::join_all(tasks).await;
+}
+
+type Watched =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
+
+fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watched) {
+    let writer = reflector::store::Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(crate::resources::typed(&ar))
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
+/// Follows a stream that only keeps its cache.
+fn follow(stream: Watched) -> futures::future::BoxFuture<'static, ()> {
+    stream.for_each(|_| async {}).boxed()
+}
+
+/// Reconcile a placement when its spec, labels, finalizers or deletion change (not for its own
+/// status writes).
+fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    o.metadata.generation.hash(&mut h);
+    o.metadata.deletion_timestamp.is_some().hash(&mut h);
+    o.metadata.finalizers.hash(&mut h);
+    Some(h.finish())
+}
+
+fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
+    match e {
+        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
+            Action::requeue(Duration::from_millis(100))
+        }
+        Error::Loading(_) => Action::requeue(Duration::from_millis(500)),
+        _ => {
+            tracing::warn!(placement = %crp.name_any(), error = %e, "placement reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(2))
+        }
+    }
+}
+
+/// A ResourcePlacement's Works live in other namespaces (the members'), where its owner
+/// references cannot reach: a finalizer keeps the placement until its Works are deleted.
+async fn finalize(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error> {
+    let name = placement.name_any();
+    let ns = placement.namespace();
+    for w in ctx.works.state().iter().filter(|w| {
+        w.labels().get(label::PARENT_CRP) == Some(&name)
+            && w.labels().get(label::PARENT_NAMESPACE) == ns.as_ref()
+    }) {
+        if w.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let api = api_in(&ctx.client, &work_resource(), w.namespace().as_deref());
+        match api.delete(&w.name_any(), &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let finalizers: Vec<&String> = placement
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer::PLACEMENT_CLEANUP)
+        .collect();
+    // The resourceVersion makes this a compare-and-set: a concurrent change answers 409.
+    let p = json!({"metadata": {"finalizers": finalizers,
+        "resourceVersion": placement.resource_version()}});
+    let api = api_in(&ctx.client, &ctx.scope.placement(), ns.as_deref());
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+        .await?;
+    Ok(Action::await_change())
+}
+
+async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let scope = ctx.scope;
+    let name = placement.name_any();
+    let namespace = placement.namespace();
+    let namespace = namespace.as_deref();
+    let key = key(&name, namespace);
+    let has_finalizer = placement
+        .finalizers()
+        .iter()
+        .any(|f| f == finalizer::PLACEMENT_CLEANUP);
+    if placement.metadata.deletion_timestamp.is_some() {
+        // Snapshots and bindings are owned by the placement: the garbage collector removes
+        // them, and with a ClusterResourcePlacement's bindings their Works; the agents remove
+        // what the Works applied.
+        ctx.last_run.lock().remove(&key);
+        ctx.settled.lock().remove(&key);
+        if has_finalizer {
+            return finalize(&ctx, &placement).await;
+        }
+        return Ok(Action::await_change());
+    }
+    if scope == Scope::Namespaced && !has_finalizer {
+        let mut finalizers = placement.finalizers().to_vec();
+        finalizers.push(finalizer::PLACEMENT_CLEANUP.to_string());
+        let p = json!({"metadata": {"finalizers": finalizers,
+            "resourceVersion": placement.resource_version()}});
+        api_in(&ctx.client, &scope.placement(), namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
+            .await?;
+        // The change brings the placement back.
+        return Ok(Action::await_change());
+    }
+    let status_only = ctx.status_only.take(&key);
+    {
+        let now = Instant::now();
+        let mut last = ctx.last_run.lock();
+        if let Some(t) = last.get(&key) {
+            let since = now.duration_since(*t);
+            if since < MIN_RECONCILE_INTERVAL {
+                if let Some(works) = status_only {
+                    ctx.status_only.mark(key, works);
+                }
+                return Ok(Action::requeue(MIN_RECONCILE_INTERVAL - since));
+            }
+        }
+        if last.len() > 4096 {
+            // Placements deleted without a last reconcile leave entries: drop the stale ones.
+            last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        last.insert(key.clone(), now);
+    }
+    if !ctx.caches_ready() {
+        return Err(Error::Loading("the placement caches".into()));
+    }
+    let generation = placement.metadata.generation.unwrap_or(0);
+    let now = conditions::timestamp(chrono::Utc::now());
+    if let Some(works) = status_only {
+        let settled = ctx.settled.lock().get(&key).cloned();
+        if let Some(settled) = settled.filter(|s| {
+            s.generation == generation
+                && works
+                    .iter()
+                    .all(|ns| s.clusters.iter().any(|c| c.work_namespace == *ns))
+        }) {
+            if let Some(action) = roll_up(&ctx, &placement, &key, &settled, &now).await? {
+                return Ok(action);
+            }
+        }
+    }
+    tracing::debug!(placement = %key, "reconcile");
+    let clusters = ctx.fleet.lock().clusters(&ctx.members);
+    let observed = observe(&ctx, &placement, &clusters, &now)?;
+    let plan = match plan::plan(&observed) {
+        Decision::Refused { reason, message } => {
+            ctx.settled.lock().remove(&key);
+            let status = status::refused(
+                scope,
+                &placement.data["status"],
+                reason,
+                &message,
+                generation,
+                &now,
+            );
+            write_status(&ctx.client, scope, &name, namespace, status).await?;
+            return Ok(Action::await_change());
+        }
+        Decision::Place(plan) => *plan,
+    };
+    let bindings = execute::execute(&ctx.client, scope, &plan, generation, &now).await?;
+    let mut by_cluster: HashMap<&str, &Value> = bindings
+        .iter()
+        .map(|b| (b.cluster.as_str(), &b.status))
+        .collect();
+    let statuses: Vec<ClusterStatus<'_>> = plan
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            Some(ClusterStatus {
+                cluster: &c.cluster,
+                spec: &c.binding_spec,
+                status: by_cluster.remove(c.cluster.as_str())?,
+            })
+        })
+        .collect();
+    let status = status::placement_status(
+        scope,
+        &placement.data["status"],
+        &plan.summary,
+        &statuses,
+        generation,
+        &now,
+    );
+    let action = write_placement_status(&ctx, &placement, &key, status).await?;
+    let settled = Settled {
+        generation,
+        summary: plan.summary,
+        clusters: plan
+            .clusters
+            .into_iter()
+            .map(|c| SettledCluster {
+                cluster: c.cluster,
+                binding_name: c.binding_name,
+                binding_spec: c.binding_spec,
+                work_namespace: c.work_namespace,
+                work_name: c.work_name,
+                work_spec: c.work_spec,
+                overridden: c.overridden,
+            })
+            .collect(),
+    };
+    ctx.settled.lock().insert(key, Arc::new(settled));
+    Ok(action)
+}
+
+/// What the planner reads about `placement`, from the caches.
+fn observe<'a>(
+    ctx: &Ctx,
+    placement: &'a DynamicObject,
+    clusters: &'a [Cluster],
+    now: &'a str,
+) -> Result<Observed<'a>, Error> {
+    let scope = ctx.scope;
+    let name = placement.name_any();
+    let namespace = placement.namespace();
+    let selection = select::select(&ctx.resources, scope, &serde_json::to_value(placement)?)?;
+    let of_placement = |o: &DynamicObject| {
+        o.labels().get(label::PARENT_CRP) == Some(&name) && o.namespace() == namespace
+    };
+    let work_name = work_name(&name, namespace.as_deref());
+    let mut overrides = Vec::new();
+    for (store, snapshots, cluster_scoped, parent_label) in [
+        (
+            &ctx.cros,
+            &ctx.cro_snapshots,
+            true,
+            label::PARENT_CLUSTER_RESOURCE_OVERRIDE,
+        ),
+        (
+            &ctx.ros,
+            &ctx.ro_snapshots,
+            false,
+            label::PARENT_RESOURCE_OVERRIDE,
+        ),
+    ] {
+        for o in store.state_filter(|o| {
+            plan::override_applies(o, cluster_scoped, scope, &name, namespace.as_deref())
+        }) {
+            let (oname, ons) = (o.name_any(), o.namespace());
+            let snapshots = snapshots.state_filter(|s| {
+                s.labels().get(parent_label) == Some(&oname) && s.namespace() == ons
+            });
+            overrides.push(OverrideSeries {
+                object: o,
+                cluster_scoped,
+                snapshots,
+            });
+        }
+    }
+    Ok(Observed {
+        scope,
+        placement,
+        selection,
+        resource_snapshots: ctx.resource_snapshots.state_filter(of_placement),
+        policy_snapshots: ctx.policy_snapshots.state_filter(of_placement),
+        overrides,
+        clusters,
+        bindings: ctx.bindings.state_filter(of_placement),
+        works: ctx.works.state_filter(|w| {
+            w.name_any() == work_name
+                || (w.labels().get(label::PARENT_CRP) == Some(&name)
+                    && w.labels().get(label::PARENT_NAMESPACE) == namespace.as_ref())
+        }),
+        now,
+    })
+}
+
+/// The status roll-up alone, from the bindings and Works in the caches (run when only Works
+/// of clusters the last whole pass placed on changed). `None` when the caches do not show
+/// what that pass wrote (a binding or Work changed or went, or the cache has not caught up):
+/// then a whole pass is due.
+async fn roll_up(
+    ctx: &Ctx,
+    placement: &DynamicObject,
+    key: &str,
+    settled: &Settled,
+    now: &str,
+) -> Result<Option<Action>, Error> {
+    let scope = ctx.scope;
+    let namespace = placement.namespace();
+    let mut found = Vec::with_capacity(settled.clusters.len());
+    for c in &settled.clusters {
+        let mut binding_ref = ObjectRef::new_with(&c.binding_name, scope.binding());
+        if let Some(ns) = &namespace {
+            binding_ref = binding_ref.within(ns);
+        }
+        let Some(binding) = ctx.bindings.get(&binding_ref).filter(|b| {
+            b.metadata.deletion_timestamp.is_none() && b.data["spec"] == c.binding_spec
+        }) else {
+            return Ok(None);
+        };
+        let work = ctx
+            .works
+            .get(&ObjectRef::new_with(&c.work_name, work_resource()).within(&c.work_namespace));
+        if let Some(spec) = &c.work_spec {
+            if work.as_ref().is_none_or(|w| &w.data["spec"] != spec) {
+                return Ok(None);
+            }
+        }
+        found.push((c, binding, work));
+    }
+    let generation = placement.metadata.generation.unwrap_or(0);
+    let binding_api = api_in(&ctx.client, &scope.binding(), namespace.as_deref());
+    let mut statuses = Vec::with_capacity(found.len());
+    for (c, binding, work) in &found {
+        let status = execute::settle_binding(
+            &binding_api,
+            binding,
+            work.as_deref(),
+            &c.overridden,
+            generation,
+            now,
+        )
+        .await?;
+        statuses.push(status);
+    }
+    let clusters: Vec<ClusterStatus<'_>> = found
+        .iter()
+        .zip(&statuses)
+        .map(|((c, _, _), status)| ClusterStatus {
+            cluster: &c.cluster,
+            spec: &c.binding_spec,
+            status,
+        })
+        .collect();
+    let status = status::placement_status(
+        scope,
+        &placement.data["status"],
+        &settled.summary,
+        &clusters,
+        generation,
+        now,
+    );
+    write_placement_status(ctx, placement, key, status)
+        .await
+        .map(Some)
+}
+
+/// Writes the placement's status when it changed. While only per-cluster details and progress
+/// messages move (the placement's own conditions keep their status and reason), the large
+/// status is written at most once a second; a change of the placement's conditions is written
+/// at once.
+async fn write_placement_status(
+    ctx: &Ctx,
+    placement: &DynamicObject,
+    key: &str,
+    status: Value,
+) -> Result<Action, Error> {
+    let old = &placement.data["status"];
+    if *old != status {
+        let same_conditions = conditions::without_messages(&old["conditions"])
+            == conditions::without_messages(&status["conditions"]);
+        let now = Instant::now();
+        let recent = ctx
+            .status_written
+            .lock()
+            .get(key)
+            .map(|t| now.duration_since(*t));
+        if let Some(since) = recent.filter(|s| same_conditions && *s < STATUS_DETAIL_INTERVAL) {
+            // The roll-up is all that is due then, unless something else asks for more.
+            ctx.status_only.mark(key.to_string(), []);
+            return Ok(Action::requeue(STATUS_DETAIL_INTERVAL - since));
+        }
+        let name = placement.name_any();
+        let namespace = placement.namespace();
+        write_status(&ctx.client, ctx.scope, &name, namespace.as_deref(), status).await?;
+        let mut written = ctx.status_written.lock();
+        if written.len() > 4096 {
+            written.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        written.insert(key.to_string(), now);
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn write_status(
+    client: &kube::Client,
+    scope: Scope,
+    name: &str,
+    namespace: Option<&str>,
+    status: Value,
+) -> Result<(), Error> {
+    api_in(client, &scope.placement(), namespace)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_api::placement::cluster_condition as cc;
+
+    #[test]
+    fn works_are_named_after_their_placement() {
+        assert_eq!(work_name("web", None), "web-work");
+        assert_eq!(work_name("api", Some("team")), "team.api-work");
+        assert_eq!(
+            Scope::Namespaced.condition(cc::AVAILABLE),
+            "ResourcePlacementAvailable"
+        );
+        assert_eq!(
+            Scope::Cluster.condition(cc::SCHEDULED),
+            "ClusterResourcePlacementScheduled"
+        );
+    }
+}

@@ -1,0 +1,809 @@
+//! The planner (pure): from a placement and what the caches hold (its snapshots, the fleet,
+//! its bindings and Works, the overrides that apply), the writes that make the world match
+//! the placement, with every decision as a value. [`super::execute`] carries them out; the
+//! status roll-up ([`super::status`]) then runs on what the writes returned.
+//!
+//! Snapshot names follow from their index, so the planner names a snapshot before it exists;
+//! a cache that lags behind a write makes the executor's create answer 409 AlreadyExists, and
+//! the pass is retried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::Engine;
+use flotilla_api::manifests::{content_hash, identifier, sanitize};
+use flotilla_api::member::namespace_of;
+use flotilla_api::placement::{annotation, label, PLACEMENT_GROUP};
+use flotilla_scheduler::{Cluster, Policy};
+use kube::api::DynamicObject;
+use kube::core::ApiResource;
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use super::status::{Scheduled, Summary};
+use super::{
+    cro_resource, cro_snapshot_resource, ro_resource, ro_snapshot_resource, work_name,
+    work_resource, Scope,
+};
+use flotilla_api::overrides::{self, Overridden, Override};
+
+/// The most a placement may select, in bytes of JSON: its resource snapshot is one object, and
+/// etcd takes at most 1.5 MiB per request.
+pub const MAX_SELECTED_BYTES: usize = 1024 * 1024;
+
+/// What the planner reads: the placement and, from the caches, everything of it.
+pub struct Observed<'a> {
+    /// ClusterResourcePlacements or ResourcePlacements.
+    pub scope: Scope,
+    /// The placement.
+    pub placement: &'a DynamicObject,
+    /// The selected resources ([`super::select`]) or why the selectors are invalid.
+    pub selection: Result<Vec<Value>, String>,
+    /// The placement's resource snapshots.
+    pub resource_snapshots: Vec<Arc<DynamicObject>>,
+    /// The placement's scheduling policy snapshots.
+    pub policy_snapshots: Vec<Arc<DynamicObject>>,
+    /// The overrides that apply to the placement ([`override_applies`]) with their snapshots.
+    pub overrides: Vec<OverrideSeries>,
+    /// The fleet as the scheduler sees it, by name.
+    pub clusters: &'a [Cluster],
+    /// The placement's bindings.
+    pub bindings: Vec<Arc<DynamicObject>>,
+    /// The placement's Works (in the members' namespaces).
+    pub works: Vec<Arc<DynamicObject>>,
+    /// The time conditions that change are stamped with.
+    pub now: &'a str,
+}
+
+/// An override and its snapshots.
+pub struct OverrideSeries {
+    /// The ClusterResourceOverride or ResourceOverride.
+    pub object: Arc<DynamicObject>,
+    /// Whether it is a ClusterResourceOverride.
+    pub cluster_scoped: bool,
+    /// Its snapshots.
+    pub snapshots: Vec<Arc<DynamicObject>>,
+}
+
+/// What a pass decides.
+pub enum Decision {
+    /// The placement places nothing: its Scheduled condition says why; nothing else changes.
+    Refused {
+        /// The condition's reason.
+        reason: &'static str,
+        /// The condition's message.
+        message: String,
+    },
+    /// The writes that make the world match the placement.
+    Place(Box<Plan>),
+}
+
+/// The writes of one pass, in the order the executor makes them.
+#[derive(Debug)]
+pub struct Plan {
+    /// The placement's namespace (a ResourcePlacement's): where its snapshots and bindings
+    /// live.
+    pub namespace: Option<String>,
+    /// New snapshots (resource, policy, override) and the series' upkeep.
+    pub snapshots: Vec<SeriesWrite>,
+    /// The scheduling policy snapshot's annotation and status.
+    pub policy_snapshot: PolicySnapshotWrite,
+    /// Bindings of clusters no longer picked (by name).
+    pub delete_bindings: Vec<String>,
+    /// Works of clusters no longer picked (namespace, name): a ResourcePlacement's, which no
+    /// binding owns.
+    pub delete_works: Vec<(String, String)>,
+    /// Each picked cluster's binding and Work.
+    pub clusters: Vec<ClusterPlan>,
+    /// What the placement's status says besides its clusters.
+    pub summary: Summary,
+}
+
+/// A new snapshot in a series: the previous latest ones are marked so no more, the oldest
+/// beyond the history limit go.
+#[derive(Debug)]
+pub struct SeriesWrite {
+    /// The snapshot type.
+    pub resource: ApiResource,
+    /// Where the series lives.
+    pub namespace: Option<String>,
+    /// Snapshots whose is-latest label goes to "false".
+    pub unlatest: Vec<String>,
+    /// The new snapshot.
+    pub create: Value,
+    /// Snapshots beyond the history limit, oldest first.
+    pub delete: Vec<String>,
+}
+
+/// The latest scheduling policy snapshot's writes.
+#[derive(Debug)]
+pub struct PolicySnapshotWrite {
+    /// Its name.
+    pub name: String,
+    /// A merge patch of its metadata (numberOfClusters changed: an annotation).
+    pub metadata: Option<Value>,
+    /// A merge patch of its status (the scheduler's decisions).
+    pub status: Option<Value>,
+}
+
+/// A write of one object.
+#[derive(Debug)]
+pub enum Write {
+    /// As it is.
+    Keep(Arc<DynamicObject>),
+    /// A merge patch.
+    Patch(Value),
+    /// A new object.
+    Create(Value),
+}
+
+/// A write of a Work.
+#[derive(Debug)]
+pub enum WorkWrite {
+    /// As it is.
+    Keep(Arc<DynamicObject>),
+    /// An override cannot be applied: the cluster keeps what it has (if anything).
+    Hold(Option<Arc<DynamicObject>>),
+    /// A merge patch.
+    Patch(Value),
+    /// A new Work; a ClusterResourceBinding owns it (its reference is added once the binding's
+    /// uid is known).
+    Create {
+        /// The Work.
+        object: Value,
+        /// Whether the binding owns it.
+        owned_by_binding: bool,
+    },
+}
+
+/// One picked cluster: its binding and its Work.
+#[derive(Debug)]
+pub struct ClusterPlan {
+    /// The cluster.
+    pub cluster: String,
+    /// The binding's name.
+    pub binding_name: String,
+    /// The binding's spec as it should be.
+    pub binding_spec: Value,
+    /// How the binding gets there.
+    pub binding: Write,
+    /// The Work's namespace (the member's).
+    pub work_namespace: String,
+    /// The Work's name.
+    pub work_name: String,
+    /// The Work's spec as it should be (`None` while an override fails).
+    pub work_spec: Option<Value>,
+    /// How the Work gets there.
+    pub work: WorkWrite,
+    /// The cluster's manifests after its overrides, or why they could not be applied.
+    pub overridden: Result<Overridden, String>,
+}
+
+/// Whether an override applies to the placement `name` (of `scope`, in `namespace`): a
+/// ClusterResourceOverride only to ClusterResourcePlacements; a ResourceOverride that names
+/// a placement to that one (a ResourcePlacement of its namespace with `scope: Namespaced`),
+/// one that names none to every placement (ResourcePlacements: of its namespace).
+pub fn override_applies(
+    o: &DynamicObject,
+    cluster_override: bool,
+    scope: Scope,
+    name: &str,
+    namespace: Option<&str>,
+) -> bool {
+    if o.metadata.deletion_timestamp.is_some() || (cluster_override && scope != Scope::Cluster) {
+        return false;
+    }
+    let target = &o.data["spec"]["placement"];
+    let same_namespace = scope == Scope::Cluster || o.namespace().as_deref() == namespace;
+    match target["name"].as_str() {
+        None => same_namespace,
+        Some(n) if cluster_override => n == name,
+        Some(n) => {
+            let target_scope = if target["scope"] == "Namespaced" {
+                Scope::Namespaced
+            } else {
+                Scope::Cluster
+            };
+            n == name && target_scope == scope && same_namespace
+        }
+    }
+}
+
+/// A snapshot series: its type, where it lives, its parent (label and owner), the label and
+/// annotation that index it, how many it keeps.
+struct Series<'a> {
+    resource: ApiResource,
+    namespace: Option<&'a str>,
+    parent_label: &'a str,
+    parent: &'a DynamicObject,
+    parent_resource: ApiResource,
+    index_label: &'a str,
+    hash_annotation: &'a str,
+    keep: usize,
+}
+
+/// The latest snapshot of a series (possibly one the pass creates).
+struct Latest {
+    name: String,
+    index: i64,
+    spec: Value,
+    annotations: BTreeMap<String, String>,
+    /// The snapshot as the cache holds it (`None`: created by this pass).
+    existing: Option<Arc<DynamicObject>>,
+}
+
+/// Index of a snapshot (its index label).
+fn index_of(o: &DynamicObject, key: &str) -> i64 {
+    o.labels()
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn owner_ref(obj: &DynamicObject, ar: &ApiResource) -> Value {
+    json!({"apiVersion": ar.api_version, "kind": ar.kind, "name": obj.name_any(),
+        "uid": obj.metadata.uid.clone().unwrap_or_default(), "blockOwnerDeletion": true, "controller": true})
+}
+
+fn short_hash(s: &str) -> String {
+    content_hash(&[json!(s)])[..8].to_string()
+}
+
+fn base64_of(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Keeps a snapshot series: the latest snapshot, and the writes that make a new one (named
+/// `name_of(index)`) when `hash` differs from the latest's.
+fn keep_series(
+    series: &Series<'_>,
+    existing: &[Arc<DynamicObject>],
+    hash: &str,
+    name_of: impl Fn(i64) -> String,
+    spec: Value,
+    extra_annotations: Value,
+) -> (Latest, Option<SeriesWrite>) {
+    let mut all: Vec<&Arc<DynamicObject>> = existing.iter().collect();
+    all.sort_by_key(|o| index_of(o, series.index_label));
+    if let Some(latest) = all.last().filter(|l| {
+        l.annotations()
+            .get(series.hash_annotation)
+            .is_some_and(|h| h == hash)
+    }) {
+        let latest = Latest {
+            name: latest.name_any(),
+            index: index_of(latest, series.index_label),
+            spec: latest.data["spec"].clone(),
+            annotations: latest.annotations().clone(),
+            existing: Some((*latest).clone()),
+        };
+        return (latest, None);
+    }
+    let index = all
+        .last()
+        .map_or(0, |l| index_of(l, series.index_label) + 1);
+    let unlatest = all
+        .iter()
+        .filter(|o| {
+            o.labels()
+                .get(label::IS_LATEST_SNAPSHOT)
+                .is_some_and(|v| v == "true")
+        })
+        .map(|o| o.name_any())
+        .collect();
+    let mut annotations = BTreeMap::from([
+        (series.hash_annotation.to_string(), hash.to_string()),
+        (
+            annotation::CRP_GENERATION.to_string(),
+            series.parent.metadata.generation.unwrap_or(0).to_string(),
+        ),
+    ]);
+    for (k, v) in extra_annotations.as_object().into_iter().flatten() {
+        annotations.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+    }
+    let name = name_of(index);
+    let mut obj = json!({
+        "apiVersion": series.resource.api_version, "kind": series.resource.kind,
+        "metadata": {"name": name,
+            "labels": {series.parent_label: series.parent.name_any(),
+                series.index_label: index.to_string(), label::IS_LATEST_SNAPSHOT: "true"},
+            "annotations": annotations,
+            "ownerReferences": [owner_ref(series.parent, &series.parent_resource)]},
+        "spec": spec
+    });
+    if let Some(ns) = series.namespace {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+    // History beyond the limit goes, oldest first (the new one counts).
+    let excess = (all.len() + 1).saturating_sub(series.keep);
+    let write = SeriesWrite {
+        resource: series.resource.clone(),
+        namespace: series.namespace.map(String::from),
+        unlatest,
+        create: obj,
+        delete: all.iter().take(excess).map(|o| o.name_any()).collect(),
+    };
+    let latest = Latest {
+        name,
+        index,
+        spec,
+        annotations,
+        existing: None,
+    };
+    (latest, Some(write))
+}
+
+/// The objects a selected resource places, with the envelope they came in: an envelope's
+/// objects (by key, in order; a ResourceEnvelope's in its namespace), anything else itself.
+fn unwrap_envelope(obj: &Value) -> Vec<(Value, Option<Value>)> {
+    let kind = obj["kind"].as_str().unwrap_or("");
+    let is_envelope = obj["apiVersion"]
+        .as_str()
+        .is_some_and(|a| a.starts_with(&format!("{PLACEMENT_GROUP}/")))
+        && matches!(kind, "ClusterResourceEnvelope" | "ResourceEnvelope");
+    if !is_envelope {
+        return vec![(obj.clone(), None)];
+    }
+    let namespace = obj["metadata"]["namespace"].as_str();
+    let mut envelope = json!({"name": obj["metadata"]["name"], "type": kind});
+    if let Some(ns) = namespace {
+        envelope["namespace"] = json!(ns);
+    }
+    let mut inner: Vec<(&String, &Value)> = obj["data"].as_object().into_iter().flatten().collect();
+    inner.sort_by(|a, b| a.0.cmp(b.0));
+    inner
+        .into_iter()
+        .map(|(_, o)| {
+            let mut o = sanitize(o);
+            if let Some(ns) = namespace {
+                o["metadata"]["namespace"] = json!(ns);
+            }
+            (o, Some(envelope.clone()))
+        })
+        .collect()
+}
+
+/// The policy without numberOfClusters (which does not make a new snapshot).
+fn policy_identity(policy: &Value) -> Value {
+    let mut p = policy.clone();
+    if let Some(m) = p.as_object_mut() {
+        m.remove("numberOfClusters");
+    }
+    p
+}
+
+/// The placement's apply strategy with KubeFleet's defaults filled in (also when the placement
+/// has no strategy at all).
+fn apply_strategy_of(spec: &Value) -> Value {
+    let mut a = json!({"type": "ClientSideApply", "comparisonOption": "PartialComparison",
+        "whenToApply": "Always", "whenToTakeOver": "Always"});
+    if let Some(given) = spec["strategy"]["applyStrategy"].as_object() {
+        for (k, v) in given {
+            a[k] = v.clone();
+        }
+    }
+    a
+}
+
+/// Decides one pass of a placement.
+pub fn plan(o: &Observed<'_>) -> Decision {
+    let p = o.placement;
+    let scope = o.scope;
+    let name = p.name_any();
+    let namespace = p.metadata.namespace.as_deref();
+    let generation = p.metadata.generation.unwrap_or(0);
+    let spec = &p.data["spec"];
+    let keep = spec["revisionHistoryLimit"]
+        .as_u64()
+        .unwrap_or(10)
+        .clamp(1, 1000) as usize;
+
+    // 1-2. The selected resources and their snapshot.
+    let selected = match &o.selection {
+        Ok(s) => s,
+        Err(why) => {
+            return Decision::Refused {
+                reason: "InvalidResourceSelectors",
+                message: why.clone(),
+            }
+        }
+    };
+    // One snapshot object holds the selection: beyond what a store takes in one object, the
+    // placement says so (and its clusters keep what they have) rather than failing each pass.
+    let size: usize = selected.iter().map(|v| v.to_string().len()).sum();
+    if size > MAX_SELECTED_BYTES {
+        return Decision::Refused {
+            reason: "SelectedResourcesTooLarge",
+            message: format!(
+                "the selected resources take {size} bytes; a resource snapshot holds at most {MAX_SELECTED_BYTES}: select fewer resources or split them across placements"
+            ),
+        };
+    }
+    let policy_value = &spec["policy"];
+    let policy = match Policy::parse(policy_value) {
+        Ok(p) => p,
+        Err(why) => {
+            return Decision::Refused {
+                reason: "InvalidPolicy",
+                message: why,
+            }
+        }
+    };
+    let series = |resource: ApiResource, index_label, hash_annotation| Series {
+        resource,
+        namespace,
+        parent_label: label::PARENT_CRP,
+        parent: p,
+        parent_resource: scope.placement(),
+        index_label,
+        hash_annotation,
+        keep,
+    };
+    let mut snapshots = Vec::new();
+    let (rs, write) = keep_series(
+        &series(
+            scope.resource_snapshot(),
+            label::RESOURCE_INDEX,
+            annotation::RESOURCE_HASH,
+        ),
+        &o.resource_snapshots,
+        &content_hash(selected),
+        |i| format!("{name}-{i}-snapshot"),
+        json!({"selectedResources": selected}),
+        json!({annotation::NUMBER_OF_RESOURCE_SNAPSHOTS: "1"}),
+    );
+    snapshots.extend(write);
+    let resource_index = rs.index.to_string();
+    // Envelopes are unwrapped: their objects are what the members get.
+    let (manifests, envelopes): (Vec<Value>, Vec<Option<Value>>) = rs.spec["selectedResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(unwrap_envelope)
+        .unzip();
+
+    // The policy's snapshot.
+    let policy_hash = content_hash(&[policy_identity(policy_value)]);
+    let number_of_clusters = match policy.placement_type {
+        flotilla_scheduler::PlacementType::PickN => Some(policy.number_of_clusters.to_string()),
+        _ => None,
+    };
+    let n_annotation = match &number_of_clusters {
+        Some(n) => json!({annotation::NUMBER_OF_CLUSTERS: n}),
+        None => json!({}),
+    };
+    let (ps, write) = keep_series(
+        &series(
+            scope.policy_snapshot(),
+            label::POLICY_INDEX,
+            annotation::POLICY_HASH,
+        ),
+        &o.policy_snapshots,
+        &policy_hash,
+        |i| format!("{name}-{i}"),
+        if policy_value.is_null() {
+            json!({"policyHash": base64_of(&policy_hash)})
+        } else {
+            json!({"policy": policy_value, "policyHash": base64_of(&policy_hash)})
+        },
+        n_annotation,
+    );
+    snapshots.extend(write);
+    let metadata = number_of_clusters
+        .filter(|n| ps.annotations.get(annotation::NUMBER_OF_CLUSTERS) != Some(n))
+        .map(|n| json!({"metadata": {"annotations": {annotation::NUMBER_OF_CLUSTERS: n}}}));
+
+    // 3. Schedule.
+    let placed: BTreeSet<String> = o
+        .bindings
+        .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter_map(|b| b.data["spec"]["targetCluster"].as_str().map(String::from))
+        .collect();
+    let same_policy = !o.bindings.is_empty()
+        && o.bindings
+            .iter()
+            .all(|b| b.data["spec"]["schedulingPolicySnapshotName"] == ps.name.as_str());
+    let decision = flotilla_scheduler::schedule(&flotilla_scheduler::Request {
+        policy: &policy,
+        clusters: o.clusters,
+        placed: &placed,
+        same_policy,
+    });
+    let decisions: Vec<Value> = decision
+        .selected
+        .iter()
+        .map(|s| {
+            json!({"clusterName": s.name, "selected": true,
+            "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
+            "reason": s.reason.to_string()})
+        })
+        .chain(decision.rejected.iter().take(20).map(
+            |r| json!({"clusterName": r.name, "selected": false, "reason": r.reason.to_string()}),
+        ))
+        .collect();
+    let scheduled = if decision.fulfilled {
+        Scheduled {
+            status: "True",
+            reason: "SchedulingPolicyFulfilled",
+            message: decision.message.clone(),
+        }
+    } else {
+        Scheduled {
+            status: "False",
+            reason: "SchedulingPolicyUnfulfilled",
+            message: decision.message.clone(),
+        }
+    };
+    let ps_status = ps
+        .existing
+        .as_ref()
+        .map_or(&Value::Null, |e| &e.data["status"]);
+    let mut ps_conds = ps_status["conditions"].clone();
+    // A snapshot created now starts at generation 1.
+    let ps_generation = ps
+        .existing
+        .as_ref()
+        .map_or(Some(1), |e| e.metadata.generation);
+    flotilla_api::conditions::set_status(
+        &mut ps_conds,
+        "Scheduled",
+        scheduled.status,
+        scheduled.reason,
+        &scheduled.message,
+        ps_generation,
+        o.now,
+    );
+    let status_patch = json!({"status": {"observedCRPGeneration": generation,
+        "conditions": ps_conds, "clusterDecisions": decisions,
+        "targetClusters": decision.names()}});
+    let status = (ps_status["clusterDecisions"] != status_patch["status"]["clusterDecisions"]
+        || ps_status["conditions"] != status_patch["status"]["conditions"]
+        || ps_status["observedCRPGeneration"] != json!(generation))
+    .then_some(status_patch);
+    let policy_snapshot = PolicySnapshotWrite {
+        name: ps.name.clone(),
+        metadata,
+        status,
+    };
+
+    // Overrides that apply to this placement, as snapshots.
+    let (mut cluster_overrides, mut resource_overrides) = (Vec::new(), Vec::new());
+    for s in &o.overrides {
+        let ov = &s.object;
+        let ov_spec = ov.data["spec"].clone();
+        let hash = content_hash(std::slice::from_ref(&ov_spec));
+        let ns = ov.namespace();
+        let (snapshot_resource, parent_label, parent_resource) = if s.cluster_scoped {
+            (
+                cro_snapshot_resource(),
+                label::PARENT_CLUSTER_RESOURCE_OVERRIDE,
+                cro_resource(),
+            )
+        } else {
+            (
+                ro_snapshot_resource(),
+                label::PARENT_RESOURCE_OVERRIDE,
+                ro_resource(),
+            )
+        };
+        let ov_name = ov.name_any();
+        let (latest, write) = keep_series(
+            &Series {
+                resource: snapshot_resource,
+                namespace: ns.as_deref(),
+                parent_label,
+                parent: ov,
+                parent_resource,
+                index_label: label::OVERRIDE_INDEX,
+                hash_annotation: annotation::OVERRIDE_HASH,
+                keep: 10,
+            },
+            &s.snapshots,
+            &hash,
+            |i| format!("{ov_name}-{i}"),
+            json!({"overrideSpec": ov_spec, "overrideHash": base64_of(&hash)}),
+            json!({}),
+        );
+        snapshots.extend(write);
+        let entry = Override {
+            name: latest.name,
+            namespace: ns,
+            spec: latest.spec["overrideSpec"].clone(),
+        };
+        if s.cluster_scoped {
+            cluster_overrides.push(entry);
+        } else {
+            resource_overrides.push(entry);
+        }
+    }
+    let cluster_labels: BTreeMap<&str, &BTreeMap<String, String>> = o
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), &c.labels))
+        .collect();
+
+    // 4. Bindings: those of clusters no longer picked go.
+    let apply_strategy = apply_strategy_of(spec);
+    let wanted: BTreeMap<&str, &flotilla_scheduler::Selected> =
+        decision.selected.iter().map(|s| (s.name, s)).collect();
+    let work_name = work_name(&name, namespace);
+    let delete_bindings = o
+        .bindings
+        .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter(|b| !wanted.contains_key(b.data["spec"]["targetCluster"].as_str().unwrap_or("")))
+        .map(|b| b.name_any())
+        .collect();
+    // A ResourcePlacement's Works are not owned by their bindings (another namespace): those
+    // of clusters no longer picked are deleted here, also when their binding went before (a
+    // restart between the two deletions leaves nothing behind).
+    let mut delete_works = Vec::new();
+    if scope == Scope::Namespaced {
+        let keep: BTreeSet<String> = wanted.keys().map(|c| namespace_of(c)).collect();
+        delete_works = o
+            .works
+            .iter()
+            .filter(|w| {
+                w.metadata.deletion_timestamp.is_none()
+                    && !w.namespace().is_some_and(|ns| keep.contains(&ns))
+            })
+            .map(|w| (w.namespace().unwrap_or_default(), w.name_any()))
+            .collect();
+    }
+    let delete_strategy = match spec["strategy"]["deleteStrategy"]["propagationPolicy"].as_str() {
+        Some("Abandon") => "Abandon",
+        _ => "Delete",
+    };
+
+    // Each picked cluster's binding and Work.
+    let mut clusters = Vec::with_capacity(wanted.len());
+    for (cluster, s) in &wanted {
+        let binding_name = format!(
+            "{name}-{cluster}-{}",
+            short_hash(&format!("{name}/{cluster}"))
+        );
+        let no_labels = BTreeMap::new();
+        let labels = cluster_labels.get(cluster).copied().unwrap_or(&no_labels);
+        let overridden = overrides::apply(
+            &manifests,
+            cluster,
+            labels,
+            &cluster_overrides,
+            &resource_overrides,
+        );
+        let (cro_used, ro_used) = match &overridden {
+            Ok(o) => (
+                json!(o.cluster_overrides),
+                json!(o
+                    .resource_overrides
+                    .iter()
+                    .map(|(ns, n)| json!({"namespace": ns, "name": n}))
+                    .collect::<Vec<_>>()),
+            ),
+            Err(_) => (json!([]), json!([])),
+        };
+        let mut bspec = json!({
+            "state": "Bound",
+            "resourceSnapshotName": rs.name,
+            "clusterResourceOverrideSnapshots": cro_used,
+            "resourceOverrideSnapshots": ro_used,
+            "schedulingPolicySnapshotName": ps.name,
+            "targetCluster": cluster,
+            "clusterDecision": {"clusterName": cluster, "selected": true,
+                "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
+                "reason": s.reason.to_string()},
+            "applyStrategy": apply_strategy,
+        });
+        let existing = o.bindings.iter().find(|b| b.name_any() == binding_name);
+        // The decision stays as made when the cluster was picked under this policy snapshot
+        // (later passes of the same decision would only say "kept").
+        if let Some(b) = existing.filter(|b| {
+            b.data["spec"]["schedulingPolicySnapshotName"] == ps.name.as_str()
+                && b.data["spec"]["clusterDecision"].is_object()
+        }) {
+            bspec["clusterDecision"] = b.data["spec"]["clusterDecision"].clone();
+        }
+        let binding = match existing {
+            Some(b) if b.data["spec"] == bspec => Write::Keep(b.clone()),
+            Some(_) => Write::Patch(json!({"spec": bspec})),
+            None => {
+                let ar = scope.binding();
+                let mut obj = json!({"apiVersion": ar.api_version, "kind": ar.kind,
+                    "metadata": {"name": binding_name, "labels": {label::PARENT_CRP: name},
+                        "annotations": {annotation::CRP_GENERATION: generation.to_string()},
+                        "ownerReferences": [owner_ref(p, &scope.placement())]},
+                    "spec": bspec});
+                if let Some(ns) = namespace {
+                    obj["metadata"]["namespace"] = json!(ns);
+                }
+                Write::Create(obj)
+            }
+        };
+        // 5. The Work.
+        let work_namespace = namespace_of(cluster);
+        let current = o.works.iter().find(|w| {
+            w.name_any() == work_name && w.namespace().as_deref() == Some(&work_namespace)
+        });
+        let (work_spec, work) = match &overridden {
+            // An override failed: the cluster keeps what it has until it is fixed.
+            Err(_) => (None, WorkWrite::Hold(current.cloned())),
+            Ok(ov) => {
+                let wspec = json!({"workload": {"manifests": ov.manifests},
+                    "applyStrategy": apply_strategy});
+                let mut work_labels = json!({label::PARENT_CRP: name,
+                    label::PARENT_BINDING: binding_name,
+                    label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
+                if let Some(ns) = namespace {
+                    work_labels[label::PARENT_NAMESPACE] = json!(ns);
+                }
+                let write = match current {
+                    Some(w)
+                        if w.data["spec"] == wspec
+                            && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
+                                == Some(&resource_index)
+                            && w.annotations()
+                                .get(annotation::DELETE_STRATEGY)
+                                .map(String::as_str)
+                                == Some(delete_strategy) =>
+                    {
+                        WorkWrite::Keep(w.clone())
+                    }
+                    Some(_) => WorkWrite::Patch(json!({"metadata": {"labels": work_labels,
+                        "annotations": {annotation::DELETE_STRATEGY: delete_strategy}},
+                        "spec": wspec})),
+                    None => WorkWrite::Create {
+                        object: json!({"apiVersion": work_resource().api_version,
+                            "kind": "Work",
+                            "metadata": {"name": work_name, "namespace": work_namespace,
+                                "labels": work_labels,
+                                "annotations": {annotation::DELETE_STRATEGY: delete_strategy}},
+                            "spec": wspec}),
+                        // A cluster-scoped binding can own it; a ResourceBinding cannot
+                        // (another namespace): its placement's finalizer removes it.
+                        owned_by_binding: scope == Scope::Cluster,
+                    },
+                };
+                (Some(wspec), write)
+            }
+        };
+        clusters.push(ClusterPlan {
+            cluster: cluster.to_string(),
+            binding_name,
+            binding_spec: bspec,
+            binding,
+            work_namespace,
+            work_name: work_name.clone(),
+            work_spec,
+            work,
+            overridden,
+        });
+    }
+    let selected_resources = manifests
+        .iter()
+        .zip(&envelopes)
+        .map(|(m, e)| {
+            let mut id = identifier(m);
+            if let Some(e) = e {
+                id["envelope"] = e.clone();
+            }
+            id
+        })
+        .collect();
+    Decision::Place(Box::new(Plan {
+        namespace: namespace.map(String::from),
+        snapshots,
+        policy_snapshot,
+        delete_bindings,
+        delete_works,
+        clusters,
+        summary: Summary {
+            scheduled,
+            resource_index,
+            selected_resources,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,448 @@
+//! The status roll-up (pure): a Work's conditions, written by the member's agent, become its
+//! binding's status, and the bindings' statuses the placement's per-cluster statuses and
+//! conditions.
+
+use flotilla_api::conditions;
+use flotilla_api::placement::cluster_condition as cc;
+use kube::api::DynamicObject;
+use serde_json::{json, Value};
+
+use super::Scope;
+use flotilla_api::overrides::Overridden;
+
+/// Sets condition `ty` in `conds` as of `now` (the transition time moves only when the status
+/// does).
+pub(super) fn condition(
+    conds: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    gen: i64,
+    now: &str,
+) {
+    conditions::set_status(conds, ty, status, reason, message, Some(gen), now);
+}
+
+/// The placement's Scheduled condition as the scheduler decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduled {
+    /// "True" when the policy is fulfilled, else "False".
+    pub status: &'static str,
+    /// `SchedulingPolicyFulfilled` or `SchedulingPolicyUnfulfilled`.
+    pub reason: &'static str,
+    /// The scheduler's message.
+    pub message: String,
+}
+
+/// What the placement's status says besides its clusters: the scheduling outcome, the resource
+/// snapshot's index and the identifiers of the selected resources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The Scheduled condition.
+    pub scheduled: Scheduled,
+    /// Index of the latest resource snapshot.
+    pub resource_index: String,
+    /// `status.selectedResources`.
+    pub selected_resources: Vec<Value>,
+}
+
+/// One cluster's part in the roll-up: its binding's spec and the status computed for it.
+pub struct ClusterStatus<'a> {
+    /// Target cluster.
+    pub cluster: &'a str,
+    /// The binding's spec (the overrides it names are reported).
+    pub spec: &'a Value,
+    /// The binding's status ([`binding_status`]).
+    pub status: &'a Value,
+}
+
+/// A binding's status: scheduled and rolled out (every cluster at once for now), its
+/// overrides, and its Work's applied and available conditions (as of the Work's current
+/// generation) with the manifests that failed, drifted or differ. `work` is `None` when the
+/// member's namespace is not there to hold it.
+pub fn binding_status(
+    binding: &DynamicObject,
+    work: Option<&DynamicObject>,
+    overridden: &Result<Overridden, String>,
+    generation: i64,
+    now: &str,
+) -> Value {
+    let mut conds = binding.data["status"]["conditions"].clone();
+    let g = binding.metadata.generation.unwrap_or(generation);
+    let mut set = |ty: &str, status: &str, reason: &str, message: &str| {
+        condition(&mut conds, ty, status, reason, message, g, now)
+    };
+    set(
+        cc::SCHEDULED,
+        "True",
+        "Scheduled",
+        binding.data["spec"]["clusterDecision"]["reason"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    set(
+        cc::ROLLOUT_STARTED,
+        "True",
+        "RolloutStarted",
+        "the resources roll out to the cluster",
+    );
+    match overridden {
+        Ok(o) if o.cluster_overrides.is_empty() && o.resource_overrides.is_empty() => set(
+            cc::OVERRIDDEN,
+            "True",
+            "NoOverrideSpecified",
+            "no override applies",
+        ),
+        Ok(o) => set(
+            cc::OVERRIDDEN,
+            "True",
+            "OverriddenSucceeded",
+            &format!(
+                "{} override(s) applied",
+                o.cluster_overrides.len() + o.resource_overrides.len()
+            ),
+        ),
+        Err(e) => set(cc::OVERRIDDEN, "False", "OverriddenFailed", e),
+    }
+    let mut failed = Vec::new();
+    match work {
+        _ if overridden.is_err() => set(
+            cc::WORK_SYNCHRONIZED,
+            "False",
+            "WorkNotSynchronizedYet",
+            "an override cannot be applied: the Work keeps its previous resources",
+        ),
+        None => set(
+            cc::WORK_SYNCHRONIZED,
+            "False",
+            "WorkNotSynchronizedYet",
+            "the member's namespace is not available",
+        ),
+        Some(w) => {
+            set(
+                cc::WORK_SYNCHRONIZED,
+                "True",
+                "AllWorkSynced",
+                "the Work holds the latest resources",
+            );
+            let wgen = w.metadata.generation.unwrap_or(0);
+            let wconds = &w.data["status"]["conditions"];
+            for (ty, ok, bad, pending) in [
+                (
+                    cc::APPLIED,
+                    "AllWorkHaveBeenApplied",
+                    "WorkNotAppliedYet",
+                    "WorkApplyPending",
+                ),
+                (
+                    cc::AVAILABLE,
+                    "AllWorkAreAvailable",
+                    "WorkNotAvailableYet",
+                    "WorkAvailabilityPending",
+                ),
+            ] {
+                match conditions::find(wconds, ty)
+                    .filter(|c| c["observedGeneration"].as_i64() == Some(wgen))
+                {
+                    Some(c) if c["status"] == "True" => {
+                        set(ty, "True", ok, c["message"].as_str().unwrap_or(""))
+                    }
+                    Some(c) if c["status"] == "False" => {
+                        set(ty, "False", bad, c["message"].as_str().unwrap_or(""))
+                    }
+                    _ => set(
+                        ty,
+                        "Unknown",
+                        pending,
+                        "the member's agent has not reported on the latest Work yet",
+                    ),
+                }
+            }
+            // ReportDiff: the agent's report of differences, as of the latest Work.
+            match conditions::find(wconds, cc::DIFF_REPORTED)
+                .filter(|c| c["observedGeneration"].as_i64() == Some(wgen))
+            {
+                Some(c) => set(
+                    cc::DIFF_REPORTED,
+                    c["status"].as_str().unwrap_or("Unknown"),
+                    "DiffReported",
+                    c["message"].as_str().unwrap_or(""),
+                ),
+                None => {
+                    if let Some(list) = conds.as_array_mut() {
+                        list.retain(|c| c["type"] != cc::DIFF_REPORTED);
+                    }
+                }
+            }
+            for m in manifest_conditions(w) {
+                for ty in [cc::APPLIED, cc::AVAILABLE] {
+                    if let Some(c) =
+                        conditions::find(&m["conditions"], ty).filter(|c| c["status"] == "False")
+                    {
+                        let mut f = placed_identifier(m);
+                        f["condition"] = c.clone();
+                        failed.push(f);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    failed.truncate(100);
+    let mut status = json!({"conditions": conds});
+    if !failed.is_empty() {
+        status["failedPlacements"] = json!(failed);
+    }
+    if let Some(w) = work {
+        for (f, key) in [
+            ("driftedPlacements", "driftDetails"),
+            ("diffedPlacements", "diffDetails"),
+        ] {
+            let list: Vec<Value> = manifest_conditions(w)
+                .filter_map(|m| {
+                    let mut e = placed_identifier(m);
+                    for (k, v) in m.get(key)?.as_object()? {
+                        e[k] = v.clone();
+                    }
+                    Some(e)
+                })
+                .take(100)
+                .collect();
+            if !list.is_empty() {
+                status[f] = json!(list);
+            }
+        }
+    }
+    status
+}
+
+fn manifest_conditions(w: &DynamicObject) -> impl Iterator<Item = &Value> {
+    w.data["status"]["manifestConditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+}
+
+/// A manifest condition's identifier as a placement reports it: without what only the Work
+/// knows (its position and resource name).
+fn placed_identifier(manifest_condition: &Value) -> Value {
+    let mut id = manifest_condition["identifier"].clone();
+    if let Some(o) = id.as_object_mut() {
+        o.remove("ordinal");
+        o.remove("resource");
+    }
+    id
+}
+
+/// Whether a binding whose status is `old` needs `new` written: when a condition's status,
+/// reason or generation changes (also in the lists of failed, drifted, diffed objects).
+/// Progress messages in between ("2 of 3 objects available") show in the placement's status,
+/// not in every binding write.
+pub fn binding_status_changed(old: &Value, new: &Value) -> bool {
+    old != new && conditions::without_messages(old) != conditions::without_messages(new)
+}
+
+/// The placement's status: per-cluster statuses from the bindings, the placement's conditions
+/// rolled up from theirs (`old` is the placement's status as stored, whose conditions keep
+/// their transition times).
+pub fn placement_status(
+    scope: Scope,
+    old: &Value,
+    summary: &Summary,
+    clusters: &[ClusterStatus<'_>],
+    generation: i64,
+    now: &str,
+) -> Value {
+    let mut conds = old["conditions"].clone();
+    let mut per_cluster = Vec::new();
+    for c in clusters {
+        let mut entry = json!({"clusterName": c.cluster,
+            "observedResourceIndex": summary.resource_index,
+            "conditions": c.status["conditions"]});
+        for (from, to) in [
+            (
+                "clusterResourceOverrideSnapshots",
+                "applicableClusterResourceOverrides",
+            ),
+            ("resourceOverrideSnapshots", "applicableResourceOverrides"),
+        ] {
+            if c.spec[from].as_array().is_some_and(|a| !a.is_empty()) {
+                entry[to] = c.spec[from].clone();
+            }
+        }
+        for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
+            if c.status[f].as_array().is_some_and(|a| !a.is_empty()) {
+                entry[f] = c.status[f].clone();
+            }
+        }
+        per_cluster.push(entry);
+    }
+    let s = &summary.scheduled;
+    condition(
+        &mut conds,
+        &scope.condition(cc::SCHEDULED),
+        s.status,
+        s.reason,
+        &s.message,
+        generation,
+        now,
+    );
+    for (cluster_type, ok_reason, bad_reason, pending_reason) in [
+        (
+            cc::ROLLOUT_STARTED,
+            "RolloutStarted",
+            "RolloutNotStartedYet",
+            "RolloutStartedUnknown",
+        ),
+        (
+            cc::OVERRIDDEN,
+            "NoOverrideSpecified",
+            "OverriddenFailed",
+            "OverriddenPending",
+        ),
+        (
+            cc::WORK_SYNCHRONIZED,
+            "WorkSynchronized",
+            "WorkNotSynchronizedYet",
+            "WorkSynchronizedUnknown",
+        ),
+        (cc::APPLIED, "ApplySucceeded", "ApplyFailed", "ApplyPending"),
+        (
+            cc::AVAILABLE,
+            "ResourceAvailable",
+            "ResourceNotAvailableYet",
+            "ResourceAvailablePending",
+        ),
+    ] {
+        let statuses: Vec<&str> = clusters
+            .iter()
+            .map(|c| {
+                conditions::find(&c.status["conditions"], cluster_type)
+                    .and_then(|c| c["status"].as_str())
+                    .unwrap_or("Unknown")
+            })
+            .collect();
+        let total = statuses.len();
+        let good = statuses.iter().filter(|s| **s == "True").count();
+        let bad = statuses.iter().filter(|s| **s == "False").count();
+        let (st, reason, msg) = if good == total {
+            ("True", ok_reason, format!("{good} of {total} clusters"))
+        } else if bad > 0 {
+            (
+                "False",
+                bad_reason,
+                format!("{bad} of {total} clusters failed or are not ready"),
+            )
+        } else {
+            (
+                "Unknown",
+                pending_reason,
+                format!("{good} of {total} clusters so far"),
+            )
+        };
+        let ty = scope.condition(cluster_type);
+        condition(&mut conds, &ty, st, reason, &msg, generation, now);
+    }
+    // DiffReported, when the clusters report differences (ReportDiff).
+    let diff_type = scope.condition(cc::DIFF_REPORTED);
+    let reported = clusters
+        .iter()
+        .filter(|c| conditions::find(&c.status["conditions"], cc::DIFF_REPORTED).is_some())
+        .count();
+    if reported > 0 {
+        let (st, reason) = if reported == clusters.len() {
+            ("True", "DiffReported")
+        } else {
+            ("Unknown", "DiffReportPending")
+        };
+        let msg = format!(
+            "{reported} of {} clusters reported their differences",
+            clusters.len()
+        );
+        condition(&mut conds, &diff_type, st, reason, &msg, generation, now);
+    } else if let Some(list) = conds.as_array_mut() {
+        list.retain(|c| c["type"] != diff_type.as_str());
+    }
+    let any_override = clusters.iter().any(|c| {
+        [
+            "clusterResourceOverrideSnapshots",
+            "resourceOverrideSnapshots",
+        ]
+        .iter()
+        .any(|f| c.spec[*f].as_array().is_some_and(|a| !a.is_empty()))
+    });
+    let overridden_type = scope.condition(cc::OVERRIDDEN);
+    if any_override && conditions::is_true(&conds, &overridden_type) {
+        let msg = conditions::find(&conds, &overridden_type)
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .to_string();
+        condition(
+            &mut conds,
+            &overridden_type,
+            "True",
+            "OverriddenSucceeded",
+            &msg,
+            generation,
+            now,
+        );
+    }
+    json!({
+        "selectedResources": summary.selected_resources,
+        "observedResourceIndex": summary.resource_index,
+        "placementStatuses": per_cluster,
+        "conditions": conds,
+    })
+}
+
+/// The status of a placement that places nothing because of `reason` (its Scheduled condition
+/// False; everything else as it was).
+pub fn refused(
+    scope: Scope,
+    old: &Value,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: &str,
+) -> Value {
+    let mut conds = old["conditions"].clone();
+    condition(
+        &mut conds,
+        &scope.condition(cc::SCHEDULED),
+        "False",
+        reason,
+        message,
+        generation,
+        now,
+    );
+    json!({"conditions": conds})
+}
+
+/// A merge patch that makes `old` into `new` at the top level: a merge patch keeps what it
+/// does not mention, so keys `new` dropped (a list that emptied) go as null.
+pub fn replacing(old: &Value, new: &Value) -> Value {
+    let mut patch = new.clone();
+    for k in old.as_object().into_iter().flat_map(|o| o.keys()) {
+        if new.get(k).is_none() {
+            patch[k] = Value::Null;
+        }
+    }
+    patch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_patch_removes_what_the_new_status_dropped() {
+        let old = json!({"conditions": [], "failedPlacements": [{"name": "a"}]});
+        let new = json!({"conditions": [{"type": "Applied"}]});
+        assert_eq!(
+            replacing(&old, &new),
+            json!({"conditions": [{"type": "Applied"}], "failedPlacements": null})
+        );
+        assert_eq!(replacing(&Value::Null, &new), new);
+    }
+}
