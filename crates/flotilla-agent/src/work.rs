@@ -5,7 +5,8 @@
 //! every applied object has the AppliedWork as an owner: deleting the AppliedWork (when its
 //! Work is gone from the hub) lets the member's own garbage collector remove the objects;
 //! objects that leave a Work are deleted by the agent. Manifests are applied in dependency
-//! order ([`flotilla_api::manifests::apply_rank`]).
+//! order ([`flotilla_api::manifests::rank_of`]); the contract with the hub (strategies, identifiers,
+//! reasons) is [`flotilla_api::work`].
 //!
 //! Apply strategies: `ServerSideApply` is a server-side apply by the agent's field manager
 //! (`force` as configured; a conflict fails the manifest); `ClientSideApply` is carried out as
@@ -26,9 +27,13 @@ use flotilla_api::conditions;
 use crate::backoff::{failure_of, Backoff, Failure};
 use crate::compare;
 use crate::kinds::Kinds;
-use flotilla_api::manifests::{apply_rank, availability, Availability};
+use flotilla_api::manifests::{availability, rank_of, Availability};
 use flotilla_api::placement::annotation::DELETE_STRATEGY;
-use flotilla_api::placement::{self, cluster_condition as cc, PLACEMENT_GROUP, STORAGE_VERSION};
+use flotilla_api::placement::{self, cluster_condition as cc};
+use flotilla_api::work::{
+    applied_work_resource, identifier, work_resource, ApplyStrategy, ComparisonOption,
+    DeleteStrategy, ManifestReason as R, WhenToApply, WhenToTakeOver, WorkReason,
+};
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -39,20 +44,6 @@ use serde_json::{json, Value};
 
 /// The agent's field manager in member clusters.
 pub const FIELD_MANAGER: &str = "work-api-agent";
-
-fn work_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, "Work"),
-        "works",
-    )
-}
-
-fn applied_work_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, "AppliedWork"),
-        "appliedworks",
-    )
-}
 
 /// What stops the applier.
 #[derive(Debug, thiserror::Error)]
@@ -304,7 +295,7 @@ async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
                             if !matches!(works_api.get_opt(&a.name_any()).await, Ok(None)) {
                                 continue;
                             }
-                            if a.annotations().get(DELETE_STRATEGY).map(String::as_str) == Some("Abandon") {
+                            if DeleteStrategy::of_annotations(a.annotations()) == DeleteStrategy::Abandon {
                                 tracing::info!(work = %a.name_any(), "the Work is gone from the hub; leaving what it applied (deleteStrategy Abandon)");
                                 abandon(&member, &a).await;
                             } else {
@@ -345,8 +336,8 @@ fn error_policy(work: Arc<DynamicObject>, e: &Error, ctx: Arc<Ctx>) -> Action {
 /// The outcome of one manifest.
 struct Outcome {
     identifier: Value,
-    applied: (bool, &'static str, String),
-    available: Option<(bool, &'static str, String)>,
+    applied: (bool, R, String),
+    available: Option<(bool, R, String)>,
     drift: Option<Value>,
     diff: Option<Value>,
     applied_ref: Option<Value>,
@@ -374,7 +365,7 @@ enum Step {
 fn decide(
     report_only: bool,
     ours: bool,
-    take_over: &str,
+    take_over: WhenToTakeOver,
     if_not_drifted: bool,
     differs: bool,
     settled: bool,
@@ -384,8 +375,10 @@ fn decide(
     }
     if !ours {
         return match take_over {
-            "Never" => Step::Refuse("the object exists in the member and whenToTakeOver is Never"),
-            "IfNoDiff" if differs => Step::Refuse(
+            WhenToTakeOver::Never => {
+                Step::Refuse("the object exists in the member and whenToTakeOver is Never")
+            }
+            WhenToTakeOver::IfNoDiff if differs => Step::Refuse(
                 "the object exists in the member with differences and whenToTakeOver is IfNoDiff",
             ),
             _ => Step::Apply,
@@ -446,23 +439,21 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     let name = work.name_any();
     let generation = work.metadata.generation.unwrap_or(0);
     let strategy = &work.data["spec"]["applyStrategy"];
-    let ty = strategy["type"].as_str().unwrap_or("ClientSideApply");
-    let report_only = ty == "ReportDiff";
-    let full = strategy["comparisonOption"] == "FullComparison";
-    let if_not_drifted = strategy["whenToApply"] == "IfNotDrifted";
-    let take_over = strategy["whenToTakeOver"].as_str().unwrap_or("Always");
-    let force = ty != "ServerSideApply" || strategy["serverSideApplyConfig"]["force"] == true;
+    let s = ApplyStrategy::of_work(strategy);
+    let report_only = s.report_only();
+    let full = s.comparison == ComparisonOption::FullComparison;
+    let if_not_drifted = s.when_to_apply == WhenToApply::IfNotDrifted;
+    let take_over = s.when_to_take_over;
+    let force = s.forces();
 
     // The AppliedWork: owner of everything applied for this Work.
     let aw_api: Api<DynamicObject> = Api::all_with(ctx.member.clone(), &applied_work_resource());
     // The strategy is recorded on the AppliedWork, so that another placement's Work meeting
     // the same object can tell whether they agree on how to apply it.
     let strategy_text = strategy.to_string();
-    let delete_strategy = work
-        .annotations()
-        .get(DELETE_STRATEGY)
-        .cloned()
-        .unwrap_or_else(|| "Delete".into());
+    let delete_strategy = DeleteStrategy::of_annotations(work.annotations())
+        .as_str()
+        .to_string();
     let applied_work = match aw_api.get_opt(&name).await? {
         Some(a)
             if a.annotations().get(APPLY_STRATEGY_ANNOTATION) == Some(&strategy_text)
@@ -498,12 +489,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
         .into_iter()
         .enumerate()
         .collect();
-    manifests.sort_by_key(|(_, m)| {
-        apply_rank(
-            m["apiVersion"].as_str().unwrap_or(""),
-            m["kind"].as_str().unwrap_or(""),
-        )
-    });
+    manifests.sort_by_key(|(_, m)| rank_of(m));
     // What each object was last applied from: an object whose manifest is unchanged and that
     // shows no difference in the member is not applied again.
     let applied_hashes: BTreeMap<(String, String, String), String> = applied_work.data["status"]
@@ -596,11 +582,8 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             if let Ok(Some(live)) = api.get_opt(oname).await {
                 let live = serde_json::to_value(&live)?;
                 if owned_by(&live, &aw_uid) {
-                    if applied_work
-                        .annotations()
-                        .get(DELETE_STRATEGY)
-                        .map(String::as_str)
-                        == Some("Abandon")
+                    if DeleteStrategy::of_annotations(applied_work.annotations())
+                        == DeleteStrategy::Abandon
                     {
                         tracing::info!(object = oname, kind = %old["kind"], "no longer placed; left in place (deleteStrategy Abandon)");
                         let _ = disown(&api, oname, &live, &aw_uid).await;
@@ -650,7 +633,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             &mut conds,
             cc::APPLIED,
             *ok,
-            reason,
+            reason.as_str(),
             msg,
             Some(generation),
             &now,
@@ -662,7 +645,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
                     &mut conds,
                     cc::AVAILABLE,
                     *ok,
-                    reason,
+                    reason.as_str(),
                     msg,
                     Some(generation),
                     &now,
@@ -700,7 +683,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             &mut wconds,
             cc::DIFF_REPORTED,
             true,
-            "DiffReported",
+            WorkReason::DiffReported.as_str(),
             &format!("{diffs} of {n} objects differ"),
             Some(generation),
             &now,
@@ -709,7 +692,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             &mut wconds,
             cc::APPLIED,
             true,
-            "ReportDiffMode",
+            WorkReason::ReportDiffMode.as_str(),
             "ReportDiff: nothing is applied",
             Some(generation),
             &now,
@@ -718,7 +701,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             &mut wconds,
             cc::AVAILABLE,
             true,
-            "ReportDiffMode",
+            WorkReason::ReportDiffMode.as_str(),
             "ReportDiff: nothing is applied",
             Some(generation),
             &now,
@@ -730,9 +713,9 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             cc::APPLIED,
             all_applied,
             if all_applied {
-                "WorkAppliedCompleted"
+                WorkReason::WorkAppliedCompleted.as_str()
             } else {
-                "WorkNotAllManifestsApplied"
+                WorkReason::WorkNotAllManifestsApplied.as_str()
             },
             &format!("{applied} of {n} objects applied"),
             Some(generation),
@@ -747,9 +730,9 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             cc::AVAILABLE,
             all_applied && all_available,
             if all_applied && all_available {
-                "WorkAvailable"
+                WorkReason::WorkAvailable.as_str()
             } else {
-                "WorkNotAllManifestsAvailable"
+                WorkReason::WorkNotAllManifestsAvailable.as_str()
             },
             &format!("{available} of {n} objects available"),
             Some(generation),
@@ -813,15 +796,15 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
 }
 
 /// The Available condition of an object as read from the member.
-fn judge(obj: &Value) -> (bool, &'static str, String) {
+fn judge(obj: &Value) -> (bool, R, String) {
     match availability(obj) {
-        Availability::Available => (true, "ManifestAvailable", "available".into()),
+        Availability::Available => (true, R::ManifestAvailable, "available".into()),
         Availability::NotTracked => (
             true,
-            "ManifestNotTrackable",
+            R::ManifestNotTrackable,
             "available once applied (no status to judge)".into(),
         ),
-        Availability::NotYet(why) => (false, "ManifestNotAvailableYet", why),
+        Availability::NotYet(why) => (false, R::ManifestNotAvailableYet, why),
     }
 }
 
@@ -913,21 +896,17 @@ async fn apply_one(
     report_only: bool,
     full: bool,
     if_not_drifted: bool,
-    take_over: &str,
+    take_over: WhenToTakeOver,
     force: bool,
 ) -> Outcome {
     let api_version = m["apiVersion"].as_str().unwrap_or("");
     let kind = m["kind"].as_str().unwrap_or("");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let oname = m["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let mut identifier = json!({"ordinal": ordinal, "group": group, "version": version, "kind": kind, "name": oname});
+    let identifier = identifier(m, Some(ordinal));
     let manifest_hash = flotilla_api::manifests::content_hash(std::slice::from_ref(m));
-    if let Some(ns) = m["metadata"]["namespace"].as_str() {
-        identifier["namespace"] = json!(ns);
-    }
     let mut out = Outcome {
         identifier: identifier.clone(),
-        applied: (false, "ManifestApplyFailed", String::new()),
+        applied: (false, R::ManifestApplyFailed, String::new()),
         available: None,
         drift: None,
         diff: None,
@@ -936,7 +915,7 @@ async fn apply_one(
     let (ar, namespaced) = match ctx.kinds.resolve(&ctx.member, api_version, kind).await {
         Ok(r) => r,
         Err(missing) => {
-            out.applied = (false, "FailedToFindResource", missing.to_string());
+            out.applied = (false, R::FailedToFindResource, missing.to_string());
             return out;
         }
     };
@@ -949,7 +928,7 @@ async fn apply_one(
     let live = match api.get_opt(&oname).await {
         Ok(l) => l.and_then(|l| serde_json::to_value(l).ok()),
         Err(e) => {
-            out.applied = (false, "ManifestApplyFailed", e.to_string());
+            out.applied = (false, R::ManifestApplyFailed, e.to_string());
             return out;
         }
     };
@@ -979,7 +958,7 @@ async fn apply_one(
             if let Some(other) = conflicting_owner(ctx, l, aw_uid, strategy).await {
                 out.applied = (
                     false,
-                    "ApplyConflictBetweenPlacements",
+                    R::ApplyConflictBetweenPlacements,
                     format!("the object is placed by another placement (Work {other}) with a different apply strategy"),
                 );
                 return out;
@@ -996,7 +975,7 @@ async fn apply_one(
                 Err(e) => {
                     out.applied = (
                         false,
-                        "ManifestApplyFailed",
+                        R::ManifestApplyFailed,
                         format!("comparing with the member's object: {e}"),
                     );
                     return out;
@@ -1021,29 +1000,29 @@ async fn apply_one(
                 if !diffs.is_empty() {
                     out.diff = Some(diff_report());
                 }
-                out.applied = (true, "ReportDiffMode", "ReportDiff: not applied".into());
-                out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
+                out.applied = (true, R::ReportDiffMode, "ReportDiff: not applied".into());
+                out.available = Some((true, R::ReportDiffMode, "ReportDiff: not applied".into()));
                 return out;
             }
             Step::Refuse(why) => {
                 if !diffs.is_empty() {
                     out.diff = Some(diff_report());
                 }
-                out.applied = (false, "NotTakenOver", why.into());
+                out.applied = (false, R::NotTakenOver, why.into());
                 return out;
             }
             Step::Drifted => {
                 out.drift = Some(
                     json!({"observedInMemberClusterGeneration": observed_gen, "firstDriftedObservedTime": conditions::timestamp(chrono::Utc::now()), "observedDrifts": diffs}),
                 );
-                out.applied = (false, "FoundDrifts", "the object changed in the member and whenToApply is IfNotDrifted: not applied over the change".into());
+                out.applied = (false, R::FoundDrifts, "the object changed in the member and whenToApply is IfNotDrifted: not applied over the change".into());
                 // Still the fleet's: it stays recorded (and is not removed as if it left the Work).
                 out.applied_ref = Some(recorded(&l["metadata"]["uid"], prev_hash.unwrap_or("")));
                 return out;
             }
             Step::Skip => {
                 // Nothing to change: the agent re-applies only what changed.
-                out.applied = (true, "ManifestApplied", "applied".into());
+                out.applied = (true, R::ManifestApplied, "applied".into());
                 out.available = Some(judge(l));
                 out.applied_ref = Some(recorded(&l["metadata"]["uid"], &manifest_hash));
                 return out;
@@ -1057,10 +1036,10 @@ async fn apply_one(
         );
         out.applied = (
             true,
-            "ReportDiffMode",
+            R::ReportDiffMode,
             "ReportDiff: the object does not exist in the member".into(),
         );
-        out.available = Some((true, "ReportDiffMode", "ReportDiff: not applied".into()));
+        out.available = Some((true, R::ReportDiffMode, "ReportDiff: not applied".into()));
         return out;
     }
     // Apply.
@@ -1070,13 +1049,13 @@ async fn apply_one(
     }
     match api.patch(&oname, &pp, &Patch::Apply(&body)).await {
         Ok(applied) => {
-            out.applied = (true, "ManifestApplied", "applied".into());
+            out.applied = (true, R::ManifestApplied, "applied".into());
             let applied = serde_json::to_value(&applied).unwrap_or(Value::Null);
             out.available = Some(judge(&applied));
             out.applied_ref = Some(recorded(&applied["metadata"]["uid"], &manifest_hash));
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            out.applied = (false, "ApplyConflictWithOtherApplier", s.message);
+            out.applied = (false, R::ApplyConflictWithOtherApplier, s.message);
         }
         Err(kube::Error::Api(s))
             if s.code == 404
@@ -1088,14 +1067,14 @@ async fn apply_one(
             ctx.kinds.forget(api_version);
             out.applied = (
                 false,
-                "FailedToFindResource",
+                R::FailedToFindResource,
                 format!(
                     "the member no longer serves {kind} in {api_version}: {}",
                     s.message
                 ),
             );
         }
-        Err(e) => out.applied = (false, "ManifestApplyFailed", e.to_string()),
+        Err(e) => out.applied = (false, R::ManifestApplyFailed, e.to_string()),
     }
     out
 }
@@ -1176,7 +1155,7 @@ mod tests {
         ];
         for ((report, ours, take_over, if_not_drifted, differs, settled), want) in table {
             assert_eq!(
-                decide(report, ours, take_over, if_not_drifted, differs, settled),
+                decide(report, ours, WhenToTakeOver::parse(Some(take_over)), if_not_drifted, differs, settled),
                 want,
                 "report={report} ours={ours} takeOver={take_over} ifNotDrifted={if_not_drifted} differs={differs} settled={settled}"
             );

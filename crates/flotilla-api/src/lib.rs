@@ -14,3 +14,4 @@ pub mod patch;
 pub mod placement;
 pub mod quantity;
 pub mod selectors;
+pub mod work;

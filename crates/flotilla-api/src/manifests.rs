@@ -2,7 +2,7 @@
 //! is placed (its content without the hub's own fields), a stable hash of a selection, the
 //! order objects are applied in, and when an applied object is available.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Metadata fields the hub set for itself: not placed.
 const SYSTEM_METADATA: &[&str] = &[
@@ -140,6 +140,14 @@ pub fn content_hash(values: &[Value]) -> String {
         }
     }
     format!("{h:016x}")
+}
+
+/// Where manifest `m` goes in apply order ([`apply_rank`] of its apiVersion and kind).
+pub fn rank_of(m: &Value) -> u8 {
+    apply_rank(
+        m["apiVersion"].as_str().unwrap_or(""),
+        m["kind"].as_str().unwrap_or(""),
+    )
 }
 
 /// Where an object goes in apply order: namespaces and CRDs before what needs them, RBAC
@@ -283,21 +291,10 @@ pub fn availability(obj: &Value) -> Availability {
     }
 }
 
-/// The identifier of an object in statuses (KubeFleet's ResourceIdentifier).
-pub fn identifier(obj: &Value) -> Value {
-    let api_version = obj["apiVersion"].as_str().unwrap_or("");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let mut id = json!({"group": group, "version": version,
-        "kind": obj["kind"], "name": obj["metadata"]["name"]});
-    if let Some(ns) = obj["metadata"]["namespace"].as_str() {
-        id["namespace"] = json!(ns);
-    }
-    id
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn what_each_cluster_makes_for_itself_is_not_placed() {
@@ -417,11 +414,5 @@ mod tests {
         assert_eq!(availability(&crd), Availability::Available);
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap"});
         assert_eq!(availability(&cm), Availability::NotTracked);
-        assert_eq!(
-            identifier(
-                &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}})
-            ),
-            json!({"group": "apps", "version": "v1", "kind": "Deployment", "name": "d", "namespace": "n"})
-        );
     }
 }

@@ -239,7 +239,7 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
         );
         ns_api.delete(&ns, &Default::default()).await?;
         let works: Api<DynamicObject> =
-            Api::all_with(admin.clone(), &flotilla_hub::placement::work_resource());
+            Api::all_with(admin.clone(), &flotilla_api::work::work_resource());
         let parent = format!("{}={ns}", flotilla_api::placement::label::PARENT_CRP);
         let deadline = Instant::now() + Duration::from_secs(120);
         while !works

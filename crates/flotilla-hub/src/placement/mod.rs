@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_api::conditions;
 use flotilla_api::placement::{finalizer, label, PLACEMENT_GROUP, STORAGE_VERSION};
+use flotilla_api::work::work_resource;
 use flotilla_scheduler::Cluster;
 use futures::{FutureExt, StreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -86,10 +87,6 @@ pub fn policy_snapshot_resource() -> ApiResource {
 /// ClusterResourceBinding.
 pub fn binding_resource() -> ApiResource {
     placement_resource("ClusterResourceBinding", "clusterresourcebindings")
-}
-/// Work.
-pub fn work_resource() -> ApiResource {
-    placement_resource("Work", "works")
 }
 /// ClusterResourceOverride.
 pub fn cro_resource() -> ApiResource {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use base64::Engine;
-use flotilla_api::manifests::{content_hash, identifier, sanitize};
+use flotilla_api::manifests::{content_hash, sanitize};
 use flotilla_api::member::namespace_of;
 use flotilla_api::placement::{annotation, label, PLACEMENT_GROUP};
 use flotilla_scheduler::{Cluster, Policy};
@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 
 use super::status::{Scheduled, Summary};
 use super::{
-    cro_resource, cro_snapshot_resource, ro_resource, ro_snapshot_resource, work_name,
-    work_resource, Scope,
+    cro_resource, cro_snapshot_resource, ro_resource, ro_snapshot_resource, work_name, Scope,
 };
 use flotilla_api::overrides::{self, Overridden, Override};
+use flotilla_api::work::{identifier, work_resource, ApplyStrategy, DeleteStrategy};
 
 /// The most a placement may select, in bytes of JSON: its resource snapshot is one object, and
 /// etcd takes at most 1.5 MiB per request.
@@ -372,19 +372,6 @@ fn policy_identity(policy: &Value) -> Value {
     p
 }
 
-/// The placement's apply strategy with KubeFleet's defaults filled in (also when the placement
-/// has no strategy at all).
-fn apply_strategy_of(spec: &Value) -> Value {
-    let mut a = json!({"type": "ClientSideApply", "comparisonOption": "PartialComparison",
-        "whenToApply": "Always", "whenToTakeOver": "Always"});
-    if let Some(given) = spec["strategy"]["applyStrategy"].as_object() {
-        for (k, v) in given {
-            a[k] = v.clone();
-        }
-    }
-    a
-}
-
 /// Decides one pass of a placement.
 pub fn plan(o: &Observed<'_>) -> Decision {
     let p = o.placement;
@@ -624,7 +611,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         .collect();
 
     // 4. Bindings: those of clusters no longer picked go.
-    let apply_strategy = apply_strategy_of(spec);
+    let apply_strategy = ApplyStrategy::of_placement(spec);
     let wanted: BTreeMap<&str, &flotilla_scheduler::Selected> =
         decision.selected.iter().map(|s| (s.name, s)).collect();
     let work_name = work_name(&name, namespace);
@@ -651,10 +638,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             .map(|w| (w.namespace().unwrap_or_default(), w.name_any()))
             .collect();
     }
-    let delete_strategy = match spec["strategy"]["deleteStrategy"]["propagationPolicy"].as_str() {
-        Some("Abandon") => "Abandon",
-        _ => "Delete",
-    };
+    let delete_strategy = DeleteStrategy::of_placement(spec).as_str();
 
     // Each picked cluster's binding and Work.
     let mut clusters = Vec::with_capacity(wanted.len());
@@ -783,7 +767,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         .iter()
         .zip(&envelopes)
         .map(|(m, e)| {
-            let mut id = identifier(m);
+            let mut id = identifier(m, None);
             if let Some(e) = e {
                 id["envelope"] = e.clone();
             }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_api::manifests::{apply_rank, sanitize};
+use flotilla_api::manifests::{rank_of, sanitize};
 use flotilla_api::selectors::LabelSelector;
 use kube::api::DynamicObject;
 use kube::ResourceExt;
@@ -116,13 +116,7 @@ pub(super) fn select(
     }
     let mut out: Vec<Value> = picked.into_values().collect();
     out.sort_by(|a, b| {
-        let rank = |v: &Value| {
-            apply_rank(
-                v["apiVersion"].as_str().unwrap_or(""),
-                v["kind"].as_str().unwrap_or(""),
-            )
-        };
-        rank(a).cmp(&rank(b)).then_with(|| {
+        rank_of(a).cmp(&rank_of(b)).then_with(|| {
             let k = |v: &Value| {
                 (
                     v["apiVersion"].to_string(),

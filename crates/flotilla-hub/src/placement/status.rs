@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::Scope;
 use flotilla_api::overrides::Overridden;
+use flotilla_api::work::placed_identifier;
 
 /// Sets condition `ty` in `conds` as of `now` (the transition time moves only when the status
 /// does).
@@ -180,7 +181,7 @@ pub fn binding_status(
                     if let Some(c) =
                         conditions::find(&m["conditions"], ty).filter(|c| c["status"] == "False")
                     {
-                        let mut f = placed_identifier(m);
+                        let mut f = placed_identifier(&m["identifier"]);
                         f["condition"] = c.clone();
                         failed.push(f);
                         break;
@@ -201,7 +202,7 @@ pub fn binding_status(
         ] {
             let list: Vec<Value> = manifest_conditions(w)
                 .filter_map(|m| {
-                    let mut e = placed_identifier(m);
+                    let mut e = placed_identifier(&m["identifier"]);
                     for (k, v) in m.get(key)?.as_object()? {
                         e[k] = v.clone();
                     }
@@ -222,17 +223,6 @@ fn manifest_conditions(w: &DynamicObject) -> impl Iterator<Item = &Value> {
         .as_array()
         .into_iter()
         .flatten()
-}
-
-/// A manifest condition's identifier as a placement reports it: without what only the Work
-/// knows (its position and resource name).
-fn placed_identifier(manifest_condition: &Value) -> Value {
-    let mut id = manifest_condition["identifier"].clone();
-    if let Some(o) = id.as_object_mut() {
-        o.remove("ordinal");
-        o.remove("resource");
-    }
-    id
 }
 
 /// Whether a binding whose status is `old` needs `new` written: when a condition's status,
