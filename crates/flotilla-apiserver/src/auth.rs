@@ -11,7 +11,11 @@ use flotilla_store::Store;
 use serde_json::{json, Value};
 
 use crate::errors::ApiError;
+use crate::registry::key_prefix_of;
 use crate::request::RequestInfo;
+
+/// The RBAC API group.
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// The group whose members may do anything (kube-apiserver's superuser group).
 pub const MASTERS_GROUP: &str = "system:masters";
@@ -170,8 +174,8 @@ fn role_allows(
 ) -> bool {
     let name = role_ref["name"].as_str().unwrap_or("");
     let key = match (role_ref["kind"].as_str(), ns) {
-        (Some("ClusterRole"), _) => format!("/rbac.authorization.k8s.io/clusterroles/{name}"),
-        (Some("Role"), Some(ns)) => format!("/rbac.authorization.k8s.io/roles/{ns}/{name}"),
+        (Some("ClusterRole"), _) => format!("{}{name}", key_prefix_of(RBAC_GROUP, "clusterroles")),
+        (Some("Role"), Some(ns)) => format!("{}{ns}/{name}", key_prefix_of(RBAC_GROUP, "roles")),
         _ => return false,
     };
     parse(store, cache, &key).is_some_and(|role| {
@@ -199,14 +203,14 @@ pub(crate) fn allowed(
             && role_allows(store, cache, &binding["roleRef"], ns, action)
     };
     let decode = |o: &Arc<flotilla_store::Object>| cache.value(o);
-    for o in snap.range("/rbac.authorization.k8s.io/clusterrolebindings/", None) {
+    for o in snap.range(&key_prefix_of(RBAC_GROUP, "clusterrolebindings"), None) {
         if decode(o).is_some_and(|b| bound(&b, None)) {
             return true;
         }
     }
     if let Action::Resource { info, .. } = action {
         if let Some(ns) = info.namespace.as_deref() {
-            let prefix = format!("/rbac.authorization.k8s.io/rolebindings/{ns}/");
+            let prefix = format!("{}{ns}/", key_prefix_of(RBAC_GROUP, "rolebindings"));
             for o in snap.range(&prefix, None) {
                 if decode(o).is_some_and(|b| bound(&b, Some(ns))) {
                     return true;

@@ -160,7 +160,7 @@ impl ApiServer {
             };
             match self.state.store.write(&key, write).await {
                 Ok(ev) => {
-                    crate::crd::on_deleted(self, res, &parse(&ev.object));
+                    crate::crd::serve::on_deleted(self, res, &parse(&ev.object));
                     return Ok(Reply {
                         code: StatusCode::OK,
                         body: status,

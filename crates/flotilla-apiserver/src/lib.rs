@@ -12,6 +12,7 @@
 mod apply;
 pub mod auth;
 mod builtin;
+mod controllers;
 mod convert;
 mod crd;
 mod crd_go;
@@ -20,7 +21,6 @@ mod delete;
 mod discovery;
 pub mod errors;
 mod fieldpath;
-mod gc;
 mod list;
 mod managed;
 mod openapi;
@@ -39,7 +39,6 @@ pub mod validation;
 mod yaml;
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 pub use csr::CLIENT_SIGNER;
 pub use errors::{ApiError, Cause};
@@ -71,12 +70,8 @@ impl ApiServer {
             self.ensure_object("rbac.authorization.k8s.io", plural, None, obj)
                 .await?;
         }
-        crd::load(self);
-        tokio::spawn(crd::follow(self.clone()));
-        let server = self.clone();
-        self.spawn_controller("garbage-collector", move || {
-            gc::run(server.clone(), Duration::from_secs(300))
-        });
+        crd::serve::load(self);
+        controllers::start(self);
         self.set_ready();
         Ok(())
     }

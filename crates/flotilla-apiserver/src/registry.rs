@@ -98,6 +98,14 @@ pub struct ScalePaths {
     pub label_selector: Option<String>,
 }
 
+/// The storage key prefix of the objects of resource `plural` in (storage) API group `group`:
+/// `/{group}/{plural}/`, the core group stored as `core`; a namespaced object's key goes on with
+/// `{namespace}/{name}`, a cluster-scoped one's with `{name}`. Every storage key is made here.
+pub fn key_prefix_of(group: &str, plural: &str) -> String {
+    let group = if group.is_empty() { "core" } else { group };
+    format!("/{group}/{plural}/")
+}
+
 impl Resource {
     /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
@@ -111,14 +119,10 @@ impl Resource {
     /// Storage key prefix of the resource in a namespace (or all namespaces when `ns` is None).
     /// Every version of a resource shares one storage location.
     pub fn key_prefix(&self, ns: Option<&str>) -> String {
-        let group = if self.storage_key_group.is_empty() {
-            "core"
-        } else {
-            &self.storage_key_group
-        };
+        let prefix = key_prefix_of(&self.storage_key_group, &self.plural);
         match (self.namespaced, ns) {
-            (true, Some(ns)) => format!("/{group}/{}/{ns}/", self.plural),
-            _ => format!("/{group}/{}/", self.plural),
+            (true, Some(ns)) => format!("{prefix}{ns}/"),
+            _ => prefix,
         }
     }
 

@@ -431,7 +431,7 @@ impl ApiServer {
     }
 
     async fn ensure_namespace_open(&self, res: &Resource, ns: &str, name: &str) -> ApiResult<()> {
-        let key = format!("/core/namespaces/{ns}");
+        let key = format!("{}{ns}", crate::registry::key_prefix_of("", "namespaces"));
         let Some(nsobj) = self.state.store.get(&key) else {
             return Err(ApiError::not_found(Target {
                 group: "",
@@ -683,7 +683,7 @@ impl ApiServer {
     /// Bookkeeping after a write that concerns other parts of the server (CRDs).
     pub(crate) fn after_write(&self, res: &Resource, obj: &Object) {
         if res.group == "apiextensions.k8s.io" && res.plural == "customresourcedefinitions" {
-            crate::crd::on_crd_written(self, &parse(obj));
+            crate::crd::serve::on_crd_written(self, &parse(obj));
         }
     }
 
@@ -906,7 +906,7 @@ impl ApiServer {
                 Ok(ev) => {
                     self.after_write(res, &ev.object);
                     if deleting {
-                        crate::crd::on_deleted(self, res, &parse(&ev.object));
+                        crate::crd::serve::on_deleted(self, res, &parse(&ev.object));
                     }
                     return Ok(Reply {
                         code: StatusCode::OK,

@@ -67,8 +67,6 @@ pub(crate) struct State {
     pub rbac: crate::auth::RbacCache,
     /// Whether this replica runs the controllers (always, unless replicas share etcd).
     pub leadership: RwLock<flotilla_store::Leadership>,
-    /// CRDs whose deletion clean-up is running, so that it runs once.
-    pub crd_cleanups: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A validating admission check: given the new object and, on updates, the current one, the
@@ -112,7 +110,6 @@ impl ApiServer {
                 validators: RwLock::new(Vec::new()),
                 rbac: Default::default(),
                 leadership: RwLock::new(flotilla_store::Leadership::always()),
-                crd_cleanups: Default::default(),
             }),
         }
     }
@@ -143,6 +140,22 @@ impl ApiServer {
     {
         let leadership = self.state.leadership.read().clone();
         leadership.spawn_controller(name, self.stopped(), run);
+    }
+
+    /// Runs `task` on this replica, leader or not, until the server stops: for what every
+    /// replica must do for itself (each serves the CRDs any replica writes). Controllers that
+    /// change objects run through [`Self::spawn_controller`] instead.
+    pub fn spawn_follower<F>(&self, name: &'static str, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let stopped = self.stopped();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = task => tracing::debug!(follower = name, "ended"),
+            }
+        });
     }
 
     /// Registers a validating admission check for objects of `group`/`plural` (every version),

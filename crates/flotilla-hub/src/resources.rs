@@ -140,14 +140,18 @@ impl Resources {
     }
 
     /// Discovers the placeable types now and every `every`, starting a cache for each new one;
-    /// changes go to `changes`. Returns, and the caches stop, once `changes` is closed.
+    /// changes go to `changes`. Returns, and the caches stop, once `changes` is closed or this
+    /// future is dropped.
     pub async fn run(
         self: Arc<Self>,
         client: kube::Client,
         changes: mpsc::UnboundedSender<Changed>,
         every: Duration,
     ) {
+        // The caches are this task's own: dropped (the controller stopped), they stop with it.
+        let mut caches = tokio::task::JoinSet::new();
         loop {
+            while caches.try_join_next().is_some() {}
             match Discovery::new(client.clone()).run().await {
                 Ok(discovery) => {
                     for group in discovery.groups() {
@@ -164,7 +168,7 @@ impl Resources {
                             {
                                 continue;
                             }
-                            tokio::spawn(self.clone().follow(
+                            caches.spawn(self.clone().follow(
                                 client.clone(),
                                 ar,
                                 matches!(caps.scope, Scope::Namespaced),

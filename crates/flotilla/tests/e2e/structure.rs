@@ -15,10 +15,21 @@ fn workspace() -> PathBuf {
         .unwrap()
 }
 
-/// `cargo metadata` of the workspace, with the resolved dependency graph.
+/// `cargo metadata` of the workspace, with the resolved dependency graph for this machine's
+/// platform (offline: the crates other platforms need may not be downloaded).
 fn metadata() -> Value {
+    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or("rustc".into()))
+        .arg("-vV")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&rustc.stdout).to_string();
+    let host = version
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host");
     let out = std::process::Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", host])
         .current_dir(workspace())
         .output()
         .unwrap();
@@ -216,4 +227,162 @@ fn the_api_types_and_the_scheduler_read_no_clock() {
         }
     }
     assert!(readers.is_empty(), "{readers:?}: pass the time in");
+}
+
+/// The non-test code of every `.rs` file under `dir`: the text before its `#[cfg(test)]`.
+fn code_under(dir: &str) -> Vec<(String, String)> {
+    let root = workspace();
+    let mut out = Vec::new();
+    let mut todo = vec![root.join(dir)];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+                let rel = p.strip_prefix(&root).unwrap().display().to_string();
+                out.push((rel, code));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn controllers_start_only_through_spawn_controller() {
+    // Tasks the hub and the API server may start themselves, none of them a controller: each
+    // is scoped to one request, one connection, or is the election that decides who leads.
+    let allowed: BTreeMap<&str, usize> = BTreeMap::from([
+        // `spawn_follower` (runs on every replica) and the stream of one backup request.
+        ("crates/flotilla-apiserver/src/server.rs", 2),
+        // The event stream of one watch request.
+        ("crates/flotilla-apiserver/src/list.rs", 1),
+        // One client connection.
+        ("crates/flotilla-apiserver/src/tls.rs", 1),
+        // The campaign for the leader Lease.
+        ("crates/flotilla-hub/src/lease.rs", 1),
+    ]);
+    let mut found = BTreeMap::new();
+    for dir in ["crates/flotilla-apiserver/src", "crates/flotilla-hub/src"] {
+        for (file, code) in code_under(dir) {
+            let n =
+                code.matches("tokio::spawn(").count() + code.matches("std::thread::spawn(").count();
+            if n > 0 {
+                found.insert(file, n);
+            }
+        }
+    }
+    let found: BTreeMap<&str, usize> = found.iter().map(|(f, n)| (f.as_str(), *n)).collect();
+    assert_eq!(
+        found, allowed,
+        "a controller starts through spawn_controller (leader only) or spawn_follower (every \
+         replica), never with a bare tokio::spawn; its own tasks go in a JoinSet it owns"
+    );
+}
+
+/// Whether string literal `s` (without quotes) is a storage key or key prefix:
+/// `/{group}/{plural}/...`, the group `core` or a domain.
+fn is_storage_key(s: &str) -> bool {
+    let mut parts = s.strip_prefix('/').unwrap_or("").split('/');
+    let (Some(group), Some(plural)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let domain = group.contains('.')
+        && group
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    (group == "core" || domain)
+        && !plural.is_empty()
+        && plural.chars().all(|c| c.is_ascii_lowercase())
+}
+
+/// The string literals of Rust source `code` (comments and char literals skipped; raw strings
+/// read whole).
+fn string_literals(code: &str) -> Vec<String> {
+    let c: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        match c[i] {
+            '/' if c.get(i + 1) == Some(&'/') => {
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '\'' if c.get(i + 2) == Some(&'\'') => i += 3,
+            '\'' if c.get(i + 1) == Some(&'\\') && c.get(i + 3) == Some(&'\'') => i += 4,
+            'r' if matches!(c.get(i + 1), Some('"') | Some('#'))
+                && (i == 0 || !(c[i - 1].is_alphanumeric() || c[i - 1] == '_')) =>
+            {
+                let hashes = c[i + 1..].iter().take_while(|&&x| x == '#').count();
+                let start = i + 1 + hashes + 1;
+                let mut j = start;
+                while j < c.len()
+                    && !(c[j] == '"'
+                        && c[j + 1..].iter().take(hashes).all(|&x| x == '#')
+                        && c.len() >= j + 1 + hashes)
+                {
+                    j += 1;
+                }
+                out.push(c[start.min(c.len())..j.min(c.len())].iter().collect());
+                i = j + 1 + hashes;
+            }
+            '"' => {
+                let mut j = i + 1;
+                let mut lit = String::new();
+                while j < c.len() && c[j] != '"' {
+                    if c[j] == '\\' {
+                        j += 1;
+                    }
+                    if let Some(&x) = c.get(j) {
+                        lit.push(x);
+                    }
+                    j += 1;
+                }
+                out.push(lit);
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+#[test]
+fn storage_keys_are_made_only_by_the_registry() {
+    assert_eq!(
+        string_literals("let a = \"/x/\"; // \"no\"\nlet q = '\"'; let r = r#\"a\"b\"#;"),
+        ["/x/", "a\"b"]
+    );
+    assert!(is_storage_key("/core/namespaces/"));
+    assert!(is_storage_key(
+        "/rbac.authorization.k8s.io/roles/{ns}/{name}"
+    ));
+    assert!(!is_storage_key("/apis/apps/v1"));
+    assert!(!is_storage_key("/openapi/v3"));
+    let mut literals = Vec::new();
+    for dir in [
+        "crates/flotilla-apiserver/src",
+        "crates/flotilla-hub/src",
+        "crates/flotilla/src",
+    ] {
+        for (file, code) in code_under(dir) {
+            if file.ends_with("flotilla-apiserver/src/registry.rs") {
+                continue;
+            }
+            for part in string_literals(&code) {
+                if part.starts_with('/') && is_storage_key(&part) {
+                    literals.push(format!("{file}: \"{part}\""));
+                }
+            }
+        }
+    }
+    assert!(
+        literals.is_empty(),
+        "storage keys are made by registry::key_prefix_of and Resource::key, not spelled out: \
+         {literals:?}"
+    );
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::delete::DeleteOptions;
 use crate::list::ns_name;
-use crate::registry::Resource;
+use crate::registry::{key_prefix_of, Resource};
 use crate::rest::{finalizers, meta, meta_str, Loc};
 use crate::server::ApiServer;
 
@@ -228,7 +228,7 @@ impl Collector {
                     (self.resource_of_key(&key), key.matches('/').count() >= 4)
                 {
                     if let (Some(ns), _) = ns_name(&res, &key) {
-                        let ns_key = format!("/core/namespaces/{ns}");
+                        let ns_key = format!("{}{ns}", key_prefix_of("", "namespaces"));
                         self.process(&ns_key).await;
                     }
                 }
@@ -365,7 +365,7 @@ impl Collector {
             .server
             .store()
             .snapshot()
-            .range("/core/events/", None)
+            .range(&key_prefix_of("", "events"), None)
             .filter(|o| last_seen(&crate::rest::parse(o)).is_some_and(|t| t < cutoff))
             .map(|o| o.key.to_string())
             .collect();
