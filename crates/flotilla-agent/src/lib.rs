@@ -26,6 +26,7 @@ pub fn brief(e: &kube::Error) -> String {
 
 pub mod backoff;
 pub mod compare;
+pub mod join;
 pub mod kinds;
 pub mod work;
 
@@ -35,7 +36,6 @@ use std::time::Duration;
 use flotilla_api::conditions;
 
 use crate::backoff::{failure_of, Backoff};
-use flotilla_api::crds::CLUSTER_GROUP;
 use flotilla_api::member::{self, condition as cond, reason, MEMBER_AGENT};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -43,6 +43,16 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
+
+/// A `kube` client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", path.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", path.display()))?;
+    Ok(kube::Client::try_from(cfg)?)
+}
 
 /// What the agent needs to run.
 pub struct Agent {
@@ -117,12 +127,7 @@ impl Agent {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         let ns = member::namespace_of(&self.name);
-        let imc_ar = resource(
-            CLUSTER_GROUP,
-            "v1beta1",
-            "InternalMemberCluster",
-            "internalmemberclusters",
-        );
+        let imc_ar = member::internal_member_cluster_resource();
         let imcs: Api<DynamicObject> = Api::namespaced_with(self.hub.clone(), &ns, &imc_ar);
         let (nodes, nodes_task) =
             spawn_reflector(self.member.clone(), resource("", "v1", "Node", "nodes"));

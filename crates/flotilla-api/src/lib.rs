@@ -6,6 +6,7 @@
 
 pub mod conditions;
 pub mod crds;
+pub mod kubeconfig;
 pub mod manifests;
 pub mod member;
 pub mod names;

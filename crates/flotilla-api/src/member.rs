@@ -20,6 +20,28 @@ pub const FINALIZER: &str = "kubernetes-fleet.io/membercluster-finalizer";
 pub const MEMBER_LABEL: &str = "fleet.kubernetes-fleet.io/member-cluster-name";
 /// The agent type Flotilla's agent reports as.
 pub const MEMBER_AGENT: &str = "MemberAgent";
+/// The signer of the client certificates members join with (kube-apiserver's client signer).
+pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+
+/// MemberCluster, at the storage version.
+pub fn member_cluster_resource() -> kube_core::ApiResource {
+    kube_core::ApiResource::from_gvk_with_plural(
+        &kube_core::GroupVersionKind::gvk(crate::crds::CLUSTER_GROUP, "v1beta1", "MemberCluster"),
+        "memberclusters",
+    )
+}
+
+/// InternalMemberCluster, at the storage version.
+pub fn internal_member_cluster_resource() -> kube_core::ApiResource {
+    kube_core::ApiResource::from_gvk_with_plural(
+        &kube_core::GroupVersionKind::gvk(
+            crate::crds::CLUSTER_GROUP,
+            "v1beta1",
+            "InternalMemberCluster",
+        ),
+        "internalmemberclusters",
+    )
+}
 
 /// The `MemberAgent` entry of a member's `status.agentStatus`, if the agent reported.
 pub fn agent_status(status: &Value) -> Option<&Value> {

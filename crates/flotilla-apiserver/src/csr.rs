@@ -11,7 +11,7 @@ use crate::auth::UserInfo;
 use crate::errors::Cause;
 
 /// The signer of client certificates for this API server.
-pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+pub use flotilla_api::member::CLIENT_SIGNER;
 /// Where CSRs are stored.
 pub(crate) fn key_prefix() -> String {
     crate::registry::key_prefix_of("certificates.k8s.io", "certificatesigningrequests")

@@ -152,12 +152,22 @@ impl Credentials {
     /// A kubeconfig for the admin user against `server_url`.
     pub fn admin_kubeconfig(&self, server_url: &str, name: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}-admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\n    namespace: default\ncurrent-context: {name}\n",
-            ca = b64(&self.ca_pem),
-            cert = b64(&self.admin_cert_pem),
-            key = b64(&self.admin_key_pem),
-        )
+        let (ca, cert, key) = (
+            b64(&self.ca_pem),
+            b64(&self.admin_cert_pem),
+            b64(&self.admin_key_pem),
+        );
+        flotilla_api::kubeconfig::Kubeconfig {
+            cluster: name,
+            server: server_url,
+            certificate_authority_data: &ca,
+            user: &format!("{name}-admin"),
+            client_certificate_data: &cert,
+            client_key_data: &key,
+            context: name,
+            namespace: "default",
+        }
+        .render()
     }
 
     /// Writes `contents` to `path` atomically with owner-only permissions.

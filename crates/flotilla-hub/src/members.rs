@@ -30,20 +30,7 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
-/// MemberCluster, at the storage version.
-pub fn member_cluster_resource() -> ApiResource {
-    resource(CLUSTER_GROUP, "v1beta1", "MemberCluster", "memberclusters")
-}
-
-/// InternalMemberCluster, at the storage version.
-pub fn internal_member_cluster_resource() -> ApiResource {
-    resource(
-        CLUSTER_GROUP,
-        "v1beta1",
-        "InternalMemberCluster",
-        "internalmemberclusters",
-    )
-}
+pub use flotilla_api::member::{internal_member_cluster_resource, member_cluster_resource};
 
 use crate::Error;
 

@@ -871,6 +871,24 @@ fn set_cond(conds: &mut Value, ty: &str, status: bool, reason: &str, message: &s
     );
 }
 
+const REGIONS: [&str; 3] = ["eastus", "westeurope", "southeastasia"];
+const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
+
+/// The labels of simulated member `k` (1-based): a region and an environment, so placements
+/// have something to select on.
+pub fn member_labels(k: usize) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (
+            "fleet.flotilla.dev/region".to_string(),
+            REGIONS[(k - 1) % REGIONS.len()].to_string(),
+        ),
+        (
+            "fleet.flotilla.dev/environment".to_string(),
+            ENVIRONMENTS[(k - 1) % ENVIRONMENTS.len()].to_string(),
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -5,10 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
 use flotilla_apiserver::{ApiServer, Credentials, ServerConfig};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, DynamicObject};
 
 use crate::serve::{client_from_kubeconfig, open_local, serve, StoreKind};
 
@@ -223,11 +221,11 @@ fn member_name(s: &str) -> Result<String, String> {
 }
 
 fn member_cluster_api(client: kube::Client) -> Api<DynamicObject> {
-    Api::all_with(client, &flotilla_hub::members::member_cluster_resource())
+    Api::all_with(client, &flotilla_api::member::member_cluster_resource())
 }
 
-/// Joins member `name`: a client certificate for identity `fleet-member-<name>` issued
-/// through a CertificateSigningRequest, the MemberCluster, and the agent's kubeconfig.
+/// Joins member `name` to the hub of `hub_kubeconfig` ([`flotilla_agent::join`]) and writes
+/// the agent's hub kubeconfig to `out`.
 pub async fn join(
     hub_kubeconfig: &Path,
     name: &str,
@@ -235,108 +233,22 @@ pub async fn join(
     heartbeat_period: u32,
     out: &Path,
 ) -> anyhow::Result<()> {
-    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
     let kc = kube::config::Kubeconfig::read_from(hub_kubeconfig)
         .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", hub_kubeconfig.display()))?;
-    let client = client_from_kubeconfig(hub_kubeconfig).await?;
-    let mcs = member_cluster_api(client.clone());
-    let existing = mcs.get_opt(name).await.map_err(|e| {
-        anyhow::anyhow!(
-            "reaching the hub of {}: {}",
-            hub_kubeconfig.display(),
-            crate::serve::brief(&e)
-        )
-    })?;
-    if existing.is_some() {
-        anyhow::bail!("member cluster {name:?} already exists on the hub; choose another name or delete it first (kubectl delete membercluster {name})");
-    }
-    let user = format!("{}{name}", flotilla_api::member::NAMESPACE_PREFIX);
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, user.clone());
-    let request_pem = params.serialize_request(&key)?.pem()?;
-    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
-    let csr_name = format!("flotilla-join-{name}");
-    let _ = csrs.delete(&csr_name, &Default::default()).await;
-    let csr: CertificateSigningRequest = serde_json::from_value(json!({
-        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-        "metadata": {"name": csr_name},
-        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(&request_pem),
-            "signerName": flotilla_apiserver::CLIENT_SIGNER, "usages": ["client auth", "digital signature"]}
-    }))?;
-    csrs.create(&PostParams::default(), &csr).await?;
-    csrs.patch_approval(
-        &csr_name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"conditions": [{"type": "Approved", "status": "True",
-            "reason": "FlotillaJoin", "message": format!("approved by flotilla join for member {name}"),
-            "lastUpdateTime": flotilla_api::conditions::timestamp(chrono::Utc::now())}]}})),
-    )
-    .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let cert_b64 = loop {
-        let c = csrs.get(&csr_name).await?;
-        if let Some(cert) = c.status.as_ref().and_then(|s| s.certificate.as_ref()) {
-            break base64::engine::general_purpose::STANDARD.encode(&cert.0);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("the hub did not issue a certificate for {csr_name} within 30s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = flotilla_agent::join::JoinRequest {
+        name,
+        labels,
+        heartbeat_period_seconds: heartbeat_period,
     };
-    let _ = csrs.delete(&csr_name, &Default::default()).await;
-    let mc: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "cluster.kubernetes-fleet.io/v1beta1", "kind": "MemberCluster",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"identity": {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"},
-            "heartbeatPeriodSeconds": heartbeat_period}
-    }))?;
-    match mcs.create(&PostParams::default(), &mc).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            anyhow::bail!("member cluster {name:?} already exists on the hub")
+    use flotilla_agent::join::{join, Error};
+    let path = hub_kubeconfig.display();
+    let text = join(&kc, &request).await.map_err(|e| match e {
+        Error::Unreachable(e) => {
+            anyhow::anyhow!("reaching the hub of {path}: {}", crate::serve::brief(&e))
         }
-        Err(e) => return Err(e.into()),
-    }
-    // The agent can start once the hub has prepared the member's namespace and access.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mc = mcs.get(name).await?;
-        if flotilla_api::conditions::is_true(
-            &mc.data["status"]["conditions"],
-            flotilla_api::member::condition::READY_TO_JOIN,
-        ) {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("the hub did not prepare member {name} within 30s (is the hub's member controller running?)");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The hub's address and CA come from the admin kubeconfig's current cluster.
-    let ctx_name = kc.current_context.clone().unwrap_or_default();
-    let cluster_name = kc
-        .contexts
-        .iter()
-        .find(|c| c.name == ctx_name)
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone())
-        .unwrap_or_default();
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster_name)
-        .and_then(|c| c.cluster.clone())
-        .ok_or_else(|| anyhow::anyhow!("{}: no current cluster", hub_kubeconfig.display()))?;
-    let server = cluster.server.unwrap_or_default();
-    let ca = cluster.certificate_authority_data.unwrap_or_default();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla-hub\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert_b64}\n    client-key-data: {key}\ncontexts:\n- name: {user}@flotilla-hub\n  context:\n    cluster: flotilla-hub\n    user: {user}\n    namespace: {user}\ncurrent-context: {user}@flotilla-hub\n",
-        key = b64(&key.serialize_pem()),
-    );
+        Error::Kubeconfig(e) => anyhow::anyhow!("kubeconfig {path}: {e}"),
+        e => e.into(),
+    })?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -394,24 +306,6 @@ pub struct UpArgs {
     fleet: HubFleetArgs,
 }
 
-const REGIONS: [&str; 3] = ["eastus", "westeurope", "southeastasia"];
-const ENVIRONMENTS: [&str; 2] = ["prod", "staging"];
-
-/// The labels of simulated member `k` (1-based): a region and an environment, so placements
-/// have something to select on.
-pub fn member_labels(k: usize) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "fleet.flotilla.dev/region".to_string(),
-            REGIONS[(k - 1) % REGIONS.len()].to_string(),
-        ),
-        (
-            "fleet.flotilla.dev/environment".to_string(),
-            ENVIRONMENTS[(k - 1) % ENVIRONMENTS.len()].to_string(),
-        ),
-    ])
-}
-
 pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
     // Every input is read before anything starts.
     let real_members = args
@@ -454,7 +348,7 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         let dir = args.data_dir.join(&name);
         let (served, member_kubeconfig, url) = if k <= args.members {
             let mut sim = args.sim.config(&name)?;
-            for (key, v) in member_labels(k) {
+            for (key, v) in flotilla_sim::member_labels(k) {
                 sim.node_labels.entry(key).or_insert(v);
             }
             let served =
@@ -480,7 +374,7 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
             join(
                 &hub_kubeconfig,
                 &name,
-                member_labels(k),
+                flotilla_sim::member_labels(k),
                 args.heartbeat_period_seconds,
                 &agent_kubeconfig,
             )

@@ -15,10 +15,6 @@ use flotilla_apiserver::ServerConfig;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod backup;
-mod bench;
-mod bench_backup;
-mod bench_fleet;
-mod bench_scheduler;
 mod external;
 mod fleet;
 mod serve;
@@ -47,7 +43,7 @@ enum Command {
     /// Run a hub, N simulated members and their agents in one process (a local fleet).
     Up(fleet::UpArgs),
     /// Fleet and API benchmarks with a latency, throughput and memory report.
-    Bench(bench::BenchArgs),
+    Bench(flotilla_bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,7 +117,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => fleet::run_agent(args).await,
             Command::Join(args) => fleet::run_join(args).await,
             Command::Up(args) => fleet::run_up(args).await,
-            Command::Bench(args) => bench::run(args).await,
+            Command::Bench(args) => flotilla_bench::run(args, shutdown_signal()).await,
         }
     });
     match result {

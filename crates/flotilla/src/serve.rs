@@ -221,14 +221,4 @@ where
     })
 }
 
-pub use flotilla_agent::brief;
-
-/// A `kube` client from a kubeconfig file.
-pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", path.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", path.display()))?;
-    Ok(kube::Client::try_from(cfg)?)
-}
+pub use flotilla_agent::{brief, client_from_kubeconfig};

@@ -128,6 +128,15 @@ fn the_crate_graph_keeps_its_invariants() {
     assert_eq!(flotilla_deps("flotilla-agent"), ["flotilla-api"]);
     assert!(flotilla_deps("flotilla-store").is_empty());
     assert!(!needs("flotilla-store", "kube-client"));
+    // The benchmarks are wiring's to run, not a library's to need.
+    for (krate, closure) in &closures {
+        if krate != "flotilla" {
+            assert!(
+                !closure.contains("flotilla-bench"),
+                "{krate} depends on flotilla-bench"
+            );
+        }
+    }
     // The test bed is for tests only: no crate needs it to build or run.
     for (krate, closure) in &closures {
         assert!(

@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
-use crate::bench::{configmap, run_phase, spawn_hub, start_hubs, Procs};
+use crate::harness::{configmap, run_phase, spawn_hub, start_hubs, Procs};
 
 /// Arguments of `flotilla bench backup`.
 #[derive(clap::Args)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams};
 
-use crate::bench::{proc_usage, start_hub};
+use crate::harness::{proc_usage, start_hub};
 
 /// Arguments of `flotilla bench members`.
 #[derive(clap::Args)]
@@ -46,31 +46,31 @@ async fn start_fleet(
     members: usize,
     period: u32,
 ) -> anyhow::Result<(
-    crate::bench::Hub,
+    crate::harness::Hub,
     std::path::PathBuf,
     tempfile::TempDir,
     Duration,
 )> {
     let (hub, kubeconfig) = start_hub("memory").await?;
     let dir = tempfile::tempdir()?;
+    let hub_config = kube::config::Kubeconfig::read_from(&kubeconfig)?;
     let started = Instant::now();
     eprintln!("starting and joining {members} simulated members ...");
     let mut joined = futures::stream::iter(1..=members)
         .map(|k| {
-            let kubeconfig = kubeconfig.clone();
+            let hub_config = hub_config.clone();
             let out = dir.path().join(format!("member-{k}.kubeconfig"));
             async move {
                 let member = start_member(k).await?;
                 let name = format!("member-{k}");
-                crate::fleet::join(
-                    &kubeconfig,
-                    &name,
-                    crate::fleet::member_labels(k),
-                    period,
-                    &out,
-                )
-                .await?;
-                let hub = crate::serve::client_from_kubeconfig(&out).await?;
+                let request = flotilla_agent::join::JoinRequest {
+                    name: &name,
+                    labels: flotilla_sim::member_labels(k),
+                    heartbeat_period_seconds: period,
+                };
+                let text = flotilla_agent::join::join(&hub_config, &request).await?;
+                std::fs::write(&out, text)?;
+                let hub = flotilla_agent::client_from_kubeconfig(&out).await?;
                 let agent = flotilla_agent::Agent { name, hub, member };
                 tokio::spawn(agent.run(std::future::pending()));
                 anyhow::Ok(())
@@ -89,9 +89,9 @@ async fn start_fleet(
         }
     }
     drop(joined);
-    let admin = crate::serve::client_from_kubeconfig(&kubeconfig).await?;
+    let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
     let mcs: Api<DynamicObject> =
-        Api::all_with(admin, &flotilla_hub::members::member_cluster_resource());
+        Api::all_with(admin, &flotilla_api::member::member_cluster_resource());
     loop {
         let list = mcs.list(&ListParams::default()).await?;
         let healthy = list
@@ -164,7 +164,7 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     use kube::api::{Patch, PatchParams, PostParams};
     use serde_json::json;
     let (hub, kubeconfig, _dir, ready_in) = start_fleet(args.members, 60).await?;
-    let admin = crate::serve::client_from_kubeconfig(&kubeconfig).await?;
+    let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
     let crps: Api<DynamicObject> =
         Api::all_with(admin.clone(), &flotilla_hub::placement::crp_resource());
     let mut times = Vec::new();
