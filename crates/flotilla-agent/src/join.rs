@@ -13,31 +13,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
 use serde_json::json;
 
-/// Why a member could not join.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The admin kubeconfig cannot be used.
-    #[error("the hub's kubeconfig: {0}")]
-    Kubeconfig(String),
-    /// The hub cannot be reached (its first request failed).
-    #[error("reaching the hub: {}", crate::brief(.0))]
-    Unreachable(kube::Error),
-    /// The hub refused a request.
-    #[error(transparent)]
-    Hub(#[from] kube::Error),
-    /// A member of that name is already on the hub.
-    #[error("member cluster {0:?} already exists on the hub; choose another name or delete it first (kubectl delete membercluster {0})")]
-    Exists(String),
-    /// The hub did not do its part in time.
-    #[error("{0}")]
-    Timeout(String),
-    /// The member's key or certificate request could not be made.
-    #[error("making the member's certificate request: {0}")]
-    Certificate(#[from] rcgen::Error),
-    /// An object could not be built.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-}
+use crate::Error;
 
 /// What a new member joins with.
 pub struct JoinRequest<'a> {
@@ -55,7 +31,10 @@ pub async fn join(hub: &Kubeconfig, request: &JoinRequest<'_>) -> Result<String,
     let name = request.name;
     let config = kube::Config::from_custom_kubeconfig(hub.clone(), &Default::default())
         .await
-        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+        .map_err(|e| Error::Kubeconfig {
+            path: "of the hub".into(),
+            message: e.to_string(),
+        })?;
     let client = kube::Client::try_from(config)?;
     let mcs: Api<DynamicObject> = Api::all_with(client.clone(), &member_cluster_resource());
     if mcs
@@ -110,7 +89,10 @@ pub async fn join(hub: &Kubeconfig, request: &JoinRequest<'_>) -> Result<String,
         .iter()
         .find(|c| c.name == cluster_name)
         .and_then(|c| c.cluster.clone())
-        .ok_or_else(|| Error::Kubeconfig("no current cluster".into()))?;
+        .ok_or_else(|| Error::Kubeconfig {
+            path: "of the hub".into(),
+            message: "no current cluster".into(),
+        })?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let context = format!("{user}@flotilla-hub");
     Ok(flotilla_api::kubeconfig::Kubeconfig {

@@ -26,6 +26,7 @@ pub fn brief(e: &kube::Error) -> String {
 
 pub mod backoff;
 pub mod compare;
+mod error;
 pub mod join;
 pub mod kinds;
 pub mod work;
@@ -44,13 +45,20 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
+pub use error::Error;
+
 /// A `kube` client from a kubeconfig file.
-pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", path.display()))?;
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client, Error> {
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::ReadKubeconfig {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", path.display()))?;
+        .map_err(|e| Error::Kubeconfig {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
     Ok(kube::Client::try_from(cfg)?)
 }
 
@@ -124,7 +132,7 @@ fn synced(store: &Store<DynamicObject>) -> bool {
 
 impl Agent {
     /// Runs until the hub tells the member to leave (Ok) or `shutdown` resolves (Ok).
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), Error> {
         tokio::pin!(shutdown);
         let ns = member::namespace_of(&self.name);
         let imc_ar = member::internal_member_cluster_resource();
@@ -188,7 +196,7 @@ impl Agent {
         view: &MemberView,
         imc_rx: &mut tokio::sync::watch::Receiver<Option<DynamicObject>>,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let mut backoff = heartbeat_backoff();
         let mut last_sent = Value::Null;
         let mut version = String::new();
@@ -198,7 +206,7 @@ impl Agent {
             let Some(imc) = imc else {
                 tokio::select! {
                     _ = &mut *shutdown => return Ok(()),
-                    r = imc_rx.changed() => { r?; continue; }
+                    r = imc_rx.changed() => { r.map_err(|_| Error::WatchEnded)?; continue; }
                 }
             };
             let period = imc.data["spec"]["heartbeatPeriodSeconds"]
@@ -261,7 +269,7 @@ impl Agent {
                     _ = &mut *shutdown => return Ok(()),
                     _ = tokio::time::sleep_until(deadline) => break,
                     r = imc_rx.changed() => {
-                        r?;
+                        r.map_err(|_| Error::WatchEnded)?;
                         let changed = imc_rx.borrow().as_ref().map(|o| o.data["spec"].clone()) != Some(spec.clone());
                         if changed { break; }
                     }
@@ -270,19 +278,23 @@ impl Agent {
         }
     }
 
-    async fn member_ready(&self) -> Result<(), String> {
+    async fn member_ready(&self) -> Result<(), Error> {
         let req = http::Request::get("/readyz")
             .body(Vec::new())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::Member(e.to_string()))?;
+        let not_ready =
+            |why: String| Error::Member(format!("the member API server is not ready: {why}"));
         match tokio::time::timeout(Duration::from_secs(10), self.member.request_text(req)).await {
             Ok(Ok(t)) if t.trim() == "ok" => Ok(()),
-            Ok(Ok(t)) => Err(format!("the member API server is not ready: {}", t.trim())),
-            Ok(Err(e)) => Err(format!("the member API server is not ready: {}", brief(&e))),
-            Err(_) => Err("the member API server did not answer /readyz within 10s".into()),
+            Ok(Ok(t)) => Err(not_ready(t.trim().to_string())),
+            Ok(Err(e)) => Err(not_ready(brief(&e))),
+            Err(_) => Err(Error::Member(
+                "the member API server did not answer /readyz within 10s".into(),
+            )),
         }
     }
 
-    async fn custom_properties(&self) -> Result<BTreeMap<String, String>, String> {
+    async fn custom_properties(&self) -> Result<BTreeMap<String, String>, Error> {
         let cms: Api<DynamicObject> = Api::namespaced_with(
             self.member.clone(),
             member::CUSTOM_PROPERTIES_NAMESPACE,
@@ -291,11 +303,11 @@ impl Agent {
         match cms.get_opt(member::CUSTOM_PROPERTIES_CONFIGMAP).await {
             Ok(None) => Ok(BTreeMap::new()),
             Ok(Some(cm)) => Ok(member::parse_custom_properties(&cm.data["data"])),
-            Err(e) => Err(format!(
+            Err(e) => Err(Error::Member(format!(
                 "reading ConfigMap {}/{}: {e}",
                 member::CUSTOM_PROPERTIES_NAMESPACE,
                 member::CUSTOM_PROPERTIES_CONFIGMAP
-            )),
+            ))),
         }
     }
 
@@ -338,7 +350,7 @@ impl Agent {
                 cond::HEALTHY,
                 false,
                 reason::UNHEALTHY,
-                m,
+                &m.to_string(),
                 None,
                 &now,
             ),
@@ -367,7 +379,7 @@ impl Agent {
                     cond::PROPERTY_COLLECTION_SUCCEEDED,
                     false,
                     reason::PROPERTIES_FAILED,
-                    e,
+                    &e.to_string(),
                     None,
                     &now,
                 ),

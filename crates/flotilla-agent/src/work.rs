@@ -45,19 +45,7 @@ use serde_json::{json, Value};
 /// The agent's field manager in member clusters.
 pub const FIELD_MANAGER: &str = "work-api-agent";
 
-/// What stops the applier.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The member's API server answered with an error.
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-    /// A manifest or a server's answer could not be read.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    /// The member cannot be set up for the applier.
-    #[error("{0}")]
-    Setup(String),
-}
+use crate::Error;
 
 struct Ctx {
     hub: kube::Client,
@@ -314,7 +302,7 @@ async fn janitor(member: kube::Client, works: Api<DynamicObject>) {
 fn error_policy(work: Arc<DynamicObject>, e: &Error, ctx: Arc<Ctx>) -> Action {
     let failure = match e {
         Error::Kube(k) => failure_of(k),
-        Error::Json(_) | Error::Setup(_) => Failure::Other,
+        _ => Failure::Other,
     };
     let key = format!(
         "{}/{}",

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use flotilla_agent::work::{install_applied_work, Error};
+use flotilla_agent::work::install_applied_work;
+use flotilla_agent::Error;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;

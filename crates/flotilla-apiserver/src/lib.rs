@@ -47,7 +47,7 @@ pub use server::{
     error_response, json_response, version_info, ApiServer, ResponseBody, ServerConfig, ValidateFn,
     MAX_BODY,
 };
-pub use tls::{new_serving_ca, serve_https, serve_tls, serving_config, Credentials, TlsError};
+pub use tls::{new_serving_ca, serve_https, serve_tls, serving_config, Credentials, Error};
 
 /// Namespaces every server has, as kube-apiserver creates them.
 pub const SYSTEM_NAMESPACES: &[&str] =

@@ -23,9 +23,10 @@ use crate::auth::UserInfo;
 use crate::errors::ApiError;
 use crate::server::{error_response, ApiServer, ResponseBody};
 
-/// Errors of credential handling and serving.
+/// The API server's errors outside a request (a request fails with an [`ApiError`](crate::ApiError),
+/// the `metav1.Status` it answers): credentials, certificates and TLS serving.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub enum Error {
     /// Reading or writing a credential file failed.
     #[error("{path}: {source}")]
     Io {
@@ -46,19 +47,19 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-fn read(path: &Path) -> Result<Option<String>, TlsError> {
+fn read(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(TlsError::Io {
+        Err(source) => Err(Error::Io {
             path: path.into(),
             source,
         }),
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io {
+fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
+    let io = |source| Error::Io {
         path: path.into(),
         source,
     };
@@ -92,8 +93,8 @@ pub struct Credentials {
 impl Credentials {
     /// Loads the CA and admin credentials from `dir`, generating any that are missing, and
     /// issues a serving certificate for `hosts` (names and IPs).
-    pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, TlsError> {
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+    pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.into(),
             source,
         })?;
@@ -171,11 +172,11 @@ impl Credentials {
     }
 
     /// Writes `contents` to `path` atomically with owner-only permissions.
-    pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), TlsError> {
+    pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), Error> {
         write_private(path, contents)
     }
 
-    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
         rustls_server_config(&self.ca_pem, &self.server_pem, &self.server_key, true)
     }
 
@@ -186,9 +187,7 @@ impl Credentials {
 
     /// The files every replica of a server must share (CA, admin credentials), read from
     /// `dir`: file name to contents. Missing files are left out.
-    pub fn shared_files(
-        dir: &Path,
-    ) -> Result<std::collections::BTreeMap<String, String>, TlsError> {
+    pub fn shared_files(dir: &Path) -> Result<std::collections::BTreeMap<String, String>, Error> {
         let mut out = std::collections::BTreeMap::new();
         for f in SHARED_FILES {
             if let Some(text) = read(&dir.join(f))? {
@@ -203,8 +202,8 @@ impl Credentials {
     pub fn write_shared_files(
         dir: &Path,
         files: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), TlsError> {
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+    ) -> Result<(), Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.into(),
             source,
         })?;
@@ -222,7 +221,7 @@ impl Credentials {
 fn issue_serving_cert(
     issuer: &Issuer<'_, KeyPair>,
     hosts: &[String],
-) -> Result<(String, KeyPair), TlsError> {
+) -> Result<(String, KeyPair), Error> {
     let server_key = KeyPair::generate()?;
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name.push(DnType::CommonName, "flotilla");
@@ -249,7 +248,7 @@ fn rustls_server_config(
     server_pem: &str,
     server_key: &KeyPair,
     client_certs: bool,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+) -> Result<Arc<rustls::ServerConfig>, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ca_der = CertificateDer::from_pem_slice_compat(ca_pem)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -273,7 +272,7 @@ fn rustls_server_config(
 }
 
 /// A new self-signed CA for serving certificates: its certificate and key (PEM).
-pub fn new_serving_ca(common_name: &str) -> Result<(String, String), TlsError> {
+pub fn new_serving_ca(common_name: &str) -> Result<(String, String), Error> {
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name.push(DnType::CommonName, common_name);
@@ -294,7 +293,7 @@ pub fn serving_config(
     ca_pem: &str,
     ca_key_pem: &str,
     hosts: &[String],
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+) -> Result<Arc<rustls::ServerConfig>, Error> {
     let issuer = Issuer::from_ca_cert_pem(ca_pem, KeyPair::from_pem(ca_key_pem)?)?;
     let (server_pem, server_key) = issue_serving_cert(&issuer, hosts)?;
     rustls_server_config(ca_pem, &server_pem, &server_key, false)
@@ -323,7 +322,7 @@ pub async fn serve_https(
     listener: TcpListener,
     creds: &Credentials,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), TlsError> {
+) -> Result<(), Error> {
     let token: Arc<str> = Arc::from(creds.admin_token.as_str());
     accept_tls(
         listener,

@@ -103,7 +103,7 @@ fn webhook_configuration_resource() -> ApiResource {
 /// of a fleet resource with rules to the webhook at `url`, whose serving certificate `ca_pem`
 /// signed. Writes fail while the webhook cannot be reached (failure policy Fail), as they
 /// would fail KubeFleet's.
-pub async fn register(client: kube::Client, url: &str, ca_pem: &str) -> anyhow::Result<()> {
+pub async fn register(client: kube::Client, url: &str, ca_pem: &str) -> Result<(), crate::Error> {
     use base64::Engine;
     let mut rules: Vec<Value> = Vec::new();
     for (group, plural, _) in crate::install::rules() {
@@ -141,7 +141,7 @@ pub async fn register(client: kube::Client, url: &str, ca_pem: &str) -> anyhow::
         &Patch::Apply(config),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("registering the fleet's validating webhook: {e}"))?;
+    .map_err(crate::Error::Webhook)?;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
-//! The error of a reconcile of the hub's controllers.
+//! The hub's one error type: why a reconcile of its controllers did not finish, and why
+//! installing the fleet APIs, registering the webhook or campaigning for the Lease failed.
 
-/// Why a reconcile did not finish; the controller retries it (a conflict at once, a type that
-/// is still loading shortly, anything else with backoff).
+/// An error of the hub. A reconcile that fails is retried by its controller (a conflict at
+/// once, a type that is still loading shortly, anything else with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server refused or failed a request (a 409 conflict is retried at once).
@@ -13,4 +14,10 @@ pub enum Error {
     /// A placement selects a type whose cache is still loading (or not yet discovered).
     #[error("waiting for the cache of {0}")]
     Loading(String),
+    /// A fleet CRD could not be installed, or was not served in time.
+    #[error("{0}")]
+    Install(String),
+    /// The fleet's validating webhook could not be registered.
+    #[error("registering the fleet's validating webhook: {0}")]
+    Webhook(kube::Error),
 }

@@ -54,7 +54,7 @@ pub fn rules() -> [(&'static str, &'static str, Rule); 7] {
 
 /// Creates the fleet CRDs, or brings existing ones up to this version's definitions, and
 /// registers the admission checks on the hub's own API server.
-pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
+pub async fn install(server: &ApiServer) -> Result<(), crate::Error> {
     for (group, plural, rule) in rules() {
         server.add_validator(
             group,
@@ -77,7 +77,7 @@ pub async fn install(server: &ApiServer) -> anyhow::Result<()> {
 /// Creates the fleet CRDs through `client`, or brings existing ones up to this version's
 /// definitions (an annotation records which definition each was installed from), and waits
 /// until the API server serves them.
-pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
+pub async fn install_crds(client: kube::Client) -> Result<(), crate::Error> {
     let api: Api<DynamicObject> = Api::all_with(client, &crd_resource());
     let mut names = Vec::new();
     for mut crd in crds::all() {
@@ -112,7 +112,7 @@ pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
                 Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => {
                     tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                 }
-                Err(e) => anyhow::bail!("installing CRD {name}: {e}"),
+                Err(e) => return Err(crate::Error::Install(format!("installing CRD {name}: {e}"))),
             }
         }
         names.push(name);
@@ -126,10 +126,10 @@ pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                anyhow::bail!(
+                return Err(crate::Error::Install(format!(
                     "CRD {name} was not Established within 60 s: {}",
                     crd.data["status"]
-                );
+                )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -138,7 +138,7 @@ pub async fn install_crds(client: kube::Client) -> anyhow::Result<()> {
 }
 
 /// Creates namespace `name` through `client` if it does not exist.
-pub async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), crate::Error> {
     let api: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(

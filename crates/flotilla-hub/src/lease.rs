@@ -100,7 +100,7 @@ async fn record_once(
     client: &kube::Client,
     api: &Api<DynamicObject>,
     config: &LeaseConfig,
-) -> anyhow::Result<()> {
+) -> Result<(), crate::Error> {
     let now = micro_now();
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         crate::install::ensure_namespace(client, &config.namespace).await?;
@@ -180,7 +180,7 @@ async fn try_acquire(
     api: &Api<DynamicObject>,
     config: &LeaseConfig,
     observed: &mut Option<Observed>,
-) -> anyhow::Result<bool> {
+) -> Result<bool, crate::Error> {
     let now = micro_now();
     let Some(mut lease) = api.get_opt(&config.name).await? else {
         crate::install::ensure_namespace(client, &config.namespace).await?;

@@ -38,10 +38,7 @@ impl Default for HubConfig {
 
 /// Installs the fleet APIs on `server` and starts the controllers. Returns once the APIs are
 /// served; the controllers run until the server shuts down.
-pub async fn start(
-    server: &flotilla_apiserver::ApiServer,
-    config: HubConfig,
-) -> anyhow::Result<()> {
+pub async fn start(server: &flotilla_apiserver::ApiServer, config: HubConfig) -> Result<(), Error> {
     install::install(server).await?;
     spawn_controllers(
         &server.client(),

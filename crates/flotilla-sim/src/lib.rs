@@ -59,15 +59,36 @@ fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
 }
 
+/// What fails a simulation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A node could not be created.
+    #[error("creating node {name}: {message}")]
+    Node {
+        /// The node.
+        name: String,
+        /// The API's answer.
+        message: String,
+    },
+    /// The simulated cluster's API server answered with an error.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// An object could not be read.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// Creates the nodes (if missing) and starts the simulation; runs until the server shuts
 /// down.
-pub async fn start(server: &ApiServer, cfg: SimConfig) -> anyhow::Result<()> {
+pub async fn start(server: &ApiServer, cfg: SimConfig) -> Result<(), Error> {
     if parse_milli(&cfg.node_cpu).is_none() || parse_milli(&cfg.node_memory).is_none() {
-        anyhow::bail!(
+        return Err(Error::Config(format!(
             "node CPU {:?} and memory {:?} must be Kubernetes quantities",
-            cfg.node_cpu,
-            cfg.node_memory
-        );
+            cfg.node_cpu, cfg.node_memory
+        )));
     }
     let client = server.client();
     let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &ar("", "Node", "nodes"));
@@ -86,7 +107,10 @@ pub async fn start(server: &ApiServer, cfg: SimConfig) -> anyhow::Result<()> {
                 json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("creating node {name}: {e}"))?;
+            .map_err(|e| Error::Node {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
         let current = nodes.get_status(&name).await?;
         if created || current.data["status"]["capacity"] != resources {
             let status = json!({"status": {
@@ -114,7 +138,7 @@ fn now() -> String {
 }
 
 /// A create's result, where another writer having made the object first is fine.
-fn create_tolerating_conflict(r: kube::Result<DynamicObject>) -> anyhow::Result<()> {
+fn create_tolerating_conflict(r: kube::Result<DynamicObject>) -> Result<(), Error> {
     match r {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
@@ -327,7 +351,7 @@ impl Sim {
     /// What kube-controller-manager makes in every active namespace: the `default`
     /// ServiceAccount (service account controller) and the `kube-root-ca.crt` ConfigMap with
     /// the cluster's CA (root CA publisher), recreated when removed and reset when changed.
-    async fn namespace_defaults(&self, snap: &flotilla_store::Snapshot) -> anyhow::Result<()> {
+    async fn namespace_defaults(&self, snap: &flotilla_store::Snapshot) -> Result<(), Error> {
         let pp = PostParams {
             field_manager: Some("kube-controller-manager".into()),
             ..Default::default()
@@ -395,7 +419,7 @@ impl Sim {
         pod_name: Option<&str>,
         extra_labels: Value,
         node: Option<&str>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let template = &owner["spec"]["template"];
         let mut labels = template["metadata"]["labels"].clone();
         if !labels.is_object() {
@@ -443,7 +467,7 @@ impl Sim {
         }
     }
 
-    async fn delete(&self, group: &str, kind: &str, plural: &str, v: &Value) -> anyhow::Result<()> {
+    async fn delete(&self, group: &str, kind: &str, plural: &str, v: &Value) -> Result<(), Error> {
         match self
             .api(group, kind, plural, ns(v))
             .delete(name(v), &DeleteParams::default())
@@ -462,7 +486,7 @@ impl Sim {
         plural: &str,
         v: &Value,
         status: Value,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         // Only write what changed.
         let cur = &v["status"];
         let changed = status
@@ -482,7 +506,7 @@ impl Sim {
         Ok(())
     }
 
-    async fn deployments(&self, st: &State) -> anyhow::Result<()> {
+    async fn deployments(&self, st: &State) -> Result<(), Error> {
         for d in st.deployments.iter().filter(|d| !deleting(d)) {
             let hash = template_hash(&d["spec"]["template"]);
             let rss: Vec<&Value> = st
@@ -601,7 +625,7 @@ impl Sim {
         Ok(())
     }
 
-    async fn replicasets(&self, st: &State) -> anyhow::Result<()> {
+    async fn replicasets(&self, st: &State) -> Result<(), Error> {
         for rs in st.replicasets.iter().filter(|r| !deleting(r)) {
             let pods: Vec<&Value> = self
                 .owned(&st.pods, rs)
@@ -631,7 +655,7 @@ impl Sim {
         Ok(())
     }
 
-    async fn statefulsets(&self, st: &State) -> anyhow::Result<()> {
+    async fn statefulsets(&self, st: &State) -> Result<(), Error> {
         for s in st.statefulsets.iter().filter(|s| !deleting(s)) {
             let pods: Vec<&Value> = self.owned(&st.pods, s);
             let want = replicas(s);
@@ -669,7 +693,7 @@ impl Sim {
         Ok(())
     }
 
-    async fn daemonsets(&self, st: &State) -> anyhow::Result<()> {
+    async fn daemonsets(&self, st: &State) -> Result<(), Error> {
         let nodes: Vec<&Value> = st
             .nodes
             .iter()
@@ -694,7 +718,7 @@ impl Sim {
         Ok(())
     }
 
-    async fn jobs(&self, st: &State) -> anyhow::Result<()> {
+    async fn jobs(&self, st: &State) -> Result<(), Error> {
         for j in st.jobs.iter().filter(|j| !deleting(j)) {
             let pods = self.owned(&st.pods, j);
             let completions = j["spec"]["completions"].as_i64().unwrap_or(1);
@@ -750,7 +774,7 @@ impl Sim {
 
     /// The scheduler and the kubelet: bind pending pods where their requests fit, start bound
     /// pods after the delay, complete Job pods after another.
-    async fn schedule_and_run(&mut self, st: &State) -> anyhow::Result<()> {
+    async fn schedule_and_run(&mut self, st: &State) -> Result<(), Error> {
         let mut free: BTreeMap<String, Resources> = BTreeMap::new();
         for n in st.nodes.iter().filter(|n| node_schedulable(n)) {
             let a = &n["status"]["allocatable"];

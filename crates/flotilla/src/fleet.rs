@@ -42,7 +42,7 @@ pub async fn start_hub(
     config: flotilla_hub::HubConfig,
 ) -> anyhow::Result<()> {
     server.start_signer(creds.ca_pem.clone(), creds.ca_key_pem());
-    flotilla_hub::start(server, config).await
+    Ok(flotilla_hub::start(server, config).await?)
 }
 
 fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -132,7 +132,7 @@ async fn start_member(
                 root_ca: creds.ca_pem.clone(),
                 ..sim
             };
-            flotilla_sim::start(&server, sim).await
+            Ok(flotilla_sim::start(&server, sim).await?)
         },
     )
     .await
@@ -182,7 +182,8 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         member,
     }
     .run(crate::shutdown_signal())
-    .await
+    .await?;
+    Ok(())
 }
 
 /// `flotilla join`.
@@ -240,13 +241,13 @@ pub async fn join(
         labels,
         heartbeat_period_seconds: heartbeat_period,
     };
-    use flotilla_agent::join::{join, Error};
+    use flotilla_agent::{join::join, Error};
     let path = hub_kubeconfig.display();
     let text = join(&kc, &request).await.map_err(|e| match e {
         Error::Unreachable(e) => {
             anyhow::anyhow!("reaching the hub of {path}: {}", crate::serve::brief(&e))
         }
-        Error::Kubeconfig(e) => anyhow::anyhow!("kubeconfig {path}: {e}"),
+        Error::Kubeconfig { message, .. } => anyhow::anyhow!("kubeconfig {path}: {message}"),
         e => e.into(),
     })?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {

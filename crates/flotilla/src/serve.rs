@@ -144,7 +144,7 @@ pub struct Served {
     /// This replica's identity in leader election (`name@address/pid`).
     pub identity: String,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), flotilla_apiserver::TlsError>>,
+    task: tokio::task::JoinHandle<Result<(), flotilla_apiserver::Error>>,
 }
 
 impl Served {
