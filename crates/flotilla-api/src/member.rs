@@ -67,8 +67,6 @@ pub mod condition {
 pub mod reason {
     /// ReadyToJoin=True.
     pub const READY_TO_JOIN: &str = "MemberClusterReadyToJoin";
-    /// ReadyToJoin=False.
-    pub const NOT_READY_TO_JOIN: &str = "MemberClusterNotReadyToJoin";
     /// Joined=True.
     pub const JOINED: &str = "MemberClusterJoined";
     /// Joined=False after leaving.

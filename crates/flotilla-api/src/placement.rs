@@ -38,8 +38,6 @@ pub mod label {
     pub const PARENT_RESOURCE_OVERRIDE: &str = "kubernetes-fleet.io/parent-resource-override";
     /// On override snapshots: the index.
     pub const OVERRIDE_INDEX: &str = "kubernetes-fleet.io/override-index";
-    /// On objects the agent applied: the fleet manages them.
-    pub const IS_FLEET_RESOURCE: &str = "kubernetes-fleet.io/is-fleet-resource";
 }
 
 /// Annotations.
@@ -66,8 +64,6 @@ pub mod annotation {
 pub mod finalizer {
     /// On a placement: its snapshots, bindings and works are cleaned up first.
     pub const PLACEMENT_CLEANUP: &str = "kubernetes-fleet.io/crp-cleanup";
-    /// On a binding: its works are deleted first.
-    pub const WORK_CLEANUP: &str = "kubernetes-fleet.io/work-cleanup";
 }
 
 /// Condition types of a ClusterResourcePlacement (a ResourcePlacement uses the same words
