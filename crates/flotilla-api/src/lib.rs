@@ -4,6 +4,9 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod values;
+
 pub mod conditions;
 pub mod crds;
 pub mod kubeconfig;

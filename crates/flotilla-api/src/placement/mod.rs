@@ -8,6 +8,7 @@
 //! The names (labels, annotations, finalizers, condition types) are here; the CRD schemas in
 //! `schema.rs`; the admission checks in `validate.rs`.
 
+pub mod reason;
 mod schema;
 mod validate;
 

@@ -25,6 +25,7 @@ use super::{
     cro_resource, cro_snapshot_resource, ro_resource, ro_snapshot_resource, work_name, Scope,
 };
 use flotilla_api::overrides::{self, Overridden, Override};
+use flotilla_api::placement::reason::PlacementReason;
 use flotilla_api::work::{identifier, work_resource, ApplyStrategy, DeleteStrategy};
 
 /// The most a placement may select, in bytes of JSON: its resource snapshot is one object, and
@@ -390,7 +391,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         Ok(s) => s,
         Err(why) => {
             return Decision::Refused {
-                reason: "InvalidResourceSelectors",
+                reason: PlacementReason::InvalidResourceSelectors.as_str(),
                 message: why.clone(),
             }
         }
@@ -400,7 +401,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     let size: usize = selected.iter().map(|v| v.to_string().len()).sum();
     if size > MAX_SELECTED_BYTES {
         return Decision::Refused {
-            reason: "SelectedResourcesTooLarge",
+            reason: PlacementReason::SelectedResourcesTooLarge.as_str(),
             message: format!(
                 "the selected resources take {size} bytes; a resource snapshot holds at most {MAX_SELECTED_BYTES}: select fewer resources or split them across placements"
             ),
@@ -411,7 +412,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         Ok(p) => p,
         Err(why) => {
             return Decision::Refused {
-                reason: "InvalidPolicy",
+                reason: PlacementReason::InvalidPolicy.as_str(),
                 message: why,
             }
         }
@@ -512,13 +513,13 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     let scheduled = if decision.fulfilled {
         Scheduled {
             status: "True",
-            reason: "SchedulingPolicyFulfilled",
+            reason: PlacementReason::SchedulingPolicyFulfilled.as_str(),
             message: decision.message.clone(),
         }
     } else {
         Scheduled {
             status: "False",
-            reason: "SchedulingPolicyUnfulfilled",
+            reason: PlacementReason::SchedulingPolicyUnfulfilled.as_str(),
             message: decision.message.clone(),
         }
     };

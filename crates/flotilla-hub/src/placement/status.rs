@@ -4,6 +4,7 @@
 
 use flotilla_api::conditions;
 use flotilla_api::placement::cluster_condition as cc;
+use flotilla_api::placement::reason::{BindingReason as B, PlacementReason as P};
 use kube::api::DynamicObject;
 use serde_json::{json, Value};
 
@@ -77,7 +78,7 @@ pub fn binding_status(
     set(
         cc::SCHEDULED,
         "True",
-        "Scheduled",
+        B::Scheduled.as_str(),
         binding.data["spec"]["clusterDecision"]["reason"]
             .as_str()
             .unwrap_or_default(),
@@ -85,46 +86,46 @@ pub fn binding_status(
     set(
         cc::ROLLOUT_STARTED,
         "True",
-        "RolloutStarted",
+        B::RolloutStarted.as_str(),
         "the resources roll out to the cluster",
     );
     match overridden {
         Ok(o) if o.cluster_overrides.is_empty() && o.resource_overrides.is_empty() => set(
             cc::OVERRIDDEN,
             "True",
-            "NoOverrideSpecified",
+            B::NoOverrideSpecified.as_str(),
             "no override applies",
         ),
         Ok(o) => set(
             cc::OVERRIDDEN,
             "True",
-            "OverriddenSucceeded",
+            B::OverriddenSucceeded.as_str(),
             &format!(
                 "{} override(s) applied",
                 o.cluster_overrides.len() + o.resource_overrides.len()
             ),
         ),
-        Err(e) => set(cc::OVERRIDDEN, "False", "OverriddenFailed", e),
+        Err(e) => set(cc::OVERRIDDEN, "False", B::OverriddenFailed.as_str(), e),
     }
     let mut failed = Vec::new();
     match work {
         _ if overridden.is_err() => set(
             cc::WORK_SYNCHRONIZED,
             "False",
-            "WorkNotSynchronizedYet",
+            B::WorkNotSynchronizedYet.as_str(),
             "an override cannot be applied: the Work keeps its previous resources",
         ),
         None => set(
             cc::WORK_SYNCHRONIZED,
             "False",
-            "WorkNotSynchronizedYet",
+            B::WorkNotSynchronizedYet.as_str(),
             "the member's namespace is not available",
         ),
         Some(w) => {
             set(
                 cc::WORK_SYNCHRONIZED,
                 "True",
-                "AllWorkSynced",
+                B::AllWorkSynced.as_str(),
                 "the Work holds the latest resources",
             );
             let wgen = w.metadata.generation.unwrap_or(0);
@@ -132,15 +133,15 @@ pub fn binding_status(
             for (ty, ok, bad, pending) in [
                 (
                     cc::APPLIED,
-                    "AllWorkHaveBeenApplied",
-                    "WorkNotAppliedYet",
-                    "WorkApplyPending",
+                    B::AllWorkHaveBeenApplied.as_str(),
+                    B::WorkNotAppliedYet.as_str(),
+                    B::WorkApplyPending.as_str(),
                 ),
                 (
                     cc::AVAILABLE,
-                    "AllWorkAreAvailable",
-                    "WorkNotAvailableYet",
-                    "WorkAvailabilityPending",
+                    B::AllWorkAreAvailable.as_str(),
+                    B::WorkNotAvailableYet.as_str(),
+                    B::WorkAvailabilityPending.as_str(),
                 ),
             ] {
                 match conditions::find(wconds, ty)
@@ -167,7 +168,7 @@ pub fn binding_status(
                 Some(c) => set(
                     cc::DIFF_REPORTED,
                     c["status"].as_str().unwrap_or("Unknown"),
-                    "DiffReported",
+                    B::DiffReported.as_str(),
                     c["message"].as_str().unwrap_or(""),
                 ),
                 None => {
@@ -281,28 +282,33 @@ pub fn placement_status(
     for (cluster_type, ok_reason, bad_reason, pending_reason) in [
         (
             cc::ROLLOUT_STARTED,
-            "RolloutStarted",
-            "RolloutNotStartedYet",
-            "RolloutStartedUnknown",
+            P::RolloutStarted.as_str(),
+            P::RolloutNotStartedYet.as_str(),
+            P::RolloutStartedUnknown.as_str(),
         ),
         (
             cc::OVERRIDDEN,
-            "NoOverrideSpecified",
-            "OverriddenFailed",
-            "OverriddenPending",
+            P::NoOverrideSpecified.as_str(),
+            P::OverriddenFailed.as_str(),
+            P::OverriddenPending.as_str(),
         ),
         (
             cc::WORK_SYNCHRONIZED,
-            "WorkSynchronized",
-            "WorkNotSynchronizedYet",
-            "WorkSynchronizedUnknown",
+            P::WorkSynchronized.as_str(),
+            P::WorkNotSynchronizedYet.as_str(),
+            P::WorkSynchronizedUnknown.as_str(),
         ),
-        (cc::APPLIED, "ApplySucceeded", "ApplyFailed", "ApplyPending"),
+        (
+            cc::APPLIED,
+            P::ApplySucceeded.as_str(),
+            P::ApplyFailed.as_str(),
+            P::ApplyPending.as_str(),
+        ),
         (
             cc::AVAILABLE,
-            "ResourceAvailable",
-            "ResourceNotAvailableYet",
-            "ResourceAvailablePending",
+            P::ResourceAvailable.as_str(),
+            P::ResourceNotAvailableYet.as_str(),
+            P::ResourceAvailablePending.as_str(),
         ),
     ] {
         let statuses: Vec<&str> = clusters
@@ -342,9 +348,9 @@ pub fn placement_status(
         .count();
     if reported > 0 {
         let (st, reason) = if reported == clusters.len() {
-            ("True", "DiffReported")
+            ("True", P::DiffReported.as_str())
         } else {
-            ("Unknown", "DiffReportPending")
+            ("Unknown", P::DiffReportPending.as_str())
         };
         let msg = format!(
             "{reported} of {} clusters reported their differences",
@@ -372,7 +378,7 @@ pub fn placement_status(
             &mut conds,
             &overridden_type,
             "True",
-            "OverriddenSucceeded",
+            P::OverriddenSucceeded.as_str(),
             &msg,
             generation,
             now,

@@ -1,0 +1,88 @@
+//! The reasons of the conditions the hub writes on bindings and placements (the agent's, on
+//! Works and manifests, are [`crate::work::WorkReason`] and [`crate::work::ManifestReason`]).
+
+values! {
+    /// Why a binding's condition is what it is.
+    BindingReason {
+        /// Scheduled: the cluster was picked.
+        Scheduled,
+        /// RolloutStarted: the resources roll out to the cluster.
+        RolloutStarted,
+        /// Overridden: no override applies.
+        NoOverrideSpecified,
+        /// Overridden: the overrides applied.
+        OverriddenSucceeded,
+        /// Overridden: an override cannot be applied.
+        OverriddenFailed,
+        /// WorkSynchronized: the Work does not hold the latest resources yet.
+        WorkNotSynchronizedYet,
+        /// WorkSynchronized: the Work holds the latest resources.
+        AllWorkSynced,
+        /// Applied: the agent applied every manifest.
+        AllWorkHaveBeenApplied,
+        /// Applied: some manifest is not applied.
+        WorkNotAppliedYet,
+        /// Applied: the agent has not reported on the latest Work yet.
+        WorkApplyPending,
+        /// Available: every manifest is available.
+        AllWorkAreAvailable,
+        /// Available: some manifest is not available yet.
+        WorkNotAvailableYet,
+        /// Available: the agent has not reported on the latest Work yet.
+        WorkAvailabilityPending,
+        /// DiffReported: the agent reported differences (ReportDiff).
+        DiffReported,
+    }
+}
+
+values! {
+    /// Why a placement's condition is what it is.
+    PlacementReason {
+        /// Scheduled: every cluster the policy asks for is picked.
+        SchedulingPolicyFulfilled,
+        /// Scheduled: fewer clusters than the policy asks for could be picked.
+        SchedulingPolicyUnfulfilled,
+        /// Scheduled: the policy is invalid.
+        InvalidPolicy,
+        /// Scheduled: the resource selectors are invalid.
+        InvalidResourceSelectors,
+        /// Scheduled: the selected resources are too large for a snapshot.
+        SelectedResourcesTooLarge,
+        /// RolloutStarted: on every cluster.
+        RolloutStarted,
+        /// RolloutStarted: not on some cluster.
+        RolloutNotStartedYet,
+        /// RolloutStarted: not known for some cluster yet.
+        RolloutStartedUnknown,
+        /// Overridden: no override applies.
+        NoOverrideSpecified,
+        /// Overridden: the overrides applied on every cluster.
+        OverriddenSucceeded,
+        /// Overridden: an override cannot be applied on some cluster.
+        OverriddenFailed,
+        /// Overridden: not known for some cluster yet.
+        OverriddenPending,
+        /// WorkSynchronized: every cluster's Work holds the latest resources.
+        WorkSynchronized,
+        /// WorkSynchronized: some cluster's Work does not yet.
+        WorkNotSynchronizedYet,
+        /// WorkSynchronized: not known for some cluster yet.
+        WorkSynchronizedUnknown,
+        /// Applied: on every cluster.
+        ApplySucceeded,
+        /// Applied: failed on some cluster.
+        ApplyFailed,
+        /// Applied: not known for some cluster yet.
+        ApplyPending,
+        /// Available: on every cluster.
+        ResourceAvailable,
+        /// Available: not yet on some cluster.
+        ResourceNotAvailableYet,
+        /// Available: not known for some cluster yet.
+        ResourceAvailablePending,
+        /// DiffReported: every cluster reported its differences.
+        DiffReported,
+        /// DiffReported: some cluster has not reported yet.
+        DiffReportPending,
+    }
+}
