@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::format::*;
-use super::{col, Printer, Row, AGE, NAME};
+use super::{col, desired_current_ready, Printer, Row, AGE, NAME};
 
 /// The printers of this part of the API, each with its columns and cells together.
 pub(super) const CORE: &[Printer] = &[
@@ -414,22 +414,7 @@ pub(super) const CORE: &[Printer] = &[
                 AGE,
             ]
         },
-        cells: |r| {
-            let Row {
-                name,
-                age,
-                spec,
-                status,
-                ..
-            } = r;
-            vec![
-                name,
-                json!(int(&spec["replicas"])),
-                json!(int(&status["replicas"])),
-                json!(int(&status["readyReplicas"])),
-                age,
-            ]
-        },
+        cells: desired_current_ready,
     },
     // PersistentVolume
     Printer {

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::format::*;
-use super::{col, Printer, Row, AGE, NAME};
+use super::{col, desired_current_ready, Printer, Row, AGE, NAME};
 
 /// The printers of this part of the API, each with its columns and cells together.
 pub(super) const GROUPS: &[Printer] = &[
@@ -149,22 +149,7 @@ pub(super) const GROUPS: &[Printer] = &[
                 AGE,
             ]
         },
-        cells: |r| {
-            let Row {
-                name,
-                age,
-                spec,
-                status,
-                ..
-            } = r;
-            vec![
-                name,
-                json!(int(&spec["replicas"])),
-                json!(int(&status["replicas"])),
-                json!(int(&status["readyReplicas"])),
-                age,
-            ]
-        },
+        cells: desired_current_ready,
     },
     // StatefulSet
     Printer {

@@ -109,6 +109,17 @@ fn default_cells(r: Row<'_>) -> Vec<Value> {
     vec![r.name, r.age]
 }
 
+/// The cells of ReplicaSets and ReplicationControllers: desired, current and ready replicas.
+fn desired_current_ready(r: Row<'_>) -> Vec<Value> {
+    vec![
+        r.name,
+        json!(format::int(&r.spec["replicas"])),
+        json!(format::int(&r.status["replicas"])),
+        json!(format::int(&r.status["readyReplicas"])),
+        r.age,
+    ]
+}
+
 /// The printer of a built-in resource.
 fn printer(res: &Resource) -> &'static Printer {
     core::CORE
