@@ -29,6 +29,24 @@ pub fn applied_work_resource() -> ApiResource {
     )
 }
 
+/// A Work's spec: the manifests to apply (in the order the hub selected them; the agent
+/// applies them by [`crate::manifests::rank_of`], reporting each by its position) and the
+/// apply strategy ([`ApplyStrategy::of_placement`]).
+pub fn work_spec(manifests: &[Value], apply_strategy: &Value) -> Value {
+    json!({"workload": {"manifests": manifests}, "applyStrategy": apply_strategy})
+}
+
+/// The manifests of a Work's spec, each with its position (the `ordinal` of its identifier).
+pub fn manifests_of(spec: &Value) -> Vec<(usize, Value)> {
+    spec["workload"]["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .cloned()
+        .enumerate()
+        .collect()
+}
+
 values! {
     /// How the agent applies a Work's manifests (`applyStrategy.type`).
     ApplyType {
@@ -291,6 +309,17 @@ mod tests {
             DeleteStrategy::of_annotations(&BTreeMap::new()).as_str(),
             "Delete"
         );
+    }
+
+    #[test]
+    fn a_work_spec_carries_its_manifests_in_order() {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}});
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let strategy = ApplyStrategy::of_placement(&json!({}));
+        let spec = work_spec(&[cm.clone(), ns.clone()], &strategy);
+        assert_eq!(spec["applyStrategy"], strategy);
+        assert_eq!(manifests_of(&spec), [(0, cm), (1, ns)]);
+        assert!(manifests_of(&json!({})).is_empty());
     }
 
     #[test]

@@ -112,9 +112,7 @@ fn trigger_fingerprint(mc: &DynamicObject) -> Option<u64> {
 fn error_policy(mc: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
     match e {
         // Conflicts are routine (someone wrote in between): retry at once.
-        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
-            Action::requeue(Duration::from_millis(100))
-        }
+        e if e.is_conflict() => Action::requeue(Duration::from_millis(100)),
         _ => {
             tracing::warn!(member = %mc.name_any(), error = %e, "member reconcile failed; retrying");
             Action::requeue(Duration::from_secs(2))

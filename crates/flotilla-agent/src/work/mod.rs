@@ -37,8 +37,8 @@ use flotilla_api::manifests::rank_of;
 use flotilla_api::placement::annotation::DELETE_STRATEGY;
 use flotilla_api::placement::cluster_condition as cc;
 use flotilla_api::work::{
-    applied_work_resource, work_resource, ApplyStrategy, ComparisonOption, DeleteStrategy,
-    WhenToApply, WorkReason,
+    applied_work_resource, manifests_of, work_resource, ApplyStrategy, ComparisonOption,
+    DeleteStrategy, WhenToApply, WorkReason,
 };
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -240,13 +240,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     let owner = json!({"apiVersion": applied_work_resource().api_version, "kind": "AppliedWork",
         "name": name, "uid": aw_uid, "blockOwnerDeletion": false});
 
-    let mut manifests: Vec<(usize, Value)> = work.data["spec"]["workload"]["manifests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .collect();
+    let mut manifests = manifests_of(&work.data["spec"]);
     manifests.sort_by_key(|(_, m)| rank_of(m));
     // What each object was last applied from: an object whose manifest is unchanged and that
     // shows no difference in the member is not applied again.

@@ -65,35 +65,44 @@ pub async fn execute(
     now: &str,
 ) -> Result<Vec<Settled>, Error> {
     for w in &plan.snapshots {
-        write_series(client, w).await?;
+        write_series(client, w)
+            .await
+            .map_err(|e| e.concerning(format!("{} series", w.resource.kind)))?;
     }
     let ps_api = api_in(client, &scope.policy_snapshot(), plan.namespace.as_deref());
     let ps = &plan.policy_snapshot;
     if let Some(p) = &ps.metadata {
         ps_api
             .patch(&ps.name, &PatchParams::default(), &Patch::Merge(p))
-            .await?;
+            .await
+            .map_err(|e| Error::from(e).concerning(format!("policy snapshot {}", ps.name)))?;
     }
     if let Some(p) = &ps.status {
         ps_api
             .patch_status(&ps.name, &PatchParams::default(), &Patch::Merge(p))
-            .await?;
+            .await
+            .map_err(|e| Error::from(e).concerning(format!("policy snapshot {}", ps.name)))?;
     }
     let binding_api = api_in(client, &scope.binding(), plan.namespace.as_deref());
     for name in &plan.delete_bindings {
-        done_unless_failed(binding_api.delete(name, &DeleteParams::background()).await)?;
+        done_unless_failed(binding_api.delete(name, &DeleteParams::background()).await)
+            .map_err(|e| e.concerning(format!("binding {name}")))?;
     }
     for (ns, name) in &plan.delete_works {
         let works = api_in(client, &work_resource(), Some(ns));
-        done_unless_failed(works.delete(name, &DeleteParams::background()).await)?;
+        done_unless_failed(works.delete(name, &DeleteParams::background()).await)
+            .map_err(|e| e.concerning(format!("Work {ns}/{name}")))?;
     }
     let binding_api = &binding_api;
     // A loop, not a closure over the clusters: the futures must be Send for any lifetime.
     let mut jobs = Vec::with_capacity(plan.clusters.len());
     for c in &plan.clusters {
         jobs.push(async move {
-            let binding = write_binding(binding_api, c).await?;
-            let work = write_work(client, scope, c, &binding).await?;
+            let of_binding = |e: Error| e.concerning(format!("binding {}", c.binding_name));
+            let binding = write_binding(binding_api, c).await.map_err(of_binding)?;
+            let work = write_work(client, scope, c, &binding)
+                .await
+                .map_err(|e| e.concerning(format!("Work {}/{}", c.work_namespace, c.work_name)))?;
             let status = settle_binding(
                 binding_api,
                 &binding,
@@ -102,7 +111,8 @@ pub async fn execute(
                 generation,
                 now,
             )
-            .await?;
+            .await
+            .map_err(of_binding)?;
             Ok::<_, Error>(Settled {
                 cluster: c.cluster.clone(),
                 status,

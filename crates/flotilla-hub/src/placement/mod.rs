@@ -438,9 +438,7 @@ fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
 
 fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
     match e {
-        Error::Kube(kube::Error::Api(s)) if s.code == 409 => {
-            Action::requeue(Duration::from_millis(100))
-        }
+        e if e.is_conflict() => Action::requeue(Duration::from_millis(100)),
         Error::Loading(_) => Action::requeue(Duration::from_millis(500)),
         _ => {
             tracing::warn!(placement = %crp.name_any(), error = %e, "placement reconcile failed; retrying");

@@ -26,7 +26,7 @@ use super::{
 };
 use flotilla_api::overrides::{self, Overridden, Override};
 use flotilla_api::placement::reason::PlacementReason;
-use flotilla_api::work::{identifier, work_resource, ApplyStrategy, DeleteStrategy};
+use flotilla_api::work::{identifier, work_resource, work_spec, ApplyStrategy, DeleteStrategy};
 
 /// The most a placement may select, in bytes of JSON: its resource snapshot is one object, and
 /// etcd takes at most 1.5 MiB per request.
@@ -714,8 +714,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             // An override failed: the cluster keeps what it has until it is fixed.
             Err(_) => (None, WorkWrite::Hold(current.cloned())),
             Ok(ov) => {
-                let wspec = json!({"workload": {"manifests": ov.manifests},
-                    "applyStrategy": apply_strategy});
+                let wspec = work_spec(&ov.manifests, &apply_strategy);
                 let mut work_labels = json!({label::PARENT_CRP: name,
                     label::PARENT_BINDING: binding_name,
                     label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
