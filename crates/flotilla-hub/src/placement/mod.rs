@@ -31,6 +31,7 @@
 
 mod execute;
 mod fleet;
+mod kinds;
 pub mod plan;
 mod routing;
 mod select;
@@ -41,12 +42,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_api::conditions;
-use flotilla_api::placement::{finalizer, label, PLACEMENT_GROUP, STORAGE_VERSION};
+use flotilla_api::placement::{finalizer, label};
 use flotilla_api::work::work_resource;
 use flotilla_scheduler::Cluster;
 use futures::{FutureExt, StreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
@@ -62,51 +63,7 @@ use plan::{Decision, Observed, OverrideSeries};
 use routing::{fan_out, key, may_select, StatusOnly, Triggered, Triggers};
 use status::{ClusterStatus, Summary};
 
-fn placement_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, kind),
-        plural,
-    )
-}
-
-/// ClusterResourcePlacement.
-pub fn crp_resource() -> ApiResource {
-    placement_resource("ClusterResourcePlacement", "clusterresourceplacements")
-}
-/// ClusterResourceSnapshot.
-pub fn resource_snapshot_resource() -> ApiResource {
-    placement_resource("ClusterResourceSnapshot", "clusterresourcesnapshots")
-}
-/// ClusterSchedulingPolicySnapshot.
-pub fn policy_snapshot_resource() -> ApiResource {
-    placement_resource(
-        "ClusterSchedulingPolicySnapshot",
-        "clusterschedulingpolicysnapshots",
-    )
-}
-/// ClusterResourceBinding.
-pub fn binding_resource() -> ApiResource {
-    placement_resource("ClusterResourceBinding", "clusterresourcebindings")
-}
-/// ClusterResourceOverride.
-pub fn cro_resource() -> ApiResource {
-    placement_resource("ClusterResourceOverride", "clusterresourceoverrides")
-}
-/// ResourceOverride.
-pub fn ro_resource() -> ApiResource {
-    placement_resource("ResourceOverride", "resourceoverrides")
-}
-/// ClusterResourceOverrideSnapshot.
-pub fn cro_snapshot_resource() -> ApiResource {
-    placement_resource(
-        "ClusterResourceOverrideSnapshot",
-        "clusterresourceoverridesnapshots",
-    )
-}
-/// ResourceOverrideSnapshot.
-pub fn ro_snapshot_resource() -> ApiResource {
-    placement_resource("ResourceOverrideSnapshot", "resourceoverridesnapshots")
-}
+pub use kinds::*;
 
 /// Reconciles of one placement are at least this far apart: a burst of Work status updates
 /// (one per cluster) becomes a few reconciles, not one each.
@@ -114,85 +71,6 @@ const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A placement status whose own conditions did not change is written at most this often.
 const STATUS_DETAIL_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Which placements a controller serves. Everything else is the same for both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// ClusterResourcePlacements: cluster-scoped, select cluster-scoped resources (a
-    /// Namespace with what is in it); their snapshots and bindings are cluster-scoped.
-    Cluster,
-    /// ResourcePlacements: namespaced, select resources of their own namespace; their
-    /// snapshots and bindings live in that namespace.
-    Namespaced,
-}
-
-impl Scope {
-    /// The placement type.
-    pub fn placement(self) -> ApiResource {
-        match self {
-            Scope::Cluster => crp_resource(),
-            Scope::Namespaced => rp_resource(),
-        }
-    }
-    /// The resource snapshot type.
-    pub fn resource_snapshot(self) -> ApiResource {
-        match self {
-            Scope::Cluster => resource_snapshot_resource(),
-            Scope::Namespaced => placement_resource("ResourceSnapshot", "resourcesnapshots"),
-        }
-    }
-    /// The scheduling policy snapshot type.
-    pub fn policy_snapshot(self) -> ApiResource {
-        match self {
-            Scope::Cluster => policy_snapshot_resource(),
-            Scope::Namespaced => {
-                placement_resource("SchedulingPolicySnapshot", "schedulingpolicysnapshots")
-            }
-        }
-    }
-    /// The binding type.
-    pub fn binding(self) -> ApiResource {
-        match self {
-            Scope::Cluster => binding_resource(),
-            Scope::Namespaced => placement_resource("ResourceBinding", "resourcebindings"),
-        }
-    }
-    /// The placement's condition for a per-cluster condition type (`Applied` ->
-    /// `ClusterResourcePlacementApplied` or `ResourcePlacementApplied`).
-    fn condition(self, cluster_type: &str) -> String {
-        format!("{}{cluster_type}", self.placement().kind)
-    }
-    /// A reference to the placement `name` (in `namespace` for a ResourcePlacement).
-    fn placement_ref(self, name: &str, namespace: Option<&str>) -> ObjectRef<DynamicObject> {
-        let r = ObjectRef::new_with(name, self.placement());
-        match (self, namespace) {
-            (Scope::Namespaced, Some(ns)) => r.within(ns),
-            _ => r,
-        }
-    }
-}
-
-/// ResourcePlacement.
-pub fn rp_resource() -> ApiResource {
-    placement_resource("ResourcePlacement", "resourceplacements")
-}
-
-/// The Work of a placement in each member's namespace: `<crp>-work` for a
-/// ClusterResourcePlacement, `<namespace>.<rp>-work` for a ResourcePlacement.
-pub fn work_name(placement: &str, namespace: Option<&str>) -> String {
-    match namespace {
-        Some(ns) => format!("{ns}.{placement}-work"),
-        None => format!("{placement}-work"),
-    }
-}
-
-/// `ar` in `namespace`, or cluster-wide.
-fn api_in(client: &kube::Client, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
-    match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    }
-}
 
 /// One placement as its last whole pass left it: what a status roll-up needs, and what the
 /// caches must show for the roll-up to be all that is needed.
