@@ -181,8 +181,19 @@ pub fn json_patch(doc: &Value, ops: &[Value]) -> Result<Value, String> {
                 add_path(&mut doc, &parts, v)?;
             }
             "test" => {
+                // As kube-apiserver's json-patch tests: a missing member of an existing object
+                // equals null; under a missing parent the operation does not apply.
                 let want = value()?;
-                if get_path(&doc, &parts) != Some(&want) {
+                let parent = parts
+                    .split_last()
+                    .map_or(Some(&doc), |(_, p)| get_path(&doc, p));
+                if parent.is_none() {
+                    return Err(format!(
+                        "test operation does not apply: is nil for path: {path}: missing value"
+                    ));
+                }
+                let found = get_path(&doc, &parts).unwrap_or(&Value::Null);
+                if *found != want {
                     return Err(format!("testing value {path} failed: test failed"));
                 }
             }
@@ -275,6 +286,24 @@ mod tests {
             (
                 json!({"baz":"qux"}),
                 json!([{"op":"test","path":"/baz","value":"bar"}]),
+                Err(()),
+            ),
+            // A missing member tests equal to null (kube-apiserver's json-patch), which is how
+            // kube-runtime's finalizer helper adds the first finalizer; not to a value.
+            (
+                json!({"metadata": {}}),
+                json!([{"op":"test","path":"/metadata/finalizers","value":null},
+                    {"op":"add","path":"/metadata/finalizers","value":["f"]}]),
+                Ok(json!({"metadata": {"finalizers": ["f"]}})),
+            ),
+            (
+                json!({"metadata": {}}),
+                json!([{"op":"test","path":"/metadata/finalizers","value":["f"]}]),
+                Err(()),
+            ),
+            (
+                json!({"metadata": {}}),
+                json!([{"op":"test","path":"/spec/x","value":null}]),
                 Err(()),
             ),
             (

@@ -23,6 +23,9 @@ pub enum Error {
     /// A placement selects a type whose cache is still loading (or not yet discovered).
     #[error("waiting for the cache of {0}")]
     Loading(String),
+    /// A finalizer could not be handled (kube-runtime's finalizer helper).
+    #[error("{0}")]
+    Finalizer(String),
     /// A fleet CRD could not be installed, or was not served in time.
     #[error("{0}")]
     Install(String),

@@ -49,6 +49,7 @@ use futures::{FutureExt, StreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::ResourceExt;
@@ -326,8 +327,9 @@ fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
 }
 
 /// A ResourcePlacement's Works live in other namespaces (the members'), where its owner
-/// references cannot reach: a finalizer keeps the placement until its Works are deleted.
-async fn finalize(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error> {
+/// references cannot reach: a finalizer keeps the placement until its Works are deleted
+/// (kube-runtime's finalizer helper adds it and, once this is done, removes it).
+async fn delete_works(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error> {
     let name = placement.name_any();
     let ns = placement.namespace();
     for w in ctx.works.state().iter().filter(|w| {
@@ -341,55 +343,61 @@ async fn finalize(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error>
         match api.delete(&w.name_any(), &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let work = format!(
+                    "Work {}/{}",
+                    w.namespace().unwrap_or_default(),
+                    w.name_any()
+                );
+                return Err(Error::from(e).concerning(work));
+            }
         }
     }
-    let finalizers: Vec<&String> = placement
-        .finalizers()
-        .iter()
-        .filter(|f| *f != finalizer::PLACEMENT_CLEANUP)
-        .collect();
-    // The resourceVersion makes this a compare-and-set: a concurrent change answers 409.
-    let p = json!({"metadata": {"finalizers": finalizers,
-        "resourceVersion": placement.resource_version()}});
-    let api = api_in(&ctx.client, &ctx.scope.placement(), ns.as_deref());
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&p))
-        .await?;
     Ok(Action::await_change())
 }
 
 async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let name = placement.name_any();
+    let namespace = placement.namespace();
+    if placement.metadata.deletion_timestamp.is_some() {
+        // Snapshots and bindings are owned by the placement: the garbage collector removes
+        // them, and with a ClusterResourcePlacement's bindings their Works; the agents remove
+        // what the Works applied.
+        let key = key(&name, namespace.as_deref());
+        ctx.last_run.lock().remove(&key);
+        ctx.settled.lock().remove(&key);
+    }
+    if ctx.scope == Scope::Cluster {
+        if placement.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        return place(placement, &ctx).await;
+    }
+    let api = api_in(&ctx.client, &ctx.scope.placement(), namespace.as_deref());
+    let cleanup = finalizer::PLACEMENT_CLEANUP;
+    kube::runtime::finalizer(&api, cleanup, placement, |event| async {
+        match event {
+            FinalizerEvent::Apply(p) => place(p, &ctx).await,
+            FinalizerEvent::Cleanup(p) => delete_works(&ctx, &p).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => {
+            Error::from(e).concerning(format!("the finalizer of ResourcePlacement {name}"))
+        }
+        e => Error::Finalizer(e.to_string()),
+    })
+}
+
+/// A pass over a placement that is not being deleted.
+async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error> {
     let scope = ctx.scope;
     let name = placement.name_any();
     let namespace = placement.namespace();
     let namespace = namespace.as_deref();
     let key = key(&name, namespace);
-    let has_finalizer = placement
-        .finalizers()
-        .iter()
-        .any(|f| f == finalizer::PLACEMENT_CLEANUP);
-    if placement.metadata.deletion_timestamp.is_some() {
-        // Snapshots and bindings are owned by the placement: the garbage collector removes
-        // them, and with a ClusterResourcePlacement's bindings their Works; the agents remove
-        // what the Works applied.
-        ctx.last_run.lock().remove(&key);
-        ctx.settled.lock().remove(&key);
-        if has_finalizer {
-            return finalize(&ctx, &placement).await;
-        }
-        return Ok(Action::await_change());
-    }
-    if scope == Scope::Namespaced && !has_finalizer {
-        let mut finalizers = placement.finalizers().to_vec();
-        finalizers.push(finalizer::PLACEMENT_CLEANUP.to_string());
-        let p = json!({"metadata": {"finalizers": finalizers,
-            "resourceVersion": placement.resource_version()}});
-        api_in(&ctx.client, &scope.placement(), namespace)
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&p))
-            .await?;
-        // The change brings the placement back.
-        return Ok(Action::await_change());
-    }
     let status_only = ctx.status_only.take(&key);
     {
         let now = Instant::now();
@@ -422,14 +430,14 @@ async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Actio
                     .iter()
                     .all(|ns| s.clusters.iter().any(|c| c.work_namespace == *ns))
         }) {
-            if let Some(action) = roll_up(&ctx, &placement, &key, &settled, &now).await? {
+            if let Some(action) = roll_up(ctx, &placement, &key, &settled, &now).await? {
                 return Ok(action);
             }
         }
     }
     tracing::debug!(placement = %key, "reconcile");
     let clusters = ctx.fleet.lock().clusters(&ctx.members);
-    let observed = observe(&ctx, &placement, &clusters, &now)?;
+    let observed = observe(ctx, &placement, &clusters, &now)?;
     let plan = match plan::plan(&observed) {
         Decision::Refused { reason, message } => {
             ctx.settled.lock().remove(&key);
@@ -470,7 +478,7 @@ async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Actio
         generation,
         &now,
     );
-    let action = write_placement_status(&ctx, &placement, &key, status).await?;
+    let action = write_placement_status(ctx, &placement, &key, status).await?;
     let settled = Settled {
         generation,
         summary: plan.summary,
