@@ -395,3 +395,62 @@ fn storage_keys_are_made_only_by_the_registry() {
          {literals:?}"
     );
 }
+
+#[test]
+fn only_the_api_server_serves_http() {
+    // Of the libraries, only the API server depends directly on an HTTP server and TLS; the
+    // others speak to it through the `kube` client. (The binary answers AdmissionReviews with
+    // hyper in `external.rs`.)
+    let meta = metadata();
+    let serving = ["hyper", "hyper-util", "rustls", "tokio-rustls", "tower"];
+    let members: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let mut found = BTreeMap::new();
+    for p in meta["packages"].as_array().unwrap() {
+        if !members.contains(p["id"].as_str().unwrap()) {
+            continue;
+        }
+        let direct: Vec<&str> = p["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str())
+            .filter(|n| serving.contains(n))
+            .collect();
+        if !direct.is_empty() {
+            found.insert(p["name"].as_str().unwrap().to_string(), direct);
+        }
+    }
+    let servers: Vec<&String> = found.keys().collect();
+    assert_eq!(servers, ["flotilla", "flotilla-apiserver"], "{found:?}");
+    assert_eq!(found["flotilla"], ["hyper"]);
+}
+
+#[test]
+fn controllers_read_caches_and_write_through_the_api() {
+    // The API server's controllers write through its handlers, never to the store.
+    let mut offending = Vec::new();
+    for (file, code) in code_under("crates/flotilla-apiserver/src/controllers") {
+        for write in ["store().write(", "store.write(", "store().delete("] {
+            if code.contains(write) {
+                offending.push(format!("{file}: {write}"));
+            }
+        }
+    }
+    // Placement decides from its watch-fed caches: no LIST or GET of its own.
+    let placement = code_under("crates/flotilla-hub/src/placement");
+    assert!(placement.len() > 5, "the placement sources were read");
+    for (file, code) in placement {
+        for read in [".list(", ".get_opt(", ".get_status(", "Api::get("] {
+            if code.contains(read) {
+                offending.push(format!("{file}: {read}"));
+            }
+        }
+    }
+    assert!(offending.is_empty(), "{offending:?}");
+}
