@@ -241,6 +241,16 @@ mod tests {
     }
 
     #[test]
+    fn a_move_into_its_own_child_says_so() {
+        let doc = json!({"a": {"x": 1}});
+        let ops = [json!({"op": "move", "from": "/a", "path": "/a/y"})];
+        assert_eq!(
+            json_patch(&doc, &ops).unwrap_err(),
+            "move operation cannot move a value into one of its children"
+        );
+    }
+
+    #[test]
     fn json_patch_rfc6902_examples() {
         let cases: Vec<(Value, Value, Result<Value, ()>)> = vec![
             (
@@ -287,6 +297,23 @@ mod tests {
                 json!({"baz":"qux"}),
                 json!([{"op":"test","path":"/baz","value":"bar"}]),
                 Err(()),
+            ),
+            // A move into the value's own child is refused; onto itself, or into a sibling's
+            // child, it is not.
+            (
+                json!({"a": {"x": 1}, "b": {}}),
+                json!([{"op":"move","from":"/a","path":"/a/y"}]),
+                Err(()),
+            ),
+            (
+                json!({"a": {"x": 1}}),
+                json!([{"op":"move","from":"/a","path":"/a"}]),
+                Ok(json!({"a": {"x": 1}})),
+            ),
+            (
+                json!({"a": 1, "b": {}}),
+                json!([{"op":"move","from":"/a","path":"/b/c"}]),
+                Ok(json!({"b": {"c": 1}})),
             ),
             // A missing member tests equal to null (kube-apiserver's json-patch), which is how
             // kube-runtime's finalizer helper adds the first finalizer; not to a value.
