@@ -33,6 +33,7 @@ mod execute;
 mod fleet;
 mod kinds;
 pub mod plan;
+pub mod rollout;
 mod routing;
 mod select;
 pub mod status;
