@@ -406,7 +406,73 @@ mod tests {
         let mut deleting = stale(4);
         deleting[3].state = BindingState::Unscheduled;
         deleting[3].deleting = true;
+        let scheduled = |c: &'static str| Binding {
+            cluster: c,
+            state: BindingState::Scheduled,
+            deleting: false,
+            up_to_date: false,
+            failed: false,
+            available: Available::No,
+        };
+        // A cluster leaving while another arrives: the leaving one still counts as one that
+        // can be ready, so with maxSurge 1 of 2 the newcomer waits for it to go.
+        let mut replaced = stale(3);
+        replaced[0].up_to_date = true;
+        replaced[1].up_to_date = true;
+        replaced[2].state = BindingState::Unscheduled;
+        replaced.push(scheduled("c04"));
+        // A failed cluster cannot become ready: it leaves room for one newcomer, not two.
+        let mut failed_room = stale(3);
+        for b in &mut failed_room {
+            b.up_to_date = true;
+        }
+        failed_room[0].failed = true;
+        failed_room[0].available = Available::No;
+        failed_room.push(scheduled("c04"));
+        failed_room.push(scheduled("c05"));
+        // Removals and updates share one budget.
+        let mut shared = stale(4);
+        shared[3].state = BindingState::Unscheduled;
+        // A bound binding being deleted may go any moment too.
+        let mut bound_deleting = stale(4);
+        bound_deleting[3].deleting = true;
         let cases: Vec<Case> = vec![
+            (
+                "a leaving cluster holds a newcomer back within maxSurge",
+                replaced,
+                2,
+                IntOrPercent::Int(0),
+                IntOrPercent::Int(1),
+                &["c03"],
+                &["c04"],
+            ),
+            (
+                "a failed cluster leaves room for one newcomer",
+                failed_room,
+                3,
+                IntOrPercent::Int(1),
+                IntOrPercent::Int(0),
+                &["c04"],
+                &["c05"],
+            ),
+            (
+                "a removal and an update share maxUnavailable",
+                shared,
+                3,
+                IntOrPercent::Int(1),
+                IntOrPercent::Int(0),
+                &["c04", "c01"],
+                &["c02", "c03"],
+            ),
+            (
+                "a ready bound binding being deleted counts against the budget",
+                bound_deleting,
+                3,
+                IntOrPercent::Int(1),
+                IntOrPercent::Int(0),
+                &["c01"],
+                &["c02", "c03"],
+            ),
             (
                 "nothing stale: nothing changes",
                 scale_up[..10].to_vec(),
@@ -514,9 +580,13 @@ mod tests {
         assert!(d.change.is_empty(), "{d:?}");
         assert_eq!(d.waiting, ["c04"]);
         assert_eq!(d.requeue, Some(Duration::from_secs(40)));
-        // Past the period it counts as ready, and c04 may go.
-        let d = decide(&b, 4, &s, at(41));
+        // At the end of the period it counts as ready, and c04 may go.
+        let d = decide(&b, 4, &s, at(40));
         assert_eq!(d.change, ["c04"]);
         assert_eq!(d.requeue, None);
+        // With nothing stale the wait is still reported.
+        let d = decide(&b[..3], 3, &s, at(0));
+        assert!(d.change.is_empty() && d.waiting.is_empty(), "{d:?}");
+        assert_eq!(d.requeue, Some(Duration::from_secs(40)));
     }
 }
