@@ -382,20 +382,19 @@ mod tests {
         let mut failed = stale(10);
         failed[9].failed = true;
         failed[9].available = Available::No;
+        let scheduled = |c: &'static str| Binding {
+            cluster: c,
+            state: BindingState::Scheduled,
+            deleting: false,
+            up_to_date: false,
+            failed: false,
+            available: Available::No,
+        };
         let mut scale_up = stale(10);
         for b in &mut scale_up {
             b.up_to_date = true;
         }
-        for c in ["c11", "c12"] {
-            scale_up.push(Binding {
-                cluster: c,
-                state: BindingState::Scheduled,
-                deleting: false,
-                up_to_date: false,
-                failed: false,
-                available: Available::No,
-            });
-        }
+        scale_up.extend(["c11", "c12"].map(scheduled));
         let mut scale_down = stale(10);
         for b in &mut scale_down {
             b.up_to_date = true;
@@ -406,14 +405,6 @@ mod tests {
         let mut deleting = stale(4);
         deleting[3].state = BindingState::Unscheduled;
         deleting[3].deleting = true;
-        let scheduled = |c: &'static str| Binding {
-            cluster: c,
-            state: BindingState::Scheduled,
-            deleting: false,
-            up_to_date: false,
-            failed: false,
-            available: Available::No,
-        };
         // A cluster leaving while another arrives: the leaving one still counts as one that
         // can be ready, so with maxSurge 1 of 2 the newcomer waits for it to go.
         let mut replaced = stale(3);
