@@ -102,8 +102,16 @@ pub struct ScalePaths {
 /// `/{group}/{plural}/`, the core group stored as `core`; a namespaced object's key goes on with
 /// `{namespace}/{name}`, a cluster-scoped one's with `{name}`. Every storage key is made here.
 pub fn key_prefix_of(group: &str, plural: &str) -> String {
-    let group = if group.is_empty() { "core" } else { group };
-    format!("/{group}/{plural}/")
+    format!("/{}/{plural}/", storage_group(group))
+}
+
+/// A group as storage keys name it: the core group as `core`.
+fn storage_group(group: &str) -> &str {
+    if group.is_empty() {
+        "core"
+    } else {
+        group
+    }
 }
 
 impl Resource {
@@ -119,10 +127,11 @@ impl Resource {
     /// Storage key prefix of the resource in a namespace (or all namespaces when `ns` is None).
     /// Every version of a resource shares one storage location.
     pub fn key_prefix(&self, ns: Option<&str>) -> String {
-        let prefix = key_prefix_of(&self.storage_key_group, &self.plural);
+        // One allocation: this runs for every request.
+        let group = storage_group(&self.storage_key_group);
         match (self.namespaced, ns) {
-            (true, Some(ns)) => format!("{prefix}{ns}/"),
-            _ => prefix,
+            (true, Some(ns)) => format!("/{group}/{}/{ns}/", self.plural),
+            _ => format!("/{group}/{}/", self.plural),
         }
     }
 
