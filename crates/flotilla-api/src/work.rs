@@ -242,6 +242,9 @@ values! {
         WorkAvailable,
         /// Some manifest is not available yet.
         WorkNotAllManifestsAvailable,
+        /// Every manifest is available, some only because their kind has no availability to
+        /// track (available once applied).
+        WorkNotAllManifestsTrackable,
         /// ReportDiff: the differences are reported.
         DiffReported,
         /// ReportDiff: nothing is applied.

@@ -38,7 +38,7 @@ use flotilla_api::placement::annotation::DELETE_STRATEGY;
 use flotilla_api::placement::cluster_condition as cc;
 use flotilla_api::work::{
     applied_work_resource, manifests_of, work_resource, ApplyStrategy, ComparisonOption,
-    DeleteStrategy, WhenToApply, WorkReason,
+    DeleteStrategy, ManifestReason, WhenToApply, WorkReason,
 };
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -477,14 +477,21 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             .iter()
             .filter(|o| o.available.as_ref().is_some_and(|a| a.0))
             .count();
+        // Kinds without a status to judge are available once applied: the hub's rollout
+        // then waits its unavailable period before it counts the cluster ready.
+        let untracked = outcomes.iter().any(|o| {
+            o.available
+                .as_ref()
+                .is_some_and(|a| a.1 == ManifestReason::ManifestNotTrackable)
+        });
         conditions::set(
             &mut wconds,
             cc::AVAILABLE,
             all_applied && all_available,
-            if all_applied && all_available {
-                WorkReason::WorkAvailable.as_str()
-            } else {
-                WorkReason::WorkNotAllManifestsAvailable.as_str()
+            match (all_applied && all_available, untracked) {
+                (true, false) => WorkReason::WorkAvailable.as_str(),
+                (true, true) => WorkReason::WorkNotAllManifestsTrackable.as_str(),
+                (false, _) => WorkReason::WorkNotAllManifestsAvailable.as_str(),
             },
             &format!("{available} of {n} objects available"),
             Some(generation),

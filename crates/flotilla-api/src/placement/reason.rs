@@ -6,8 +6,10 @@ values! {
     BindingReason {
         /// Scheduled: the cluster was picked.
         Scheduled,
-        /// RolloutStarted: the resources roll out to the cluster.
+        /// RolloutStarted: the binding names the latest resources.
         RolloutStarted,
+        /// RolloutStarted: the rollout strategy holds the binding back.
+        RolloutNotStartedYet,
         /// Overridden: no override applies.
         NoOverrideSpecified,
         /// Overridden: the overrides applied.
@@ -26,12 +28,17 @@ values! {
         WorkApplyPending,
         /// Available: every manifest is available.
         AllWorkAreAvailable,
+        /// Available: every manifest is, some only because their availability cannot be
+        /// tracked (the rollout counts the cluster ready after its unavailable period).
+        NotAllWorkAreAvailabilityTrackable,
         /// Available: some manifest is not available yet.
         WorkNotAvailableYet,
         /// Available: the agent has not reported on the latest Work yet.
         WorkAvailabilityPending,
         /// DiffReported: the agent reported differences (ReportDiff).
         DiffReported,
+        /// DiffReported: the agent has not reported on the latest Work yet (ReportDiff).
+        DiffReportPending,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The executor: makes a [`Plan`]'s writes through the API, in order (snapshots, the policy
-//! snapshot's decisions, deletions, then each cluster's binding and Work, 16 clusters at a
-//! time), and writes each binding's status from what its Work says.
+//! snapshot's decisions, deletions and bindings marked Unscheduled, then each cluster's
+//! binding and Work, 16 clusters at a time), and writes each binding's status from what its
+//! Work says.
 
 use flotilla_api::placement::label;
 use futures::StreamExt;
@@ -9,7 +10,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::plan::{ClusterPlan, Plan, SeriesWrite, WorkWrite, Write};
-use super::status::{binding_status, binding_status_changed, replacing};
+use super::status::{binding_status, binding_status_changed, replacing, Rollout};
 use super::{api_in, work_resource, Scope};
 use crate::Error;
 use flotilla_api::overrides::Overridden;
@@ -88,6 +89,15 @@ pub async fn execute(
         done_unless_failed(binding_api.delete(name, &DeleteParams::background()).await)
             .map_err(|e| e.concerning(format!("binding {name}")))?;
     }
+    for name in &plan.unschedule_bindings {
+        let p = json!({"spec": {"state": "Unscheduled"}});
+        done_unless_failed(
+            binding_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&p))
+                .await,
+        )
+        .map_err(|e| e.concerning(format!("binding {name}")))?;
+    }
     for (ns, name) in &plan.delete_works {
         let works = api_in(client, &work_resource(), Some(ns));
         done_unless_failed(works.delete(name, &DeleteParams::background()).await)
@@ -108,6 +118,7 @@ pub async fn execute(
                 &binding,
                 work.as_ref(),
                 &c.overridden,
+                c.rollout,
                 generation,
                 now,
             )
@@ -192,10 +203,11 @@ pub async fn settle_binding(
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
     overridden: &Result<Overridden, String>,
+    rollout: Rollout,
     generation: i64,
     now: &str,
 ) -> Result<Value, Error> {
-    let status = binding_status(binding, work, overridden, generation, now);
+    let status = binding_status(binding, work, overridden, rollout, generation, now);
     if binding_status_changed(&binding.data["status"], &status) {
         let patch = replacing(&binding.data["status"], &status);
         api.patch_status(

@@ -11,10 +11,13 @@
 //!   policy snapshot (`<placement>-<index>`) when the policy does (numberOfClusters aside: an
 //!   annotation), override snapshots, old snapshots beyond `revisionHistoryLimit` to delete;
 //!   the scheduler's decision ([`flotilla_scheduler`], keeping what is placed when the policy
-//!   snapshot is the same); one binding per picked cluster (`<placement>-<cluster>-<hash>`,
-//!   state Bound, the latest resource snapshot; every cluster is updated at once until the
-//!   rollout issue adds rolling updates); for each binding a Work in the member's namespace
-//!   ([`work_name`]) with the manifests after the cluster's overrides and the apply strategy.
+//!   snapshot is the same); one binding per picked cluster (`<placement>-<cluster>-<hash>`);
+//!   the rolling update ([`rollout`], KubeFleet's) decides which bindings move to the latest
+//!   resource and override snapshots now (state Bound), which wait (a new cluster Scheduled,
+//!   a stale one keeping what it names, a deselected one Unscheduled) and which go; for each
+//!   bound binding a Work in the member's namespace ([`work_name`]) with what the binding
+//!   names, after the cluster's overrides, and the apply strategy (which reaches every
+//!   binding at once).
 //! - [`execute`] makes those writes through the API. Bindings and snapshots are owned by the
 //!   placement; a ClusterResourcePlacement's Works by their binding, so deletions cascade
 //!   through the garbage collector; a ResourcePlacement's Works are in other namespaces than
@@ -80,6 +83,9 @@ struct Settled {
     /// The placement's generation the pass planned for.
     generation: i64,
     summary: Summary,
+    /// The rollout holds clusters back: a change of a Work's status may let them go, so it
+    /// takes a whole pass, not only the roll-up.
+    rolling: bool,
     clusters: Vec<SettledCluster>,
 }
 
@@ -92,6 +98,7 @@ struct SettledCluster {
     /// The Work's spec as written (`None` while an override fails: whatever is there).
     work_spec: Option<Value>,
     overridden: Result<flotilla_api::overrides::Overridden, String>,
+    rollout: status::Rollout,
 }
 
 struct Ctx {
@@ -427,6 +434,7 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         let settled = ctx.settled.lock().get(&key).cloned();
         if let Some(settled) = settled.filter(|s| {
             s.generation == generation
+                && !s.rolling
                 && works
                     .iter()
                     .all(|ns| s.clusters.iter().any(|c| c.work_namespace == *ns))
@@ -479,9 +487,17 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         generation,
         &now,
     );
-    let action = write_placement_status(ctx, &placement, &key, status).await?;
+    let mut after = write_placement_status(ctx, &placement, &key, status).await?;
+    if !plan.waiting.is_empty() {
+        tracing::debug!(placement = %key, waiting = ?plan.waiting, "the rollout holds clusters back");
+    }
+    if let Some(ready) = plan.requeue {
+        // An untrackable cluster becomes ready then: nothing else would say so.
+        after = after.min(ready.max(MIN_RECONCILE_INTERVAL));
+    }
     let settled = Settled {
         generation,
+        rolling: !plan.waiting.is_empty(),
         summary: plan.summary,
         clusters: plan
             .clusters
@@ -494,11 +510,12 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
                 work_name: c.work_name,
                 work_spec: c.work_spec,
                 overridden: c.overridden,
+                rollout: c.rollout,
             })
             .collect(),
     };
     ctx.settled.lock().insert(key, Arc::new(settled));
-    Ok(action)
+    Ok(Action::requeue(after))
 }
 
 /// What the planner reads about `placement`, from the caches.
@@ -606,6 +623,7 @@ async fn roll_up(
             binding,
             work.as_deref(),
             &c.overridden,
+            c.rollout,
             generation,
             now,
         )
@@ -631,19 +649,19 @@ async fn roll_up(
     );
     write_placement_status(ctx, placement, key, status)
         .await
-        .map(Some)
+        .map(|after| Some(Action::requeue(after)))
 }
 
 /// Writes the placement's status when it changed. While only per-cluster details and progress
 /// messages move (the placement's own conditions keep their status and reason), the large
 /// status is written at most once a second; a change of the placement's conditions is written
-/// at once.
+/// at once. Returns when to look again.
 async fn write_placement_status(
     ctx: &Ctx,
     placement: &DynamicObject,
     key: &str,
     status: Value,
-) -> Result<Action, Error> {
+) -> Result<Duration, Error> {
     let old = &placement.data["status"];
     if *old != status {
         let same_conditions = conditions::without_messages(&old["conditions"])
@@ -657,7 +675,7 @@ async fn write_placement_status(
         if let Some(since) = recent.filter(|s| same_conditions && *s < STATUS_DETAIL_INTERVAL) {
             // The roll-up is all that is due then, unless something else asks for more.
             ctx.status_only.mark(key.to_string(), []);
-            return Ok(Action::requeue(STATUS_DETAIL_INTERVAL - since));
+            return Ok(STATUS_DETAIL_INTERVAL - since);
         }
         let name = placement.name_any();
         let namespace = placement.namespace();
@@ -668,7 +686,7 @@ async fn write_placement_status(
         }
         written.insert(key.to_string(), now);
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Duration::from_secs(300))
 }
 
 async fn write_status(

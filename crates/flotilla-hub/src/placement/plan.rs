@@ -20,13 +20,15 @@ use kube::core::ApiResource;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::status::{Scheduled, Summary};
+use super::rollout::{self, Available, BindingState, RollingUpdate};
+use super::status::{replacing, Rollout, Scheduled, Summary};
 use super::{
     cro_resource, cro_snapshot_resource, ro_resource, ro_snapshot_resource, work_name, Scope,
 };
 use flotilla_api::overrides::{self, Overridden, Override};
 use flotilla_api::placement::reason::PlacementReason;
 use flotilla_api::work::{identifier, work_resource, work_spec, ApplyStrategy, DeleteStrategy};
+use std::time::Duration;
 
 /// The most a placement may select, in bytes of JSON: its resource snapshot is one object, and
 /// etcd takes at most 1.5 MiB per request.
@@ -89,8 +91,11 @@ pub struct Plan {
     pub snapshots: Vec<SeriesWrite>,
     /// The scheduling policy snapshot's annotation and status.
     pub policy_snapshot: PolicySnapshotWrite,
-    /// Bindings of clusters no longer picked (by name).
+    /// Bindings of clusters no longer picked that go now (by name).
     pub delete_bindings: Vec<String>,
+    /// Bindings of clusters no longer picked that the rollout holds back: marked Unscheduled,
+    /// their clusters keep their resources for now.
+    pub unschedule_bindings: Vec<String>,
     /// Works of clusters no longer picked (namespace, name): a ResourcePlacement's, which no
     /// binding owns.
     pub delete_works: Vec<(String, String)>,
@@ -98,6 +103,10 @@ pub struct Plan {
     pub clusters: Vec<ClusterPlan>,
     /// What the placement's status says besides its clusters.
     pub summary: Summary,
+    /// Clusters the rollout holds back (their bindings wait for others to become ready).
+    pub waiting: Vec<String>,
+    /// When to look again although nothing changed (an untrackable cluster becomes ready).
+    pub requeue: Option<Duration>,
 }
 
 /// A new snapshot in a series: the previous latest ones are marked so no more, the oldest
@@ -178,6 +187,8 @@ pub struct ClusterPlan {
     pub work: WorkWrite,
     /// The cluster's manifests after its overrides, or why they could not be applied.
     pub overridden: Result<Overridden, String>,
+    /// Whether the binding names the latest resources or is held back.
+    pub rollout: Rollout,
 }
 
 /// Whether an override applies to the placement `name` (of `scope`, in `namespace`): a
@@ -221,6 +232,8 @@ struct Series<'a> {
     index_label: &'a str,
     hash_annotation: &'a str,
     keep: usize,
+    /// Snapshots bindings still name: kept beyond the limit until no binding does.
+    in_use: &'a BTreeSet<String>,
 }
 
 /// The latest snapshot of a series (possibly one the pass creates).
@@ -315,14 +328,20 @@ fn keep_series(
     if let Some(ns) = series.namespace {
         obj["metadata"]["namespace"] = json!(ns);
     }
-    // History beyond the limit goes, oldest first (the new one counts).
+    // History beyond the limit goes, oldest first (the new one counts), but not what a
+    // binding held back by the rollout still names.
     let excess = (all.len() + 1).saturating_sub(series.keep);
     let write = SeriesWrite {
         resource: series.resource.clone(),
         namespace: series.namespace.map(String::from),
         unlatest,
         create: obj,
-        delete: all.iter().take(excess).map(|o| o.name_any()).collect(),
+        delete: all
+            .iter()
+            .take(excess)
+            .map(|o| o.name_any())
+            .filter(|n| !series.in_use.contains(n))
+            .collect(),
     };
     let latest = Latest {
         name,
@@ -373,6 +392,113 @@ fn policy_identity(policy: &Value) -> Value {
     p
 }
 
+/// The resources a binding names (a resource snapshot and the override snapshots applied)
+/// and what they make for its cluster.
+#[derive(Debug, Clone)]
+struct Content {
+    snapshot: String,
+    /// The snapshot's index (the Work's label).
+    index: String,
+    /// `clusterResourceOverrideSnapshots`.
+    cluster_overrides: Value,
+    /// `resourceOverrideSnapshots`.
+    resource_overrides: Value,
+    /// The manifests after the overrides, or why an override cannot be applied.
+    overridden: Result<Overridden, String>,
+}
+
+impl Content {
+    /// The latest snapshot after the cluster's overrides.
+    fn latest(snapshot: &str, index: &str, overridden: Result<Overridden, String>) -> Self {
+        let (cluster_overrides, resource_overrides) = match &overridden {
+            Ok(o) => (
+                json!(o.cluster_overrides),
+                json!(o
+                    .resource_overrides
+                    .iter()
+                    .map(|(ns, n)| json!({"namespace": ns, "name": n}))
+                    .collect::<Vec<_>>()),
+            ),
+            Err(_) => (json!([]), json!([])),
+        };
+        Content {
+            snapshot: snapshot.to_string(),
+            index: index.to_string(),
+            cluster_overrides,
+            resource_overrides,
+            overridden,
+        }
+    }
+
+    /// What a bound binding's `spec` names, rebuilt from the snapshots in the caches; `None`
+    /// when one of them is gone.
+    fn of_binding(
+        spec: &Value,
+        o: &Observed<'_>,
+        cluster: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<Self> {
+        let name = spec["resourceSnapshotName"].as_str()?;
+        let snapshot = o.resource_snapshots.iter().find(|s| s.name_any() == name)?;
+        let index = snapshot.labels().get(label::RESOURCE_INDEX)?.clone();
+        let manifests: Vec<Value> = snapshot.data["spec"]["selectedResources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(unwrap_envelope)
+            .map(|(m, _)| m)
+            .collect();
+        let list = |f: &str| spec[f].as_array().cloned().unwrap_or_default();
+        let (cro_names, ro_names) = (
+            list("clusterResourceOverrideSnapshots"),
+            list("resourceOverrideSnapshots"),
+        );
+        let (mut cros, mut ros) = (Vec::new(), Vec::new());
+        for series in &o.overrides {
+            for s in &series.snapshots {
+                let entry = || Override {
+                    name: s.name_any(),
+                    namespace: s.namespace(),
+                    spec: s.data["spec"]["overrideSpec"].clone(),
+                };
+                if series.cluster_scoped && cro_names.contains(&json!(s.name_any())) {
+                    cros.push(entry());
+                } else if !series.cluster_scoped
+                    && ro_names.contains(
+                        &json!({"namespace": s.namespace().unwrap_or_default(), "name": s.name_any()}),
+                    )
+                {
+                    ros.push(entry());
+                }
+            }
+        }
+        if cros.len() != cro_names.len() || ros.len() != ro_names.len() {
+            return None;
+        }
+        Some(Content {
+            snapshot: name.to_string(),
+            index,
+            cluster_overrides: spec["clusterResourceOverrideSnapshots"].clone(),
+            resource_overrides: spec["resourceOverrideSnapshots"].clone(),
+            overridden: overrides::apply(&manifests, cluster, labels, &cros, &ros),
+        })
+    }
+
+    /// Whether a binding's `spec` names these resources.
+    fn bound_by(&self, spec: &Value) -> bool {
+        spec["resourceSnapshotName"] == self.snapshot.as_str()
+            && spec["clusterResourceOverrideSnapshots"] == self.cluster_overrides
+            && spec["resourceOverrideSnapshots"] == self.resource_overrides
+    }
+
+    /// The binding's resource fields.
+    fn spec(&self) -> Value {
+        json!({"state": "Bound", "resourceSnapshotName": self.snapshot,
+            "clusterResourceOverrideSnapshots": self.cluster_overrides,
+            "resourceOverrideSnapshots": self.resource_overrides})
+    }
+}
+
 /// Decides one pass of a placement.
 pub fn plan(o: &Observed<'_>) -> Decision {
     let p = o.placement;
@@ -417,7 +543,32 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             }
         }
     };
-    let series = |resource: ApiResource, index_label, hash_annotation| Series {
+    let in_use: BTreeSet<String> = o
+        .bindings
+        .iter()
+        .filter_map(|b| {
+            b.data["spec"]["resourceSnapshotName"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    let overrides_in_use: BTreeSet<String> = o
+        .bindings
+        .iter()
+        .flat_map(|b| {
+            let spec = &b.data["spec"];
+            let cros = spec["clusterResourceOverrideSnapshots"].as_array();
+            let ros = spec["resourceOverrideSnapshots"].as_array();
+            cros.into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .chain(ros.into_iter().flatten().filter_map(|r| r["name"].as_str()))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let nothing = BTreeSet::new();
+    let series = |resource: ApiResource, index_label, hash_annotation, in_use| Series {
         resource,
         namespace,
         parent_label: label::PARENT_CRP,
@@ -426,6 +577,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         index_label,
         hash_annotation,
         keep,
+        in_use,
     };
     let mut snapshots = Vec::new();
     let (rs, write) = keep_series(
@@ -433,6 +585,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             scope.resource_snapshot(),
             label::RESOURCE_INDEX,
             annotation::RESOURCE_HASH,
+            &in_use,
         ),
         &o.resource_snapshots,
         &content_hash(selected),
@@ -465,6 +618,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             scope.policy_snapshot(),
             label::POLICY_INDEX,
             annotation::POLICY_HASH,
+            &nothing,
         ),
         &o.policy_snapshots,
         &policy_hash,
@@ -586,6 +740,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 index_label: label::OVERRIDE_INDEX,
                 hash_annotation: annotation::OVERRIDE_HASH,
                 keep: 10,
+                in_use: &overrides_in_use,
             },
             &s.snapshots,
             &hash,
@@ -611,24 +766,106 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         .map(|c| (c.name.as_str(), &c.labels))
         .collect();
 
-    // 4. Bindings: those of clusters no longer picked go.
+    // 4. The rollout: which bindings move to the latest resources now ([`rollout`]).
     let apply_strategy = ApplyStrategy::of_placement(spec);
     let wanted: BTreeMap<&str, &flotilla_scheduler::Selected> =
         decision.selected.iter().map(|s| (s.name, s)).collect();
-    let work_name = work_name(&name, namespace);
-    let delete_bindings = o
+    let live: BTreeMap<&str, &Arc<DynamicObject>> = o
         .bindings
         .iter()
         .filter(|b| b.metadata.deletion_timestamp.is_none())
-        .filter(|b| !wanted.contains_key(b.data["spec"]["targetCluster"].as_str().unwrap_or("")))
-        .map(|b| b.name_any())
+        .filter_map(|b| Some((b.data["spec"]["targetCluster"].as_str()?, b)))
         .collect();
+    let no_labels = BTreeMap::new();
+    let labels_of = |c: &str| cluster_labels.get(c).copied().unwrap_or(&no_labels);
+    // Each picked cluster's latest resources after its overrides.
+    let fresh: BTreeMap<&str, Content> = wanted
+        .keys()
+        .map(|c| {
+            let overridden = overrides::apply(
+                &manifests,
+                c,
+                labels_of(c),
+                &cluster_overrides,
+                &resource_overrides,
+            );
+            (*c, Content::latest(&rs.name, &resource_index, overridden))
+        })
+        .collect();
+    let mut candidates = Vec::with_capacity(live.len() + wanted.len());
+    for b in &o.bindings {
+        let Some(cluster) = b.data["spec"]["targetCluster"].as_str() else {
+            continue;
+        };
+        let deleting = b.metadata.deletion_timestamp.is_some();
+        let bound = b.data["spec"]["resourceSnapshotName"].is_string();
+        let state = match (deleting, wanted.contains_key(cluster)) {
+            (false, false) => BindingState::Unscheduled,
+            _ => match b.data["spec"]["state"].as_str() {
+                Some("Scheduled") => BindingState::Scheduled,
+                Some("Unscheduled") if deleting => BindingState::Unscheduled,
+                // Picked again before it went: it has what it had.
+                _ if bound => BindingState::Bound,
+                _ => BindingState::Scheduled,
+            },
+        };
+        let up_to_date = fresh
+            .get(cluster)
+            .is_some_and(|f| f.bound_by(&b.data["spec"]));
+        let (failed, available) = rollout::observe(&b.data["status"], b.metadata.generation);
+        candidates.push(rollout::Binding {
+            cluster,
+            state,
+            deleting,
+            up_to_date,
+            failed,
+            available,
+        });
+    }
+    for cluster in wanted.keys().filter(|c| !live.contains_key(*c)) {
+        candidates.push(rollout::Binding {
+            cluster,
+            state: BindingState::Scheduled,
+            deleting: false,
+            up_to_date: false,
+            failed: false,
+            available: Available::No,
+        });
+    }
+    candidates.sort_by(|a, b| a.cluster.cmp(b.cluster).then(b.deleting.cmp(&a.deleting)));
+    let now = chrono::DateTime::parse_from_rfc3339(o.now)
+        .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc));
+    let rolling = rollout::decide(
+        &candidates,
+        rollout::target_count(spec, wanted.len()),
+        &RollingUpdate::of_placement(spec),
+        now,
+    );
+    let moving: BTreeSet<&str> = rolling.change.iter().copied().collect();
+    let held: BTreeSet<&str> = rolling.waiting.iter().copied().collect();
+
+    // Bindings of clusters no longer picked go within the budget; the others wait, marked
+    // Unscheduled, and keep their resources.
+    let (mut delete_bindings, mut unschedule_bindings) = (Vec::new(), Vec::new());
+    for (cluster, b) in live.iter().filter(|(c, _)| !wanted.contains_key(*c)) {
+        if moving.contains(cluster) {
+            delete_bindings.push(b.name_any());
+        } else if b.data["spec"]["state"] != "Unscheduled" {
+            unschedule_bindings.push(b.name_any());
+        }
+    }
     // A ResourcePlacement's Works are not owned by their bindings (another namespace): those
-    // of clusters no longer picked are deleted here, also when their binding went before (a
-    // restart between the two deletions leaves nothing behind).
+    // of clusters no longer picked are deleted with their binding, also when the binding went
+    // before (a restart between the two deletions leaves nothing behind).
+    let work_name = work_name(&name, namespace);
     let mut delete_works = Vec::new();
     if scope == Scope::Namespaced {
-        let keep: BTreeSet<String> = wanted.keys().map(|c| namespace_of(c)).collect();
+        let keep: BTreeSet<String> = live
+            .keys()
+            .filter(|c| wanted.contains_key(*c) || !moving.contains(*c))
+            .chain(wanted.keys())
+            .map(|c| namespace_of(c))
+            .collect();
         delete_works = o
             .works
             .iter()
@@ -648,39 +885,33 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             "{name}-{cluster}-{}",
             short_hash(&format!("{name}/{cluster}"))
         );
-        let no_labels = BTreeMap::new();
-        let labels = cluster_labels.get(cluster).copied().unwrap_or(&no_labels);
-        let overridden = overrides::apply(
-            &manifests,
-            cluster,
-            labels,
-            &cluster_overrides,
-            &resource_overrides,
-        );
-        let (cro_used, ro_used) = match &overridden {
-            Ok(o) => (
-                json!(o.cluster_overrides),
-                json!(o
-                    .resource_overrides
-                    .iter()
-                    .map(|(ns, n)| json!({"namespace": ns, "name": n}))
-                    .collect::<Vec<_>>()),
-            ),
-            Err(_) => (json!([]), json!([])),
-        };
-        let mut bspec = json!({
-            "state": "Bound",
-            "resourceSnapshotName": rs.name,
-            "clusterResourceOverrideSnapshots": cro_used,
-            "resourceOverrideSnapshots": ro_used,
-            "schedulingPolicySnapshotName": ps.name,
-            "targetCluster": cluster,
-            "clusterDecision": {"clusterName": cluster, "selected": true,
-                "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
-                "reason": s.reason.to_string()},
-            "applyStrategy": apply_strategy,
-        });
         let existing = o.bindings.iter().find(|b| b.name_any() == binding_name);
+        let current = o.works.iter().find(|w| {
+            w.name_any() == work_name && w.namespace().as_deref() == Some(&namespace_of(cluster))
+        });
+        // What the binding names: the latest resources, or (held back) what it has.
+        let (mut bspec, content, rollout) = if held.contains(cluster) {
+            let had = existing.map_or(Value::Null, |b| b.data["spec"].clone());
+            if had["resourceSnapshotName"].is_string() && had["state"] != "Scheduled" {
+                let content = Content::of_binding(&had, o, cluster, labels_of(cluster));
+                (had, content, Rollout::Blocked)
+            } else {
+                (json!({"state": "Scheduled"}), None, Rollout::Blocked)
+            }
+        } else {
+            let f = &fresh[cluster];
+            (f.spec(), Some(f.clone()), Rollout::Started)
+        };
+        if bspec["state"] != "Scheduled" {
+            bspec["state"] = json!("Bound");
+        }
+        // The scheduler's decision and the apply strategy reach every binding at once.
+        bspec["schedulingPolicySnapshotName"] = json!(ps.name);
+        bspec["targetCluster"] = json!(cluster);
+        bspec["clusterDecision"] = json!({"clusterName": cluster, "selected": true,
+            "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
+            "reason": s.reason.to_string()});
+        bspec["applyStrategy"] = apply_strategy.clone();
         // The decision stays as made when the cluster was picked under this policy snapshot
         // (later passes of the same decision would only say "kept").
         if let Some(b) = existing.filter(|b| {
@@ -691,7 +922,8 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         }
         let binding = match existing {
             Some(b) if b.data["spec"] == bspec => Write::Keep(b.clone()),
-            Some(_) => Write::Patch(json!({"spec": bspec})),
+            // Replaced, not merged: a binding held back as Scheduled names no resources.
+            Some(b) => Write::Patch(json!({"spec": replacing(&b.data["spec"], &bspec)})),
             None => {
                 let ar = scope.binding();
                 let mut obj = json!({"apiVersion": ar.api_version, "kind": ar.kind,
@@ -705,19 +937,29 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 Write::Create(obj)
             }
         };
-        // 5. The Work.
+        // 5. The Work: what the binding names.
         let work_namespace = namespace_of(cluster);
-        let current = o.works.iter().find(|w| {
-            w.name_any() == work_name && w.namespace().as_deref() == Some(&work_namespace)
-        });
-        let (work_spec, work) = match &overridden {
+        let (work_spec, work, overridden) = match content {
+            // Nothing bound yet, or what the binding names is gone from the history: the
+            // cluster keeps what it has.
+            None => (
+                None,
+                WorkWrite::Hold(current.cloned()),
+                Ok(Overridden::default()),
+            ),
             // An override failed: the cluster keeps what it has until it is fixed.
-            Err(_) => (None, WorkWrite::Hold(current.cloned())),
-            Ok(ov) => {
+            Some(Content {
+                overridden: Err(e), ..
+            }) => (None, WorkWrite::Hold(current.cloned()), Err(e)),
+            Some(Content {
+                overridden: Ok(ov),
+                index,
+                ..
+            }) => {
                 let wspec = work_spec(&ov.manifests, &apply_strategy);
                 let mut work_labels = json!({label::PARENT_CRP: name,
                     label::PARENT_BINDING: binding_name,
-                    label::PARENT_RESOURCE_SNAPSHOT_INDEX: resource_index});
+                    label::PARENT_RESOURCE_SNAPSHOT_INDEX: index});
                 if let Some(ns) = namespace {
                     work_labels[label::PARENT_NAMESPACE] = json!(ns);
                 }
@@ -725,7 +967,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                     Some(w)
                         if w.data["spec"] == wspec
                             && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
-                                == Some(&resource_index)
+                                == Some(&index)
                             && w.annotations()
                                 .get(annotation::DELETE_STRATEGY)
                                 .map(String::as_str)
@@ -748,7 +990,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                         owned_by_binding: scope == Scope::Cluster,
                     },
                 };
-                (Some(wspec), write)
+                (Some(wspec), write, Ok(ov))
             }
         };
         clusters.push(ClusterPlan {
@@ -761,6 +1003,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             work_spec,
             work,
             overridden,
+            rollout,
         });
     }
     let selected_resources = manifests
@@ -779,13 +1022,17 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         snapshots,
         policy_snapshot,
         delete_bindings,
+        unschedule_bindings,
         delete_works,
         clusters,
         summary: Summary {
             scheduled,
             resource_index,
             selected_resources,
+            apply_strategy,
         },
+        requeue: rolling.requeue.filter(|_| !rolling.waiting.is_empty()),
+        waiting: rolling.waiting.iter().map(|c| c.to_string()).collect(),
     }))
 }
 

@@ -4,8 +4,9 @@
 //!
 //! KubeFleet's rollout algorithm, read from its rollout controller:
 //! - a binding is *ready* when its Available condition is True for its generation; one whose
-//!   availability cannot be tracked (reason `WorkNotTrackable`) is ready once it has been
-//!   available for `unavailablePeriodSeconds`;
+//!   availability cannot be tracked (reason `NotAllWorkAreAvailabilityTrackable`) is ready once
+//!   it has been available for `unavailablePeriodSeconds`; a ReportDiff binding once its
+//!   differences are reported;
 //! - a bound binding that *failed* (a condition False) is updated regardless of the budget: it
 //!   cannot lose availability;
 //! - removals of deselected clusters, then in-place updates, take at most
@@ -13,12 +14,14 @@
 //! - newly scheduled clusters take at most `target + maxSurge - canBeReady`;
 //! - percentages scale against the target count, rounded up.
 //!
-//! Step one of the rollout layer: the placement executor does not use it yet (every picked
-//! cluster still receives a new snapshot at once).
+//! The planner ([`super::plan`]) asks it which clusters move to the latest resources in a
+//! pass; the others keep what their bindings name.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use flotilla_api::placement::cluster_condition as cc;
+use flotilla_api::placement::reason::BindingReason;
 use serde_json::Value;
 
 /// An integer, or a percentage of the target count (`intstr.IntOrString`).
@@ -114,8 +117,45 @@ pub enum Available {
         /// When it turned True.
         since: DateTime<Utc>,
     },
+    /// ReportDiff: the differences are reported for the binding's generation (ready; it never
+    /// counts as a cluster that can become ready).
+    DiffReported,
     /// Not True (yet) for the binding's generation.
     No,
+}
+
+/// What a binding's status says for the rollout, as of its `generation`: whether it failed (a
+/// condition False: Overridden, WorkSynchronized, Applied, Available or DiffReported) and its
+/// availability.
+pub fn observe(status: &Value, generation: Option<i64>) -> (bool, Available) {
+    let conds = &status["conditions"];
+    let current = |ty: &str| {
+        flotilla_api::conditions::find(conds, ty)
+            .filter(|c| c["observedGeneration"].as_i64() == generation)
+    };
+    let failed = [
+        cc::OVERRIDDEN,
+        cc::WORK_SYNCHRONIZED,
+        cc::APPLIED,
+        cc::AVAILABLE,
+        cc::DIFF_REPORTED,
+    ]
+    .iter()
+    .any(|ty| current(ty).is_some_and(|c| c["status"] == "False"));
+    if current(cc::DIFF_REPORTED).is_some_and(|c| c["status"] == "True") {
+        return (failed, Available::DiffReported);
+    }
+    let available = match current(cc::AVAILABLE).filter(|c| c["status"] == "True") {
+        Some(c) => Available::True {
+            trackable: c["reason"] != BindingReason::NotAllWorkAreAvailabilityTrackable.as_str(),
+            since: c["lastTransitionTime"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or(DateTime::<Utc>::MIN_UTC, |t| t.with_timezone(&Utc)),
+        },
+        None => Available::No,
+    };
+    (failed, available)
 }
 
 /// What the rollout needs to know of one binding.
@@ -164,6 +204,7 @@ fn readiness(b: &Binding<'_>, period: Duration, now: DateTime<Utc>) -> (bool, Op
                 _ => (true, None),
             }
         }
+        Available::DiffReported => (true, None),
         Available::No => (false, None),
     }
 }
@@ -198,7 +239,7 @@ pub fn decide<'a>(
         match b.state {
             BindingState::Scheduled => bounding.push(b.cluster),
             BindingState::Unscheduled => {
-                if !b.failed {
+                if !b.failed && b.available != Available::DiffReported {
                     can_be_ready += 1;
                 }
                 count_readiness();
@@ -211,7 +252,7 @@ pub fn decide<'a>(
             }
             BindingState::Bound => {
                 count_readiness();
-                if !b.failed {
+                if !b.failed && b.available != Available::DiffReported {
                     can_be_ready += 1;
                 }
                 if !b.deleting {

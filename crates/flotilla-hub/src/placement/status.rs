@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::Scope;
 use flotilla_api::overrides::Overridden;
-use flotilla_api::work::placed_identifier;
+use flotilla_api::work::{placed_identifier, ApplyStrategy, WorkReason};
 
 /// Sets condition `ty` in `conds` as of `now` (the transition time moves only when the status
 /// does).
@@ -47,6 +47,8 @@ pub struct Summary {
     pub resource_index: String,
     /// `status.selectedResources`.
     pub selected_resources: Vec<Value>,
+    /// The apply strategy (which conditions the placement reports).
+    pub apply_strategy: Value,
 }
 
 /// One cluster's part in the roll-up: its binding's spec and the status computed for it.
@@ -59,14 +61,26 @@ pub struct ClusterStatus<'a> {
     pub status: &'a Value,
 }
 
-/// A binding's status: scheduled and rolled out (every cluster at once for now), its
-/// overrides, and its Work's applied and available conditions (as of the Work's current
-/// generation) with the manifests that failed, drifted or differ. `work` is `None` when the
-/// member's namespace is not there to hold it.
+/// Whether the rollout lets a binding have the latest resources ([`super::rollout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollout {
+    /// The binding names the latest resources.
+    Started,
+    /// The rollout strategy holds the binding back: it keeps the resources it names (a
+    /// Scheduled binding: none yet).
+    Blocked,
+}
+
+/// A binding's status: scheduled, whether its rollout started, its overrides, and its Work's
+/// applied and available conditions (as of the Work's current generation) with the manifests
+/// that failed, drifted or differ. `work` is `None` when the member's namespace is not there to
+/// hold it. A binding not bound to resources yet (state Scheduled) has only its Scheduled and
+/// RolloutStarted conditions.
 pub fn binding_status(
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
     overridden: &Result<Overridden, String>,
+    rollout: Rollout,
     generation: i64,
     now: &str,
 ) -> Value {
@@ -83,12 +97,26 @@ pub fn binding_status(
             .as_str()
             .unwrap_or_default(),
     );
-    set(
-        cc::ROLLOUT_STARTED,
-        "True",
-        B::RolloutStarted.as_str(),
-        "the resources roll out to the cluster",
-    );
+    match rollout {
+        Rollout::Started => set(
+            cc::ROLLOUT_STARTED,
+            "True",
+            B::RolloutStarted.as_str(),
+            "the binding names the latest resources",
+        ),
+        Rollout::Blocked => set(
+            cc::ROLLOUT_STARTED,
+            "False",
+            B::RolloutNotStartedYet.as_str(),
+            "the rollout strategy holds the cluster back: it keeps what it has until others are ready",
+        ),
+    }
+    if binding.data["spec"]["state"] == "Scheduled" {
+        if let Some(list) = conds.as_array_mut() {
+            list.retain(|c| c["type"] == cc::SCHEDULED || c["type"] == cc::ROLLOUT_STARTED);
+        }
+        return json!({ "conditions": conds });
+    }
     match overridden {
         Ok(o) if o.cluster_overrides.is_empty() && o.resource_overrides.is_empty() => set(
             cc::OVERRIDDEN,
@@ -126,7 +154,7 @@ pub fn binding_status(
                 cc::WORK_SYNCHRONIZED,
                 "True",
                 B::AllWorkSynced.as_str(),
-                "the Work holds the latest resources",
+                "the Work holds the resources the binding names",
             );
             let wgen = w.metadata.generation.unwrap_or(0);
             let wconds = &w.data["status"]["conditions"];
@@ -147,6 +175,19 @@ pub fn binding_status(
                 match conditions::find(wconds, ty)
                     .filter(|c| c["observedGeneration"].as_i64() == Some(wgen))
                 {
+                    // Available only because nothing tells otherwise: the rollout waits its
+                    // unavailable period before it counts the cluster ready.
+                    Some(c)
+                        if c["status"] == "True"
+                            && c["reason"] == WorkReason::WorkNotAllManifestsTrackable.as_str() =>
+                    {
+                        set(
+                            ty,
+                            "True",
+                            B::NotAllWorkAreAvailabilityTrackable.as_str(),
+                            c["message"].as_str().unwrap_or(""),
+                        )
+                    }
                     Some(c) if c["status"] == "True" => {
                         set(ty, "True", ok, c["message"].as_str().unwrap_or(""))
                     }
@@ -171,6 +212,16 @@ pub fn binding_status(
                     B::DiffReported.as_str(),
                     c["message"].as_str().unwrap_or(""),
                 ),
+                None if ApplyStrategy::of_work(&binding.data["spec"]["applyStrategy"])
+                    .report_only() =>
+                {
+                    set(
+                        cc::DIFF_REPORTED,
+                        "Unknown",
+                        B::DiffReportPending.as_str(),
+                        "the member's agent has not reported on the latest Work yet",
+                    )
+                }
                 None => {
                     if let Some(list) = conds.as_array_mut() {
                         list.retain(|c| c["type"] != cc::DIFF_REPORTED);
@@ -234,9 +285,97 @@ pub fn binding_status_changed(old: &Value, new: &Value) -> bool {
     old != new && conditions::without_messages(old) != conditions::without_messages(new)
 }
 
+/// The conditions a placement reports per cluster and rolls up, in order, after Scheduled: a
+/// ReportDiff placement's end with DiffReported, any other's with Applied and Available.
+pub fn condition_chain(apply_strategy: &Value) -> &'static [&'static str] {
+    if ApplyStrategy::of_work(apply_strategy).report_only() {
+        &[
+            cc::ROLLOUT_STARTED,
+            cc::OVERRIDDEN,
+            cc::WORK_SYNCHRONIZED,
+            cc::DIFF_REPORTED,
+        ]
+    } else {
+        &[
+            cc::ROLLOUT_STARTED,
+            cc::OVERRIDDEN,
+            cc::WORK_SYNCHRONIZED,
+            cc::APPLIED,
+            cc::AVAILABLE,
+        ]
+    }
+}
+
+/// A cluster's conditions as its placement reports them (KubeFleet's): Scheduled, then the
+/// binding's conditions along `chain` up to the first that is not True (one the binding does
+/// not have yet is Unknown); what follows is not reported: it does not concern the latest
+/// resources yet.
+fn cluster_conditions(binding_status: &Value, chain: &[&str]) -> (Value, Vec<&'static str>) {
+    let binding = &binding_status["conditions"];
+    let mut out = Vec::new();
+    let mut statuses = Vec::new();
+    out.extend(conditions::find(binding, cc::SCHEDULED).cloned());
+    for ty in chain {
+        let status = match conditions::find(binding, ty) {
+            Some(c) => {
+                out.push(c.clone());
+                match c["status"].as_str() {
+                    Some("True") => "True",
+                    Some("False") => "False",
+                    _ => "Unknown",
+                }
+            }
+            None => "Unknown",
+        };
+        statuses.push(status);
+        if status != "True" {
+            break;
+        }
+    }
+    (Value::Array(out), statuses)
+}
+
+/// The placement's reasons for a condition of the chain: (all True, some False, some Unknown).
+fn placement_reasons(ty: &str) -> (&'static str, &'static str, &'static str) {
+    match ty {
+        cc::ROLLOUT_STARTED => (
+            P::RolloutStarted.as_str(),
+            P::RolloutNotStartedYet.as_str(),
+            P::RolloutStartedUnknown.as_str(),
+        ),
+        cc::OVERRIDDEN => (
+            P::NoOverrideSpecified.as_str(),
+            P::OverriddenFailed.as_str(),
+            P::OverriddenPending.as_str(),
+        ),
+        cc::WORK_SYNCHRONIZED => (
+            P::WorkSynchronized.as_str(),
+            P::WorkNotSynchronizedYet.as_str(),
+            P::WorkSynchronizedUnknown.as_str(),
+        ),
+        cc::APPLIED => (
+            P::ApplySucceeded.as_str(),
+            P::ApplyFailed.as_str(),
+            P::ApplyPending.as_str(),
+        ),
+        cc::AVAILABLE => (
+            P::ResourceAvailable.as_str(),
+            P::ResourceNotAvailableYet.as_str(),
+            P::ResourceAvailablePending.as_str(),
+        ),
+        _ => (
+            P::DiffReported.as_str(),
+            P::DiffReportPending.as_str(),
+            P::DiffReportPending.as_str(),
+        ),
+    }
+}
+
 /// The placement's status: per-cluster statuses from the bindings, the placement's conditions
 /// rolled up from theirs (`old` is the placement's status as stored, whose conditions keep
-/// their transition times).
+/// their transition times). As KubeFleet's, a condition is True when it is True on every
+/// cluster, Unknown when it is Unknown on some, else False when it is False on some; the
+/// conditions after the first that is not True are not reported.
 pub fn placement_status(
     scope: Scope,
     old: &Value,
@@ -245,26 +384,40 @@ pub fn placement_status(
     generation: i64,
     now: &str,
 ) -> Value {
+    let chain = condition_chain(&summary.apply_strategy);
     let mut conds = old["conditions"].clone();
     let mut per_cluster = Vec::new();
+    // Per condition of the chain: (True, False, Unknown) counts.
+    let mut counts = vec![(0usize, 0usize, 0usize); chain.len()];
     for c in clusters {
-        let mut entry = json!({"clusterName": c.cluster,
-            "observedResourceIndex": summary.resource_index,
-            "conditions": c.status["conditions"]});
-        for (from, to) in [
-            (
-                "clusterResourceOverrideSnapshots",
-                "applicableClusterResourceOverrides",
-            ),
-            ("resourceOverrideSnapshots", "applicableResourceOverrides"),
-        ] {
-            if c.spec[from].as_array().is_some_and(|a| !a.is_empty()) {
-                entry[to] = c.spec[from].clone();
+        let (cluster_conds, statuses) = cluster_conditions(c.status, chain);
+        for (count, st) in counts.iter_mut().zip(&statuses) {
+            match *st {
+                "True" => count.0 += 1,
+                "False" => count.1 += 1,
+                _ => count.2 += 1,
             }
         }
-        for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
-            if c.status[f].as_array().is_some_and(|a| !a.is_empty()) {
-                entry[f] = c.status[f].clone();
+        let mut entry = json!({"clusterName": c.cluster,
+            "observedResourceIndex": summary.resource_index,
+            "conditions": cluster_conds});
+        // The overrides the cluster's resources went through, once they roll out to it.
+        if statuses.first() == Some(&"True") {
+            for (from, to) in [
+                (
+                    "clusterResourceOverrideSnapshots",
+                    "applicableClusterResourceOverrides",
+                ),
+                ("resourceOverrideSnapshots", "applicableResourceOverrides"),
+            ] {
+                if c.spec[from].as_array().is_some_and(|a| !a.is_empty()) {
+                    entry[to] = c.spec[from].clone();
+                }
+            }
+            for f in ["failedPlacements", "driftedPlacements", "diffedPlacements"] {
+                if c.status[f].as_array().is_some_and(|a| !a.is_empty()) {
+                    entry[f] = c.status[f].clone();
+                }
             }
         }
         per_cluster.push(entry);
@@ -279,87 +432,7 @@ pub fn placement_status(
         generation,
         now,
     );
-    for (cluster_type, ok_reason, bad_reason, pending_reason) in [
-        (
-            cc::ROLLOUT_STARTED,
-            P::RolloutStarted.as_str(),
-            P::RolloutNotStartedYet.as_str(),
-            P::RolloutStartedUnknown.as_str(),
-        ),
-        (
-            cc::OVERRIDDEN,
-            P::NoOverrideSpecified.as_str(),
-            P::OverriddenFailed.as_str(),
-            P::OverriddenPending.as_str(),
-        ),
-        (
-            cc::WORK_SYNCHRONIZED,
-            P::WorkSynchronized.as_str(),
-            P::WorkNotSynchronizedYet.as_str(),
-            P::WorkSynchronizedUnknown.as_str(),
-        ),
-        (
-            cc::APPLIED,
-            P::ApplySucceeded.as_str(),
-            P::ApplyFailed.as_str(),
-            P::ApplyPending.as_str(),
-        ),
-        (
-            cc::AVAILABLE,
-            P::ResourceAvailable.as_str(),
-            P::ResourceNotAvailableYet.as_str(),
-            P::ResourceAvailablePending.as_str(),
-        ),
-    ] {
-        let statuses: Vec<&str> = clusters
-            .iter()
-            .map(|c| {
-                conditions::find(&c.status["conditions"], cluster_type)
-                    .and_then(|c| c["status"].as_str())
-                    .unwrap_or("Unknown")
-            })
-            .collect();
-        let total = statuses.len();
-        let good = statuses.iter().filter(|s| **s == "True").count();
-        let bad = statuses.iter().filter(|s| **s == "False").count();
-        let (st, reason, msg) = if good == total {
-            ("True", ok_reason, format!("{good} of {total} clusters"))
-        } else if bad > 0 {
-            (
-                "False",
-                bad_reason,
-                format!("{bad} of {total} clusters failed or are not ready"),
-            )
-        } else {
-            (
-                "Unknown",
-                pending_reason,
-                format!("{good} of {total} clusters so far"),
-            )
-        };
-        let ty = scope.condition(cluster_type);
-        condition(&mut conds, &ty, st, reason, &msg, generation, now);
-    }
-    // DiffReported, when the clusters report differences (ReportDiff).
-    let diff_type = scope.condition(cc::DIFF_REPORTED);
-    let reported = clusters
-        .iter()
-        .filter(|c| conditions::find(&c.status["conditions"], cc::DIFF_REPORTED).is_some())
-        .count();
-    if reported > 0 {
-        let (st, reason) = if reported == clusters.len() {
-            ("True", P::DiffReported.as_str())
-        } else {
-            ("Unknown", P::DiffReportPending.as_str())
-        };
-        let msg = format!(
-            "{reported} of {} clusters reported their differences",
-            clusters.len()
-        );
-        condition(&mut conds, &diff_type, st, reason, &msg, generation, now);
-    } else if let Some(list) = conds.as_array_mut() {
-        list.retain(|c| c["type"] != diff_type.as_str());
-    }
+    let total = clusters.len();
     let any_override = clusters.iter().any(|c| {
         [
             "clusterResourceOverrideSnapshots",
@@ -368,21 +441,57 @@ pub fn placement_status(
         .iter()
         .any(|f| c.spec[*f].as_array().is_some_and(|a| !a.is_empty()))
     });
-    let overridden_type = scope.condition(cc::OVERRIDDEN);
-    if any_override && conditions::is_true(&conds, &overridden_type) {
-        let msg = conditions::find(&conds, &overridden_type)
-            .and_then(|c| c["message"].as_str())
-            .unwrap_or("")
-            .to_string();
-        condition(
-            &mut conds,
-            &overridden_type,
-            "True",
-            P::OverriddenSucceeded.as_str(),
-            &msg,
-            generation,
-            now,
-        );
+    let mut reported = Vec::new();
+    for (ty, (good, bad, unknown)) in chain.iter().zip(&counts) {
+        let (ok_reason, bad_reason, pending_reason) = placement_reasons(ty);
+        let (st, reason, msg) = if *unknown > 0 {
+            (
+                "Unknown",
+                pending_reason,
+                format!("{unknown} of {total} clusters not reported yet"),
+            )
+        } else if *bad > 0 {
+            let msg = if *ty == cc::ROLLOUT_STARTED {
+                format!("the rollout strategy holds back {bad} of {total} clusters")
+            } else {
+                format!("{bad} of {total} clusters failed or are not ready")
+            };
+            ("False", bad_reason, msg)
+        } else if *ty == cc::OVERRIDDEN && any_override {
+            (
+                "True",
+                P::OverriddenSucceeded.as_str(),
+                format!("{good} of {total} clusters"),
+            )
+        } else {
+            ("True", ok_reason, format!("{good} of {total} clusters"))
+        };
+        let ty = scope.condition(ty);
+        condition(&mut conds, &ty, st, reason, &msg, generation, now);
+        reported.push(ty);
+        if st != "True" {
+            break;
+        }
+    }
+    // The conditions after the first that is not True (and those of the other chain) go.
+    let unreported: Vec<String> = [
+        cc::ROLLOUT_STARTED,
+        cc::OVERRIDDEN,
+        cc::WORK_SYNCHRONIZED,
+        cc::APPLIED,
+        cc::AVAILABLE,
+        cc::DIFF_REPORTED,
+    ]
+    .iter()
+    .map(|ty| scope.condition(ty))
+    .filter(|ty| !reported.contains(ty))
+    .collect();
+    if let Some(list) = conds.as_array_mut() {
+        list.retain(|c| {
+            !c["type"]
+                .as_str()
+                .is_some_and(|t| unreported.iter().any(|u| u == t))
+        });
     }
     json!({
         "selectedResources": summary.selected_resources,

@@ -10,5 +10,6 @@ mod ha;
 mod hub;
 mod kubectl_versions;
 mod placement;
+mod rollout;
 mod structure;
 mod support;

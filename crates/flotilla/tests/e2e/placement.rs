@@ -263,11 +263,13 @@ fn pick_all_places_a_namespace_everywhere_updates_it_and_removes_it() {
         "--replicas=2",
     ]);
     fleet.ok(&["-n", "shop", "expose", "deployment", "web", "--port=80"]);
+    // KubeFleet's default rolling update (25% of 3: one cluster at a time), each counted ready
+    // one second after it applied (a Namespace and a ConfigMap have no status to judge).
     fleet.apply(&crp(
         "shop",
         "shop",
         "  policy:\n    placementType: PickAll\n",
-        "",
+        "  strategy:\n    rollingUpdate:\n      unavailablePeriodSeconds: 1\n",
     ));
 
     let p = fleet.wait_condition("shop", "ClusterResourcePlacementAvailable");
@@ -488,6 +490,8 @@ spec:
     - {group: placement.kubernetes-fleet.io, kind: ClusterResourceEnvelope, version: v1, name: shop-rbac}
   policy:
     placementType: PickAll
+  strategy:
+    rollingUpdate: {unavailablePeriodSeconds: 1}
 "#,
     );
     for m in 1..=3 {
@@ -942,6 +946,8 @@ spec:
         requiredDuringSchedulingIgnoredDuringExecution:
           clusterSelectorTerms:
             - labelSelector: {matchLabels: {env: prod}}
+  strategy:
+    rollingUpdate: {unavailablePeriodSeconds: 1}
 "#,
     );
     let rp = fleet.wait_placement(&["-n", "team", "rp", "api"], "ResourcePlacementAvailable");

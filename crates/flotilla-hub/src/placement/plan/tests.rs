@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::{plan, Decision, Observed, OverrideSeries, Plan, WorkWrite, Write};
-use crate::placement::status::{self, ClusterStatus};
+use crate::placement::status::{self, ClusterStatus, Rollout};
 use crate::placement::Scope;
 
 const NOW: &str = "2026-12-03T12:00:00Z";
@@ -247,7 +247,14 @@ impl World {
             };
             let binding: DynamicObject = serde_json::from_value(binding).unwrap();
             let work: Option<DynamicObject> = work.map(|w| serde_json::from_value(w).unwrap());
-            let s = status::binding_status(&binding, work.as_ref(), &c.overridden, generation, NOW);
+            let s = status::binding_status(
+                &binding,
+                work.as_ref(),
+                &c.overridden,
+                c.rollout,
+                generation,
+                NOW,
+            );
             if status::binding_status_changed(&binding.data["status"], &s) {
                 let patch = status::replacing(&binding.data["status"], &s);
                 self.patch(
@@ -306,6 +313,21 @@ impl World {
             .collect();
         work["status"] = json!({"conditions": [cond("Applied", applied), cond("Available", available)],
             "manifestConditions": manifests});
+    }
+
+    /// Every member's agent reports its Work applied and available; a pass writes the
+    /// bindings' statuses.
+    fn available_everywhere(&mut self) {
+        let clusters: Vec<String> = self
+            .objects
+            .keys()
+            .filter(|(k, _, _)| k == "Work")
+            .filter_map(|(_, ns, _)| ns.strip_prefix("fleet-member-").map(String::from))
+            .collect();
+        for c in clusters {
+            self.report(&c, "True", "True", &[]);
+        }
+        self.apply(&self.plan());
     }
 
     fn set_spec(&mut self, patch: Value) {
@@ -386,6 +408,9 @@ fn render(d: &Decision) -> String {
     for b in &p.delete_bindings {
         out += &format!("delete binding {b}\n");
     }
+    for b in &p.unschedule_bindings {
+        out += &format!("unschedule binding {b} (held back)\n");
+    }
     for (ns, w) in &p.delete_works {
         out += &format!("delete Work {ns}/{w}\n");
     }
@@ -396,11 +421,17 @@ fn render(d: &Decision) -> String {
             Write::Patch(_) => "patch".to_string(),
             Write::Create(_) => "create".to_string(),
         };
+        let held = if c.rollout == Rollout::Blocked {
+            " (held back)"
+        } else {
+            ""
+        };
         out += &format!(
-            "{}: binding {} {binding} (snapshot {}, policy {}, overrides {} {}, {:?}); ",
+            "{}{held}: binding {} {binding} {} (snapshot {}, policy {}, overrides {} {}, {:?}); ",
             c.cluster,
             c.binding_name,
-            spec["resourceSnapshotName"].as_str().unwrap(),
+            spec["state"].as_str().unwrap(),
+            spec["resourceSnapshotName"].as_str().unwrap_or("-"),
             spec["schedulingPolicySnapshotName"].as_str().unwrap(),
             spec["clusterResourceOverrideSnapshots"],
             spec["resourceOverrideSnapshots"],
@@ -463,6 +494,13 @@ fn render(d: &Decision) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if !p.waiting.is_empty() {
+        out += &format!(
+            "rollout: {} held back; look again in {:?}\n",
+            p.waiting.join(" "),
+            p.requeue
+        );
+    }
     out
 }
 
@@ -560,9 +598,9 @@ fn a_new_placement_snapshots_schedules_binds_and_sends_works() {
             new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"c757cefcb23b0f5d"}; unlatest -; delete -
             new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"2ab82c9a31421b6c"}; unlatest -; delete -
             policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; decisions a+ b+ c+
-            a: binding web-a-712c3690 create (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-            b: binding web-b-58094590 create (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-            c: binding web-c-5fcba890 create (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            a: binding web-a-712c3690 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            b: binding web-b-58094590 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            c: binding web-c-5fcba890 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
             summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
         "#]],
     );
@@ -575,17 +613,22 @@ fn a_settled_placement_writes_nothing() {
     check(
         &world,
         expect![[r#"
-            a: binding web-a-712c3690 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-            b: binding web-b-58094590 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-            c: binding web-c-5fcba890 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            a: binding web-a-712c3690 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            b: binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            c: binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
             summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
         "#]],
     );
 }
 
 #[test]
-fn a_changed_resource_makes_a_new_snapshot_and_patches_every_work() {
+fn a_changed_resource_rolls_out_within_max_unavailable() {
+    // 25% of 3 rounds up to 1: one cluster at a time, each once the one before is available.
     let mut world = World::new(crp("web", json!({})), app(), ABC);
+    world.apply(&world.plan());
+    for c in ["a", "b", "c"] {
+        world.report(c, "True", "True", &[]);
+    }
     world.apply(&world.plan());
     world.selected = Ok(vec![
         namespace("app"),
@@ -595,17 +638,102 @@ fn a_changed_resource_makes_a_new_snapshot_and_patches_every_work() {
     check(
         &world,
         expect![[r#"
-        new ClusterResourceSnapshot web-1-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"d58d4f66c8c71b96"}; unlatest web-0-snapshot; delete -
-        a: binding web-a-712c3690 patch (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"1"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        b: binding web-b-58094590 patch (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"1"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        c: binding web-c-5fcba890 patch (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"1"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            new ClusterResourceSnapshot web-1-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"d58d4f66c8c71b96"}; unlatest web-0-snapshot; delete -
+            a: binding web-a-712c3690 patch Bound (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"1"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            b (held back): binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            c (held back): binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 1; selected Namespace app, ConfigMap cfg, Deployment web
+            rollout: b c held back; look again in None
+        "#]],
+    );
+    world.apply(&world.plan());
+    // Until a is available again, b and c wait.
+    check(
+        &world,
+        expect![[r#"
+        a: binding web-a-712c3690 keep Bound (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        b (held back): binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c (held back): binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
         summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 1; selected Namespace app, ConfigMap cfg, Deployment web
+        rollout: b c held back; look again in None
+    "#]],
+    );
+    // a reports: the pass that follows writes its binding's status, the next one moves b.
+    world.report("a", "True", "True", &[]);
+    world.apply(&world.plan());
+    check(
+        &world,
+        expect![[r#"
+        a: binding web-a-712c3690 keep Bound (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        b: binding web-b-58094590 patch Bound (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"1"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c (held back): binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 1; selected Namespace app, ConfigMap cfg, Deployment web
+        rollout: c held back; look again in None
     "#]],
     );
 }
 
 #[test]
-fn snapshots_beyond_the_history_limit_go_oldest_first() {
+fn a_held_back_cluster_keeps_what_its_binding_names() {
+    // b is held back at web-0-snapshot when its Work goes: it is made again from that snapshot,
+    // not from the latest.
+    let mut world = World::new(crp("web", json!({})), app(), ABC);
+    world.apply(&world.plan());
+    world.available_everywhere();
+    world.selected = Ok(vec![namespace("app"), config_map("app", "cfg", "2")]);
+    world.apply(&world.plan());
+    world
+        .objects
+        .remove(&("Work".into(), "fleet-member-b".into(), "web-work".into()));
+    check(
+        &world,
+        expect![[r#"
+        a: binding web-a-712c3690 keep Bound (snapshot web-1-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg]
+        b (held back): binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c (held back): binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 1; selected Namespace app, ConfigMap cfg
+        rollout: b c held back; look again in None
+    "#]],
+    );
+}
+
+#[test]
+fn a_replaced_cluster_goes_before_its_replacement_arrives_within_max_surge() {
+    let fixed = |names: &[&str]| {
+        json!({"policy": {"placementType": "PickFixed", "clusterNames": names},
+            "strategy": {"rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}})
+    };
+    let mut world = World::new(crp("web", fixed(&["a", "b"])), app(), ABC);
+    world.apply(&world.plan());
+    world.available_everywhere();
+    world.set_spec(fixed(&["a", "c"]));
+    // b goes (within maxUnavailable 1 of 2); c waits, Scheduled, while b still counts.
+    check(
+        &world,
+        expect![[r#"
+        new ClusterSchedulingPolicySnapshot web-1 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"2","kubernetes-fleet.io/policy-hash":"3ee9e7c9a3e98e93"}; unlatest web-0; delete -
+        policy snapshot web-1 status Scheduled=True SchedulingPolicyFulfilled "picked the 2 clusters named"; decisions a+ c+
+        delete binding web-b-58094590
+        a: binding web-a-712c3690 patch Bound (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster is named by the placement"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c (held back): binding web-c-5fcba890 create Scheduled (snapshot -, policy web-1, overrides null null, "the cluster is named by the placement"); Work fleet-member-c/web-work hold (none)
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked the 2 clusters named"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        rollout: c held back; look again in None
+    "#]],
+    );
+    world.apply(&world.plan());
+    check(
+        &world,
+        expect![[r#"
+        a: binding web-a-712c3690 keep Bound (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster is named by the placement"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c: binding web-c-5fcba890 patch Bound (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster is named by the placement"); Work fleet-member-c/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked the 2 clusters named"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+    "#]],
+    );
+}
+
+#[test]
+fn snapshots_beyond_the_history_limit_go_oldest_first_unless_a_binding_names_them() {
+    // Nothing is available: the bindings stay at web-0-snapshot, which stays.
     let mut world = World::new(crp("web", json!({"revisionHistoryLimit": 2})), app(), ABC);
     for v in ["1", "2", "3"] {
         world.selected = Ok(vec![namespace("app"), config_map("app", "cfg", v)]);
@@ -615,12 +743,13 @@ fn snapshots_beyond_the_history_limit_go_oldest_first() {
     check(
         &world,
         expect![[r#"
-        new ClusterResourceSnapshot web-3-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"3","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"68ddb1d97897d54a"}; unlatest web-2-snapshot; delete web-1-snapshot
-        a: binding web-a-712c3690 patch (snapshot web-3-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"3"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg]
-        b: binding web-b-58094590 patch (snapshot web-3-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"3"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg]
-        c: binding web-c-5fcba890 patch (snapshot web-3-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work patch labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"3"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 3; selected Namespace app, ConfigMap cfg
-    "#]],
+            new ClusterResourceSnapshot web-3-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"3","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"68ddb1d97897d54a"}; unlatest web-2-snapshot; delete web-1-snapshot
+            a (held back): binding web-a-712c3690 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg]
+            b (held back): binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg]
+            c (held back): binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 3; selected Namespace app, ConfigMap cfg
+            rollout: a b c held back; look again in None
+        "#]],
     );
 }
 
@@ -629,16 +758,17 @@ fn a_new_number_of_clusters_is_an_annotation_not_a_new_policy_snapshot() {
     let pick = |n: i64| json!({"policy": {"placementType": "PickN", "numberOfClusters": n}});
     let mut world = World::new(crp("web", pick(2)), app(), ABC);
     world.apply(&world.plan());
+    world.available_everywhere();
     world.set_spec(pick(1));
     check(
         &world,
         expect![[r#"
-        policy snapshot web-0 metadata {"metadata":{"annotations":{"kubernetes-fleet.io/number-of-clusters":"1"}}}
-        policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked 1 cluster"; decisions a+ b- c-
-        delete binding web-b-58094590
-        a: binding web-a-712c3690 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked 1 cluster"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
-    "#]],
+            policy snapshot web-0 metadata {"metadata":{"annotations":{"kubernetes-fleet.io/number-of-clusters":"1"}}}
+            policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked 1 cluster"; decisions a+ b- c-
+            delete binding web-b-58094590
+            a: binding web-a-712c3690 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked 1 cluster"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        "#]],
     );
 }
 
@@ -646,6 +776,7 @@ fn a_new_number_of_clusters_is_an_annotation_not_a_new_policy_snapshot() {
 fn a_cluster_no_longer_picked_loses_its_binding() {
     let mut world = World::new(crp("web", json!({})), app(), ABC);
     world.apply(&world.plan());
+    world.available_everywhere();
     world.set_spec(
         json!({"policy": {"placementType": "PickAll", "affinity": {"clusterAffinity":
         {"requiredDuringSchedulingIgnoredDuringExecution": {"clusterSelectorTerms":
@@ -654,13 +785,13 @@ fn a_cluster_no_longer_picked_loses_its_binding() {
     check(
         &world,
         expect![[r#"
-        new ClusterSchedulingPolicySnapshot web-1 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"2","kubernetes-fleet.io/policy-hash":"b04c09fcd63399f8"}; unlatest web-0; delete -
-        policy snapshot web-1 status Scheduled=True SchedulingPolicyFulfilled "picked all 2 clusters that the policy allows"; decisions a+ b+ c-
-        delete binding web-c-5fcba890
-        a: binding web-a-712c3690 patch (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        b: binding web-b-58094590 patch (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 2 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
-    "#]],
+            new ClusterSchedulingPolicySnapshot web-1 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"2","kubernetes-fleet.io/policy-hash":"b04c09fcd63399f8"}; unlatest web-0; delete -
+            policy snapshot web-1 status Scheduled=True SchedulingPolicyFulfilled "picked all 2 clusters that the policy allows"; decisions a+ b+ c-
+            delete binding web-c-5fcba890
+            a: binding web-a-712c3690 patch Bound (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            b: binding web-b-58094590 patch Bound (snapshot web-0-snapshot, policy web-1, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked all 2 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        "#]],
     );
 }
 
@@ -670,17 +801,18 @@ fn a_resource_placement_deletes_the_works_of_clusters_no_longer_picked() {
         "spec": {"policy": {"placementType": "PickFixed", "clusterNames": ["a", "b"]}}});
     let mut world = World::new(rp, vec![config_map("team", "cfg", "1")], ABC);
     world.apply(&world.plan());
+    world.available_everywhere();
     world.set_spec(json!({"policy": {"clusterNames": ["b"]}}));
     check(
         &world,
         expect![[r#"
-        new SchedulingPolicySnapshot api-1 labels {"kubernetes-fleet.io/parent-CRP":"api","kubernetes-fleet.io/policy-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"2","kubernetes-fleet.io/policy-hash":"7f662cf95df23d57"}; unlatest api-0; delete -
-        policy snapshot api-1 status Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; decisions b+
-        delete binding api-a-e703db2e
-        delete Work fleet-member-a/team.api-work
-        b: binding api-b-efad562e patch (snapshot api-0-snapshot, policy api-1, overrides [] [], "the cluster is named by the placement"); Work fleet-member-b/team.api-work keep: [ConfigMap team/cfg]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; resource index 0; selected ConfigMap cfg
-    "#]],
+            new SchedulingPolicySnapshot api-1 labels {"kubernetes-fleet.io/parent-CRP":"api","kubernetes-fleet.io/policy-index":"1","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"2","kubernetes-fleet.io/policy-hash":"7f662cf95df23d57"}; unlatest api-0; delete -
+            policy snapshot api-1 status Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; decisions b+
+            delete binding api-a-e703db2e
+            delete Work fleet-member-a/team.api-work
+            b: binding api-b-efad562e patch Bound (snapshot api-0-snapshot, policy api-1, overrides [] [], "the cluster is named by the placement"); Work fleet-member-b/team.api-work keep: [ConfigMap team/cfg]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; resource index 0; selected ConfigMap cfg
+        "#]],
     );
 }
 
@@ -744,16 +876,16 @@ fn overrides_change_the_manifests_of_the_clusters_they_select() {
     check(
         &world,
         expect![[r#"
-        new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"c757cefcb23b0f5d"}; unlatest -; delete -
-        new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"2ab82c9a31421b6c"}; unlatest -; delete -
-        new ClusterResourceOverrideSnapshot prod-only-0 labels {"kubernetes-fleet.io/parent-cluster-resource-override":"prod-only","kubernetes-fleet.io/override-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/override-hash":"e2b406a9944e0193"}; unlatest -; delete -
-        new ResourceOverrideSnapshot replicas-0 labels {"kubernetes-fleet.io/parent-resource-override":"replicas","kubernetes-fleet.io/override-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/override-hash":"b8b3a6d4b2c2d56d"}; unlatest -; delete -
-        policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; decisions a+ b+ c+
-        a: binding web-a-712c3690 create (snapshot web-0-snapshot, policy web-0, overrides [] [{"namespace":"app","name":"replicas-0"}], "the cluster matches the placement policy"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        b: binding web-b-58094590 create (snapshot web-0-snapshot, policy web-0, overrides [] [{"namespace":"app","name":"replicas-0"}], "the cluster matches the placement policy"); Work fleet-member-b/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        c: binding web-c-5fcba890 create (snapshot web-0-snapshot, policy web-0, overrides ["prod-only-0"] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [ConfigMap app/cfg, Deployment app/web]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
-    "#]],
+            new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"c757cefcb23b0f5d"}; unlatest -; delete -
+            new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"2ab82c9a31421b6c"}; unlatest -; delete -
+            new ClusterResourceOverrideSnapshot prod-only-0 labels {"kubernetes-fleet.io/parent-cluster-resource-override":"prod-only","kubernetes-fleet.io/override-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/override-hash":"e2b406a9944e0193"}; unlatest -; delete -
+            new ResourceOverrideSnapshot replicas-0 labels {"kubernetes-fleet.io/parent-resource-override":"replicas","kubernetes-fleet.io/override-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/override-hash":"b8b3a6d4b2c2d56d"}; unlatest -; delete -
+            policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; decisions a+ b+ c+
+            a: binding web-a-712c3690 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [{"namespace":"app","name":"replicas-0"}], "the cluster matches the placement policy"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            b: binding web-b-58094590 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [{"namespace":"app","name":"replicas-0"}], "the cluster matches the placement policy"); Work fleet-member-b/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-b-58094590","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            c: binding web-c-5fcba890 create Bound (snapshot web-0-snapshot, policy web-0, overrides ["prod-only-0"] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [ConfigMap app/cfg, Deployment app/web]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        "#]],
     );
     let status = world.apply(&world.plan());
     expect![[r#"
@@ -761,13 +893,12 @@ fn overrides_change_the_manifests_of_the_clusters_they_select() {
         ClusterResourcePlacementRolloutStarted=True RolloutStarted "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementOverridden=True OverriddenSucceeded "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementWorkSynchronized=True WorkSynchronized "3 of 3 clusters" (generation 1)
-        ClusterResourcePlacementApplied=Unknown ApplyPending "0 of 3 clusters so far" (generation 1)
-        ClusterResourcePlacementAvailable=Unknown ResourceAvailablePending "0 of 3 clusters so far" (generation 1)
-          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True OverriddenSucceeded, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+        ClusterResourcePlacementApplied=Unknown ApplyPending "3 of 3 clusters not reported yet" (generation 1)
+          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True OverriddenSucceeded, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
             applicableResourceOverrides: [{"namespace":"app","name":"replicas-0"}]
-          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True OverriddenSucceeded, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True OverriddenSucceeded, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
             applicableResourceOverrides: [{"namespace":"app","name":"replicas-0"}]
-          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True OverriddenSucceeded, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True OverriddenSucceeded, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
             applicableClusterResourceOverrides: ["prod-only-0"]
     "#]].assert_eq(&render_status(&status));
 }
@@ -786,24 +917,21 @@ fn an_override_that_fails_holds_the_cluster_at_what_it_has() {
     check(
         &world,
         expect![[r#"
-        new ClusterResourceOverrideSnapshot broken-0 labels {"kubernetes-fleet.io/parent-cluster-resource-override":"broken","kubernetes-fleet.io/override-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/override-hash":"c4c2b9a9c9c17902"}; unlatest -; delete -
-        a: binding web-a-712c3690 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        b: binding web-b-58094590 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        c: binding web-c-5fcba890 keep (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work hold; override failed: override broken-0 (overrideRules[0]) cannot be applied to Namespace /app: doc is missing path: spec
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
-    "#]],
+            new ClusterResourceOverrideSnapshot broken-0 labels {"kubernetes-fleet.io/parent-cluster-resource-override":"broken","kubernetes-fleet.io/override-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/override-hash":"c4c2b9a9c9c17902"}; unlatest -; delete -
+            a: binding web-a-712c3690 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            b: binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            c: binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-c/web-work hold; override failed: override broken-0 (overrideRules[0]) cannot be applied to Namespace /app: doc is missing path: spec
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        "#]],
     );
     let status = world.apply(&world.plan());
     expect![[r#"
         ClusterResourcePlacementScheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows" (generation 1)
         ClusterResourcePlacementRolloutStarted=True RolloutStarted "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementOverridden=False OverriddenFailed "1 of 3 clusters failed or are not ready" (generation 1)
-        ClusterResourcePlacementWorkSynchronized=False WorkNotSynchronizedYet "1 of 3 clusters failed or are not ready" (generation 1)
-        ClusterResourcePlacementApplied=Unknown ApplyPending "0 of 3 clusters so far" (generation 1)
-        ClusterResourcePlacementAvailable=Unknown ResourceAvailablePending "0 of 3 clusters so far" (generation 1)
-          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
-          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
-          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=False OverriddenFailed, WorkSynchronized=False WorkNotSynchronizedYet, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
+          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
+          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=False OverriddenFailed
     "#]].assert_eq(&render_status(&status));
 }
 
@@ -834,12 +962,12 @@ fn the_strategy_reaches_every_work() {
     check(
         &world,
         expect![[r#"
-        new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"c757cefcb23b0f5d"}; unlatest -; delete -
-        new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"ce9c500de1aea7e6"}; unlatest -; delete -
-        policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; decisions a+
-        a: binding web-a-712c3690 create (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster is named by the placement"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Abandon"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
-    "#]],
+            new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"c757cefcb23b0f5d"}; unlatest -; delete -
+            new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"ce9c500de1aea7e6"}; unlatest -; delete -
+            policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; decisions a+
+            a: binding web-a-712c3690 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster is named by the placement"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Abandon"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked the 1 cluster named"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        "#]],
     );
 }
 
@@ -863,12 +991,12 @@ fn envelopes_are_unwrapped_and_named_in_the_status() {
     check(
         &world,
         expect![[r#"
-        new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"2bafef74b149684e"}; unlatest -; delete -
-        new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"2ab82c9a31421b6c"}; unlatest -; delete -
-        policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked all 1 cluster that the policy allows"; decisions a+
-        a: binding web-a-712c3690 create (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ValidatingWebhookConfiguration guard, ConfigMap app/first, ConfigMap app/second]
-        summary: Scheduled=True SchedulingPolicyFulfilled "picked all 1 cluster that the policy allows"; resource index 0; selected Namespace app, ValidatingWebhookConfiguration guard (in hooks), ConfigMap first (in config), ConfigMap second (in config)
-    "#]],
+            new ClusterResourceSnapshot web-0-snapshot labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/resource-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/number-of-resource-snapshots":"1","kubernetes-fleet.io/resource-hash":"2bafef74b149684e"}; unlatest -; delete -
+            new ClusterSchedulingPolicySnapshot web-0 labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/policy-index":"0","kubernetes-fleet.io/is-latest-snapshot":"true"} annotations {"kubernetes-fleet.io/CRP-generation":"1","kubernetes-fleet.io/policy-hash":"2ab82c9a31421b6c"}; unlatest -; delete -
+            policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked all 1 cluster that the policy allows"; decisions a+
+            a: binding web-a-712c3690 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "the cluster matches the placement policy"); Work fleet-member-a/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-a-712c3690","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ValidatingWebhookConfiguration guard, ConfigMap app/first, ConfigMap app/second]
+            summary: Scheduled=True SchedulingPolicyFulfilled "picked all 1 cluster that the policy allows"; resource index 0; selected Namespace app, ValidatingWebhookConfiguration guard (in hooks), ConfigMap first (in config), ConfigMap second (in config)
+        "#]],
     );
 }
 
@@ -902,11 +1030,10 @@ fn work_status_rolls_up_into_bindings_and_the_placement() {
         ClusterResourcePlacementRolloutStarted=True RolloutStarted "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementOverridden=True NoOverrideSpecified "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementWorkSynchronized=True WorkSynchronized "3 of 3 clusters" (generation 1)
-        ClusterResourcePlacementApplied=Unknown ApplyPending "0 of 3 clusters so far" (generation 1)
-        ClusterResourcePlacementAvailable=Unknown ResourceAvailablePending "0 of 3 clusters so far" (generation 1)
-          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
-          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
-          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+        ClusterResourcePlacementApplied=Unknown ApplyPending "3 of 3 clusters not reported yet" (generation 1)
+          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
+          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
+          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
     "#]].assert_eq(&render_status(&status));
     world.report("a", "True", "True", &[]);
     world.report("b", "True", "False", &["web"]);
@@ -916,12 +1043,11 @@ fn work_status_rolls_up_into_bindings_and_the_placement() {
         ClusterResourcePlacementRolloutStarted=True RolloutStarted "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementOverridden=True NoOverrideSpecified "3 of 3 clusters" (generation 1)
         ClusterResourcePlacementWorkSynchronized=True WorkSynchronized "3 of 3 clusters" (generation 1)
-        ClusterResourcePlacementApplied=Unknown ApplyPending "2 of 3 clusters so far" (generation 1)
-        ClusterResourcePlacementAvailable=False ResourceNotAvailableYet "1 of 3 clusters failed or are not ready" (generation 1)
+        ClusterResourcePlacementApplied=Unknown ApplyPending "1 of 3 clusters not reported yet" (generation 1)
           a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=True AllWorkHaveBeenApplied, Available=True AllWorkAreAvailable
           b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=True AllWorkHaveBeenApplied, Available=False WorkNotAvailableYet
             failedPlacements: [{"name":"web","group":"apps","version":"v1","kind":"Deployment","namespace":"app","condition":{"type":"Available","status":"False","reason":"Reported","message":"Available False","observedGeneration":1,"lastTransitionTime":"2026-12-03T12:00:00Z"}}]
-          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
     "#]].assert_eq(&render_status(&status));
     world.report("b", "True", "True", &[]);
     world.report("c", "True", "True", &[]);
@@ -942,14 +1068,10 @@ fn work_status_rolls_up_into_bindings_and_the_placement() {
     let status = world.apply(&world.plan());
     expect![[r#"
         ClusterResourcePlacementScheduled=True SchedulingPolicyFulfilled "picked all 3 clusters that the policy allows" (generation 1)
-        ClusterResourcePlacementRolloutStarted=True RolloutStarted "3 of 3 clusters" (generation 1)
-        ClusterResourcePlacementOverridden=True NoOverrideSpecified "3 of 3 clusters" (generation 1)
-        ClusterResourcePlacementWorkSynchronized=True WorkSynchronized "3 of 3 clusters" (generation 1)
-        ClusterResourcePlacementApplied=Unknown ApplyPending "0 of 3 clusters so far" (generation 1)
-        ClusterResourcePlacementAvailable=Unknown ResourceAvailablePending "0 of 3 clusters so far" (generation 1)
-          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
-          b: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
-          c: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending, Available=Unknown WorkAvailabilityPending
+        ClusterResourcePlacementRolloutStarted=False RolloutNotStartedYet "the rollout strategy holds back 2 of 3 clusters" (generation 1)
+          a: Scheduled=True Scheduled, RolloutStarted=True RolloutStarted, Overridden=True NoOverrideSpecified, WorkSynchronized=True AllWorkSynced, Applied=Unknown WorkApplyPending
+          b: Scheduled=True Scheduled, RolloutStarted=False RolloutNotStartedYet
+          c: Scheduled=True Scheduled, RolloutStarted=False RolloutNotStartedYet
     "#]].assert_eq(&render_status(&status));
 }
 

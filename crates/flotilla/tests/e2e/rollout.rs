@@ -1,0 +1,284 @@
+//! Rollouts end to end: `flotilla up` with ten simulated members; a placement's rolling update
+//! is checked from what the members themselves went through (each member's Deployment watched
+//! from the start), not from timings.
+
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+
+use crate::support::*;
+
+/// A fleet of simulated members under one `flotilla up`.
+struct Fleet {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fleet {
+    fn start(members: usize, workload_delay_ms: u64) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["up", "--members", &members.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--heartbeat-period-seconds",
+                "2",
+                "--workload-delay-ms",
+                &workload_delay_ms.to_string(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("fleet.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let fleet = Fleet { child, dir };
+        wait_for("every member to join", Duration::from_secs(90), || {
+            let mcs = get_json(&fleet.hub(), &["get", "memberclusters"])?;
+            let joined = mcs["items"]
+                .as_array()?
+                .iter()
+                .filter(|m| condition(m, "Joined").0 == "True")
+                .count();
+            (joined == members).then_some(())
+        });
+        fleet
+    }
+
+    fn hub(&self) -> PathBuf {
+        self.dir.path().join("hub/admin.kubeconfig")
+    }
+
+    fn member(&self, m: usize) -> PathBuf {
+        self.dir.path().join(format!("member-{m}/admin.kubeconfig"))
+    }
+
+    fn apply(&self, yaml: &str) {
+        let out = kubectl_apply(&self.hub(), yaml);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fleet.log")).unwrap_or_default()
+    }
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// What a member's Deployment showed at one moment: its image, and whether every replica runs
+/// that image and is available.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    member: usize,
+    image: String,
+    settled: bool,
+}
+
+fn seen(member: usize, d: &Deployment) -> Seen {
+    let spec = d.spec.as_ref();
+    let want = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let image = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let st = d.status.clone().unwrap_or_default();
+    let settled = st.observed_generation == d.metadata.generation
+        && st.replicas == Some(want)
+        && st.updated_replicas == Some(want)
+        && st.available_replicas == Some(want);
+    Seen {
+        member,
+        image,
+        settled,
+    }
+}
+
+fn app(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: roll
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: roll
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+"#
+    )
+}
+
+/// The largest number of members updating at once (showing the new image, not yet settled on
+/// it) in the recorded sequence, replayed in the order the watches saw it.
+fn most_updating_at_once(events: &[Seen], members: usize, new_image: &str) -> usize {
+    let mut state: Vec<Option<&Seen>> = vec![None; members + 1];
+    let mut most = 0;
+    for e in events {
+        state[e.member] = Some(e);
+        let updating = state
+            .iter()
+            .flatten()
+            .filter(|s| s.image == new_image && !s.settled)
+            .count();
+        most = most.max(updating);
+    }
+    most
+}
+
+#[test]
+fn a_rolling_update_never_takes_more_than_max_unavailable_down() {
+    const MEMBERS: usize = 10;
+    let fleet = Fleet::start(MEMBERS, 1500);
+    fleet.apply(&app("web:1"));
+    // The Namespace has no status to judge: each cluster counts as ready 2 s after it applied
+    // (unavailablePeriodSeconds), the Deployment once it is available.
+    fleet.apply(
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata:
+  name: web
+spec:
+  resourceSelectors:
+  - {group: "", version: v1, kind: Namespace, name: roll}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 20%
+      maxSurge: 25%
+      unavailablePeriodSeconds: 2
+"#,
+    );
+    let placement_available = |index: &str| {
+        let p = get_json(&fleet.hub(), &["get", "crp", "web"])?;
+        (condition(&p, "ClusterResourcePlacementAvailable").0 == "True"
+            && p["status"]["observedResourceIndex"] == index)
+            .then_some(p)
+    };
+    wait_for(
+        "the first version everywhere",
+        Duration::from_secs(90),
+        || placement_available("0"),
+    );
+
+    // Every member's Deployment, watched from here on.
+    let events: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for m in 1..=MEMBERS {
+        let (kubeconfig, events) = (fleet.member(m), events.clone());
+        rt.spawn(async move {
+            let api: Api<Deployment> = Api::namespaced(client(&kubeconfig).await, "roll");
+            let cfg = watcher::Config::default().fields("metadata.name=web");
+            let mut stream = watcher(api, cfg).applied_objects().boxed();
+            while let Some(Ok(d)) = stream.next().await {
+                events.lock().unwrap().push(seen(m, &d));
+            }
+        });
+    }
+    wait_for(
+        "every member's watch to start",
+        Duration::from_secs(30),
+        || {
+            let e = events.lock().unwrap();
+            (1..=MEMBERS)
+                .all(|m| {
+                    e.iter()
+                        .any(|s| s.member == m && s.image == "web:1" && s.settled)
+                })
+                .then_some(())
+        },
+    );
+
+    // The new version; while it rolls out the placement says the strategy holds clusters back.
+    fleet.apply(&app("web:2"));
+    let mut held_back_seen = false;
+    wait_for(
+        "the second version everywhere",
+        Duration::from_secs(180),
+        || {
+            let p = get_json(&fleet.hub(), &["get", "crp", "web"])?;
+            if condition(&p, "ClusterResourcePlacementRolloutStarted")
+                == ("False".into(), "RolloutNotStartedYet".into())
+            {
+                held_back_seen = true;
+            }
+            placement_available("1")
+        },
+    );
+    // The watches may lag a moment behind the agents that reported to the hub.
+    let events = wait_for(
+        "every member to show web:2 settled",
+        Duration::from_secs(30),
+        || {
+            let events = events.lock().unwrap().clone();
+            (1..=MEMBERS)
+                .all(|m| {
+                    events
+                        .iter()
+                        .rev()
+                        .find(|s| s.member == m)
+                        .is_some_and(|s| s.image == "web:2" && s.settled)
+                })
+                .then_some(events)
+        },
+    );
+    // 20% of 10: at most two members update at once, and the budget is used.
+    let most = most_updating_at_once(&events, MEMBERS, "web:2");
+    assert_eq!(most, 2, "members updating at once, at most: {events:#?}");
+    assert!(
+        held_back_seen,
+        "the placement never said it held clusters back\n{}",
+        fleet.log()
+    );
+    // Each cluster's binding says its rollout started once it moved.
+    let bindings = get_json(&fleet.hub(), &["get", "clusterresourcebindings"]).unwrap();
+    for b in bindings["items"].as_array().unwrap() {
+        assert_eq!(b["spec"]["resourceSnapshotName"], "web-1-snapshot");
+        assert_eq!(condition(b, "RolloutStarted").0, "True", "{b}");
+    }
+}
