@@ -275,10 +275,16 @@ spec:
         "the placement never said it held clusters back\n{}",
         fleet.log()
     );
-    // Each cluster's binding says its rollout started once it moved.
+    // Each cluster's binding says its rollout started once it moved, and how it is available.
     let bindings = get_json(&fleet.hub(), &["get", "clusterresourcebindings"]).unwrap();
     for b in bindings["items"].as_array().unwrap() {
         assert_eq!(b["spec"]["resourceSnapshotName"], "web-1-snapshot");
         assert_eq!(condition(b, "RolloutStarted").0, "True", "{b}");
+        // The Namespace has no status to judge: the agent says so, and the rollout waited.
+        assert_eq!(
+            condition(b, "Available"),
+            ("True".into(), "NotAllWorkAreAvailabilityTrackable".into()),
+            "{b}"
+        );
     }
 }
