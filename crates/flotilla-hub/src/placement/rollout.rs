@@ -652,7 +652,12 @@ mod tests {
             assert_eq!(observe(&s, Some(3)), (true, Available::No), "{ty}");
         }
         // RolloutStarted False (held back) is no failure.
-        let s = status(vec![cond("RolloutStarted", "False", "RolloutNotStartedYet", 3)]);
+        let s = status(vec![cond(
+            "RolloutStarted",
+            "False",
+            "RolloutNotStartedYet",
+            3,
+        )]);
         assert_eq!(observe(&s, Some(3)), (false, Available::No));
         // ReportDiff: reported differences make it ready.
         let s = status(vec![cond("DiffReported", "True", "DiffReported", 3)]);

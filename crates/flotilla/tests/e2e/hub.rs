@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use crate::churn;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::support::*;
 
@@ -51,14 +50,6 @@ pub(crate) fn start_hub(dir: &Path) -> Hub {
         std::thread::sleep(Duration::from_millis(50));
     }
     Hub { child, kubeconfig }
-}
-
-async fn client(kubeconfig: &Path) -> kube::Client {
-    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 #[test]

@@ -89,15 +89,7 @@ impl Fleet {
                 fleet.member(m).exists().then_some(())
             });
         }
-        wait_for("every member to join", Duration::from_secs(60), || {
-            let mcs = fleet.get(&["memberclusters"])?;
-            let joined = mcs["items"]
-                .as_array()?
-                .iter()
-                .filter(|m| condition(m, "Joined").0 == "True")
-                .count();
-            (joined == members).then_some(())
-        });
+        wait_joined(&fleet.hub(), members, Duration::from_secs(60));
         fleet
     }
 

@@ -4,14 +4,13 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 
@@ -50,15 +49,7 @@ impl Fleet {
             .spawn()
             .unwrap();
         let fleet = Fleet { child, dir };
-        wait_for("every member to join", Duration::from_secs(90), || {
-            let mcs = get_json(&fleet.hub(), &["get", "memberclusters"])?;
-            let joined = mcs["items"]
-                .as_array()?
-                .iter()
-                .filter(|m| condition(m, "Joined").0 == "True")
-                .count();
-            (joined == members).then_some(())
-        });
+        wait_joined(&fleet.hub(), members, Duration::from_secs(90));
         fleet
     }
 
@@ -82,14 +73,6 @@ impl Fleet {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("fleet.log")).unwrap_or_default()
     }
-}
-
-async fn client(kubeconfig: &Path) -> kube::Client {
-    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 /// What a member's Deployment showed at one moment: its image, and whether every replica runs

@@ -161,3 +161,26 @@ pub fn join(hub: &Path, name: &str, out: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+/// A kube client with `kubeconfig`'s cluster and credentials.
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Waits up to `timeout` for `members` member clusters of the hub to be Joined.
+pub fn wait_joined(hub: &Path, members: usize, timeout: Duration) {
+    wait_for("every member to join", timeout, || {
+        let mcs = get_json(hub, &["get", "memberclusters"])?;
+        let joined = mcs["items"]
+            .as_array()?
+            .iter()
+            .filter(|m| condition(m, "Joined").0 == "True")
+            .count();
+        (joined == members).then_some(())
+    });
+}
