@@ -25,7 +25,8 @@ pub type Rule = fn(&serde_json::Value, Option<&serde_json::Value>) -> Vec<member
 /// The fleet's admission rules, by group and plural: the rules KubeFleet writes in CEL or
 /// webhooks. The hub's own API server runs them in process; against another API server they
 /// run in the hub's validating webhook (`crate::admission`).
-pub fn rules() -> [(&'static str, &'static str, Rule); 7] {
+pub fn rules() -> [(&'static str, &'static str, Rule); 13] {
+    use flotilla_api::placement::staged;
     use flotilla_api::placement::PLACEMENT_GROUP as P;
     [
         (crds::CLUSTER_GROUP, "memberclusters", |o, _| {
@@ -49,6 +50,16 @@ pub fn rules() -> [(&'static str, &'static str, Rule); 7] {
         (P, "resourceenvelopes", |o, _| {
             placement::validate_envelope(o)
         }),
+        (
+            P,
+            "clusterstagedupdatestrategies",
+            staged::validate_strategy,
+        ),
+        (P, "stagedupdatestrategies", staged::validate_strategy),
+        (P, "clusterstagedupdateruns", staged::validate_run),
+        (P, "stagedupdateruns", staged::validate_run),
+        (P, "clusterapprovalrequests", staged::validate_approval),
+        (P, "approvalrequests", staged::validate_approval),
     ]
 }
 

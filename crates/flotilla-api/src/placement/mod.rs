@@ -6,10 +6,12 @@
 //! checks (`validate_placement`).
 //!
 //! The names (labels, annotations, finalizers, condition types) are here; the CRD schemas in
-//! `schema.rs`; the admission checks in `validate.rs`.
+//! `schema.rs`; the admission checks in `validate.rs`; the staged update API (strategies,
+//! runs, approval requests) in `staged.rs`.
 
 pub mod reason;
 mod schema;
+pub mod staged;
 mod validate;
 
 pub use schema::{applied_work, cluster_resource_placement, crds, resource_placement};

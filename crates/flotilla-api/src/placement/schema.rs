@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{PLACEMENT_GROUP, STORAGE_VERSION};
 use crate::crds::{conditions, crd_in, desc, string, CrdNames};
 
-fn label_selector(text: &str) -> Value {
+pub(super) fn label_selector(text: &str) -> Value {
     desc(
         text,
         json!({"type": "object", "x-kubernetes-map-type": "atomic", "properties": {
@@ -20,7 +20,7 @@ fn label_selector(text: &str) -> Value {
     )
 }
 
-fn enumeration(text: &str, values: &[&str], default: Option<&str>) -> Value {
+pub(super) fn enumeration(text: &str, values: &[&str], default: Option<&str>) -> Value {
     let mut v = desc(text, json!({"type": "string", "enum": values}));
     if let Some(d) = default {
         v["default"] = json!(d);
@@ -33,7 +33,7 @@ fn int32(text: &str) -> Value {
 }
 
 /// A list whose items the hub writes and clients read: typed at the top, open below.
-fn open_list(text: &str) -> Value {
+pub(super) fn open_list(text: &str) -> Value {
     desc(
         text,
         json!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}),
@@ -129,7 +129,7 @@ fn policy() -> Value {
     )
 }
 
-fn apply_strategy() -> Value {
+pub(super) fn apply_strategy_schema() -> Value {
     desc(
         "How the agent applies the resources in the member clusters.",
         json!({"type": "object", "properties": {
@@ -155,7 +155,7 @@ fn strategy() -> Value {
                 "maxSurge": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": true, "default": "25%", "pattern": "^((100|[0-9]{1,2})%|[0-9]+)$"},
                 "unavailablePeriodSeconds": {"type": "integer", "default": 60}
             }},
-            "applyStrategy": apply_strategy(),
+            "applyStrategy": apply_strategy_schema(),
             "deleteStrategy": {"type": "object", "properties": {
                 "propagationPolicy": enumeration("Delete the placed resources from the members with the placement, or Abandon them there.", &["Delete", "Abandon"], Some("Delete"))
             }}
@@ -241,7 +241,7 @@ fn gen_age() -> Value {
     ])
 }
 
-fn placement_crd(
+pub(super) fn placement_crd(
     kind: &str,
     plural: &str,
     scope: &str,
@@ -339,7 +339,7 @@ fn binding(namespaced: bool) -> Value {
             "schedulingPolicySnapshotName": string("The policy snapshot that decided it."),
             "targetCluster": string("The member cluster."),
             "clusterDecision": cluster_decision(),
-            "applyStrategy": apply_strategy()
+            "applyStrategy": apply_strategy_schema()
         }}),
         json!({"type": "object", "properties": {
             "failedPlacements": open_list("Resources that failed to apply or are not available."),
@@ -374,7 +374,7 @@ fn work() -> Value {
                 "manifests": desc("The objects to apply.", json!({"type": "array", "items": {
                     "type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true}}))
             }},
-            "applyStrategy": apply_strategy()
+            "applyStrategy": apply_strategy_schema()
         }}),
         json!({"type": "object", "properties": {
             "conditions": conditions("Conditions (Applied, Available, DiffReported)."),
@@ -578,6 +578,9 @@ pub fn crds() -> Vec<Value> {
         envelope(false),
         envelope(true),
     ]
+    .into_iter()
+    .chain(super::staged::crds())
+    .collect()
 }
 
 #[cfg(test)]
@@ -587,7 +590,7 @@ mod tests {
     #[test]
     fn every_placement_crd_is_named_after_its_plural_and_group() {
         let crds = crds();
-        assert_eq!(crds.len(), 16);
+        assert_eq!(crds.len(), 22);
         for c in &crds {
             let plural = c["spec"]["names"]["plural"].as_str().unwrap();
             assert_eq!(c["metadata"]["name"], format!("{plural}.{PLACEMENT_GROUP}"));

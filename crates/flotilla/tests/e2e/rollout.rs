@@ -271,3 +271,169 @@ spec:
         );
     }
 }
+
+#[test]
+fn the_staged_update_api_is_served_with_kubefleets_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = crate::hub::start_hub(dir.path());
+    let kc = &hub.kubeconfig;
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let refused = |out: std::process::Output, why: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "accepted; wanted {why}");
+        assert!(err.contains("is invalid") && err.contains(why), "{err}");
+    };
+    ok(kubectl_apply(
+        kc,
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1beta1
+kind: ClusterStagedUpdateStrategy
+metadata:
+  name: three-stages
+spec:
+  stages:
+  - name: canary
+    labelSelector: {matchLabels: {env: canary}}
+    afterStageTasks: [{type: TimedWait, waitTime: 1m}]
+  - name: half
+    labelSelector: {matchLabels: {env: prod}}
+    maxConcurrency: 50%
+    beforeStageTasks: [{type: Approval}]
+  - name: rest
+    labelSelector: {}
+"#,
+    ));
+    // Defaults as KubeFleet declares them; the short names kubectl users type.
+    let s = get_json(kc, &["get", "csus", "three-stages"]).unwrap();
+    assert_eq!(s["spec"]["stages"][0]["maxConcurrency"], 1);
+    assert_eq!(s["spec"]["stages"][1]["maxConcurrency"], "50%");
+    refused(
+        kubectl_apply(
+            kc,
+            r#"
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterStagedUpdateStrategy
+metadata: {name: bad}
+spec:
+  stages: [{name: a, afterStageTasks: [{type: TimedWait}]}]
+"#,
+        ),
+        "waitTime is required for a TimedWait task",
+    );
+    refused(
+        kubectl_apply(
+            kc,
+            r#"
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterStagedUpdateStrategy
+metadata: {name: bad}
+spec:
+  stages: [{name: Not-Lower}]
+"#,
+        ),
+        "spec.stages[0].name",
+    );
+
+    ok(kubectl_apply(
+        kc,
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1beta1
+kind: ClusterStagedUpdateRun
+metadata: {name: release-1}
+spec:
+  placementName: web
+  resourceSnapshotIndex: "1"
+  stagedRolloutStrategyName: three-stages
+"#,
+    ));
+    let r = get_json(kc, &["get", "csur", "release-1"]).unwrap();
+    assert_eq!(r["spec"]["state"], "Initialize");
+    refused(
+        kubectl(
+            kc,
+            &[
+                "patch",
+                "csur",
+                "release-1",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"resourceSnapshotIndex":"2"}}"#,
+            ],
+        ),
+        "resourceSnapshotIndex is immutable",
+    );
+    refused(
+        kubectl(
+            kc,
+            &[
+                "patch",
+                "csur",
+                "release-1",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"state":"Stop"}}"#,
+            ],
+        ),
+        "cannot transition from Initialize to Stop",
+    );
+    ok(kubectl(
+        kc,
+        &[
+            "patch",
+            "csur",
+            "release-1",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"state":"Run"}}"#,
+        ],
+    ));
+
+    ok(kubectl_apply(
+        kc,
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterApprovalRequest
+metadata: {name: release-1-before-half}
+spec: {parentStageRollout: release-1, targetStage: half}
+"#,
+    ));
+    refused(
+        kubectl(
+            kc,
+            &[
+                "patch",
+                "careq",
+                "release-1-before-half",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"targetStage":"rest"}}"#,
+            ],
+        ),
+        "The spec field is immutable",
+    );
+    // A person approves through the status.
+    ok(kubectl(
+        kc,
+        &[
+            "patch",
+            "careq",
+            "release-1-before-half",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Approved","status":"True","reason":"lgtm","message":"","lastTransitionTime":"2026-12-07T00:00:00Z","observedGeneration":1}]}}"#,
+        ],
+    ));
+    let out = kubectl(kc, &["get", "careq"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("release-1") && table.contains("half") && table.contains("True"),
+        "{table}"
+    );
+}
