@@ -11,6 +11,7 @@ pub mod lease;
 pub mod members;
 pub mod placement;
 pub mod resources;
+pub mod updaterun;
 
 use std::time::Duration;
 

@@ -93,3 +93,59 @@ values! {
         DiffReportPending,
     }
 }
+
+values! {
+    /// Why a staged update run's, stage's, cluster's or task's condition is what it is
+    /// (KubeFleet's reasons, and `ClusterUpdatingSkipped` for a cluster that left the placement
+    /// before its turn).
+    UpdateRunReason {
+        /// Initialized: the stages are computed.
+        UpdateRunInitializedSuccessfully,
+        /// Initialized: the run cannot start (the message says why).
+        UpdateRunInitializedFailed,
+        /// Progressing: clusters are updating.
+        UpdateRunProgressing,
+        /// Progressing/Succeeded: the run failed.
+        UpdateRunFailed,
+        /// Progressing: a cluster has been updating for more than five minutes.
+        UpdateRunStuck,
+        /// Progressing: waiting for a task (approval, timer) of a stage.
+        UpdateRunWaiting,
+        /// Progressing: stopping; clusters already updating finish.
+        UpdateRunStopping,
+        /// Progressing: stopped.
+        UpdateRunStopped,
+        /// Progressing/Succeeded: every stage is done.
+        UpdateRunSucceeded,
+        /// Stage Progressing: its clusters are updating.
+        StageUpdatingStarted,
+        /// Stage Progressing: waiting for its tasks.
+        StageUpdatingWaiting,
+        /// Stage Progressing: stopping.
+        StageUpdatingStopping,
+        /// Stage Progressing: stopped.
+        StageUpdatingStopped,
+        /// Stage Succeeded: failed.
+        StageUpdatingFailed,
+        /// Stage Succeeded: done.
+        StageUpdatingSucceeded,
+        /// Stage Succeeded: it has no clusters.
+        StageUpdatingSkippedNoClusters,
+        /// Cluster Started.
+        ClusterUpdatingStarted,
+        /// Cluster Succeeded: failed.
+        ClusterUpdatingFailed,
+        /// Cluster Succeeded: done.
+        ClusterUpdatingSucceeded,
+        /// Cluster Succeeded: it left the placement before its update finished.
+        ClusterUpdatingSkipped,
+        /// Task ApprovalRequestApproved.
+        StageTaskApprovalRequestApproved,
+        /// Task ApprovalRequestCreated.
+        StageTaskApprovalRequestCreated,
+        /// Task WaitTimeElapsed.
+        AfterStageTaskWaitTimeElapsed,
+        /// ApprovalRequest ApprovalAccepted: the run took the approval.
+        ApprovalRequestApprovalAccepted,
+    }
+}

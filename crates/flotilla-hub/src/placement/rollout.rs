@@ -48,6 +48,15 @@ impl IntOrPercent {
         }
     }
 
+    /// The number of clusters it stands for out of `total`, percentages rounded down (as
+    /// `intstr.GetScaledValueFromIntOrPercent(v, total, false)`).
+    pub fn scaled_down(self, total: usize) -> i64 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => (p * total as i64).div_euclid(100),
+        }
+    }
+
     /// The number of clusters it stands for out of `total`, percentages rounded up (as
     /// `intstr.GetScaledValueFromIntOrPercent(v, total, true)`).
     pub fn scaled(self, total: usize) -> i64 {
