@@ -65,7 +65,11 @@ pub fn spawn_controllers(
         members::run(c.clone(), config.clone())
     });
     let c = client.clone();
-    leadership.spawn_controller("placement-controller", stopped, move || {
+    leadership.spawn_controller("placement-controller", stopped.clone(), move || {
         placement::run(c.clone())
+    });
+    let c = client.clone();
+    leadership.spawn_controller("updaterun-controller", stopped, move || {
+        updaterun::run(c.clone())
     });
 }

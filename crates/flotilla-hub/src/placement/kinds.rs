@@ -94,13 +94,43 @@ impl Scope {
             Scope::Namespaced => placement_resource("ResourceBinding", "resourcebindings"),
         }
     }
+    /// The staged update run type.
+    pub fn update_run(self) -> ApiResource {
+        match self {
+            Scope::Cluster => {
+                placement_resource("ClusterStagedUpdateRun", "clusterstagedupdateruns")
+            }
+            Scope::Namespaced => placement_resource("StagedUpdateRun", "stagedupdateruns"),
+        }
+    }
+    /// The staged update strategy type.
+    pub fn update_strategy(self) -> ApiResource {
+        match self {
+            Scope::Cluster => placement_resource(
+                "ClusterStagedUpdateStrategy",
+                "clusterstagedupdatestrategies",
+            ),
+            Scope::Namespaced => {
+                placement_resource("StagedUpdateStrategy", "stagedupdatestrategies")
+            }
+        }
+    }
+    /// The approval request type.
+    pub fn approval_request(self) -> ApiResource {
+        match self {
+            Scope::Cluster => {
+                placement_resource("ClusterApprovalRequest", "clusterapprovalrequests")
+            }
+            Scope::Namespaced => placement_resource("ApprovalRequest", "approvalrequests"),
+        }
+    }
     /// The placement's condition for a per-cluster condition type (`Applied` ->
     /// `ClusterResourcePlacementApplied` or `ResourcePlacementApplied`).
     pub(super) fn condition(self, cluster_type: &str) -> String {
         format!("{}{cluster_type}", self.placement().kind)
     }
     /// A reference to the placement `name` (in `namespace` for a ResourcePlacement).
-    pub(super) fn placement_ref(
+    pub(crate) fn placement_ref(
         self,
         name: &str,
         namespace: Option<&str>,
@@ -128,7 +158,7 @@ pub fn work_name(placement: &str, namespace: Option<&str>) -> String {
 }
 
 /// `ar` in `namespace`, or cluster-wide.
-pub(super) fn api_in(
+pub(crate) fn api_in(
     client: &kube::Client,
     ar: &ApiResource,
     namespace: Option<&str>,

@@ -118,6 +118,8 @@ struct Ctx {
     ros: Store<DynamicObject>,
     cro_snapshots: Store<DynamicObject>,
     ro_snapshots: Store<DynamicObject>,
+    /// Staged update runs (the External strategy).
+    runs: Store<DynamicObject>,
     resources: Arc<Resources>,
 }
 
@@ -134,6 +136,7 @@ impl Ctx {
             &self.ros,
             &self.cro_snapshots,
             &self.ro_snapshots,
+            &self.runs,
         ]
         .iter()
         .all(|s| s.wait_until_ready().now_or_never().is_some())
@@ -182,6 +185,7 @@ pub async fn run(client: kube::Client) {
         tasks.push(follow(rs_stream));
         let (policy_snapshots, ps_stream) = cached(&client, scope.policy_snapshot());
         tasks.push(follow(ps_stream));
+        let (runs, run_stream) = cached(&client, scope.update_run());
         let status_only = Arc::new(StatusOnly::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
@@ -201,6 +205,7 @@ pub async fn run(client: kube::Client) {
             ros: ros.clone(),
             cro_snapshots: cro_snapshots.clone(),
             ro_snapshots: ro_snapshots.clone(),
+            runs,
             resources: resources.clone(),
         });
         let parent = move |b: DynamicObject| {
@@ -211,6 +216,16 @@ pub async fn run(client: kube::Client) {
         tasks.push(
             Controller::for_stream_with(stream, reader.clone(), ar)
                 .watches_stream_with(binding_stream, parent, scope.binding())
+                // A run that finishes changes what newly picked clusters get.
+                .watches_stream_with(
+                    run_stream,
+                    move |r: DynamicObject| {
+                        r.data["spec"]["placementName"]
+                            .as_str()
+                            .map(|n| scope.placement_ref(n, r.namespace().as_deref()))
+                    },
+                    scope.update_run(),
+                )
                 .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
                 .run(reconcile, error_policy, ctx)
                 .for_each(|_| async {})
@@ -291,10 +306,11 @@ pub async fn run(client: kube::Client) {
     futures::future::join_all(tasks).await;
 }
 
-type Watched =
+pub(crate) type Watched =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
-fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watched) {
+/// A watch-fed cache of `ar` and the stream that keeps it (to follow, or to trigger on).
+pub(crate) fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watched) {
     let writer = reflector::store::Writer::new(ar.clone());
     let reader = writer.as_reader();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
@@ -308,7 +324,7 @@ fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watc
 }
 
 /// Follows a stream that only keeps its cache.
-fn follow(stream: Watched) -> futures::future::BoxFuture<'static, ()> {
+pub(crate) fn follow(stream: Watched) -> futures::future::BoxFuture<'static, ()> {
     stream.for_each(|_| async {}).boxed()
 }
 
@@ -571,6 +587,7 @@ fn observe<'a>(
         overrides,
         clusters,
         bindings: ctx.bindings.state_filter(of_placement),
+        completed_index: completed_index(&ctx.runs, &name, namespace.as_deref()),
         works: ctx.works.state_filter(|w| {
             w.name_any() == work_name
                 || (w.labels().get(label::PARENT_CRP) == Some(&name)
@@ -578,6 +595,32 @@ fn observe<'a>(
         }),
         now,
     })
+}
+
+/// The resource snapshot index the last staged update run of the placement that succeeded
+/// released.
+fn completed_index(
+    runs: &Store<DynamicObject>,
+    placement: &str,
+    namespace: Option<&str>,
+) -> Option<String> {
+    runs.state()
+        .iter()
+        .filter(|r| {
+            r.data["spec"]["placementName"] == placement && r.namespace().as_deref() == namespace
+        })
+        .filter_map(|r| {
+            let done = conditions::find(&r.data["status"]["conditions"], "Succeeded")
+                .filter(|c| c["status"] == "True")?;
+            Some((
+                done["lastTransitionTime"].as_str()?.to_string(),
+                r.data["status"]["resourceSnapshotIndexUsed"]
+                    .as_str()?
+                    .to_string(),
+            ))
+        })
+        .max()
+        .map(|(_, index)| index)
 }
 
 /// The status roll-up alone, from the bindings and Works in the caches (run when only Works

@@ -54,6 +54,9 @@ pub struct Observed<'a> {
     pub bindings: Vec<Arc<DynamicObject>>,
     /// The placement's Works (in the members' namespaces).
     pub works: Vec<Arc<DynamicObject>>,
+    /// With the External strategy: the resource snapshot index the last staged update run
+    /// that succeeded released (what newly picked clusters get).
+    pub completed_index: Option<String>,
     /// The time conditions that change are stamped with.
     pub now: &'a str,
 }
@@ -484,6 +487,34 @@ impl Content {
         })
     }
 
+    /// The snapshot `name` after the cluster's current overrides; `None` when it is gone.
+    fn of_snapshot(
+        name: &str,
+        o: &Observed<'_>,
+        cluster: &str,
+        labels: &BTreeMap<String, String>,
+        cluster_overrides: &[Override],
+        resource_overrides: &[Override],
+    ) -> Option<Self> {
+        let snapshot = o.resource_snapshots.iter().find(|s| s.name_any() == name)?;
+        let index = snapshot.labels().get(label::RESOURCE_INDEX)?.clone();
+        let manifests: Vec<Value> = snapshot.data["spec"]["selectedResources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(unwrap_envelope)
+            .map(|(m, _)| m)
+            .collect();
+        let overridden = overrides::apply(
+            &manifests,
+            cluster,
+            labels,
+            cluster_overrides,
+            resource_overrides,
+        );
+        Some(Content::latest(name, &index, overridden))
+    }
+
     /// Whether a binding's `spec` names these resources.
     fn bound_by(&self, spec: &Value) -> bool {
         spec["resourceSnapshotName"] == self.snapshot.as_str()
@@ -497,6 +528,53 @@ impl Content {
             "clusterResourceOverrideSnapshots": self.cluster_overrides,
             "resourceOverrideSnapshots": self.resource_overrides})
     }
+}
+
+/// Each cluster's override snapshots for the resource snapshot `snapshot` with the overrides
+/// that apply now (their latest snapshots): what a staged update run releases to it, as
+/// (`clusterResourceOverrideSnapshots`, `resourceOverrideSnapshots`).
+pub fn overrides_for<'a>(
+    snapshot: &DynamicObject,
+    series: &[OverrideSeries],
+    clusters: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+) -> BTreeMap<String, (Value, Value)> {
+    let manifests: Vec<Value> = snapshot.data["spec"]["selectedResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(unwrap_envelope)
+        .map(|(m, _)| m)
+        .collect();
+    let (mut cros, mut ros) = (Vec::new(), Vec::new());
+    for s in series {
+        let latest = s
+            .snapshots
+            .iter()
+            .max_by_key(|x| index_of(x, label::OVERRIDE_INDEX));
+        if let Some(latest) = latest {
+            let entry = Override {
+                name: latest.name_any(),
+                namespace: latest.namespace(),
+                spec: latest.data["spec"]["overrideSpec"].clone(),
+            };
+            if s.cluster_scoped {
+                cros.push(entry);
+            } else {
+                ros.push(entry);
+            }
+        }
+    }
+    clusters
+        .into_iter()
+        .map(|(c, labels)| {
+            let content =
+                Content::latest("", "", overrides::apply(&manifests, c, labels, &cros, &ros));
+            (
+                c.to_string(),
+                (content.cluster_overrides, content.resource_overrides),
+            )
+        })
+        .collect()
 }
 
 /// Decides one pass of a placement.
@@ -835,12 +913,19 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     candidates.sort_by(|a, b| a.cluster.cmp(b.cluster).then(b.deleting.cmp(&a.deleting)));
     let now = chrono::DateTime::parse_from_rfc3339(o.now)
         .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc));
-    let rolling = rollout::decide(
-        &candidates,
-        rollout::target_count(spec, wanted.len()),
-        &RollingUpdate::of_placement(spec),
-        now,
-    );
+    // With the External strategy staged update runs move the bindings: the placement binds no
+    // one and deletes nothing itself.
+    let external = spec["strategy"]["type"] == "External";
+    let rolling = if external {
+        rollout::Decision::default()
+    } else {
+        rollout::decide(
+            &candidates,
+            rollout::target_count(spec, wanted.len()),
+            &RollingUpdate::of_placement(spec),
+            now,
+        )
+    };
     let moving: BTreeSet<&str> = rolling.change.iter().copied().collect();
     let held: BTreeSet<&str> = rolling.waiting.iter().copied().collect();
 
@@ -889,12 +974,33 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         let current = o.works.iter().find(|w| {
             w.name_any() == work_name && w.namespace().as_deref() == Some(&namespace_of(cluster))
         });
-        // What the binding names: the latest resources, or (held back) what it has.
-        let (mut bspec, content, rollout) = if held.contains(cluster) {
-            let had = existing.map_or(Value::Null, |b| b.data["spec"].clone());
-            if had["resourceSnapshotName"].is_string() && had["state"] != "Scheduled" {
+        // What the binding names: the latest resources, or (held back) what it has; with
+        // the External strategy what a run released, or for a cluster new to the placement
+        // what the last successful run released.
+        let had = existing.map_or(Value::Null, |b| b.data["spec"].clone());
+        let bound = had["resourceSnapshotName"].is_string() && had["state"] != "Scheduled";
+        let (mut bspec, content, rollout) = if external && bound {
+            let content = Content::of_binding(&had, o, cluster, labels_of(cluster));
+            (had.clone(), content, Rollout::Started)
+        } else if external {
+            let released = o.completed_index.as_ref().and_then(|i| {
+                Content::of_snapshot(
+                    &format!("{name}-{i}-snapshot"),
+                    o,
+                    cluster,
+                    labels_of(cluster),
+                    &cluster_overrides,
+                    &resource_overrides,
+                )
+            });
+            match released {
+                Some(c) => (c.spec(), Some(c), Rollout::Started),
+                None => (json!({"state": "Scheduled"}), None, Rollout::Blocked),
+            }
+        } else if held.contains(cluster) {
+            if bound {
                 let content = Content::of_binding(&had, o, cluster, labels_of(cluster));
-                (had, content, Rollout::Blocked)
+                (had.clone(), content, Rollout::Blocked)
             } else {
                 (json!({"state": "Scheduled"}), None, Rollout::Blocked)
             }
@@ -911,7 +1017,10 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         bspec["clusterDecision"] = json!({"clusterName": cluster, "selected": true,
             "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
             "reason": s.reason.to_string()});
-        bspec["applyStrategy"] = apply_strategy.clone();
+        // A run fixes the apply strategy of what it released.
+        if !(external && bound && had["applyStrategy"].is_object()) {
+            bspec["applyStrategy"] = apply_strategy.clone();
+        }
         // The decision stays as made when the cluster was picked under this policy snapshot
         // (later passes of the same decision would only say "kept").
         if let Some(b) = existing.filter(|b| {
@@ -956,7 +1065,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 index,
                 ..
             }) => {
-                let wspec = work_spec(&ov.manifests, &apply_strategy);
+                let wspec = work_spec(&ov.manifests, &bspec["applyStrategy"]);
                 let mut work_labels = json!({label::PARENT_CRP: name,
                     label::PARENT_BINDING: binding_name,
                     label::PARENT_RESOURCE_SNAPSHOT_INDEX: index});

@@ -437,3 +437,169 @@ spec: {parentStageRollout: release-1, targetStage: half}
         "{table}"
     );
 }
+
+/// The value of ConfigMap `staged/settings` in each member (`-` where absent).
+fn versions(fleet: &Fleet, members: usize) -> Vec<String> {
+    (1..=members)
+        .map(|m| {
+            get_json(
+                &fleet.member(m),
+                &["-n", "staged", "get", "configmap", "settings"],
+            )
+            .and_then(|c| c["data"]["v"].as_str().map(String::from))
+            .unwrap_or_else(|| "-".into())
+        })
+        .collect()
+}
+
+fn run_condition(fleet: &Fleet, run: &str, ty: &str) -> (String, String) {
+    get_json(&fleet.hub(), &["get", "csur", run])
+        .map(|r| condition(&r, ty))
+        .unwrap_or_default()
+}
+
+fn approve(fleet: &Fleet, request: &str) {
+    wait_for(
+        &format!("approval request {request}"),
+        Duration::from_secs(60),
+        || get_json(&fleet.hub(), &["get", "careq", request]),
+    );
+    let out = kubectl(
+        &fleet.hub(),
+        &[
+            "patch",
+            "careq",
+            request,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Approved","status":"True","reason":"lgtm","message":"approved by the test","lastTransitionTime":"2026-12-07T00:00:00Z","observedGeneration":1}]}}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_staged_run_goes_stage_by_stage_through_a_timer_and_approvals() {
+    let fleet = Fleet::start(4, 200);
+    let hub = fleet.hub();
+    for (m, env) in [(1, "canary"), (2, "prod"), (3, "prod"), (4, "dev")] {
+        let out = kubectl(
+            &hub,
+            &[
+                "label",
+                "membercluster",
+                &format!("member-{m}"),
+                &format!("env={env}"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fleet.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: staged}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: staged}
+data: {v: "1"}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata: {name: staged}
+spec:
+  resourceSelectors: [{group: "", version: v1, kind: Namespace, name: staged}]
+  strategy: {type: External}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterStagedUpdateStrategy
+metadata: {name: three}
+spec:
+  stages:
+  - name: canary
+    labelSelector: {matchLabels: {env: canary}}
+    afterStageTasks: [{type: TimedWait, waitTime: 2s}]
+  - name: prod
+    labelSelector: {matchLabels: {env: prod}}
+    maxConcurrency: 50%
+    beforeStageTasks: [{type: Approval}]
+  - name: rest
+    labelSelector: {}
+    afterStageTasks: [{type: Approval}]
+"#,
+    );
+    // External: the placement schedules, but nothing reaches a member before a run.
+    wait_for("four scheduled bindings", Duration::from_secs(60), || {
+        let b = get_json(&hub, &["get", "clusterresourcebindings"])?;
+        let items = b["items"].as_array()?;
+        (items.len() == 4 && items.iter().all(|b| b["spec"]["state"] == "Scheduled")).then_some(())
+    });
+    assert_eq!(versions(&fleet, 4), ["-", "-", "-", "-"]);
+
+    fleet.apply(
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterStagedUpdateRun
+metadata: {name: release-1}
+spec: {placementName: staged, stagedRolloutStrategyName: three, state: Run}
+"#,
+    );
+    // The canary, then (after its 2 s) the prod stage waits for its approval.
+    wait_for(
+        "the approval request before prod",
+        Duration::from_secs(60),
+        || get_json(&hub, &["get", "careq", "release-1-before-prod"]),
+    );
+    wait_for("the canary to get v1", Duration::from_secs(30), || {
+        (versions(&fleet, 4) == ["1", "-", "-", "-"]).then_some(())
+    });
+    assert_eq!(
+        run_condition(&fleet, "release-1", "Progressing"),
+        ("False".into(), "UpdateRunWaiting".into())
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        versions(&fleet, 4),
+        ["1", "-", "-", "-"],
+        "nothing moves without approval"
+    );
+    approve(&fleet, "release-1-before-prod");
+    wait_for(
+        "the approval request after rest",
+        Duration::from_secs(60),
+        || get_json(&hub, &["get", "careq", "release-1-after-rest"]),
+    );
+    wait_for("every member to get v1", Duration::from_secs(30), || {
+        (versions(&fleet, 4) == ["1", "1", "1", "1"]).then_some(())
+    });
+    let accepted = get_json(&hub, &["get", "careq", "release-1-before-prod"]).unwrap();
+    assert_eq!(condition(&accepted, "ApprovalAccepted").0, "True");
+    assert_eq!(run_condition(&fleet, "release-1", "Succeeded").0, "");
+    approve(&fleet, "release-1-after-rest");
+    wait_for("the run to succeed", Duration::from_secs(30), || {
+        (run_condition(&fleet, "release-1", "Succeeded")
+            == ("True".into(), "UpdateRunSucceeded".into()))
+            .then_some(())
+    });
+    // Deleting the run deletes its approval requests.
+    let out = kubectl(&hub, &["delete", "csur", "release-1"]);
+    assert!(out.status.success());
+    wait_for(
+        "the approval requests to go",
+        Duration::from_secs(30),
+        || {
+            let l = get_json(&hub, &["get", "careq"])?;
+            l["items"].as_array()?.is_empty().then_some(())
+        },
+    );
+}

@@ -138,6 +138,7 @@ impl World {
             clusters: &self.clusters,
             bindings: self.of_kind(&["ClusterResourceBinding", "ResourceBinding"]),
             works: self.of_kind(&["Work"]),
+            completed_index: None,
             now: NOW,
         })
     }
