@@ -44,6 +44,10 @@ enum Command {
     Up(fleet::UpArgs),
     /// Fleet and API benchmarks with a latency, throughput and memory report.
     Bench(flotilla_bench::BenchArgs),
+    /// Rollouts of placements: status (live with --watch), stop, resume, undo.
+    Rollout(flotilla_ctl::RolloutArgs),
+    /// Approve a stage of a staged update run (RUN STAGE, or the approval request's name).
+    Approve(flotilla_ctl::ApproveArgs),
 }
 
 #[derive(clap::Args)]
@@ -112,16 +116,20 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Hub(args) => run_hub(*args).await,
-            Command::Member(args) => fleet::run_member(args).await,
-            Command::Agent(args) => fleet::run_agent(args).await,
-            Command::Join(args) => fleet::run_join(args).await,
-            Command::Up(args) => fleet::run_up(args).await,
-            Command::Bench(args) => flotilla_bench::run(args, shutdown_signal()).await,
+            Command::Hub(args) => run_hub(*args).await.map(|()| 0),
+            Command::Member(args) => fleet::run_member(args).await.map(|()| 0),
+            Command::Agent(args) => fleet::run_agent(args).await.map(|()| 0),
+            Command::Join(args) => fleet::run_join(args).await.map(|()| 0),
+            Command::Up(args) => fleet::run_up(args).await.map(|()| 0),
+            Command::Bench(args) => flotilla_bench::run(args, shutdown_signal())
+                .await
+                .map(|()| 0),
+            Command::Rollout(args) => Ok(flotilla_ctl::rollout(args).await?),
+            Command::Approve(args) => Ok(flotilla_ctl::approve(args).await?),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

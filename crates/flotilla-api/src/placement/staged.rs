@@ -221,6 +221,32 @@ pub fn crds() -> Vec<Value> {
     ]
 }
 
+/// KubeFleet's duration form (`1h30m`, `90s`, `1.5m`).
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut number = String::new();
+    for c in s.chars() {
+        match c {
+            '0'..='9' | '.' => number.push(c),
+            'h' | 'm' | 's' => {
+                let n: f64 = number.parse().ok()?;
+                number.clear();
+                total += n * match c {
+                    'h' => 3600.0,
+                    'm' => 60.0,
+                    _ => 1.0,
+                };
+            }
+            _ => return None,
+        }
+    }
+    number
+        .is_empty()
+        .then(|| std::time::Duration::from_secs_f64(total))
+}
 fn invalid(errs: &mut Vec<FieldError>, field: String, message: impl Into<String>) {
     errs.push(("FieldValueInvalid", field, message.into()));
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use flotilla_api::conditions;
 use flotilla_api::placement::reason::UpdateRunReason as R;
-use flotilla_api::placement::staged::{label, state_meaning, DELETION_STAGE};
+use flotilla_api::placement::staged::{label, parse_duration, state_meaning, DELETION_STAGE};
 use flotilla_api::selectors::LabelSelector;
 use serde_json::{json, Value};
 
@@ -145,31 +145,6 @@ fn since(conds: &Value, ty: &str) -> Option<DateTime<Utc>> {
         .as_str()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// KubeFleet's duration form (`1h30m`, `90s`, `1.5m`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut number = String::new();
-    for c in s.chars() {
-        match c {
-            '0'..='9' | '.' => number.push(c),
-            'h' | 'm' | 's' => {
-                let n: f64 = number.parse().ok()?;
-                number.clear();
-                total += n * match c {
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    _ => 1.0,
-                };
-            }
-            _ => return None,
-        }
-    }
-    number.is_empty().then(|| Duration::from_secs_f64(total))
 }
 
 /// The approval request name of a stage's task: `<run>-before-<stage>` or `<run>-after-<stage>`.

@@ -591,15 +591,187 @@ spec: {placementName: staged, stagedRolloutStrategyName: three, state: Run}
             == ("True".into(), "UpdateRunSucceeded".into()))
             .then_some(())
     });
-    // Deleting the run deletes its approval requests.
+    let status = ctl(&fleet, &["rollout", "status", "staged"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    // A new version: nothing moves until a run releases it.
+    let out = kubectl(
+        &hub,
+        &[
+            "-n",
+            "staged",
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"v":"2"}}"#,
+        ],
+    );
+    assert!(out.status.success());
+    wait_for("snapshot 1", Duration::from_secs(30), || {
+        get_json(
+            &hub,
+            &["get", "clusterresourcesnapshot", "staged-1-snapshot"],
+        )
+    });
+    fleet.apply(
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1beta1
+kind: ClusterStagedUpdateRun
+metadata: {name: release-2}
+spec: {placementName: staged, stagedRolloutStrategyName: three, state: Run}
+"#,
+    );
+    wait_for(
+        "release-2 to wait for prod's approval",
+        Duration::from_secs(60),
+        || get_json(&hub, &["get", "careq", "release-2-before-prod"]),
+    );
+    assert_eq!(versions(&fleet, 4), ["2", "1", "1", "1"]);
+    // The status command shows what it waits for and how to give it.
+    let status = ctl(&fleet, &["rollout", "status", "staged"]);
+    let table = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(4), "{table}");
+    assert!(table.contains("flotilla approve release-2 prod"), "{table}");
+
+    // Stopped, an approval does not move it; resumed, it goes on from where it was.
+    ctl_ok(&fleet, &["rollout", "stop", "release-2"]);
+    wait_for("release-2 to stop", Duration::from_secs(30), || {
+        (run_condition(&fleet, "release-2", "Progressing").1 == "UpdateRunStopped").then_some(())
+    });
+    assert_eq!(
+        ctl(&fleet, &["rollout", "status", "staged"]).status.code(),
+        Some(3)
+    );
+    ctl_ok(&fleet, &["approve", "release-2", "prod"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        versions(&fleet, 4),
+        ["2", "1", "1", "1"],
+        "stopped: no new cluster starts"
+    );
+    ctl_ok(&fleet, &["rollout", "resume", "release-2"]);
+    wait_for("prod to get v2", Duration::from_secs(60), || {
+        (versions(&fleet, 4) == ["2", "2", "2", "2"]).then_some(())
+    });
+    wait_for(
+        "the approval request after rest",
+        Duration::from_secs(60),
+        || get_json(&hub, &["get", "careq", "release-2-after-rest"]),
+    );
+    ctl_ok(&fleet, &["approve", "release-2-after-rest"]);
+    let status = ctl(
+        &fleet,
+        &[
+            "rollout",
+            "status",
+            "staged",
+            "--watch",
+            "--timeout",
+            "60",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    // Rollback: a run that releases snapshot 0 again, all at once.
+    fleet.apply(
+        r#"
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterStagedUpdateStrategy
+metadata: {name: all-at-once}
+spec:
+  stages: [{name: all, labelSelector: {}, maxConcurrency: "100%"}]
+"#,
+    );
+    let out = ctl(
+        &fleet,
+        &[
+            "rollout",
+            "undo",
+            "staged",
+            "--to-index",
+            "0",
+            "--strategy",
+            "all-at-once",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("every member back at v1", Duration::from_secs(60), || {
+        (versions(&fleet, 4) == ["1", "1", "1", "1"]).then_some(())
+    });
+    let status = ctl(
+        &fleet,
+        &["rollout", "status", "staged", "--watch", "--timeout", "60"],
+    );
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    // What cannot be done says why.
+    let out = ctl(&fleet, &["approve", "release-2", "nosuchstage"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("has no approval request for stage \"nosuchstage\""));
+    let out = ctl(&fleet, &["rollout", "stop", "release-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is finished"));
+
+    // Deleting a run deletes its approval requests.
     let out = kubectl(&hub, &["delete", "csur", "release-1"]);
     assert!(out.status.success());
     wait_for(
-        "the approval requests to go",
+        "release-1's approval requests to go",
         Duration::from_secs(30),
         || {
-            let l = get_json(&hub, &["get", "careq"])?;
+            let l = get_json(
+                &hub,
+                &[
+                    "get",
+                    "careq",
+                    "-l",
+                    "kubernetes-fleet.io/targetupdaterun=release-1",
+                ],
+            )?;
             l["items"].as_array()?.is_empty().then_some(())
         },
+    );
+}
+
+/// `flotilla ARGS --kubeconfig HUB`.
+fn ctl(fleet: &Fleet, args: &[&str]) -> std::process::Output {
+    flotilla()
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(fleet.hub())
+        .output()
+        .unwrap()
+}
+
+fn ctl_ok(fleet: &Fleet, args: &[&str]) {
+    let out = ctl(fleet, args);
+    assert!(
+        out.status.success(),
+        "flotilla {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

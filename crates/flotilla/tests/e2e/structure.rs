@@ -126,6 +126,9 @@ fn the_crate_graph_keeps_its_invariants() {
     };
     assert_eq!(flotilla_deps("flotilla-scheduler"), ["flotilla-api"]);
     assert_eq!(flotilla_deps("flotilla-agent"), ["flotilla-api"]);
+    // The command line is a client of the hub's API, like kubectl: it needs no server,
+    // controller or store of Flotilla's.
+    assert_eq!(flotilla_deps("flotilla-ctl"), ["flotilla-api"]);
     assert!(flotilla_deps("flotilla-store").is_empty());
     assert!(!needs("flotilla-store", "kube-client"));
     // The benchmarks are wiring's to run, not a library's to need.
