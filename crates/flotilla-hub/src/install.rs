@@ -25,9 +25,9 @@ pub type Rule = fn(&serde_json::Value, Option<&serde_json::Value>) -> Vec<member
 /// The fleet's admission rules, by group and plural: the rules KubeFleet writes in CEL or
 /// webhooks. The hub's own API server runs them in process; against another API server they
 /// run in the hub's validating webhook (`crate::admission`).
-pub fn rules() -> [(&'static str, &'static str, Rule); 13] {
-    use flotilla_api::placement::staged;
+pub fn rules() -> [(&'static str, &'static str, Rule); 15] {
     use flotilla_api::placement::PLACEMENT_GROUP as P;
+    use flotilla_api::placement::{eviction, staged};
     [
         (crds::CLUSTER_GROUP, "memberclusters", |o, _| {
             member::validate_member_cluster(o)
@@ -60,6 +60,16 @@ pub fn rules() -> [(&'static str, &'static str, Rule); 13] {
         (P, "stagedupdateruns", staged::validate_run),
         (P, "clusterapprovalrequests", staged::validate_approval),
         (P, "approvalrequests", staged::validate_approval),
+        (
+            P,
+            "clusterresourceplacementevictions",
+            eviction::validate_eviction,
+        ),
+        (
+            P,
+            "clusterresourceplacementdisruptionbudgets",
+            eviction::validate_budget,
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@
 
 pub mod admission;
 mod error;
+pub mod eviction;
 pub mod install;
 pub mod lease;
 pub mod members;
@@ -69,7 +70,11 @@ pub fn spawn_controllers(
         placement::run(c.clone())
     });
     let c = client.clone();
-    leadership.spawn_controller("updaterun-controller", stopped, move || {
+    leadership.spawn_controller("updaterun-controller", stopped.clone(), move || {
         updaterun::run(c.clone())
+    });
+    let c = client.clone();
+    leadership.spawn_controller("eviction-controller", stopped, move || {
+        eviction::run(c.clone())
     });
 }

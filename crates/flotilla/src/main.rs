@@ -48,6 +48,11 @@ enum Command {
     Rollout(flotilla_ctl::RolloutArgs),
     /// Approve a stage of a staged update run (RUN STAGE, or the approval request's name).
     Approve(flotilla_ctl::ApproveArgs),
+    /// Cordon a member cluster (KubeFleet's taint) and evict every ClusterResourcePlacement
+    /// from it, each within its disruption budget.
+    Drain(flotilla_ctl::DrainArgs),
+    /// Remove the cordon taint from a member cluster.
+    Uncordon(flotilla_ctl::DrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -126,6 +131,8 @@ fn main() -> ExitCode {
                 .map(|()| 0),
             Command::Rollout(args) => Ok(flotilla_ctl::rollout(args).await?),
             Command::Approve(args) => Ok(flotilla_ctl::approve(args).await?),
+            Command::Drain(args) => Ok(flotilla_ctl::drain(args).await?),
+            Command::Uncordon(args) => Ok(flotilla_ctl::uncordon(args).await?),
         }
     });
     match result {

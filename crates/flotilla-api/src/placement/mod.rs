@@ -6,9 +6,11 @@
 //! checks (`validate_placement`).
 //!
 //! The names (labels, annotations, finalizers, condition types) are here; the CRD schemas in
-//! `schema.rs`; the admission checks in `validate.rs`; the staged update API (strategies,
+//! `schema.rs`; the admission checks in `validate.rs`; evictions and disruption budgets in
+//! `eviction.rs`; the staged update API (strategies,
 //! runs, approval requests) in `staged.rs`.
 
+pub mod eviction;
 pub mod reason;
 mod schema;
 pub mod staged;

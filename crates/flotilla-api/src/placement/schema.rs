@@ -580,6 +580,7 @@ pub fn crds() -> Vec<Value> {
     ]
     .into_iter()
     .chain(super::staged::crds())
+    .chain(super::eviction::crds())
     .collect()
 }
 
@@ -590,7 +591,7 @@ mod tests {
     #[test]
     fn every_placement_crd_is_named_after_its_plural_and_group() {
         let crds = crds();
-        assert_eq!(crds.len(), 22);
+        assert_eq!(crds.len(), 24);
         for c in &crds {
             let plural = c["spec"]["names"]["plural"].as_str().unwrap();
             assert_eq!(c["metadata"]["name"], format!("{plural}.{PLACEMENT_GROUP}"));

@@ -6,7 +6,8 @@ use kube::api::{Api, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::ObjectRef;
 
-pub(super) fn placement_resource(kind: &str, plural: &str) -> ApiResource {
+/// A kind of `placement.kubernetes-fleet.io` in the version the hub stores.
+pub fn placement_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(PLACEMENT_GROUP, STORAGE_VERSION, kind),
         plural,

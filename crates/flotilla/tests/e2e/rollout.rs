@@ -775,3 +775,137 @@ fn ctl_ok(fleet: &Fleet, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn drain_evicts_within_the_disruption_budget_and_uncordon_lets_clusters_back() {
+    let fleet = Fleet::start(4, 200);
+    let hub = fleet.hub();
+    fleet.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: staged}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: staged}
+data: {v: "1"}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata: {name: three}
+spec:
+  resourceSelectors: [{group: "", version: v1, kind: Namespace, name: staged}]
+  policy: {placementType: PickN, numberOfClusters: 3}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacementDisruptionBudget
+metadata: {name: three}
+spec: {minAvailable: 3}
+"#,
+    );
+    let placed = |v: &[String]| -> Vec<usize> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, x)| x.as_str() == "1")
+            .map(|(i, _)| i + 1)
+            .collect()
+    };
+    let first = wait_for("three members to get it", Duration::from_secs(60), || {
+        let p = get_json(&hub, &["get", "crp", "three"])?;
+        (condition(&p, "ClusterResourcePlacementAvailable").0 == "True").then_some(())?;
+        let on = placed(&versions(&fleet, 4));
+        (on.len() == 3).then_some(on)
+    });
+    let victim = format!("member-{}", first[0]);
+
+    // minAvailable 3 of 3 available: the budget refuses; the cluster is cordoned all the same.
+    let out = ctl(&fleet, &["drain", &victim]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("not evicted (Eviction is blocked by specified ClusterResourcePlacementDisruptionBudget, availablePlacements: 3, totalPlacements: 3)"),
+        "{text}"
+    );
+    let e = get_json(
+        &hub,
+        &["get", "crpe", &format!("drain-eviction-three-{victim}")],
+    )
+    .unwrap();
+    assert_eq!(
+        condition(&e, "Valid"),
+        (
+            "True".into(),
+            "ClusterResourcePlacementEvictionValid".into()
+        )
+    );
+    assert_eq!(
+        condition(&e, "Executed"),
+        (
+            "False".into(),
+            "ClusterResourcePlacementEvictionNotExecuted".into()
+        )
+    );
+    assert_eq!(placed(&versions(&fleet, 4)), first, "nothing moved");
+
+    // minAvailable 2: allowed; the cordoned cluster loses it, the free one gets it.
+    let out = kubectl(
+        &hub,
+        &[
+            "patch",
+            "crpdb",
+            "three",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":2}}"#,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctl(&fleet, &["drain", &victim]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "evicted (Eviction is allowed by specified ClusterResourcePlacementDisruptionBudget"
+        ),
+        "{text}"
+    );
+    let free = (1..=4).find(|m| !first.contains(m)).unwrap();
+    let mut want: Vec<usize> = first.iter().copied().skip(1).chain([free]).collect();
+    want.sort();
+    wait_for(
+        "the placement to move off the drained cluster",
+        Duration::from_secs(60),
+        || (placed(&versions(&fleet, 4)) == want).then_some(()),
+    );
+
+    // Uncordoned, it may be picked again; nothing moves back by itself.
+    ctl_ok(&fleet, &["uncordon", &victim]);
+    let mc = get_json(&hub, &["get", "membercluster", &victim]).unwrap();
+    assert!(
+        mc["spec"]["taints"].as_array().is_none_or(|t| t.is_empty()),
+        "{mc}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(placed(&versions(&fleet, 4)), want);
+
+    // A budget with both bounds is refused, as KubeFleet's CEL rule does.
+    let out = kubectl(
+        &hub,
+        &[
+            "patch",
+            "crpdb",
+            "three",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"maxUnavailable":1}}"#,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Both MaxUnavailable and MinAvailable cannot be specified"));
+}
