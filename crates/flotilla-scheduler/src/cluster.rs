@@ -54,6 +54,8 @@ pub struct Cluster {
     pub taints: Vec<Taint>,
     /// Whether it may receive new placements.
     pub state: ClusterState,
+    /// When it became unhealthy (its Healthy condition's lastTransitionTime), while it is.
+    pub unhealthy_since: Option<String>,
 }
 
 impl Cluster {
@@ -65,6 +67,7 @@ impl Cluster {
             properties: BTreeMap::new(),
             taints: Vec::new(),
             state: ClusterState::Eligible,
+            unhealthy_since: None,
         }
     }
 
@@ -105,12 +108,17 @@ impl Cluster {
         } else {
             ClusterState::Eligible
         };
+        let unhealthy_since = (state == ClusterState::Unhealthy)
+            .then(|| conditions::find(conds, condition::HEALTHY))
+            .flatten()
+            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from));
         Self {
             name: meta["name"].as_str().unwrap_or("").to_string(),
             labels,
             properties,
             taints,
             state,
+            unhealthy_since,
         }
     }
 

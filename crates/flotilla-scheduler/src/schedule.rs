@@ -256,7 +256,9 @@ pub fn concerns(
     placed: usize,
 ) -> bool {
     if here {
-        return !now.state.keeps_placements() || before.is_none_or(|b| b.labels != now.labels);
+        // Its health matters too: failover counts from when it turned unhealthy.
+        return !now.state.keeps_placements()
+            || before.is_none_or(|b| b.labels != now.labels || b.state != now.state);
     }
     match policy.placement_type {
         PlacementType::PickFixed => policy.cluster_names.contains(&now.name),

@@ -35,6 +35,9 @@ values! {
         WorkNotAvailableYet,
         /// Available: the agent has not reported on the latest Work yet.
         WorkAvailabilityPending,
+        /// Available: the member has been unhealthy past the failover grace period; what it
+        /// runs is unknown.
+        MemberClusterUnhealthy,
         /// DiffReported: the agent reported differences (ReportDiff).
         DiffReported,
         /// DiffReported: the agent has not reported on the latest Work yet (ReportDiff).

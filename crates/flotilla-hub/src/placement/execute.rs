@@ -84,6 +84,16 @@ pub async fn execute(
             .await
             .map_err(|e| Error::from(e).concerning(format!("policy snapshot {}", ps.name)))?;
     }
+    if let Some(m) = &plan.placement_metadata {
+        api_in(client, &scope.placement(), plan.namespace.as_deref())
+            .patch(
+                &plan.placement_name,
+                &PatchParams::default(),
+                &Patch::Merge(m),
+            )
+            .await
+            .map_err(|e| Error::from(e).concerning("the placement's failover record"))?;
+    }
     let binding_api = api_in(client, &scope.binding(), plan.namespace.as_deref());
     for name in &plan.delete_bindings {
         done_unless_failed(binding_api.delete(name, &DeleteParams::background()).await)
@@ -119,6 +129,7 @@ pub async fn execute(
                 work.as_ref(),
                 &c.overridden,
                 c.rollout,
+                c.unreachable.as_deref(),
                 generation,
                 now,
             )
@@ -204,10 +215,19 @@ pub async fn settle_binding(
     work: Option<&DynamicObject>,
     overridden: &Result<Overridden, String>,
     rollout: Rollout,
+    unreachable: Option<&str>,
     generation: i64,
     now: &str,
 ) -> Result<Value, Error> {
-    let status = binding_status(binding, work, overridden, rollout, generation, now);
+    let status = binding_status(
+        binding,
+        work,
+        overridden,
+        rollout,
+        unreachable,
+        generation,
+        now,
+    );
     if binding_status_changed(&binding.data["status"], &status) {
         let patch = replacing(&binding.data["status"], &status);
         api.patch_status(

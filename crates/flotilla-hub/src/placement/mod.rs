@@ -33,6 +33,7 @@
 //! else.
 
 mod execute;
+pub mod failover;
 mod fleet;
 mod kinds;
 pub mod plan;
@@ -99,6 +100,7 @@ struct SettledCluster {
     work_spec: Option<Value>,
     overridden: Result<flotilla_api::overrides::Overridden, String>,
     rollout: status::Rollout,
+    unreachable: Option<String>,
 }
 
 struct Ctx {
@@ -120,6 +122,8 @@ struct Ctx {
     ro_snapshots: Store<DynamicObject>,
     /// Staged update runs (the External strategy).
     runs: Store<DynamicObject>,
+    /// Events about failover and fail-back.
+    recorder: kube::runtime::events::Recorder,
     resources: Arc<Resources>,
 }
 
@@ -206,6 +210,13 @@ pub async fn run(client: kube::Client) {
             cro_snapshots: cro_snapshots.clone(),
             ro_snapshots: ro_snapshots.clone(),
             runs,
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: "flotilla-placement".into(),
+                    instance: None,
+                },
+            ),
             resources: resources.clone(),
         });
         let parent = move |b: DynamicObject| {
@@ -328,14 +339,18 @@ pub(crate) fn follow(stream: Watched) -> futures::future::BoxFuture<'static, ()>
     stream.for_each(|_| async {}).boxed()
 }
 
-/// Reconcile a placement when its spec, labels, finalizers or deletion change (not for its own
-/// status writes).
+/// Reconcile a placement when its spec, finalizers, failover annotations or deletion change
+/// (not for its own status writes).
 fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     o.metadata.generation.hash(&mut h);
     o.metadata.deletion_timestamp.is_some().hash(&mut h);
     o.metadata.finalizers.hash(&mut h);
+    // The failover settings are annotations: changing them is a change of the placement.
+    for a in [failover::FAILOVER_AFTER, failover::FAILBACK] {
+        o.annotations().get(a).hash(&mut h);
+    }
     Some(h.finish())
 }
 
@@ -480,6 +495,9 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         Decision::Place(plan) => *plan,
     };
     let bindings = execute::execute(&ctx.client, scope, &plan, generation, &now).await?;
+    for m in &plan.moves {
+        report_move(ctx, &placement, m).await;
+    }
     let mut by_cluster: HashMap<&str, &Value> = bindings
         .iter()
         .map(|b| (b.cluster.as_str(), &b.status))
@@ -527,6 +545,7 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
                 work_spec: c.work_spec,
                 overridden: c.overridden,
                 rollout: c.rollout,
+                unreachable: c.unreachable,
             })
             .collect(),
     };
@@ -595,6 +614,50 @@ fn observe<'a>(
         }),
         now,
     })
+}
+
+/// An Event on the placement for a share that failover or fail-back moved (best effort: the
+/// move is made and recorded on the placement whether or not the Event is).
+async fn report_move(ctx: &Ctx, placement: &DynamicObject, m: &plan::Move) {
+    use kube::runtime::events::{Event, EventType};
+    let (reason, note, type_) = match (&m.to, m.back) {
+        (Some(to), false) => (
+            "FailedOver",
+            format!(
+                "{} has been unhealthy past the grace period: its share moves to {to}",
+                m.from
+            ),
+            EventType::Warning,
+        ),
+        (None, false) => (
+            "FailedOver",
+            format!(
+                "{} has been unhealthy past the grace period: no other cluster can take its share",
+                m.from
+            ),
+            EventType::Warning,
+        ),
+        (to, true) => (
+            "FailedBack",
+            format!(
+                "{} recovered: its share moves back from {}",
+                to.as_deref().unwrap_or("?"),
+                m.from
+            ),
+            EventType::Normal,
+        ),
+    };
+    let reference = kube::Resource::object_ref(placement, &ctx.scope.placement());
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reschedule".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(error = %e, "recording a failover event");
+    }
 }
 
 /// The resource snapshot index the last staged update run of the placement that succeeded
@@ -667,6 +730,7 @@ async fn roll_up(
             work.as_deref(),
             &c.overridden,
             c.rollout,
+            c.unreachable.as_deref(),
             generation,
             now,
         )

@@ -20,6 +20,7 @@ use kube::core::ApiResource;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
+use super::failover;
 use super::rollout::{self, Available, BindingState, RollingUpdate};
 use super::status::{replacing, Rollout, Scheduled, Summary};
 use super::{
@@ -87,6 +88,8 @@ pub enum Decision {
 /// The writes of one pass, in the order the executor makes them.
 #[derive(Debug)]
 pub struct Plan {
+    /// The placement's name.
+    pub placement_name: String,
     /// The placement's namespace (a ResourcePlacement's): where its snapshots and bindings
     /// live.
     pub namespace: Option<String>,
@@ -108,8 +111,24 @@ pub struct Plan {
     pub summary: Summary,
     /// Clusters the rollout holds back (their bindings wait for others to become ready).
     pub waiting: Vec<String>,
-    /// When to look again although nothing changed (an untrackable cluster becomes ready).
+    /// When to look again although nothing changed (an untrackable cluster becomes ready, a
+    /// member's failover grace period ends).
     pub requeue: Option<Duration>,
+    /// A merge patch of the placement's metadata (the failover record), if it changed.
+    pub placement_metadata: Option<Value>,
+    /// Shares moved by failover or fail-back in this pass.
+    pub moves: Vec<Move>,
+}
+
+/// A share of a PickN placement moved off an unhealthy cluster, or back to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The cluster it leaves.
+    pub from: String,
+    /// The cluster it goes to (none when no other cluster is eligible).
+    pub to: Option<String>,
+    /// Fail-back (true) or failover.
+    pub back: bool,
 }
 
 /// A new snapshot in a series: the previous latest ones are marked so no more, the oldest
@@ -192,6 +211,9 @@ pub struct ClusterPlan {
     pub overridden: Result<Overridden, String>,
     /// Whether the binding names the latest resources or is held back.
     pub rollout: Rollout,
+    /// Why the cluster is reported unavailable whatever its Work says (its member has been
+    /// unhealthy past the failover grace period).
+    pub unreachable: Option<String>,
 }
 
 /// Whether an override applies to the placement `name` (of `scope`, in `namespace`): a
@@ -713,13 +735,29 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         .filter(|n| ps.annotations.get(annotation::NUMBER_OF_CLUSTERS) != Some(n))
         .map(|n| json!({"metadata": {"annotations": {annotation::NUMBER_OF_CLUSTERS: n}}}));
 
-    // 3. Schedule.
-    let placed: BTreeSet<String> = o
+    // 3. Schedule: the scheduler keeps what is bound or scheduled (not what waits to go),
+    // less what fails over ([`failover`]).
+    let now = chrono::DateTime::parse_from_rfc3339(o.now)
+        .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc));
+    let before: BTreeSet<String> = o
         .bindings
         .iter()
         .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter(|b| b.data["spec"]["state"] != "Unscheduled")
         .filter_map(|b| b.data["spec"]["targetCluster"].as_str().map(String::from))
         .collect();
+    let pick_n = policy.placement_type == flotilla_scheduler::PlacementType::PickN;
+    let failover_settings = failover::Settings::of(p);
+    let record = failover::record_of(p);
+    let adjusted = if pick_n {
+        failover::adjust(&before, o.clusters, &record, failover_settings, now)
+    } else {
+        failover::Adjusted {
+            placed: before.clone(),
+            ..Default::default()
+        }
+    };
+    let placed = &adjusted.placed;
     let same_policy = !o.bindings.is_empty()
         && o.bindings
             .iter()
@@ -727,9 +765,58 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     let decision = flotilla_scheduler::schedule(&flotilla_scheduler::Request {
         policy: &policy,
         clusters: o.clusters,
-        placed: &placed,
+        placed,
         same_policy,
     });
+    let selected_names: BTreeSet<String> = decision
+        .selected
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    let new_record = if pick_n {
+        failover::update_record(&record, &adjusted, &before, &selected_names)
+    } else {
+        record.clone()
+    };
+    let mut moves: Vec<Move> = adjusted
+        .failing
+        .iter()
+        .filter(|c| !record.contains_key(*c))
+        .map(|c| Move {
+            from: c.clone(),
+            to: new_record.get(c).cloned(),
+            back: false,
+        })
+        .collect();
+    moves.extend(adjusted.returning.iter().map(|(from, to)| Move {
+        from: to.clone(),
+        to: Some(from.clone()),
+        back: true,
+    }));
+    let placement_metadata = (new_record != record).then(|| {
+        let value = if new_record.is_empty() {
+            Value::Null
+        } else {
+            json!(serde_json::to_string(&new_record).unwrap_or_default())
+        };
+        json!({"metadata": {"annotations": {failover::FAILED_OVER: value}}})
+    });
+    // Members unhealthy past the grace period: reported unavailable wherever they are placed.
+    let grace = failover_settings.after.unwrap_or(failover::DEFAULT_AFTER);
+    let unreachable: BTreeMap<&str, String> = o
+        .clusters
+        .iter()
+        .filter(|c| failover::unhealthy_for(c, grace, now).is_some_and(|l| l.is_zero()))
+        .map(|c| {
+            (
+                c.name.as_str(),
+                format!(
+                    "the member cluster has been unhealthy since {}: what it runs is unknown",
+                    c.unhealthy_since.as_deref().unwrap_or("?")
+                ),
+            )
+        })
+        .collect();
     let decisions: Vec<Value> = decision
         .selected
         .iter()
@@ -911,8 +998,6 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         });
     }
     candidates.sort_by(|a, b| a.cluster.cmp(b.cluster).then(b.deleting.cmp(&a.deleting)));
-    let now = chrono::DateTime::parse_from_rfc3339(o.now)
-        .map_or(chrono::Utc::now(), |t| t.with_timezone(&chrono::Utc));
     // With the External strategy staged update runs move the bindings: the placement binds no
     // one and deletes nothing itself.
     let external = spec["strategy"]["type"] == "External";
@@ -1113,6 +1198,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             work,
             overridden,
             rollout,
+            unreachable: unreachable.get(cluster).cloned(),
         });
     }
     let selected_resources = manifests
@@ -1127,6 +1213,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         })
         .collect();
     Decision::Place(Box::new(Plan {
+        placement_name: name.clone(),
         namespace: namespace.map(String::from),
         snapshots,
         policy_snapshot,
@@ -1140,7 +1227,15 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             selected_resources,
             apply_strategy,
         },
-        requeue: rolling.requeue.filter(|_| !rolling.waiting.is_empty()),
+        requeue: [
+            rolling.requeue.filter(|_| !rolling.waiting.is_empty()),
+            adjusted.requeue,
+        ]
+        .into_iter()
+        .flatten()
+        .min(),
+        placement_metadata,
+        moves,
         waiting: rolling.waiting.iter().map(|c| c.to_string()).collect(),
     }))
 }

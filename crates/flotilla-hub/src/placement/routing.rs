@@ -120,9 +120,17 @@ impl Triggers {
                 let Ok(policy) = Policy::parse(&p.data["spec"]["policy"]) else {
                     continue;
                 };
+                // A cluster a share failed over from may take it back (fail-back).
+                let record = p.annotations().get(super::failover::FAILED_OVER).cloned();
+                let failed_over = |c: &str| {
+                    record
+                        .as_deref()
+                        .is_some_and(|r| r.contains(&format!("\"{c}\":")))
+                };
                 if changed.iter().any(|(before, now)| {
                     let here = on.contains(now.name.as_str());
                     flotilla_scheduler::concerns(&policy, before.as_ref(), now, here, *count)
+                        || failed_over(&now.name)
                 }) {
                     t.whole(&p);
                 }

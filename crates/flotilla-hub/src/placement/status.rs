@@ -75,12 +75,13 @@ pub enum Rollout {
 /// applied and available conditions (as of the Work's current generation) with the manifests
 /// that failed, drifted or differ. `work` is `None` when the member's namespace is not there to
 /// hold it. A binding not bound to resources yet (state Scheduled) has only its Scheduled and
-/// RolloutStarted conditions.
+/// RolloutStarted conditions. `unreachable` (why) makes it unavailable whatever the Work says.
 pub fn binding_status(
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
     overridden: &Result<Overridden, String>,
     rollout: Rollout,
+    unreachable: Option<&str>,
     generation: i64,
     now: &str,
 ) -> Value {
@@ -201,6 +202,16 @@ pub fn binding_status(
                         "the member's agent has not reported on the latest Work yet",
                     ),
                 }
+            }
+            // A member unhealthy past the grace period: whatever its agent last said, what
+            // it runs now is unknown.
+            if let Some(why) = unreachable {
+                set(
+                    cc::AVAILABLE,
+                    "False",
+                    B::MemberClusterUnhealthy.as_str(),
+                    why,
+                );
             }
             // ReportDiff: the agent's report of differences, as of the latest Work.
             match conditions::find(wconds, cc::DIFF_REPORTED)

@@ -445,3 +445,157 @@ fn fleet_commands_reject_bad_input_with_one_line() {
         .unwrap();
     one_line(&out, 2, "many");
 }
+
+/// The clusters a placement's bindings target (bound or scheduled, not going).
+fn bound_to(hub: &Path, placement: &str) -> Vec<String> {
+    let mut v: Vec<String> = get_json(hub, &["get", "clusterresourcebindings"])
+        .map(|l| {
+            l["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["metadata"]["labels"]["kubernetes-fleet.io/parent-CRP"] == placement)
+                .filter(|b| {
+                    b["spec"]["state"] != "Unscheduled"
+                        && b["metadata"]["deletionTimestamp"].is_null()
+                })
+                .filter_map(|b| b["spec"]["targetCluster"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_pick_n_share_fails_over_from_a_member_whose_agent_died_and_back_with_failback() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| -> PathBuf { dir.path().join(p) };
+    let (_hub_proc, _) = start_hub(&d("hub"), 0);
+    let hub = d("hub/admin.kubeconfig");
+    let mut agents = Vec::new();
+    let mut members = Vec::new();
+    for m in ["m1", "m2", "m3"] {
+        members.push(start_member(&d(m), m));
+        let out = join(&hub, m, &d(&format!("{m}-agent.kubeconfig")));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        agents.push(Some(start_agent(
+            m,
+            &d(&format!("{m}-agent.kubeconfig")),
+            &d(&format!("{m}/admin.kubeconfig")),
+            &d(&format!("{m}-agent.log")),
+        )));
+    }
+    wait_for("three joined members", Duration::from_secs(60), || {
+        let l = get_json(&hub, &["get", "memberclusters"])?;
+        (l["items"]
+            .as_array()?
+            .iter()
+            .filter(|m| condition(m, "Joined").0 == "True")
+            .count()
+            == 3)
+            .then_some(())
+    });
+    let out = kubectl_apply(
+        &hub,
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shared}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ClusterResourcePlacement
+metadata:
+  name: web
+  annotations: {flotilla.dev/failover-after: 2s}
+spec:
+  resourceSelectors: [{group: "", version: v1, kind: Namespace, name: shared}]
+  policy: {placementType: PickN, numberOfClusters: 2}
+"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = wait_for("two bound clusters", Duration::from_secs(60), || {
+        let b = bound_to(&hub, "web");
+        (b.len() == 2).then_some(b)
+    });
+    let lost = first[0].clone();
+    let spare = ["m1", "m2", "m3"]
+        .into_iter()
+        .find(|m| !first.iter().any(|f| f == m))
+        .unwrap()
+        .to_string();
+
+    // Its agent dies: after 3 missed heartbeats the member is unhealthy, 2 s later its share
+    // moves to the spare cluster.
+    let index = ["m1", "m2", "m3"].iter().position(|m| *m == lost).unwrap();
+    agents[index] = None;
+    let mut want: Vec<String> = vec![first[1].clone(), spare.clone()];
+    want.sort();
+    wait_for("the share to fail over", Duration::from_secs(60), || {
+        (bound_to(&hub, "web") == want).then_some(())
+    });
+    let p = get_json(&hub, &["get", "crp", "web"]).unwrap();
+    assert_eq!(
+        p["metadata"]["annotations"]["flotilla.dev/failed-over"],
+        format!("{{\"{lost}\":\"{spare}\"}}")
+    );
+    let events = get_json(&hub, &["get", "events", "-A"]).unwrap();
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "FailedOver"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("its share moves to {spare}"))),
+        "{events}"
+    );
+
+    // It recovers: nothing moves back by itself.
+    agents[index] = Some(start_agent(
+        &lost,
+        &d(&format!("{lost}-agent.kubeconfig")),
+        &d(&format!("{lost}/admin.kubeconfig")),
+        &d(&format!("{lost}-agent-2.log")),
+    ));
+    wait_for(
+        "the member to be healthy again",
+        Duration::from_secs(60),
+        || {
+            let m = get_json(&hub, &["get", "membercluster", &lost])?;
+            (condition(&m, "Healthy").0 == "True").then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(bound_to(&hub, "web"), want);
+
+    // Fail-back asked for: the share returns to it.
+    let out = kubectl(
+        &hub,
+        &["annotate", "crp", "web", "flotilla.dev/failback=true"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the share to fail back", Duration::from_secs(60), || {
+        (bound_to(&hub, "web") == first).then_some(())
+    });
+    let p = get_json(&hub, &["get", "crp", "web"]).unwrap();
+    assert!(
+        p["metadata"]["annotations"]["flotilla.dev/failed-over"].is_null(),
+        "{p}"
+    );
+    drop(members);
+}

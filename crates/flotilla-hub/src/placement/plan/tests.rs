@@ -218,6 +218,17 @@ impl World {
             self.objects
                 .remove(&(binding_kind.clone(), ns.clone(), b.clone()));
         }
+        for b in &plan.unschedule_bindings {
+            self.patch(
+                &binding_kind,
+                &ns,
+                b,
+                &json!({"spec": {"state": "Unscheduled"}}),
+            );
+        }
+        if let Some(m) = &plan.placement_metadata {
+            merge(&mut self.placement, m);
+        }
         for (wns, w) in &plan.delete_works {
             self.objects
                 .remove(&("Work".into(), wns.clone(), w.clone()));
@@ -253,6 +264,7 @@ impl World {
                 work.as_ref(),
                 &c.overridden,
                 c.rollout,
+                c.unreachable.as_deref(),
                 generation,
                 NOW,
             );
@@ -495,6 +507,24 @@ fn render(d: &Decision) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(m) = &p.placement_metadata {
+        out += &format!("placement metadata {m}\n");
+    }
+    for m in &p.moves {
+        out += &format!(
+            "{} {} -> {}\n",
+            if m.back { "fail back" } else { "fail over" },
+            m.from,
+            m.to.as_deref().unwrap_or("nowhere")
+        );
+    }
+    for c in p.clusters.iter().filter(|c| c.unreachable.is_some()) {
+        out += &format!(
+            "{} unavailable: {}\n",
+            c.cluster,
+            c.unreachable.as_ref().unwrap()
+        );
+    }
     if !p.waiting.is_empty() {
         out += &format!(
             "rollout: {} held back; look again in {:?}\n",
@@ -730,6 +760,109 @@ fn a_replaced_cluster_goes_before_its_replacement_arrives_within_max_surge() {
         summary: Scheduled=True SchedulingPolicyFulfilled "picked the 2 clusters named"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
     "#]],
     );
+}
+
+#[test]
+fn a_pick_n_share_fails_over_from_an_unhealthy_member_and_back_with_failback() {
+    let pick2 = json!({"policy": {"placementType": "PickN", "numberOfClusters": 2}});
+    let mut world = World::new(crp("web", pick2), app(), ABC);
+    world.apply(&world.plan());
+    world.available_everywhere();
+    // a has been unhealthy for 10 minutes (the grace period is 5): c takes its share.
+    world.clusters[0].state = flotilla_scheduler::ClusterState::Unhealthy;
+    world.clusters[0].unhealthy_since = Some("2026-12-03T11:50:00Z".into());
+    check(
+        &world,
+        expect![[r#"
+        policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked 2 clusters"; decisions b+ c+ a-
+        delete binding web-a-712c3690
+        b: binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c: binding web-c-5fcba890 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-c/web-work create (owned by binding) labels {"kubernetes-fleet.io/parent-CRP":"web","kubernetes-fleet.io/parent-resource-binding":"web-c-5fcba890","kubernetes-fleet.io/parent-resource-snapshot-index":"0"} annotations {"kubernetes-fleet.io/delete-strategy":"Delete"}: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked 2 clusters"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        placement metadata {"metadata":{"annotations":{"flotilla.dev/failed-over":"{\"a\":\"c\"}"}}}
+        fail over a -> c
+    "#]],
+    );
+    world.apply(&world.plan());
+    let record = world.placement["metadata"]["annotations"]["flotilla.dev/failed-over"].clone();
+    assert_eq!(record, json!("{\"a\":\"c\"}"));
+    // a recovers: without fail-back nothing moves back.
+    world.clusters[0].state = flotilla_scheduler::ClusterState::Eligible;
+    world.clusters[0].unhealthy_since = None;
+    world.available_everywhere();
+    check(
+        &world,
+        expect![[r#"
+        b: binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        c: binding web-c-5fcba890 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-c/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked 2 clusters"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+    "#]],
+    );
+    // With fail-back, its share returns from c.
+    merge(
+        &mut world.placement,
+        &json!({"metadata": {"annotations": {"flotilla.dev/failback": "true"}}}),
+    );
+    check(
+        &world,
+        expect![[r#"
+        policy snapshot web-0 status Scheduled=True SchedulingPolicyFulfilled "picked 2 clusters"; decisions a+ b+ c-
+        delete binding web-c-5fcba890
+        a: binding web-a-712c3690 create Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "kept: the placement is on this cluster (changes of the cluster are IgnoredDuringExecution)"); Work fleet-member-a/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        b: binding web-b-58094590 keep Bound (snapshot web-0-snapshot, policy web-0, overrides [] [], "picked: among the 2 best scored clusters"); Work fleet-member-b/web-work keep: [Namespace app, ConfigMap app/cfg, Deployment app/web]
+        summary: Scheduled=True SchedulingPolicyFulfilled "picked 2 clusters"; resource index 0; selected Namespace app, ConfigMap cfg, Deployment web
+        placement metadata {"metadata":{"annotations":{"flotilla.dev/failed-over":null}}}
+        fail back c -> a
+    "#]],
+    );
+}
+
+#[test]
+fn a_member_unhealthy_within_the_grace_period_keeps_its_share_until_it_ends() {
+    let pick2 = json!({"policy": {"placementType": "PickN", "numberOfClusters": 2}});
+    let mut world = World::new(crp("web", pick2), app(), ABC);
+    world.apply(&world.plan());
+    world.available_everywhere();
+    world.clusters[0].state = flotilla_scheduler::ClusterState::Unhealthy;
+    world.clusters[0].unhealthy_since = Some("2026-12-03T11:58:00Z".into());
+    let Decision::Place(plan) = world.plan() else {
+        panic!("placed")
+    };
+    assert!(plan.moves.is_empty() && plan.delete_bindings.is_empty());
+    assert_eq!(plan.requeue, Some(std::time::Duration::from_secs(180)));
+    // Off: never.
+    merge(
+        &mut world.placement,
+        &json!({"metadata": {"annotations": {"flotilla.dev/failover-after": "off"}}}),
+    );
+    world.clusters[0].unhealthy_since = Some("2026-12-03T10:00:00Z".into());
+    let Decision::Place(plan) = world.plan() else {
+        panic!("placed")
+    };
+    assert!(plan.moves.is_empty() && plan.delete_bindings.is_empty());
+    // PickAll reports it unavailable, whatever its Work said.
+    let mut world = World::new(crp("web", json!({})), app(), ABC);
+    world.apply(&world.plan());
+    world.available_everywhere();
+    world.clusters[1].state = flotilla_scheduler::ClusterState::Unhealthy;
+    world.clusters[1].unhealthy_since = Some("2026-12-03T11:00:00Z".into());
+    let status = world.apply(&world.plan());
+    let b = status["placementStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["clusterName"] == "b")
+        .unwrap()
+        .clone();
+    let available = b["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Available")
+        .unwrap()
+        .clone();
+    assert_eq!(available["status"], "False");
+    assert_eq!(available["reason"], "MemberClusterUnhealthy");
 }
 
 #[test]
