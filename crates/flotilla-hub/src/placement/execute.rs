@@ -10,10 +10,9 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use super::plan::{ClusterPlan, Plan, SeriesWrite, WorkWrite, Write};
-use super::status::{binding_status, binding_status_changed, replacing, Rollout};
+use super::status::{binding_status, binding_status_changed, replacing, Decided};
 use super::{api_in, work_resource, Scope};
 use crate::Error;
-use flotilla_api::overrides::Overridden;
 
 /// Whether `r` failed because the object is not there.
 fn gone<T>(r: &Result<T, kube::Error>) -> bool {
@@ -127,9 +126,11 @@ pub async fn execute(
                 binding_api,
                 &binding,
                 work.as_ref(),
-                &c.overridden,
-                c.rollout,
-                c.unreachable.as_deref(),
+                Decided {
+                    overridden: &c.overridden,
+                    rollout: c.rollout,
+                    unreachable: c.unreachable.as_deref(),
+                },
                 generation,
                 now,
             )
@@ -213,21 +214,11 @@ pub async fn settle_binding(
     api: &Api<DynamicObject>,
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
-    overridden: &Result<Overridden, String>,
-    rollout: Rollout,
-    unreachable: Option<&str>,
+    decided: Decided<'_>,
     generation: i64,
     now: &str,
 ) -> Result<Value, Error> {
-    let status = binding_status(
-        binding,
-        work,
-        overridden,
-        rollout,
-        unreachable,
-        generation,
-        now,
-    );
+    let status = binding_status(binding, work, decided, generation, now);
     if binding_status_changed(&binding.data["status"], &status) {
         let patch = replacing(&binding.data["status"], &status);
         api.patch_status(

@@ -728,9 +728,11 @@ async fn roll_up(
             &binding_api,
             binding,
             work.as_deref(),
-            &c.overridden,
-            c.rollout,
-            c.unreachable.as_deref(),
+            status::Decided {
+                overridden: &c.overridden,
+                rollout: c.rollout,
+                unreachable: c.unreachable.as_deref(),
+            },
             generation,
             now,
         )

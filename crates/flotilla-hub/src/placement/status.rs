@@ -61,6 +61,18 @@ pub struct ClusterStatus<'a> {
     pub status: &'a Value,
 }
 
+/// What the planner decided of a binding, besides its Work: the overrides' outcome, whether
+/// its rollout started, and why its member counts as unavailable (if it does).
+#[derive(Debug, Clone, Copy)]
+pub struct Decided<'a> {
+    /// The cluster's manifests after its overrides, or why they could not be applied.
+    pub overridden: &'a Result<Overridden, String>,
+    /// Whether the binding names the latest resources.
+    pub rollout: Rollout,
+    /// The member has been unhealthy past the failover grace period: why.
+    pub unreachable: Option<&'a str>,
+}
+
 /// Whether the rollout lets a binding have the latest resources ([`super::rollout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rollout {
@@ -79,12 +91,15 @@ pub enum Rollout {
 pub fn binding_status(
     binding: &DynamicObject,
     work: Option<&DynamicObject>,
-    overridden: &Result<Overridden, String>,
-    rollout: Rollout,
-    unreachable: Option<&str>,
+    decided: Decided<'_>,
     generation: i64,
     now: &str,
 ) -> Value {
+    let Decided {
+        overridden,
+        rollout,
+        unreachable,
+    } = decided;
     let mut conds = binding.data["status"]["conditions"].clone();
     let g = binding.metadata.generation.unwrap_or(generation);
     let mut set = |ty: &str, status: &str, reason: &str, message: &str| {

@@ -262,9 +262,11 @@ impl World {
             let s = status::binding_status(
                 &binding,
                 work.as_ref(),
-                &c.overridden,
-                c.rollout,
-                c.unreachable.as_deref(),
+                status::Decided {
+                    overridden: &c.overridden,
+                    rollout: c.rollout,
+                    unreachable: c.unreachable.as_deref(),
+                },
                 generation,
                 NOW,
             );
