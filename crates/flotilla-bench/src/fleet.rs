@@ -42,7 +42,7 @@ async fn start_member(k: usize) -> anyhow::Result<kube::Client> {
 
 /// A hub with `members` simulated members joined and healthy: the hub, its kubeconfig, the
 /// directory of the members' credentials, how long joining took.
-async fn start_fleet(
+pub(crate) async fn start_fleet(
     members: usize,
     period: u32,
 ) -> anyhow::Result<(

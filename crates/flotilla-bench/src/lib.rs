@@ -1,6 +1,6 @@
 //! The benchmarks behind `flotilla bench`: the API server (`api.rs`), a fleet of simulated
-//! members and placement over it (`fleet.rs`), backup and restore (`backup.rs`), and one
-//! scheduling decision (`scheduler.rs`). Each starts what it measures (hub processes, an etcd,
+//! members and placement over it (`fleet.rs`), rollouts over it (`rollout.rs`), backup and
+//! restore (`backup.rs`), and one scheduling decision (`scheduler.rs`). Each starts what it measures (hub processes, an etcd,
 //! simulated members) through `harness.rs` and reports latency, throughput, CPU and memory.
 //! Figures are recorded in docs/BENCHMARKS.md, never asserted in tests.
 
@@ -8,6 +8,7 @@ mod api;
 mod backup;
 mod fleet;
 mod harness;
+mod rollout;
 mod scheduler;
 
 /// Which benchmark to run.
@@ -24,6 +25,10 @@ pub enum BenchCommand {
     Backup(backup::BackupBenchArgs),
     /// One PickN scheduling decision over 1,000 and 10,000 clusters.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// Staged update runs of 3 stages over a fleet of simulated members, one after the other.
+    Staged(rollout::StagedBenchArgs),
+    /// Many placements' rolling updates at once over a fleet of simulated members.
+    Rolling(rollout::RollingBenchArgs),
 }
 
 /// Arguments of `flotilla bench`.
@@ -52,5 +57,7 @@ async fn run_command(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Placement(a) => fleet::run_placement(a).await,
         BenchCommand::Backup(a) => backup::run(a).await,
         BenchCommand::Scheduler(a) => scheduler::run(a),
+        BenchCommand::Staged(a) => rollout::run_staged(a).await,
+        BenchCommand::Rolling(a) => rollout::run_rolling(a).await,
     }
 }
