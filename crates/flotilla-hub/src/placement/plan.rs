@@ -1117,7 +1117,11 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         let binding = match existing {
             Some(b) if b.data["spec"] == bspec => Write::Keep(b.clone()),
             // Replaced, not merged: a binding held back as Scheduled names no resources.
-            Some(b) => Write::Patch(json!({"spec": replacing(&b.data["spec"], &bspec)})),
+            // Replaced as read: a write in between (a staged update run's release) makes it a
+            // conflict and the pass is retried on what that write left.
+            Some(b) => Write::Patch(json!({
+                "metadata": {"resourceVersion": b.metadata.resource_version},
+                "spec": replacing(&b.data["spec"], &bspec)})),
             None => {
                 let ar = scope.binding();
                 let mut obj = json!({"apiVersion": ar.api_version, "kind": ar.kind,

@@ -8,7 +8,7 @@
 
 pub mod machine;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,10 @@ use machine::{Binding, Observed, Policy};
 struct Ctx {
     scope: Scope,
     client: kube::Client,
+    /// The resourceVersion of each binding as this controller last wrote it: a pass waits for
+    /// the cache to show its own writes before it decides again (watches of runs and of
+    /// bindings are not ordered with each other).
+    written: parking_lot::Mutex<HashMap<String, u64>>,
     placements: Store<DynamicObject>,
     strategies: Store<DynamicObject>,
     approvals: Store<DynamicObject>,
@@ -79,6 +83,7 @@ pub async fn run(client: kube::Client) {
         let ctx = Arc::new(Ctx {
             scope,
             client: client.clone(),
+            written: Default::default(),
             placements,
             strategies,
             approvals,
@@ -245,6 +250,30 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         .map(|m| (m.name_any(), m.labels().clone()))
         .collect();
     let binding_objects = ctx.bindings.state_filter(of_placement);
+    // Our own binding writes first: decide only on a cache that shows them.
+    {
+        let mut written = ctx.written.lock();
+        let mut lagging = false;
+        for b in &binding_objects {
+            let key = b.name_any();
+            if let Some(w) = written.get(&key).copied() {
+                let seen = b
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok());
+                match seen {
+                    Some(s) if s < w => lagging = true,
+                    _ => {
+                        written.remove(&key);
+                    }
+                }
+            }
+        }
+        if lagging {
+            return Ok(Action::requeue(Duration::from_millis(100)));
+        }
+    }
     let bindings: Vec<Binding<'_>> = binding_objects
         .iter()
         .filter_map(|b| {
@@ -311,14 +340,26 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     // The writes: releases and deletions first, then requests, then the status that says so.
     let binding_api = api_in(&ctx.client, &scope.binding(), ns.as_deref());
     for (name, spec) in &step.bind {
-        binding_api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "spec": spec })),
-            )
+        // As read: a write in between is a conflict, and the run decides again.
+        let rv = binding_objects
+            .iter()
+            .find(|b| b.name_any() == *name)
+            .and_then(|b| b.metadata.resource_version.clone());
+        let patch = json!({"metadata": {"resourceVersion": rv}, "spec": spec});
+        match binding_api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| Error::from(e).concerning(format!("binding {name}")))?;
+        {
+            Ok(b) => {
+                if let Some(v) = b.metadata.resource_version.and_then(|v| v.parse().ok()) {
+                    ctx.written.lock().insert(name.clone(), v);
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Err(e) => return Err(Error::from(e).concerning(format!("binding {name}"))),
+        }
     }
     for name in &step.delete_bindings {
         match binding_api.delete(name, &DeleteParams::background()).await {
@@ -361,15 +402,20 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             .map_err(|e| Error::from(e).concerning(format!("approval request {name}")))?;
     }
     if step.status != value["status"] {
-        let patch = replacing(&value["status"], &step.status);
-        api_in(&ctx.client, &scope.update_run(), ns.as_deref())
-            .patch_status(
-                &run_name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": patch })),
-            )
+        // Over the status as read: a cache behind the last write is a conflict, not a step
+        // back.
+        let patch = json!({"metadata": {"resourceVersion": run.metadata.resource_version},
+            "status": replacing(&value["status"], &step.status)});
+        match api_in(&ctx.client, &scope.update_run(), ns.as_deref())
+            .patch_status(&run_name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| Error::from(e).concerning(format!("run {run_name}")))?;
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(100)))
+            }
+            Err(e) => return Err(Error::from(e).concerning(format!("run {run_name}"))),
+        }
     }
     Ok(match step.requeue {
         Some(after) => Action::requeue(after),
