@@ -70,6 +70,8 @@ pub struct Policy<'a> {
     pub index: String,
     /// How many clusters it asks for (PickN's N; -1 otherwise).
     pub observed_cluster_count: i64,
+    /// The clusters the scheduler picked under it (`None`: it has not decided yet).
+    pub selected: Option<Vec<String>>,
 }
 
 /// What one pass of a run reads.
@@ -114,6 +116,9 @@ pub struct Step {
     pub accept_approvals: Vec<(String, Value)>,
     /// When to look again although nothing changes (a timer, a stuck check).
     pub requeue: Option<Duration>,
+    /// What a run that cannot initialize yet waits for (its conditions say nothing until it
+    /// initializes or gives up after [`INIT_WAIT`]).
+    pub waiting: Option<String>,
 }
 
 /// Sets a condition as of the run's generation.
@@ -195,7 +200,14 @@ pub fn step(o: &Observed<'_>) -> Step {
                     &msg,
                 );
             }
-            Err(why) => {
+            Err(InitError::NotYet(why)) if young(o.run, o.now) => {
+                // Not yet: look again soon; the run fails only if it stays so.
+                out.waiting = Some(why);
+                out.status = status;
+                out.requeue = Some(Duration::from_secs(1));
+                return out;
+            }
+            Err(InitError::NotYet(why) | InitError::Fail(why)) => {
                 c.set(
                     &mut status["conditions"],
                     "Initialized",
@@ -231,6 +243,15 @@ pub fn step(o: &Observed<'_>) -> Step {
     out
 }
 
+/// Whether the run was created less than [`INIT_WAIT`] ago (a run without a creation time
+/// counts as old).
+fn young(run: &Value, now: DateTime<Utc>) -> bool {
+    run["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| (now - t.with_timezone(&Utc)).num_seconds() < INIT_WAIT.as_secs() as i64)
+}
+
 fn fail(c: &Conds<'_>, status: &mut Value, message: &str) {
     c.set(
         &mut status["conditions"],
@@ -253,27 +274,65 @@ struct Init {
     unstaged: Vec<String>,
 }
 
-fn initialize(o: &Observed<'_>) -> Result<Init, String> {
+/// Why a run cannot initialize: for good, or not yet (what it needs may be created with it,
+/// in one `kubectl apply`, and reach the caches a moment later).
+enum InitError {
+    Fail(String),
+    NotYet(String),
+}
+
+/// How long a run waits for what it names to appear before it fails to initialize.
+pub const INIT_WAIT: Duration = Duration::from_secs(60);
+
+fn initialize(o: &Observed<'_>) -> Result<Init, InitError> {
+    use InitError::{Fail, NotYet};
     let spec = &o.run["spec"];
     let placement_name = spec["placementName"].as_str().unwrap_or("");
     let placement = o
         .placement
-        .ok_or_else(|| format!("the placement {placement_name:?} is not found"))?;
+        .ok_or_else(|| NotYet(format!("the placement {placement_name:?} is not found")))?;
     if !placement["metadata"]["deletionTimestamp"].is_null() {
-        return Err(format!("the placement {placement_name:?} is being deleted"));
+        return Err(Fail(format!(
+            "the placement {placement_name:?} is being deleted"
+        )));
     }
     if placement["spec"]["strategy"]["type"] != "External" {
-        return Err(format!(
+        return Err(Fail(format!(
             "the placement {placement_name:?} does not use the External rollout strategy: set spec.strategy.type: External"
-        ));
+        )));
     }
     let strategy_name = spec["stagedRolloutStrategyName"].as_str().unwrap_or("");
-    let strategy = o
-        .strategy
-        .ok_or_else(|| format!("the update strategy {strategy_name:?} is not found"))?;
-    let policy = o.policy.as_ref().ok_or_else(|| {
-        format!("the placement {placement_name:?} has no scheduling policy snapshot yet")
+    let strategy = o.strategy.ok_or_else(|| {
+        NotYet(format!(
+            "the update strategy {strategy_name:?} is not found"
+        ))
     })?;
+    let policy = o.policy.as_ref().ok_or_else(|| {
+        NotYet(format!(
+            "the placement {placement_name:?} has no scheduling policy snapshot yet"
+        ))
+    })?;
+    // Every cluster the scheduler picked has its binding (the caches may lag a moment).
+    let bound: BTreeSet<&str> = o
+        .bindings
+        .iter()
+        .filter(|b| b.spec["schedulingPolicySnapshotName"] == policy.name)
+        .map(|b| b.cluster)
+        .collect();
+    match &policy.selected {
+        None => {
+            return Err(NotYet(format!(
+                "the placement {placement_name:?} is not scheduled yet"
+            )))
+        }
+        Some(selected) => {
+            if let Some(missing) = selected.iter().find(|c| !bound.contains(c.as_str())) {
+                return Err(NotYet(format!(
+                    "the binding of cluster {missing} (picked by the placement) is not there yet"
+                )));
+            }
+        }
+    }
     let index = match spec["resourceSnapshotIndex"]
         .as_str()
         .filter(|s| !s.is_empty())
@@ -281,16 +340,24 @@ fn initialize(o: &Observed<'_>) -> Result<Init, String> {
         Some(s) => {
             let i: i64 = s
                 .parse()
-                .map_err(|_| format!("resourceSnapshotIndex {s:?} is not an integer"))?;
+                .map_err(|_| Fail(format!("resourceSnapshotIndex {s:?} is not an integer")))?;
             if !o.resource_indexes.contains(&i) {
-                return Err(format!(
+                let why = format!(
                     "the resource snapshot with index {i} of placement {placement_name:?} is not found"
-                ));
+                );
+                // An index above the latest may be one the placement has not taken yet.
+                return Err(if o.latest_resource_index.is_some_and(|l| i > l) {
+                    NotYet(why)
+                } else {
+                    Fail(why)
+                });
             }
             i
         }
         None => o.latest_resource_index.ok_or_else(|| {
-            format!("the placement {placement_name:?} has no resource snapshot yet")
+            NotYet(format!(
+                "the placement {placement_name:?} has no resource snapshot yet"
+            ))
         })?,
     };
     // The clusters scheduled under the latest policy, and those no longer scheduled.
@@ -324,7 +391,7 @@ fn initialize(o: &Observed<'_>) -> Result<Init, String> {
             Value::Null => None,
             s => Some(
                 LabelSelector::from_object(s)
-                    .map_err(|e| format!("stage {name:?} (stages[{i}]): {e}"))?,
+                    .map_err(|e| Fail(format!("stage {name:?} (stages[{i}]): {e}")))?,
             ),
         };
         let mut members: Vec<&str> = scheduled

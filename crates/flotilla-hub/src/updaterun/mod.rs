@@ -235,6 +235,12 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         .into_iter()
         .max_by_key(|p| index_label(p, label::POLICY_INDEX));
     let policy = policy_snapshot.as_ref().map(|p| Policy {
+        selected: p.data["status"]["clusterDecisions"].as_array().map(|d| {
+            d.iter()
+                .filter(|x| x["selected"] == true)
+                .filter_map(|x| x["clusterName"].as_str().map(String::from))
+                .collect()
+        }),
         name: p.metadata.name.as_deref().unwrap_or(""),
         index: index_label(p, label::POLICY_INDEX).unwrap_or(0).to_string(),
         observed_cluster_count: p
@@ -337,6 +343,9 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             .collect(),
     });
 
+    if let Some(why) = &step.waiting {
+        tracing::debug!(run = %run_name, %why, "the run waits to initialize");
+    }
     // The writes: releases and deletions first, then requests, then the status that says so.
     let binding_api = api_in(&ctx.client, &scope.binding(), ns.as_deref());
     for (name, spec) in &step.bind {

@@ -258,6 +258,23 @@ spec:
         "the placement never said it held clusters back\n{}",
         fleet.log()
     );
+    // The command line says it is done, cluster by cluster.
+    let out = flotilla()
+        .args([
+            "rollout",
+            "status",
+            "web",
+            "--watch",
+            "--timeout",
+            "60",
+            "--kubeconfig",
+        ])
+        .arg(fleet.hub())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(table.contains("10 of 10 clusters done"), "{table}");
     // Each cluster's binding says its rollout started once it moved, and how it is available.
     let bindings = get_json(&fleet.hub(), &["get", "clusterresourcebindings"]).unwrap();
     for b in bindings["items"].as_array().unwrap() {
@@ -908,4 +925,89 @@ spec: {minAvailable: 3}
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("Both MaxUnavailable and MinAvailable cannot be specified"));
+}
+
+#[test]
+fn a_resource_placement_rolls_out_through_a_namespaced_staged_run() {
+    let fleet = Fleet::start(2, 200);
+    let hub = fleet.hub();
+    fleet.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team}
+data: {v: "1"}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: ResourcePlacement
+metadata: {name: cfg, namespace: team}
+spec:
+  resourceSelectors: [{group: "", version: v1, kind: ConfigMap, name: settings}]
+  strategy: {type: External}
+---
+apiVersion: placement.kubernetes-fleet.io/v1
+kind: StagedUpdateStrategy
+metadata: {name: gated, namespace: team}
+spec:
+  stages: [{name: all, labelSelector: {}, maxConcurrency: "100%", afterStageTasks: [{type: Approval}]}]
+---
+apiVersion: placement.kubernetes-fleet.io/v1beta1
+kind: StagedUpdateRun
+metadata: {name: first, namespace: team}
+spec: {placementName: cfg, stagedRolloutStrategyName: gated, state: Run}
+"#,
+    );
+    // The namespace itself is not placed by a ResourcePlacement: the members need it.
+    for m in 1..=2 {
+        let out = kubectl(&fleet.member(m), &["create", "namespace", "team"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_for(
+        "the approval request after the stage",
+        Duration::from_secs(60),
+        || get_json(&hub, &["-n", "team", "get", "areq", "first-after-all"]),
+    );
+    let out = ctl(&fleet, &["rollout", "status", "-n", "team", "cfg"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ctl_ok(&fleet, &["approve", "-n", "team", "first", "all"]);
+    let out = ctl(
+        &fleet,
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "team",
+            "cfg",
+            "--watch",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for m in 1..=2 {
+        let cm = get_json(
+            &fleet.member(m),
+            &["-n", "team", "get", "configmap", "settings"],
+        )
+        .unwrap();
+        assert_eq!(cm["data"]["v"], "1");
+    }
 }

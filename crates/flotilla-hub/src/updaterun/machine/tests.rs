@@ -107,6 +107,13 @@ impl World {
             name: "web-0",
             index: self.policy_index.clone(),
             observed_cluster_count: -1,
+            selected: Some(
+                self.bindings
+                    .values()
+                    .filter(|b| b["spec"]["state"] != "Unscheduled")
+                    .map(|b| b["spec"]["targetCluster"].as_str().unwrap().to_string())
+                    .collect(),
+            ),
         };
         let bindings: Vec<Binding<'_>> = self
             .bindings
@@ -831,4 +838,32 @@ fn durations_read_as_kubefleet_writes_them() {
     assert_eq!(parse_duration("0"), Some(Duration::ZERO));
     assert_eq!(parse_duration("5"), None);
     assert_eq!(parse_duration("5d"), None);
+}
+
+#[test]
+fn a_run_created_with_its_placement_waits_for_it_then_gives_up() {
+    let mut w = World::new();
+    w.run["metadata"]["creationTimestamp"] = json!(conditions::timestamp(w.now()));
+    w.placement = None;
+    w.pass();
+    // Nothing said yet; looked at again in a second.
+    assert!(conditions::find(&w.run["status"]["conditions"], "Initialized").is_none());
+    assert_eq!(w.requeue, Some(Duration::from_secs(1)));
+    // It appears: the run initializes.
+    w.placement =
+        Some(json!({"metadata": {"name": "web"}, "spec": {"strategy": {"type": "External"}}}));
+    w.pass();
+    assert_eq!(run_condition(&w, "Initialized").0, "True");
+    // One that never appears: after a minute the run fails to initialize.
+    let mut w = World::new();
+    w.run["metadata"]["creationTimestamp"] = json!(conditions::timestamp(w.now()));
+    w.strategy = None;
+    w.pass();
+    assert!(conditions::find(&w.run["status"]["conditions"], "Initialized").is_none());
+    w.now += 61;
+    w.pass();
+    assert_eq!(
+        run_condition(&w, "Initialized"),
+        ("False".into(), "UpdateRunInitializedFailed".into())
+    );
 }
