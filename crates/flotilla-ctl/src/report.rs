@@ -255,6 +255,7 @@ pub fn staged(run: &Value, now: DateTime<Utc>) -> Report {
             ("Pending".into(), String::new())
         };
         let stage_name = s["stageName"].as_str().unwrap_or("");
+        let active = matches!(state.as_str(), "Updating" | "Failed" | "Stopped");
         lines.push(Line {
             // KubeFleet's name for the deletion stage is long: shown as "(deletion)".
             name: if stage_name == flotilla_api::placement::staged::DELETION_STAGE {
@@ -267,6 +268,32 @@ pub fn staged(run: &Value, now: DateTime<Utc>) -> Report {
             state,
             detail,
         });
+        // The stage in progress: each of its clusters under it.
+        if active {
+            for c in &clusters {
+                let cc = &c["conditions"];
+                let (st, detail, done) = match status_of(cond(cc, "Succeeded")) {
+                    "True" => ("Succeeded", String::new(), 1),
+                    "False" => (
+                        "Failed",
+                        cond(cc, "Succeeded").unwrap()["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        0,
+                    ),
+                    _ if status_of(cond(cc, "Started")) == "True" => ("Updating", String::new(), 0),
+                    _ => ("Pending", String::new(), 0),
+                };
+                lines.push(Line {
+                    name: format!("  {}", c["clusterName"].as_str().unwrap_or("")),
+                    done,
+                    total: 1,
+                    state: st.to_string(),
+                    detail,
+                });
+            }
+        }
     }
     let run_status = |ty: &str| status_of(cond(conds, ty)).to_string();
     let outcome = if run_status("Succeeded") == "True" {

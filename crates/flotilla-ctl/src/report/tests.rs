@@ -131,6 +131,17 @@ fn a_staged_run_shows_each_stage_and_what_it_waits_for() {
         r.lines[1].detail,
         "member-2: the binding changed under the run"
     );
+    // The stage in progress lists its clusters.
+    expect![[r#"
+        run release-2 of placement web: resource snapshot 4, state Run: the binding changed
+        NAME        PROGRESS          STATE    DETAIL
+        canary      [########] 1/1    Waiting  timer 1m (20s left), approval release-2-after-canary (flotilla approve release-2 canary)
+        prod        [--------] 0/2    Failed   member-2: the binding changed under the run
+          member-2  [--------] 0/1    Failed   the binding changed under the run
+          member-3  [--------] 0/1    Pending
+        empty       [########] 0/0    Skipped
+        (deletion)  [########] 0/0    Pending
+    "#]].assert_eq(&render(&r));
     let mut stopped = run;
     stopped["spec"]["state"] = json!("Stop");
     stopped["status"]["conditions"][1] = c(
