@@ -553,6 +553,41 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
     Ok(Action::requeue(after))
 }
 
+/// The overrides (ClusterResourceOverrides, ResourceOverrides) that apply to the placement
+/// `name`, each with its snapshots, from the caches `[cros, ros, cro snapshots, ro snapshots]`.
+pub(crate) fn override_series(
+    [cros, ros, cro_snapshots, ro_snapshots]: [&Store<DynamicObject>; 4],
+    scope: Scope,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<OverrideSeries> {
+    let mut overrides = Vec::new();
+    for (store, snapshots, cluster_scoped, parent_label) in [
+        (
+            cros,
+            cro_snapshots,
+            true,
+            label::PARENT_CLUSTER_RESOURCE_OVERRIDE,
+        ),
+        (ros, ro_snapshots, false, label::PARENT_RESOURCE_OVERRIDE),
+    ] {
+        for o in store
+            .state_filter(|o| plan::override_applies(o, cluster_scoped, scope, name, namespace))
+        {
+            let (oname, ons) = (o.name_any(), o.namespace());
+            let snapshots = snapshots.state_filter(|s| {
+                s.labels().get(parent_label) == Some(&oname) && s.namespace() == ons
+            });
+            overrides.push(OverrideSeries {
+                object: o,
+                cluster_scoped,
+                snapshots,
+            });
+        }
+    }
+    overrides
+}
+
 /// What the planner reads about `placement`, from the caches.
 fn observe<'a>(
     ctx: &Ctx,
@@ -568,35 +603,12 @@ fn observe<'a>(
         o.labels().get(label::PARENT_CRP) == Some(&name) && o.namespace() == namespace
     };
     let work_name = work_name(&name, namespace.as_deref());
-    let mut overrides = Vec::new();
-    for (store, snapshots, cluster_scoped, parent_label) in [
-        (
-            &ctx.cros,
-            &ctx.cro_snapshots,
-            true,
-            label::PARENT_CLUSTER_RESOURCE_OVERRIDE,
-        ),
-        (
-            &ctx.ros,
-            &ctx.ro_snapshots,
-            false,
-            label::PARENT_RESOURCE_OVERRIDE,
-        ),
-    ] {
-        for o in store.state_filter(|o| {
-            plan::override_applies(o, cluster_scoped, scope, &name, namespace.as_deref())
-        }) {
-            let (oname, ons) = (o.name_any(), o.namespace());
-            let snapshots = snapshots.state_filter(|s| {
-                s.labels().get(parent_label) == Some(&oname) && s.namespace() == ons
-            });
-            overrides.push(OverrideSeries {
-                object: o,
-                cluster_scoped,
-                snapshots,
-            });
-        }
-    }
+    let overrides = override_series(
+        [&ctx.cros, &ctx.ros, &ctx.cro_snapshots, &ctx.ro_snapshots],
+        scope,
+        &name,
+        namespace.as_deref(),
+    );
     Ok(Observed {
         scope,
         placement,

@@ -417,6 +417,24 @@ fn policy_identity(policy: &Value) -> Value {
     p
 }
 
+/// What a resource snapshot places: its selected resources, envelopes unwrapped.
+fn manifests_of_snapshot(snapshot: &DynamicObject) -> Vec<Value> {
+    snapshot.data["spec"]["selectedResources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(unwrap_envelope)
+        .map(|(m, _)| m)
+        .collect()
+}
+
+/// The index and manifests of the placement's resource snapshot `name`, if the caches hold it.
+fn snapshot_named(o: &Observed<'_>, name: &str) -> Option<(String, Vec<Value>)> {
+    let snapshot = o.resource_snapshots.iter().find(|s| s.name_any() == name)?;
+    let index = snapshot.labels().get(label::RESOURCE_INDEX)?.clone();
+    Some((index, manifests_of_snapshot(snapshot)))
+}
+
 /// The resources a binding names (a resource snapshot and the override snapshots applied)
 /// and what they make for its cluster.
 #[derive(Debug, Clone)]
@@ -464,15 +482,7 @@ impl Content {
         labels: &BTreeMap<String, String>,
     ) -> Option<Self> {
         let name = spec["resourceSnapshotName"].as_str()?;
-        let snapshot = o.resource_snapshots.iter().find(|s| s.name_any() == name)?;
-        let index = snapshot.labels().get(label::RESOURCE_INDEX)?.clone();
-        let manifests: Vec<Value> = snapshot.data["spec"]["selectedResources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(unwrap_envelope)
-            .map(|(m, _)| m)
-            .collect();
+        let (index, manifests) = snapshot_named(o, name)?;
         let list = |f: &str| spec[f].as_array().cloned().unwrap_or_default();
         let (cro_names, ro_names) = (
             list("clusterResourceOverrideSnapshots"),
@@ -518,15 +528,7 @@ impl Content {
         cluster_overrides: &[Override],
         resource_overrides: &[Override],
     ) -> Option<Self> {
-        let snapshot = o.resource_snapshots.iter().find(|s| s.name_any() == name)?;
-        let index = snapshot.labels().get(label::RESOURCE_INDEX)?.clone();
-        let manifests: Vec<Value> = snapshot.data["spec"]["selectedResources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(unwrap_envelope)
-            .map(|(m, _)| m)
-            .collect();
+        let (index, manifests) = snapshot_named(o, name)?;
         let overridden = overrides::apply(
             &manifests,
             cluster,
@@ -560,13 +562,7 @@ pub fn overrides_for<'a>(
     series: &[OverrideSeries],
     clusters: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
 ) -> BTreeMap<String, (Value, Value)> {
-    let manifests: Vec<Value> = snapshot.data["spec"]["selectedResources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(unwrap_envelope)
-        .map(|(m, _)| m)
-        .collect();
+    let manifests = manifests_of_snapshot(snapshot);
     let (mut cros, mut ros) = (Vec::new(), Vec::new());
     for s in series {
         let latest = s

@@ -781,13 +781,7 @@ fn execute(o: &Observed<'_>, c: &Conds<'_>, status: &mut Value, state: &str, out
             );
         }
         if stopping {
-            c.set(
-                &mut status["conditions"],
-                "Progressing",
-                "False",
-                R::UpdateRunStopped,
-                "The update run has been stopped",
-            );
+            stopped(c, status);
             return;
         }
         let done_at = since(&stage["conditions"], "Progressing").unwrap_or(o.now);
@@ -847,13 +841,7 @@ fn execute(o: &Observed<'_>, c: &Conds<'_>, status: &mut Value, state: &str, out
         );
     }
     if stopping {
-        c.set(
-            &mut status["conditions"],
-            "Progressing",
-            "False",
-            R::UpdateRunStopped,
-            "The update run has been stopped",
-        );
+        stopped(c, status);
         return;
     }
 
@@ -954,6 +942,16 @@ fn execute(o: &Observed<'_>, c: &Conds<'_>, status: &mut Value, state: &str, out
 fn status_view(status: &Value) -> Value {
     json!({"resourceSnapshotIndexUsed": status["resourceSnapshotIndexUsed"],
         "appliedStrategy": status["appliedStrategy"]})
+}
+
+fn stopped(c: &Conds<'_>, status: &mut Value) {
+    c.set(
+        &mut status["conditions"],
+        "Progressing",
+        "False",
+        R::UpdateRunStopped,
+        "The update run has been stopped",
+    );
 }
 
 fn waiting(c: &Conds<'_>, status: &mut Value, which: &str, stage: &str) {

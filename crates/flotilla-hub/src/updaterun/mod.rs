@@ -23,9 +23,9 @@ use kube::runtime::Controller;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use crate::placement::plan::{override_applies, overrides_for, OverrideSeries};
+use crate::placement::plan::overrides_for;
 use crate::placement::status::replacing;
-use crate::placement::{api_in, cached, follow, Scope};
+use crate::placement::{api_in, cached, follow, override_series, Scope};
 use crate::Error;
 use machine::{Binding, Observed, Policy};
 
@@ -310,7 +310,12 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         }),
     ) {
         (true, Some(snapshot)) => {
-            let series = override_series(&ctx, &placement_name, ns.as_deref());
+            let series = override_series(
+                [&ctx.cros, &ctx.ros, &ctx.cro_snapshots, &ctx.ro_snapshots],
+                scope,
+                &placement_name,
+                ns.as_deref(),
+            );
             overrides_for(
                 snapshot,
                 &series,
@@ -430,38 +435,4 @@ async fn reconcile(run: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         Some(after) => Action::requeue(after),
         None => Action::requeue(Duration::from_secs(60)),
     })
-}
-
-/// The overrides that apply to the placement, with their snapshots.
-fn override_series(ctx: &Ctx, placement: &str, ns: Option<&str>) -> Vec<OverrideSeries> {
-    let mut series = Vec::new();
-    for (store, snapshots, cluster_scoped, parent_label) in [
-        (
-            &ctx.cros,
-            &ctx.cro_snapshots,
-            true,
-            label::PARENT_CLUSTER_RESOURCE_OVERRIDE,
-        ),
-        (
-            &ctx.ros,
-            &ctx.ro_snapshots,
-            false,
-            label::PARENT_RESOURCE_OVERRIDE,
-        ),
-    ] {
-        for o in
-            store.state_filter(|o| override_applies(o, cluster_scoped, ctx.scope, placement, ns))
-        {
-            let (name, ons) = (o.name_any(), o.namespace());
-            let snapshots = snapshots.state_filter(|s| {
-                s.labels().get(parent_label) == Some(&name) && s.namespace() == ons
-            });
-            series.push(OverrideSeries {
-                object: o,
-                cluster_scoped,
-                snapshots,
-            });
-        }
-    }
-    series
 }
