@@ -471,6 +471,13 @@ mod tests {
         failed_room[0].available = Available::No;
         failed_room.push(scheduled("c04"));
         failed_room.push(scheduled("c05"));
+        // A leaving cluster that failed cannot become ready: it leaves room for the newcomer.
+        let mut failed_leaving = stale(2);
+        failed_leaving[0].up_to_date = true;
+        failed_leaving[1].state = BindingState::Unscheduled;
+        failed_leaving[1].failed = true;
+        failed_leaving[1].available = Available::No;
+        failed_leaving.push(scheduled("c03"));
         // Removals and updates share one budget.
         let mut shared = stale(4);
         shared[3].state = BindingState::Unscheduled;
@@ -486,6 +493,15 @@ mod tests {
                 IntOrPercent::Int(1),
                 &["c03"],
                 &["c04"],
+            ),
+            (
+                "a failed leaving cluster leaves room for the newcomer within maxSurge 0",
+                failed_leaving,
+                2,
+                IntOrPercent::Int(0),
+                IntOrPercent::Int(0),
+                &["c03"],
+                &["c02"],
             ),
             (
                 "a failed cluster leaves room for one newcomer",

@@ -179,8 +179,10 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
         "{mc}"
     );
 
-    // A placement through to Available on both.
-    let app = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {color: blue}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx}]\n---\napiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\nmetadata: {name: shop}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: shop}]\n  policy: {placementType: PickAll}\n";
+    // A placement through to Available on both. Created in the same apply as its resources,
+    // its first snapshot may hold only some of them; the rest then roll out as an update, after
+    // the untrackable kinds' unavailable period (KubeFleet's default 60 s, 1 s here).
+    let app = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {color: blue}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx}]\n---\napiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\nmetadata: {name: shop}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: shop}]\n  policy: {placementType: PickAll}\n  strategy: {rollingUpdate: {unavailablePeriodSeconds: 1}}\n";
     let out = kubectl_apply(&hub_kc, app);
     assert!(
         out.status.success(),

@@ -327,7 +327,7 @@ fn a_placement_converges_across_a_hub_kill_and_an_agent_kill_in_its_middle() {
     }
     yaml.push_str(
         "---\napiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\n\
-         metadata: {name: bulk}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: bulk}]\n  policy: {placementType: PickAll}\n",
+         metadata: {name: bulk}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: bulk}]\n  policy: {placementType: PickAll}\n  strategy: {rollingUpdate: {unavailablePeriodSeconds: 1}}\n",
     );
     let out = kubectl_apply(&hub, &yaml);
     assert!(

@@ -334,7 +334,7 @@ fn every_controller_runs_on(hub: &Replica, dir: &Path, rt: &tokio::runtime::Runt
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: team}\ndata: {a: \"1\"}\n---\n\
          apiVersion: placement.kubernetes-fleet.io/v1beta1\nkind: ClusterResourcePlacement\n\
-         metadata: {name: team}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: team}]\n  policy: {placementType: PickAll}\n",
+         metadata: {name: team}\nspec:\n  resourceSelectors: [{group: \"\", version: v1, kind: Namespace, name: team}]\n  policy: {placementType: PickAll}\n  strategy: {rollingUpdate: {unavailablePeriodSeconds: 1}}\n",
     );
     assert!(
         out.status.success(),
