@@ -40,26 +40,50 @@ async fn start_member(k: usize) -> anyhow::Result<kube::Client> {
     Ok(server.client())
 }
 
-/// A hub with `members` simulated members joined and healthy: the hub, its kubeconfig, the
-/// directory of the members' credentials, how long joining took.
-pub(crate) async fn start_fleet(
-    members: usize,
-    period: u32,
-) -> anyhow::Result<(
-    crate::harness::Hub,
-    std::path::PathBuf,
-    tempfile::TempDir,
-    Duration,
-)> {
+/// A hub process and simulated members (with their agents) in this process.
+pub(crate) struct Fleet {
+    /// The hub process.
+    pub(crate) hub: crate::harness::Hub,
+    /// Its admin kubeconfig.
+    pub(crate) kubeconfig: std::path::PathBuf,
+    /// How long joining (and becoming healthy) took.
+    pub(crate) ready_in: Duration,
+    /// The members' credentials.
+    _dir: tempfile::TempDir,
+    stop: tokio::sync::broadcast::Sender<()>,
+    agents: Vec<tokio::task::JoinHandle<Result<(), flotilla_agent::Error>>>,
+}
+
+impl Fleet {
+    /// Stops the agents first, then the hub: nothing reports a hub that went away.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.stop.send(());
+        for a in std::mem::take(&mut self.agents) {
+            let _ = a.await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // An early return (an error): the agents are told to stop as the hub goes.
+        let _ = self.stop.send(());
+    }
+}
+
+/// A hub with `members` simulated members joined and healthy.
+pub(crate) async fn start_fleet(members: usize, period: u32) -> anyhow::Result<Fleet> {
     let (hub, kubeconfig) = start_hub("memory").await?;
     let dir = tempfile::tempdir()?;
     let hub_config = kube::config::Kubeconfig::read_from(&kubeconfig)?;
     let started = Instant::now();
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     eprintln!("starting and joining {members} simulated members ...");
     let mut joined = futures::stream::iter(1..=members)
         .map(|k| {
             let hub_config = hub_config.clone();
             let out = dir.path().join(format!("member-{k}.kubeconfig"));
+            let mut stopped = stop.subscribe();
             async move {
                 let member = start_member(k).await?;
                 let name = format!("member-{k}");
@@ -72,14 +96,16 @@ pub(crate) async fn start_fleet(
                 std::fs::write(&out, text)?;
                 let hub = flotilla_agent::client_from_kubeconfig(&out).await?;
                 let agent = flotilla_agent::Agent { name, hub, member };
-                tokio::spawn(agent.run(std::future::pending()));
-                anyhow::Ok(())
+                anyhow::Ok(tokio::spawn(agent.run(async move {
+                    let _ = stopped.recv().await;
+                })))
             }
         })
         .buffer_unordered(16);
     let mut n = 0;
+    let mut agents = Vec::with_capacity(members);
     while let Some(r) = joined.next().await {
-        r?;
+        agents.push(r?);
         n += 1;
         if n % 100 == 0 || n == members {
             eprintln!(
@@ -107,12 +133,19 @@ pub(crate) async fn start_fleet(
         eprintln!("  {healthy}/{members} healthy ...");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    Ok((hub, kubeconfig, dir, started.elapsed()))
+    Ok(Fleet {
+        hub,
+        kubeconfig,
+        ready_in: started.elapsed(),
+        _dir: dir,
+        stop,
+        agents,
+    })
 }
 
 pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
-    let (hub, _kubeconfig, _dir, ready_in) =
-        start_fleet(args.members, args.heartbeat_period_seconds).await?;
+    let fleet = start_fleet(args.members, args.heartbeat_period_seconds).await?;
+    let (hub, ready_in) = (&fleet.hub, fleet.ready_in);
     eprintln!(
         "all {} members joined and healthy in {:.1}s; settling 10s, then measuring for {}s ...",
         args.members,
@@ -137,6 +170,7 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
         secs
     );
     println!("hub RSS: {:.1} MB", rss as f64 / 1e6);
+    fleet.stop().await;
     Ok(())
 }
 
@@ -163,8 +197,9 @@ pub struct PlacementBenchArgs {
 pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     use kube::api::{Patch, PatchParams, PostParams};
     use serde_json::json;
-    let (hub, kubeconfig, _dir, ready_in) = start_fleet(args.members, 60).await?;
-    let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
+    let fleet = start_fleet(args.members, 60).await?;
+    let (hub, ready_in) = (&fleet.hub, fleet.ready_in);
+    let admin = flotilla_agent::client_from_kubeconfig(&fleet.kubeconfig).await?;
     let crps: Api<DynamicObject> =
         Api::all_with(admin.clone(), &flotilla_hub::placement::crp_resource());
     let mut times = Vec::new();
@@ -275,5 +310,6 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
         "hub CPU during the runs: {cpu:.1} s; hub RSS after: {:.0} MB",
         rss as f64 / 1e6
     );
+    fleet.stop().await;
     Ok(())
 }

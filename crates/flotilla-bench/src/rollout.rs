@@ -83,8 +83,9 @@ fn percentile(times: &mut [Duration], p: f64) -> f64 {
 
 /// Runs `flotilla bench staged`.
 pub async fn run_staged(args: StagedBenchArgs) -> anyhow::Result<()> {
-    let (hub, kubeconfig, _dir, ready_in) = start_fleet(args.members, 60).await?;
-    let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
+    let fleet = start_fleet(args.members, 60).await?;
+    let (hub, ready_in) = (&fleet.hub, fleet.ready_in);
+    let admin = flotilla_agent::client_from_kubeconfig(&fleet.kubeconfig).await?;
     // Stages by label: the first 10% of the members, the next 40%, the rest.
     let members: Api<DynamicObject> = Api::all_with(
         admin.clone(),
@@ -205,6 +206,7 @@ pub async fn run_staged(args: StagedBenchArgs) -> anyhow::Result<()> {
         "hub CPU during the runs: {cpu:.1} s; hub RSS after: {:.0} MB",
         rss as f64 / 1e6
     );
+    fleet.stop().await;
     Ok(())
 }
 
@@ -230,8 +232,9 @@ async fn all_at(crps: &Api<DynamicObject>, names: &[String], index: &str) -> any
 
 /// Runs `flotilla bench rolling`.
 pub async fn run_rolling(args: RollingBenchArgs) -> anyhow::Result<()> {
-    let (hub, kubeconfig, _dir, ready_in) = start_fleet(args.members, 60).await?;
-    let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
+    let fleet = start_fleet(args.members, 60).await?;
+    let (hub, ready_in) = (&fleet.hub, fleet.ready_in);
+    let admin = flotilla_agent::client_from_kubeconfig(&fleet.kubeconfig).await?;
     let crps: Api<DynamicObject> =
         Api::all_with(admin.clone(), &flotilla_hub::placement::crp_resource());
     let names: Vec<String> = (0..args.placements).map(|i| format!("roll-{i}")).collect();
@@ -336,5 +339,6 @@ pub async fn run_rolling(args: RollingBenchArgs) -> anyhow::Result<()> {
         100.0 * cpu / took.as_secs_f64(),
         rss as f64 / 1e6
     );
+    fleet.stop().await;
     Ok(())
 }

@@ -97,6 +97,16 @@ struct HubArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A benchmark and the command-line client report for themselves; their in-process
+    // agents' and clients' progress lines would bury that.
+    let level = match cli.command {
+        Command::Bench(_)
+        | Command::Rollout(_)
+        | Command::Approve(_)
+        | Command::Drain(_)
+        | Command::Uncordon(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -105,7 +115,9 @@ fn main() -> ExitCode {
                 // kube's client logs each failed connection as an error of its own; the
                 // command reports it once, with what it was doing.
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+                    tracing_subscriber::EnvFilter::new(format!(
+                        "{level},kube_client::client::builder=off"
+                    ))
                 }),
         )
         .init();
