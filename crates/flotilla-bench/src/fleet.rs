@@ -195,7 +195,7 @@ pub struct PlacementBenchArgs {
 /// placement is then deleted and its Works waited out, so every run measures one placement
 /// on a fleet that is otherwise idle (heartbeats aside).
 pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
-    use kube::api::{Patch, PatchParams, PostParams};
+    use kube::api::PostParams;
     use serde_json::json;
     let fleet = start_fleet(args.members, 60).await?;
     let (hub, ready_in) = (&fleet.hub, fleet.ready_in);
@@ -214,21 +214,7 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}),
         ];
         for o in objects {
-            let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
-                api_version: o["apiVersion"].as_str().unwrap_or("").into(),
-                kind: o["kind"].as_str().unwrap_or("").into(),
-            })?;
-            let (ar, _) = kube::discovery::pinned_kind(&admin, &gvk).await?;
-            let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
-                Some(n) => Api::namespaced_with(admin.clone(), n, &ar),
-                None => Api::all_with(admin.clone(), &ar),
-            };
-            api.patch(
-                o["metadata"]["name"].as_str().unwrap_or(""),
-                &PatchParams::apply("flotilla-bench").force(),
-                &Patch::Apply(&o),
-            )
-            .await?;
+            crate::harness::apply(&admin, &o).await?;
         }
         let crp = json!({"apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ClusterResourcePlacement",
             "metadata": {"name": ns},

@@ -303,3 +303,24 @@ where
         etcd_cpu: diff(cpu0.1, cpu1.1),
     })
 }
+
+/// Server-side applies `o` (any kind the hub serves) as the benchmark's field manager.
+pub(crate) async fn apply(admin: &kube::Client, o: &serde_json::Value) -> anyhow::Result<()> {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+        api_version: o["apiVersion"].as_str().unwrap_or("").into(),
+        kind: o["kind"].as_str().unwrap_or("").into(),
+    })?;
+    let (ar, _) = kube::discovery::pinned_kind(admin, &gvk).await?;
+    let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
+        Some(n) => Api::namespaced_with(admin.clone(), n, &ar),
+        None => Api::all_with(admin.clone(), &ar),
+    };
+    api.patch(
+        o["metadata"]["name"].as_str().unwrap_or(""),
+        &PatchParams::apply("flotilla-bench").force(),
+        &Patch::Apply(o),
+    )
+    .await?;
+    Ok(())
+}

@@ -17,7 +17,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::fleet::start_fleet;
-use crate::harness::proc_usage;
+use crate::harness::{apply, proc_usage};
 
 /// Arguments of `flotilla bench staged`.
 #[derive(clap::Args)]
@@ -46,25 +46,6 @@ pub struct RollingBenchArgs {
     /// ConfigMap cannot be tracked, so each wave waits this long).
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     unavailable_period_seconds: u64,
-}
-
-async fn apply(admin: &kube::Client, o: &Value) -> anyhow::Result<()> {
-    let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
-        api_version: o["apiVersion"].as_str().unwrap_or("").into(),
-        kind: o["kind"].as_str().unwrap_or("").into(),
-    })?;
-    let (ar, _) = kube::discovery::pinned_kind(admin, &gvk).await?;
-    let api: Api<DynamicObject> = match o["metadata"]["namespace"].as_str() {
-        Some(n) => Api::namespaced_with(admin.clone(), n, &ar),
-        None => Api::all_with(admin.clone(), &ar),
-    };
-    api.patch(
-        o["metadata"]["name"].as_str().unwrap_or(""),
-        &PatchParams::apply("flotilla-bench").force(),
-        &Patch::Apply(o),
-    )
-    .await?;
-    Ok(())
 }
 
 fn namespace_and_config(ns: &str, version: usize) -> [Value; 2] {

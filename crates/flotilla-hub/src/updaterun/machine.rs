@@ -821,24 +821,7 @@ fn execute(o: &Observed<'_>, c: &Conds<'_>, status: &mut Value, state: &str, out
             waiting(c, status, "after-stage", &stage_name);
             return;
         }
-        let stage = &mut status["stagesStatus"][i];
-        if stage["endTime"].is_null() {
-            stage["endTime"] = json!(c.now);
-        }
-        c.set(
-            &mut stage["conditions"],
-            "Progressing",
-            "False",
-            R::StageUpdatingSucceeded,
-            "All clusters in the stage are updated and after-stage tasks are completed",
-        );
-        c.set(
-            &mut stage["conditions"],
-            "Succeeded",
-            "True",
-            R::StageUpdatingSucceeded,
-            "Stage update completed successfully",
-        );
+        stage_done(c, &mut status["stagesStatus"][i]);
     }
     if stopping {
         stopped(c, status);
@@ -905,23 +888,7 @@ fn execute(o: &Observed<'_>, c: &Conds<'_>, status: &mut Value, state: &str, out
         out.requeue = Some(Duration::from_secs(15));
         return;
     }
-    if del["endTime"].is_null() {
-        del["endTime"] = json!(c.now);
-    }
-    c.set(
-        &mut del["conditions"],
-        "Progressing",
-        "False",
-        R::StageUpdatingSucceeded,
-        "All clusters in the stage are updated and after-stage tasks are completed",
-    );
-    c.set(
-        &mut del["conditions"],
-        "Succeeded",
-        "True",
-        R::StageUpdatingSucceeded,
-        "Stage update completed successfully",
-    );
+    stage_done(c, del);
     c.set(
         &mut status["conditions"],
         "Progressing",
@@ -942,6 +909,27 @@ fn execute(o: &Observed<'_>, c: &Conds<'_>, status: &mut Value, state: &str, out
 fn status_view(status: &Value) -> Value {
     json!({"resourceSnapshotIndexUsed": status["resourceSnapshotIndexUsed"],
         "appliedStrategy": status["appliedStrategy"]})
+}
+
+/// A stage (or the deletion stage) done: its end time and Succeeded.
+fn stage_done(c: &Conds<'_>, stage: &mut Value) {
+    if stage["endTime"].is_null() {
+        stage["endTime"] = json!(c.now);
+    }
+    c.set(
+        &mut stage["conditions"],
+        "Progressing",
+        "False",
+        R::StageUpdatingSucceeded,
+        "All clusters in the stage are updated and after-stage tasks are completed",
+    );
+    c.set(
+        &mut stage["conditions"],
+        "Succeeded",
+        "True",
+        R::StageUpdatingSucceeded,
+        "Stage update completed successfully",
+    );
 }
 
 fn stopped(c: &Conds<'_>, status: &mut Value) {
