@@ -164,6 +164,13 @@ impl Agent {
                             last_err.clear();
                             imc_tx.send_replace(Some(o));
                         }
+                        // The hub no longer has the watch's revision (it restarted, or
+                        // compacted): the watcher lists afresh, nothing to report.
+                        Err(watcher::Error::WatchError(s)) if s.code == 410 => {
+                            tracing::debug!(
+                                "the InternalMemberCluster watch expired; listing again"
+                            );
+                        }
                         Err(e) => {
                             let msg = match &e {
                                 watcher::Error::InitialListFailed(k)
@@ -172,7 +179,9 @@ impl Agent {
                                 other => other.to_string(),
                             };
                             if msg != last_err {
-                                tracing::error!(error = %msg, "watching the InternalMemberCluster on the hub failed; retrying with backoff");
+                                // Retried: a hub away long enough to matter shows as failing
+                                // heartbeats here and as an unhealthy member on the hub.
+                                tracing::warn!(error = %msg, "watching the InternalMemberCluster on the hub failed; retrying with backoff");
                                 last_err = msg;
                             }
                         }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams};
 
-use crate::harness::{proc_usage, start_hub};
+use crate::harness::proc_usage;
+use crate::progress::Progress;
 
 /// Arguments of `flotilla bench members`.
 #[derive(clap::Args)]
@@ -40,15 +41,92 @@ async fn start_member(k: usize) -> anyhow::Result<kube::Client> {
     Ok(server.client())
 }
 
-/// A hub process and simulated members (with their agents) in this process.
+/// The hub of a benchmark's fleet: a process of its own, or a runtime in this process.
+pub(crate) enum FleetHub {
+    /// `flotilla hub` in a process of its own: its CPU and memory are its own.
+    Process(crate::harness::Hub),
+    /// A hub on its own runtime in this process: its CPU is told apart, its memory is not.
+    InProcess(crate::inproc::InProcessHub),
+}
+
+impl FleetHub {
+    /// Its admin kubeconfig.
+    pub(crate) fn kubeconfig(&self) -> std::path::PathBuf {
+        match self {
+            FleetHub::Process(h) => h.kubeconfig(0),
+            FleetHub::InProcess(h) => h.kubeconfig(),
+        }
+    }
+
+    /// (CPU seconds so far, RSS bytes): the hub's own, or with an in-process hub its threads'
+    /// CPU and the whole process's RSS.
+    pub(crate) fn usage(&self) -> Option<(f64, u64)> {
+        self.probe().usage()
+    }
+
+    /// What reads its usage, for a task of its own (until the hub restarts).
+    pub(crate) fn probe(&self) -> Probe {
+        match self {
+            FleetHub::Process(h) => Probe::Pid(h.pid),
+            FleetHub::InProcess(_) => Probe::InProcess,
+        }
+    }
+
+    /// Whether its RSS is its own (a process of its own).
+    pub(crate) fn separate(&self) -> bool {
+        matches!(self, FleetHub::Process(_))
+    }
+
+    /// Kills it (SIGKILL, or an in-process hub's runtime dropped) and starts it again on the
+    /// same store and address; returns how long the new one took to serve.
+    pub(crate) async fn crash_and_restart(&mut self) -> anyhow::Result<Duration> {
+        match self {
+            FleetHub::Process(h) => h.kill_and_restart().await,
+            FleetHub::InProcess(h) => h.crash_and_restart().await,
+        }
+    }
+}
+
+/// Reads a hub's CPU time and RSS.
+#[derive(Clone, Copy)]
+pub(crate) enum Probe {
+    Pid(u32),
+    InProcess,
+}
+
+impl Probe {
+    /// (CPU seconds so far, RSS bytes), as [`FleetHub::usage`].
+    pub(crate) fn usage(self) -> Option<(f64, u64)> {
+        match self {
+            Probe::Pid(pid) => proc_usage(pid),
+            Probe::InProcess => Some((
+                crate::inproc::InProcessHub::cpu_seconds(),
+                proc_usage(std::process::id())?.1,
+            )),
+        }
+    }
+}
+
+/// How a fleet is made.
+pub(crate) struct FleetOptions {
+    pub(crate) members: usize,
+    /// Heartbeat period of every member, in seconds.
+    pub(crate) heartbeat: u32,
+    /// The hub in a process of its own (else on a runtime in this one).
+    pub(crate) hub_process: bool,
+    /// The hub's store: `memory` or `redb` (a hub that is restarted needs `redb`).
+    pub(crate) store: &'static str,
+}
+
+/// A hub and simulated members (with their agents) in this process.
 pub(crate) struct Fleet {
-    /// The hub process.
-    pub(crate) hub: crate::harness::Hub,
+    /// The hub.
+    pub(crate) hub: FleetHub,
     /// Its admin kubeconfig.
     pub(crate) kubeconfig: std::path::PathBuf,
     /// How long joining (and becoming healthy) took.
     pub(crate) ready_in: Duration,
-    /// The members' credentials.
+    /// The members' credentials, and an in-process hub's store.
     _dir: tempfile::TempDir,
     stop: tokio::sync::broadcast::Sender<()>,
     agents: Vec<tokio::task::JoinHandle<Result<(), flotilla_agent::Error>>>,
@@ -71,14 +149,35 @@ impl Drop for Fleet {
     }
 }
 
-/// A hub with `members` simulated members joined and healthy.
+/// A hub process on the memory store with `members` simulated members joined and healthy.
 pub(crate) async fn start_fleet(members: usize, period: u32) -> anyhow::Result<Fleet> {
-    let (hub, kubeconfig) = start_hub("memory").await?;
+    start_fleet_with(&FleetOptions {
+        members,
+        heartbeat: period,
+        hub_process: true,
+        store: "memory",
+    })
+    .await
+}
+
+/// A hub with simulated members joined and healthy, as `options` say.
+pub(crate) async fn start_fleet_with(options: &FleetOptions) -> anyhow::Result<Fleet> {
+    let members = options.members;
     let dir = tempfile::tempdir()?;
+    let hub = if options.hub_process {
+        FleetHub::Process(crate::harness::start_hubs(options.store, 1, &[]).await?)
+    } else {
+        let addr = "127.0.0.1:0".parse()?;
+        FleetHub::InProcess(
+            crate::inproc::InProcessHub::start(&dir.path().join("hub"), addr).await?,
+        )
+    };
+    let kubeconfig = hub.kubeconfig();
     let hub_config = kube::config::Kubeconfig::read_from(&kubeconfig)?;
     let started = Instant::now();
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
-    eprintln!("starting and joining {members} simulated members ...");
+    let progress = Progress::new("join", members as u64);
+    let period = options.heartbeat;
     let mut joined = futures::stream::iter(1..=members)
         .map(|k| {
             let hub_config = hub_config.clone();
@@ -102,19 +201,13 @@ pub(crate) async fn start_fleet(members: usize, period: u32) -> anyhow::Result<F
             }
         })
         .buffer_unordered(16);
-    let mut n = 0;
     let mut agents = Vec::with_capacity(members);
     while let Some(r) = joined.next().await {
         agents.push(r?);
-        n += 1;
-        if n % 100 == 0 || n == members {
-            eprintln!(
-                "  {n}/{members} joined ({:.1}s)",
-                started.elapsed().as_secs_f64()
-            );
-        }
+        progress.set(agents.len() as u64);
     }
     drop(joined);
+    progress.message("waiting for every member to be Healthy");
     let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
     let mcs: Api<DynamicObject> =
         Api::all_with(admin, &flotilla_api::member::member_cluster_resource());
@@ -130,9 +223,10 @@ pub(crate) async fn start_fleet(members: usize, period: u32) -> anyhow::Result<F
         if healthy == members {
             break;
         }
-        eprintln!("  {healthy}/{members} healthy ...");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        progress.message(&format!("{healthy}/{members} Healthy"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    progress.finish(&format!("{members} members joined and Healthy"));
     Ok(Fleet {
         hub,
         kubeconfig,
@@ -153,12 +247,14 @@ pub async fn run(args: MembersBenchArgs) -> anyhow::Result<()> {
         args.window_seconds
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (cpu0, _) =
-        proc_usage(hub.pid).ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
+    let (cpu0, _) = hub
+        .usage()
+        .ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.window_seconds)).await;
-    let (cpu1, rss) =
-        proc_usage(hub.pid).ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
+    let (cpu1, rss) = hub
+        .usage()
+        .ok_or_else(|| anyhow::anyhow!("cannot read the hub's /proc"))?;
     let secs = t0.elapsed().as_secs_f64();
     println!("members: {}", args.members);
     println!("heartbeat period: {}s", args.heartbeat_period_seconds);
@@ -203,7 +299,7 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
     let crps: Api<DynamicObject> =
         Api::all_with(admin.clone(), &flotilla_hub::placement::crp_resource());
     let mut times = Vec::new();
-    let cpu0 = proc_usage(hub.pid).map(|u| u.0);
+    let cpu0 = hub.usage().map(|u| u.0);
     for run in 0..args.runs {
         let ns = format!("bench-{run}");
         let objects = [
@@ -276,11 +372,11 @@ pub async fn run_placement(args: PlacementBenchArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let cpu = match (cpu0, proc_usage(hub.pid)) {
+    let cpu = match (cpu0, hub.usage()) {
         (Some(a), Some((b, _))) => b - a,
         _ => 0.0,
     };
-    let rss = proc_usage(hub.pid).map_or(0, |u| u.1);
+    let rss = hub.usage().map_or(0, |u| u.1);
     times.sort();
     let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64();
     println!(

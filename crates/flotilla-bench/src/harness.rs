@@ -39,23 +39,29 @@ pub(crate) async fn spawn_hub(
     store_args: &[String],
     dir: &std::path::Path,
 ) -> anyhow::Result<std::process::Child> {
+    spawn_hub_on(store, store_args, dir, "127.0.0.1:0").await
+}
+
+/// [`spawn_hub`] serving on `bind`.
+pub(crate) async fn spawn_hub_on(
+    store: &str,
+    store_args: &[String],
+    dir: &std::path::Path,
+    bind: &str,
+) -> anyhow::Result<std::process::Child> {
     let kubeconfig = dir.join("admin.kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
-        .args([
-            "hub",
-            "--store",
-            store,
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["hub", "--store", store, "--bind", bind, "--data-dir"])
         .arg(dir)
         .args(store_args)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("FLOTILLA_BENCH_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(hub_log(dir)?)
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !kubeconfig.exists() {
@@ -68,11 +74,20 @@ pub(crate) async fn spawn_hub(
     Ok(child)
 }
 
-/// Starts one hub on `store` (memory or redb); returns it and its admin kubeconfig.
-pub(crate) async fn start_hub(store: &str) -> anyhow::Result<(Hub, PathBuf)> {
-    let hub = start_hubs(store, 1, &[]).await?;
-    let kubeconfig = hub.kubeconfig(0);
-    Ok((hub, kubeconfig))
+/// Where a hub process's log goes: `DIR/hub.log` when `FLOTILLA_BENCH_HUB_LOG` names a log
+/// filter (`info`, `flotilla_hub=debug`, ...), else nowhere.
+fn hub_log(dir: &std::path::Path) -> anyhow::Result<std::process::Stdio> {
+    if std::env::var_os("FLOTILLA_BENCH_HUB_LOG").is_none() {
+        return Ok(std::process::Stdio::null());
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("hub.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    eprintln!("the hub logs to {}", path.display());
+    Ok(file.into())
 }
 
 /// Starts `replicas` hubs on `store`; with etcd and no `etcd_endpoints`, on a single-member
@@ -151,25 +166,42 @@ impl Hub {
         self.etcd.as_ref().and_then(|e| e.pid(0))
     }
 
-    /// Kills the first replica with SIGKILL and starts it again on the same data; returns how
-    /// long the new process took to become ready.
+    /// Kills the first replica with SIGKILL and starts it again on the same data and address
+    /// (its clients reconnect); returns how long the new process took to become ready.
     pub(crate) async fn kill_and_restart(&mut self) -> anyhow::Result<Duration> {
+        let text = std::fs::read_to_string(self.kubeconfig(0))?;
+        let bind = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .ok_or_else(|| anyhow::anyhow!("the hub's kubeconfig names no server"))?
+            .to_string();
         self.children[0].kill()?;
         self.children[0].wait()?;
         let started = Instant::now();
-        self.children[0] =
-            spawn_hub(&self.store, &self.store_args, &self.dir.path().join("r0")).await?;
+        self.children[0] = spawn_hub_on(
+            &self.store,
+            &self.store_args,
+            &self.dir.path().join("r0"),
+            &bind,
+        )
+        .await?;
         self.pid = self.children[0].id();
         self.pids[0] = self.pid;
         Ok(started.elapsed())
     }
 }
 
+/// User+system CPU seconds from the text of a /proc `stat` file (of a process or a thread).
+pub(crate) fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// (user+system CPU seconds, RSS bytes) of a process, from /proc.
 pub(crate) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let cpu = stat_cpu_seconds(&stat)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb: u64 = status
         .lines()
@@ -178,7 +210,7 @@ pub(crate) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
         .nth(1)?
         .parse()
         .ok()?;
-    Some((ticks / 100.0, rss_kb * 1024))
+    Some((cpu, rss_kb * 1024))
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {

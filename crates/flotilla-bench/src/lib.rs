@@ -1,5 +1,7 @@
 //! The benchmarks behind `flotilla bench`: the API server (`api.rs`), a fleet of simulated
-//! members and placement over it (`fleet.rs`), rollouts over it (`rollout.rs`), backup and
+//! members and placement over it (`fleet.rs`, its hub in a process or in this one through
+//! `inproc.rs`), rollouts over it (`rollout.rs`), the whole fleet-scale scenario
+//! (`scale/`, with `progress.rs`'s bars), backup and
 //! restore (`backup.rs`), and one scheduling decision (`scheduler.rs`). Each starts what it measures (hub processes, an etcd,
 //! simulated members) through `harness.rs` and reports latency, throughput, CPU and memory.
 //! Figures are recorded in docs/BENCHMARKS.md, never asserted in tests.
@@ -8,7 +10,10 @@ mod api;
 mod backup;
 mod fleet;
 mod harness;
+mod inproc;
+mod progress;
 mod rollout;
+mod scale;
 mod scheduler;
 
 /// Which benchmark to run.
@@ -29,6 +34,10 @@ pub enum BenchCommand {
     Staged(rollout::StagedBenchArgs),
     /// Many placements' rolling updates at once over a fleet of simulated members.
     Rolling(rollout::RollingBenchArgs),
+    /// KubeFleet's 1,000-cluster scenarios in one run: join and idle, first placement, P
+    /// placements at once, one more beside them and beside 100 rollouts, hub restart, 100
+    /// rolling updates, the agent's own cost; a results table with targets, and JSON.
+    Fleet(scale::FleetBenchArgs),
 }
 
 /// Arguments of `flotilla bench`.
@@ -59,5 +68,6 @@ async fn run_command(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Scheduler(a) => scheduler::run(a),
         BenchCommand::Staged(a) => rollout::run_staged(a).await,
         BenchCommand::Rolling(a) => rollout::run_rolling(a).await,
+        BenchCommand::Fleet(a) => scale::run(a).await,
     }
 }

@@ -17,7 +17,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::fleet::start_fleet;
-use crate::harness::{apply, proc_usage};
+use crate::harness::apply;
 
 /// Arguments of `flotilla bench staged`.
 #[derive(clap::Args)]
@@ -115,7 +115,7 @@ pub async fn run_staged(args: StagedBenchArgs) -> anyhow::Result<()> {
         admin.clone(),
         &flotilla_hub::placement::resource_snapshot_resource(),
     );
-    let cpu0 = proc_usage(hub.pid).map(|u| u.0);
+    let cpu0 = hub.usage().map(|u| u.0);
     let mut times = Vec::new();
     for run in 0..args.runs {
         // A new version to release (the first run releases the first snapshot).
@@ -166,11 +166,11 @@ pub async fn run_staged(args: StagedBenchArgs) -> anyhow::Result<()> {
         );
         times.push(took);
     }
-    let cpu = match (cpu0, proc_usage(hub.pid)) {
+    let cpu = match (cpu0, hub.usage()) {
         (Some(a), Some((b, _))) => b - a,
         _ => 0.0,
     };
-    let rss = proc_usage(hub.pid).map_or(0, |u| u.1);
+    let rss = hub.usage().map_or(0, |u| u.1);
     println!(
         "members: {} (joined and healthy in {:.1} s)",
         args.members,
@@ -266,7 +266,7 @@ pub async fn run_rolling(args: RollingBenchArgs) -> anyhow::Result<()> {
         placed.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let cpu0 = proc_usage(hub.pid).map(|u| u.0);
+    let cpu0 = hub.usage().map(|u| u.0);
     let started = Instant::now();
     futures::stream::iter(names.iter())
         .map(|ns| {
@@ -296,11 +296,11 @@ pub async fn run_rolling(args: RollingBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let took = started.elapsed();
-    let cpu = match (cpu0, proc_usage(hub.pid)) {
+    let cpu = match (cpu0, hub.usage()) {
         (Some(a), Some((b, _))) => b - a,
         _ => 0.0,
     };
-    let rss = proc_usage(hub.pid).map_or(0, |u| u.1);
+    let rss = hub.usage().map_or(0, |u| u.1);
     println!(
         "members: {} (joined and healthy in {:.1} s)",
         args.members,

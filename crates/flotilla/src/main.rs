@@ -100,11 +100,12 @@ fn main() -> ExitCode {
     // A benchmark and the command-line client report for themselves; their in-process
     // agents' and clients' progress lines would bury that.
     let level = match cli.command {
-        Command::Bench(_)
-        | Command::Rollout(_)
-        | Command::Approve(_)
-        | Command::Drain(_)
-        | Command::Uncordon(_) => "warn",
+        // The simulated fleet's agents warn of what a benchmark does on purpose (the hub
+        // restarted under them), and kube's client of connections the hub dropped.
+        Command::Bench(_) => "warn,flotilla_agent=error,kube_client=error",
+        Command::Rollout(_) | Command::Approve(_) | Command::Drain(_) | Command::Uncordon(_) => {
+            "warn"
+        }
         _ => "info",
     };
     tracing_subscriber::fmt()

@@ -1,6 +1,7 @@
 //! End-to-end tests: separate `flotilla` processes (hub, simulated members, agents) on
 //! loopback, driven by kubectl and the kube client, with faults.
 
+mod bench;
 mod churn;
 mod cli;
 mod differential;
