@@ -25,6 +25,7 @@ pub fn brief(e: &kube::Error) -> String {
 }
 
 pub mod backoff;
+mod client;
 pub mod compare;
 mod error;
 pub mod join;
@@ -45,22 +46,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
+pub use client::{client_from_kubeconfig, http2_client};
 pub use error::Error;
-
-/// A `kube` client from a kubeconfig file.
-pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client, Error> {
-    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::ReadKubeconfig {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| Error::Kubeconfig {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(kube::Client::try_from(cfg)?)
-}
 
 /// What the agent needs to run.
 pub struct Agent {

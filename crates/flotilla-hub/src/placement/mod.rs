@@ -32,6 +32,7 @@
 //! status roll-up only, which reads the bindings and Works from the caches and writes nothing
 //! else.
 
+mod compact;
 mod execute;
 pub mod failover;
 mod fleet;
@@ -96,8 +97,9 @@ struct SettledCluster {
     binding_spec: Value,
     work_namespace: String,
     work_name: String,
-    /// The Work's spec as written (`None` while an override fails: whatever is there).
-    work_spec: Option<Value>,
+    /// The digest of the Work's spec as written (`None` while an override fails: whatever
+    /// is there).
+    work_spec: Option<u64>,
     overridden: Result<flotilla_api::overrides::Overridden, String>,
     rollout: status::Rollout,
     unreachable: Option<String>,
@@ -151,7 +153,7 @@ impl Ctx {
 /// server stops, or until the future is dropped (leadership lost): nothing outlives it.
 pub async fn run(client: kube::Client) {
     let (members, member_stream) = cached(&client, member_cluster_resource());
-    let (works, work_stream) = cached(&client, work_resource());
+    let (works, work_stream) = cached_with(&client, work_resource(), compact::compact_work);
     let (cros, cro_stream) = cached(&client, cro_resource());
     let (ros, ro_stream) = cached(&client, ro_resource());
     let (cro_snapshots, cro_snapshot_stream) = cached(&client, cro_snapshot_resource());
@@ -322,12 +324,25 @@ pub(crate) type Watched =
 
 /// A watch-fed cache of `ar` and the stream that keeps it (to follow, or to trigger on).
 pub(crate) fn cached(client: &kube::Client, ar: ApiResource) -> (Store<DynamicObject>, Watched) {
+    cached_with(client, ar, |_| {})
+}
+
+/// [`cached`], each object changed by `compact` before the cache keeps it.
+pub(crate) fn cached_with(
+    client: &kube::Client,
+    ar: ApiResource,
+    compact: fn(&mut DynamicObject),
+) -> (Store<DynamicObject>, Watched) {
     let writer = reflector::store::Writer::new(ar.clone());
     let reader = writer.as_reader();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let mut keep = crate::resources::typed(&ar);
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(crate::resources::typed(&ar))
+        .modify(move |o| {
+            keep(o);
+            compact(o);
+        })
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -542,8 +557,12 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
                 binding_spec: c.binding_spec,
                 work_namespace: c.work_namespace,
                 work_name: c.work_name,
-                work_spec: c.work_spec,
-                overridden: c.overridden,
+                work_spec: c.work_spec.as_ref().map(compact::digest),
+                // The roll-up reads which overrides applied, not the manifests.
+                overridden: c.overridden.map(|o| flotilla_api::overrides::Overridden {
+                    manifests: Vec::new(),
+                    ..o
+                }),
                 rollout: c.rollout,
                 unreachable: c.unreachable,
             })
@@ -725,8 +744,8 @@ async fn roll_up(
         let work = ctx
             .works
             .get(&ObjectRef::new_with(&c.work_name, work_resource()).within(&c.work_namespace));
-        if let Some(spec) = &c.work_spec {
-            if work.as_ref().is_none_or(|w| &w.data["spec"] != spec) {
+        if let Some(spec) = c.work_spec {
+            if work.as_ref().is_none_or(|w| !compact::has_spec(w, spec)) {
                 return Ok(None);
             }
         }

@@ -1159,7 +1159,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 }
                 let write = match current {
                     Some(w)
-                        if w.data["spec"] == wspec
+                        if super::compact::has_spec(w, super::compact::digest(&wspec))
                             && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
                                 == Some(&index)
                             && w.annotations()

@@ -11,13 +11,8 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::Scope;
-use crate::resources::Resources;
+use crate::resources::{reserved_namespace, Resources};
 use crate::Error;
-
-/// Namespaces a placement may not select.
-fn reserved_namespace(name: &str) -> bool {
-    name.starts_with("fleet-") || name.starts_with("kube-")
-}
 
 /// The selected resources (sanitized, in apply order) or why the selectors are invalid.
 pub(super) fn select(

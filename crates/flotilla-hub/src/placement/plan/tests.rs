@@ -137,7 +137,16 @@ impl World {
             overrides,
             clusters: &self.clusters,
             bindings: self.of_kind(&["ClusterResourceBinding", "ResourceBinding"]),
-            works: self.of_kind(&["Work"]),
+            // As the Work cache keeps them: their specs as digests.
+            works: self
+                .of_kind(&["Work"])
+                .into_iter()
+                .map(|w| {
+                    let mut w = (*w).clone();
+                    super::super::compact::compact_work(&mut w);
+                    Arc::new(w)
+                })
+                .collect(),
             completed_index: None,
             now: NOW,
         })

@@ -1,0 +1,130 @@
+//! What the placement controller keeps in memory of a Work's spec: a digest. The controller
+//! wrote the spec (the manifests after overrides, the apply strategy) and only ever asks
+//! whether it is still what it would write; the manifests themselves, decoded in the Work
+//! cache and again in every placement's last plan, were most of the hub's memory at fleet
+//! scale (docs/BENCHMARKS.md, fleet scale).
+
+use kube::api::DynamicObject;
+use serde_json::{json, Value};
+
+/// The key under which a cached Work's spec holds its digest.
+const DIGEST: &str = "flotilla.dev/digest";
+
+/// A digest of `v` that does not depend on the order of object keys (two equal values, as
+/// `serde_json` compares them, have the same digest): FNV-1a over a canonical walk.
+pub(crate) fn digest(v: &Value) -> u64 {
+    fn walk(v: &Value, h: &mut u64) {
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                *h ^= u64::from(*b);
+                *h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        match v {
+            Value::Null => eat(b"n"),
+            Value::Bool(b) => eat(if *b { b"t" } else { b"f" }),
+            Value::Number(n) => {
+                eat(b"#");
+                eat(n.to_string().as_bytes());
+            }
+            Value::String(s) => {
+                eat(b"\"");
+                eat(&(s.len() as u64).to_le_bytes());
+                eat(s.as_bytes());
+            }
+            Value::Array(a) => {
+                eat(b"[");
+                eat(&(a.len() as u64).to_le_bytes());
+                for x in a {
+                    walk(x, h);
+                }
+            }
+            Value::Object(m) => {
+                eat(b"{");
+                eat(&(m.len() as u64).to_le_bytes());
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for k in keys {
+                    walk(&Value::String(k.clone()), h);
+                    walk(&m[k], h);
+                }
+            }
+        }
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    walk(v, &mut h);
+    h
+}
+
+/// Replaces a Work's spec by its digest, as the Work cache keeps it.
+pub(crate) fn compact_work(w: &mut DynamicObject) {
+    let d = digest(&w.data["spec"]);
+    w.data["spec"] = json!({ DIGEST: format!("{d:016x}") });
+}
+
+/// Whether the (cached, compacted) Work `w` has the spec whose digest is `spec_digest`.
+pub(crate) fn has_spec(w: &DynamicObject, spec_digest: u64) -> bool {
+    w.data["spec"][DIGEST].as_str() == Some(format!("{spec_digest:016x}").as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_have_equal_digests_whatever_the_key_order() {
+        let a: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"x": [1, "2"], "y": null}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"b": {"y": null, "x": [1, "2"]}, "a": 1}"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(digest(&a), digest(&b));
+    }
+
+    #[test]
+    fn different_values_have_different_digests() {
+        let values = [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(0),
+            json!("0"),
+            json!(""),
+            json!([]),
+            json!({}),
+            json!([null]),
+            json!({"a": null}),
+            json!({"a": "b"}),
+            json!({"ab": ""}),
+            json!(["a", "b"]),
+            json!(["ab"]),
+            json!([["a"], "b"]),
+            json!([["a", "b"]]),
+            json!({"a": {"b": 1}}),
+            json!({"a": {"b": 2}}),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for v in &values {
+            assert!(seen.insert(digest(v)), "{v} collides");
+        }
+    }
+
+    #[test]
+    fn a_compacted_work_knows_its_spec_and_keeps_everything_else() {
+        let spec = json!({"workload": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap"}]},
+            "applyStrategy": {"type": "ClientSideApply"}});
+        let mut w: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "Work",
+            "metadata": {"name": "w", "namespace": "fleet-member-a", "labels": {"k": "v"}},
+            "spec": spec.clone(), "status": {"conditions": []}}))
+        .unwrap();
+        compact_work(&mut w);
+        assert!(has_spec(&w, digest(&spec)));
+        let mut other = spec.clone();
+        other["applyStrategy"]["type"] = json!("ServerSideApply");
+        assert!(!has_spec(&w, digest(&other)));
+        assert_eq!(w.data["status"], json!({"conditions": []}));
+        assert_eq!(w.metadata.labels.unwrap()["k"], "v");
+        assert!(w.data["spec"].get("workload").is_none());
+    }
+}
