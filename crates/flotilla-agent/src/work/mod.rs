@@ -159,13 +159,49 @@ pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
             })
             .applied_objects()
     };
-    let controller = Controller::for_stream_with(trigger, seen.clone(), work_resource())
+    let mut controller = Controller::for_stream_with(trigger, seen.clone(), work_resource());
+    // A workload the agent applied that changes in the member (its controller made progress)
+    // has its Work looked at at once, not at the next poll of a pending availability.
+    for ar in availability_triggers() {
+        let api: Api<DynamicObject> = Api::all_with(member.clone(), &ar);
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
+        let ns = ns.clone();
+        controller = controller.watches_stream_with(stream, move |o| owning_work(&o, &ns), ar);
+    }
+    let controller = controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {});
     tokio::select! {
         _ = controller => {}
         _ = janitor(member, works, &ns, seen, gone) => {}
     }
+}
+
+/// The kinds whose availability comes from a status their controller in the member updates
+/// ([`flotilla_api::manifests::availability`]): watched, to look at their Works when they
+/// change.
+fn availability_triggers() -> Vec<kube::core::ApiResource> {
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch};
+    use kube::core::ApiResource;
+    vec![
+        ApiResource::erase::<apps::Deployment>(&()),
+        ApiResource::erase::<apps::StatefulSet>(&()),
+        ApiResource::erase::<apps::DaemonSet>(&()),
+        ApiResource::erase::<batch::Job>(&()),
+    ]
+}
+
+/// The Work (in the hub namespace `ns`) whose AppliedWork owns `o`, if one does: an
+/// AppliedWork is named after its Work.
+fn owning_work(o: &DynamicObject, ns: &str) -> Option<reflector::ObjectRef<DynamicObject>> {
+    o.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.kind == "AppliedWork" && r.api_version == applied_work_resource().api_version)
+        .map(|r| reflector::ObjectRef::new_with(&r.name, work_resource()).within(ns))
 }
 
 fn error_policy(work: Arc<DynamicObject>, e: &Error, ctx: Arc<Ctx>) -> Action {
@@ -552,4 +588,35 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
             Action::requeue(Duration::from_secs(30))
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_leads_to_the_work_whose_applied_work_owns_it() {
+        let owned = |refs: Value| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "app", "ownerReferences": refs}}))
+            .unwrap()
+        };
+        let aw = applied_work_resource().api_version;
+        let o = owned(json!([
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "uid": "1"},
+            {"apiVersion": aw, "kind": "AppliedWork", "name": "crp-work", "uid": "2"}]));
+        let r = owning_work(&o, "fleet-member-a").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.namespace.as_deref()),
+            ("crp-work", Some("fleet-member-a"))
+        );
+        // Owned by something else (or another group's AppliedWork), or by nothing: no Work.
+        let other = owned(
+            json!([{"apiVersion": "example.com/v1", "kind": "AppliedWork", "name": "w", "uid": "3"}]),
+        );
+        assert!(owning_work(&other, "fleet-member-a").is_none());
+        let mut none = owned(json!([]));
+        none.metadata.owner_references = None;
+        assert!(owning_work(&none, "fleet-member-a").is_none());
+    }
 }
