@@ -122,10 +122,14 @@ fn main() -> ExitCode {
                 }),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // An agent waits on its hub and its member nearly all the time: one thread serves it
+    // (and each thread would have its own stack and allocator heap: the agent's memory is
+    // measured against KubeFleet's, docs/BENCHMARKS.md).
+    let mut builder = match cli.command {
+        Command::Agent(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
