@@ -30,6 +30,10 @@ pub struct StoreConfig {
     /// How many recent events the store keeps for watch replay and historic reads. A watch or an
     /// exact read from an older revision gets [`Error::Compacted`].
     pub event_log_capacity: usize,
+    /// How many bytes of objects (before and after each change) the event log may hold: the
+    /// oldest events go first once it holds more. Large objects written often (a placement's
+    /// status over a hundred clusters) otherwise keep gigabytes of old versions.
+    pub event_log_bytes: usize,
     /// How many events a watcher may fall behind before it re-reads from the event log.
     pub watch_buffer: usize,
 }
@@ -38,6 +42,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             event_log_capacity: 100_000,
+            event_log_bytes: 128 << 20,
             watch_buffer: 16_384,
         }
     }
@@ -98,8 +103,16 @@ pub(crate) struct Committed {
     pub(crate) map: Map,
     pub(crate) rev: Revision,
     log: VecDeque<Arc<Event>>,
+    /// The bytes of the objects `log` holds ([`logged_bytes`]).
+    log_bytes: usize,
     /// Every event after this revision is in `log`.
     compacted: Revision,
+}
+
+/// What an event in the log accounts for: the object after and before the change (the
+/// current version is shared with the committed map, so this counts high, never low).
+fn logged_bytes(ev: &Event) -> usize {
+    ev.object.data.len() + ev.prev.as_ref().map_or(0, |p| p.data.len())
 }
 
 impl Inner {
@@ -110,6 +123,7 @@ impl Inner {
                 map,
                 rev: revision,
                 log: VecDeque::new(),
+                log_bytes: 0,
                 compacted: revision,
             }),
             events: Mutex::new(Channels::default()),
@@ -135,6 +149,7 @@ impl Inner {
         c.map = map;
         c.rev = rev;
         c.log.clear();
+        c.log_bytes = 0;
         c.compacted = rev;
         *self.events.lock() = Channels::default();
         self.revision.send_replace(rev);
@@ -561,11 +576,17 @@ pub(crate) fn publish(inner: &Inner, events: &[Arc<Event>]) {
             }
         }
         c.rev = ev.rev;
+        c.log_bytes += logged_bytes(ev);
         c.log.push_back(ev.clone());
     }
     inner.events.lock().publish(events);
-    while c.log.len() > inner.config.event_log_capacity {
+    // The newest event stays, whatever its size: a watch can always resume from the latest
+    // revision.
+    while c.log.len() > inner.config.event_log_capacity
+        || (c.log_bytes > inner.config.event_log_bytes && c.log.len() > 1)
+    {
         if let Some(old) = c.log.pop_front() {
+            c.log_bytes -= logged_bytes(&old);
             c.compacted = old.rev;
         }
     }

@@ -214,6 +214,7 @@ async fn a_lagging_watcher_catches_up_from_the_log() {
     let config = StoreConfig {
         event_log_capacity: 1000,
         watch_buffer: 16,
+        ..StoreConfig::default()
     };
     let store = Store::open(flotilla_store::MemoryBackend, config).unwrap();
     let mut w = store.watch("/k/", 0).unwrap();
@@ -233,6 +234,7 @@ async fn a_lagging_watcher_fails_once_its_events_are_compacted() {
     let config = StoreConfig {
         event_log_capacity: 20,
         watch_buffer: 16,
+        ..StoreConfig::default()
     };
     let store = Store::open(flotilla_store::MemoryBackend, config).unwrap();
     let mut w = store.watch("/k/", 0).unwrap();
@@ -251,6 +253,42 @@ async fn a_lagging_watcher_fails_once_its_events_are_compacted() {
     };
     assert!(seen < 100);
     assert!(matches!(err, Error::Compacted { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn the_event_log_keeps_at_most_its_bytes_of_old_versions() {
+    // Each write of a 1 KiB value logs it and the version it replaced: about 2 KiB an event.
+    let config = StoreConfig {
+        event_log_bytes: 64 << 10,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(flotilla_store::MemoryBackend, config).unwrap();
+    let big = "x".repeat(1024);
+    for _ in 0..200 {
+        store
+            .write("/k/big", put("n", &big, Precondition::None))
+            .await
+            .unwrap();
+    }
+    let oldest = store.compacted_revision();
+    // Compacted by bytes long before the count (100,000) would: 64 KiB holds about 32
+    // events of 2 KiB.
+    assert!((160..=175).contains(&oldest), "compacted at {oldest}");
+    assert!(matches!(
+        store.watch("/k/", oldest - 1),
+        Err(Error::Compacted { .. })
+    ));
+    let mut w = store.watch("/k/", oldest).unwrap();
+    assert_eq!(w.next().await.unwrap().rev, oldest + 1);
+    // One event larger than the whole budget stays: a watch resumes from the latest revision.
+    let huge = "y".repeat(100 << 10);
+    let rev = store
+        .write("/k/big", put("n", &huge, Precondition::None))
+        .await
+        .unwrap()
+        .rev;
+    assert_eq!(store.compacted_revision(), rev - 1);
+    assert!(store.watch("/k/", rev - 1).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
