@@ -1,7 +1,8 @@
 //! A hub in the benchmark's own process, on a runtime of its own: its threads are named
 //! `flotilla-hub`, so its CPU time is told apart from the simulated fleet's (summed over
 //! those threads from /proc/self/task); its memory is not (the process's RSS is shared).
-//! Stopping it drops its runtime without a graceful shutdown, as a crash would.
+//! Killing it drops its runtime without a graceful shutdown, as a crash would; at the end of a
+//! benchmark it stops its controllers first.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,19 @@ use std::time::{Duration, Instant};
 /// The name of the hub runtime's threads.
 const THREAD_NAME: &str = "flotilla-hub";
 
+/// How the hub's runtime goes.
+enum Stop {
+    /// As a crash: its tasks dropped where they stand.
+    Crash,
+    /// Its controllers stopped first (the benchmark is over).
+    Graceful,
+}
+
 /// A hub running on its own runtime in this process.
 pub(crate) struct InProcessHub {
     dir: PathBuf,
     addr: SocketAddr,
-    stop: Option<std::sync::mpsc::Sender<()>>,
+    stop: Option<std::sync::mpsc::Sender<Stop>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -24,7 +33,7 @@ impl InProcessHub {
     pub(crate) async fn start(dir: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (stop, stop_rx) = std::sync::mpsc::channel::<Stop>();
         let thread = {
             let dir = dir.to_path_buf();
             std::thread::Builder::new()
@@ -43,16 +52,21 @@ impl InProcessHub {
                         }
                     };
                     match runtime.block_on(serve(&dir, addr)) {
-                        Ok(bound) => {
+                        Ok((bound, server)) => {
                             let _ = ready_tx.send(Ok(bound));
                             // Serving goes on in the runtime's tasks until told to stop.
-                            let _ = stop_rx.recv();
+                            if let Ok(Stop::Graceful) = stop_rx.recv() {
+                                // Controllers end and their writes finish before the runtime
+                                // goes.
+                                server.shutdown();
+                                runtime.block_on(tokio::time::sleep(Duration::from_millis(500)));
+                            }
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                         }
                     }
-                    // No graceful shutdown: tasks are dropped where they stand.
+                    // Tasks still running are dropped where they stand.
                     runtime.shutdown_background();
                 })?
         };
@@ -75,7 +89,7 @@ impl InProcessHub {
     /// Stops it abruptly and starts it again on the same store and address; returns how long
     /// the new one took to serve.
     pub(crate) async fn crash_and_restart(&mut self) -> anyhow::Result<Duration> {
-        self.halt();
+        self.halt(Stop::Crash);
         let started = Instant::now();
         // The store file is released once the old runtime's tasks are gone.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -94,9 +108,9 @@ impl InProcessHub {
         }
     }
 
-    fn halt(&mut self) {
+    fn halt(&mut self, how: Stop) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(how);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -122,12 +136,16 @@ impl InProcessHub {
 
 impl Drop for InProcessHub {
     fn drop(&mut self) {
-        self.halt();
+        self.halt(Stop::Graceful);
     }
 }
 
-/// Serves a hub on `addr` with its store and credentials in `dir`; returns the bound address.
-async fn serve(dir: &Path, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+/// Serves a hub on `addr` with its store and credentials in `dir`; returns the bound address
+/// and the server.
+async fn serve(
+    dir: &Path,
+    addr: SocketAddr,
+) -> anyhow::Result<(SocketAddr, flotilla_apiserver::ApiServer)> {
     let path = dir.join("store.redb");
     let backend = flotilla_store::RedbBackend::open(&path)
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
@@ -149,12 +167,13 @@ async fn serve(dir: &Path, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     flotilla_hub::start(&server, flotilla_hub::HubConfig::default()).await?;
     let url = format!("https://{addr}");
     let text = creds.admin_kubeconfig(&url, "flotilla");
+    let serving = server.clone();
     tokio::spawn(async move {
         let never = std::future::pending::<()>();
-        if let Err(e) = flotilla_apiserver::serve_https(server, listener, &creds, never).await {
+        if let Err(e) = flotilla_apiserver::serve_https(serving, listener, &creds, never).await {
             tracing::error!("the in-process hub stopped serving: {e}");
         }
     });
     flotilla_apiserver::Credentials::write_kubeconfig(&dir.join("admin.kubeconfig"), &text)?;
-    Ok(addr)
+    Ok((addr, server))
 }

@@ -523,12 +523,18 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
             }
             let events: Vec<Arc<Event>> = batch.iter().map(|q| q.event.clone()).collect();
             let last = events.last().map_or(0, |e| e.rev);
+            // Cancelled: the runtime is shutting down under the store (the process is going
+            // away); the writes fail and there is nothing to report.
+            let mut cancelled = false;
             let result = if local.backend.blocking() {
                 let backend = local.backend.clone();
                 let events = events.clone();
                 tokio::task::spawn_blocking(move || backend.persist(&events, last))
                     .await
-                    .unwrap_or_else(|e| Err(Error::backend("commit", e)))
+                    .unwrap_or_else(|e| {
+                        cancelled = e.is_cancelled();
+                        Err(Error::backend("commit", e))
+                    })
             } else {
                 local.backend.persist(&events, last)
             };
@@ -540,7 +546,9 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "commit failed; failing the writes of the batch");
+                    if !cancelled {
+                        tracing::error!(error = %e, "commit failed; failing the writes of the batch");
+                    }
                     // The writes report it as their own commit failure: its cause, once.
                     let message = match &e {
                         Error::Backend { source, .. } => source.to_string(),

@@ -430,8 +430,33 @@ fn only_the_api_server_serves_http() {
         }
     }
     let servers: Vec<&String> = found.keys().collect();
-    assert_eq!(servers, ["flotilla", "flotilla-apiserver"], "{found:?}");
+    assert_eq!(
+        servers,
+        ["flotilla", "flotilla-agent", "flotilla-apiserver"],
+        "{found:?}"
+    );
     assert_eq!(found["flotilla"], ["hyper"]);
+    // The agent builds an HTTP/2 client (kube's speaks HTTP/1.1) with hyper-util's client.
+    assert_eq!(found["flotilla-agent"], ["hyper-util", "tower"]);
+    let agent = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "flotilla-agent")
+        .unwrap();
+    let hyper_util = agent["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "hyper-util")
+        .unwrap();
+    let features: Vec<&str> = hyper_util["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(features.contains(&"client-legacy"), "{features:?}");
 }
 
 #[test]
