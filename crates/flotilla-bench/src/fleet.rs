@@ -149,6 +149,26 @@ impl Drop for Fleet {
     }
 }
 
+/// How many MemberClusters named as `named` says are Healthy.
+pub(crate) async fn healthy_members(
+    admin: &kube::Client,
+    named: impl Fn(&str) -> bool,
+) -> anyhow::Result<usize> {
+    let mcs: Api<DynamicObject> = Api::all_with(
+        admin.clone(),
+        &flotilla_api::member::member_cluster_resource(),
+    );
+    let list = mcs.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|m| {
+            m.metadata.name.as_deref().is_some_and(&named)
+                && flotilla_api::conditions::is_true(&m.data["status"]["conditions"], "Healthy")
+        })
+        .count())
+}
+
 /// A hub process on the memory store with `members` simulated members joined and healthy.
 pub(crate) async fn start_fleet(members: usize, period: u32) -> anyhow::Result<Fleet> {
     start_fleet_with(&FleetOptions {
@@ -209,17 +229,8 @@ pub(crate) async fn start_fleet_with(options: &FleetOptions) -> anyhow::Result<F
     drop(joined);
     progress.message("waiting for every member to be Healthy");
     let admin = flotilla_agent::client_from_kubeconfig(&kubeconfig).await?;
-    let mcs: Api<DynamicObject> =
-        Api::all_with(admin, &flotilla_api::member::member_cluster_resource());
     loop {
-        let list = mcs.list(&ListParams::default()).await?;
-        let healthy = list
-            .items
-            .iter()
-            .filter(|m| {
-                flotilla_api::conditions::is_true(&m.data["status"]["conditions"], "Healthy")
-            })
-            .count();
+        let healthy = healthy_members(&admin, |_| true).await?;
         if healthy == members {
             break;
         }

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::json;
 
 use super::tracker::Tracker;
@@ -129,22 +128,10 @@ pub(crate) async fn start(
     agents._dir = dir;
     progress.message("waiting for the agents' members to be Healthy");
     let admin = flotilla_agent::client_from_kubeconfig(hub_kubeconfig).await?;
-    let mcs: Api<DynamicObject> =
-        Api::all_with(admin, &flotilla_api::member::member_cluster_resource());
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let list = mcs.list(&ListParams::default()).await?;
-        let healthy = list
-            .items
-            .iter()
-            .filter(|m| {
-                m.metadata
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| agents.names.contains(n))
-                    && flotilla_api::conditions::is_true(&m.data["status"]["conditions"], "Healthy")
-            })
-            .count();
+        let healthy =
+            crate::fleet::healthy_members(&admin, |n| agents.names.iter().any(|a| a == n)).await?;
         if healthy == n {
             break;
         }
