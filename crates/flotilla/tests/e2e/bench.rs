@@ -213,8 +213,9 @@ fn ctrl_c_stops_bench_fleet_and_leaves_nothing_running() {
         !processes_under(tmp.path()).is_empty(),
         "the hub process runs"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // The shell's own kill: a fresh Debian root has no /bin/kill (procps).
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
