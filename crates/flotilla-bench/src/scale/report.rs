@@ -39,8 +39,7 @@ impl Row {
 
     fn value_text(&self) -> String {
         match self.unit {
-            "s" | "% of one core" => format!("{:.2}", self.value),
-            "millicores" => format!("{:.2}", self.value),
+            "s" | "% of one core" | "millicores" => format!("{:.2}", self.value),
             _ => format!("{:.0}", self.value),
         }
     }

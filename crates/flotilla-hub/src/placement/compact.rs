@@ -64,7 +64,10 @@ pub(crate) fn compact_work(w: &mut DynamicObject) {
 
 /// Whether the (cached, compacted) Work `w` has the spec whose digest is `spec_digest`.
 pub(crate) fn has_spec(w: &DynamicObject, spec_digest: u64) -> bool {
-    w.data["spec"][DIGEST].as_str() == Some(format!("{spec_digest:016x}").as_str())
+    w.data["spec"][DIGEST]
+        .as_str()
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        == Some(spec_digest)
 }
 
 #[cfg(test)]
