@@ -54,6 +54,8 @@ pub struct Settled {
     pub cluster: String,
     /// The binding's status as written.
     pub status: Value,
+    /// The binding's resourceVersion when this pass wrote its status.
+    pub written: Option<u64>,
 }
 
 /// Makes the plan's writes; returns each picked cluster's binding status.
@@ -122,7 +124,7 @@ pub async fn execute(
             let work = write_work(client, scope, c, &binding)
                 .await
                 .map_err(|e| e.concerning(format!("Work {}/{}", c.work_namespace, c.work_name)))?;
-            let status = settle_binding(
+            let (status, written) = settle_binding(
                 binding_api,
                 &binding,
                 work.as_ref(),
@@ -139,6 +141,7 @@ pub async fn execute(
             Ok::<_, Error>(Settled {
                 cluster: c.cluster.clone(),
                 status,
+                written,
             })
         });
     }
@@ -209,7 +212,8 @@ async fn write_work(
 }
 
 /// Computes a binding's status from its Work and writes it when it changed
-/// ([`binding_status_changed`]); returns it.
+/// ([`binding_status_changed`]); returns it, and the binding's resourceVersion after the
+/// write when there was one.
 pub async fn settle_binding(
     api: &Api<DynamicObject>,
     binding: &DynamicObject,
@@ -217,16 +221,28 @@ pub async fn settle_binding(
     decided: Decided<'_>,
     generation: i64,
     now: &str,
-) -> Result<Value, Error> {
+) -> Result<(Value, Option<u64>), Error> {
     let status = binding_status(binding, work, decided, generation, now);
+    let mut written = None;
     if binding_status_changed(&binding.data["status"], &status) {
         let patch = replacing(&binding.data["status"], &status);
-        api.patch_status(
-            &binding.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": patch})),
-        )
-        .await?;
+        let after = api
+            .patch_status(
+                &binding.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": patch})),
+            )
+            .await?;
+        written = Some(version(&after));
     }
-    Ok(status)
+    Ok((status, written))
+}
+
+/// An object's resourceVersion as a number (both stores count up; 0 when it is not one).
+pub fn version(o: &DynamicObject) -> u64 {
+    o.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

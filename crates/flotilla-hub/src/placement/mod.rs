@@ -51,7 +51,7 @@ use flotilla_api::conditions;
 use flotilla_api::placement::{finalizer, label};
 use flotilla_api::work::work_resource;
 use flotilla_scheduler::Cluster;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::controller::Action;
@@ -76,8 +76,18 @@ pub use kinds::*;
 /// (one per cluster) becomes a few reconciles, not one each.
 const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 
-/// A placement status whose own conditions did not change is written at most this often.
+/// A placement status whose own conditions did not change is written at most this often, or
+/// [`STATUS_DETAIL_PER_CLUSTER`] per cluster it is on if that is longer, up to
+/// [`STATUS_DETAIL_MAX`]: its size, and what a write of it costs, grow with its clusters.
 const STATUS_DETAIL_INTERVAL: Duration = Duration::from_secs(1);
+const STATUS_DETAIL_PER_CLUSTER: Duration = Duration::from_millis(50);
+const STATUS_DETAIL_MAX: Duration = Duration::from_secs(30);
+
+/// How long a placement on `clusters` clusters waits between writes of its status details.
+fn detail_interval(clusters: usize) -> Duration {
+    (STATUS_DETAIL_PER_CLUSTER * u32::try_from(clusters).unwrap_or(u32::MAX))
+        .clamp(STATUS_DETAIL_INTERVAL, STATUS_DETAIL_MAX)
+}
 
 /// One placement as its last whole pass left it: what a status roll-up needs, and what the
 /// caches must show for the roll-up to be all that is needed.
@@ -89,6 +99,43 @@ struct Settled {
     /// takes a whole pass, not only the roll-up.
     rolling: bool,
     clusters: Vec<SettledCluster>,
+    /// Some binding names override snapshots.
+    any_override: bool,
+    /// What the roll-ups since the pass learnt.
+    tally: parking_lot::Mutex<Tally>,
+}
+
+/// Where each cluster of a settled placement stands, kept by the roll-ups so that one Work's
+/// change costs the work of its cluster, not of every cluster of the placement: the
+/// placement's own conditions follow from the counts; its whole status (every cluster's
+/// entry) is built only when it is written.
+#[derive(Default)]
+struct Tally {
+    /// Per cluster (as in [`Settled::clusters`]): where it stands along the condition chain.
+    chains: Vec<Vec<&'static str>>,
+    counts: status::Counts,
+    /// Binding statuses written that the cache may not show yet, by cluster (as in
+    /// [`Settled::clusters`]): the binding's resourceVersion after the write, the status.
+    pending: HashMap<usize, (u64, Value)>,
+    /// A cluster's status moved since the placement's status was last written.
+    dirty: bool,
+}
+
+impl Tally {
+    fn set(&mut self, i: usize, chain: Vec<&'static str>) {
+        self.counts.remove(&self.chains[i]);
+        self.counts.add(&chain);
+        self.chains[i] = chain;
+    }
+
+    /// The binding's status as last written: the cache's, unless a write it does not show
+    /// yet is pending.
+    fn status<'a>(&'a self, i: usize, binding: &'a DynamicObject) -> &'a Value {
+        match self.pending.get(&i) {
+            Some((v, status)) if execute::version(binding) < *v => status,
+            _ => &binding.data["status"],
+        }
+    }
 }
 
 struct SettledCluster {
@@ -105,13 +152,16 @@ struct SettledCluster {
     unreachable: Option<String>,
 }
 
+/// The settled placements by key ([`key`]).
+type SettledMap = parking_lot::Mutex<HashMap<String, Arc<Settled>>>;
+
 struct Ctx {
     scope: Scope,
     client: kube::Client,
     fleet: Arc<parking_lot::Mutex<Fleet>>,
     last_run: parking_lot::Mutex<HashMap<String, Instant>>,
     status_written: parking_lot::Mutex<HashMap<String, Instant>>,
-    settled: parking_lot::Mutex<HashMap<String, Arc<Settled>>>,
+    settled: Arc<SettledMap>,
     status_only: Arc<StatusOnly>,
     members: Store<DynamicObject>,
     bindings: Store<DynamicObject>,
@@ -176,6 +226,9 @@ pub async fn run(client: kube::Client) {
         let ar = scope.placement();
         let writer = reflector::store::Writer::new(ar.clone());
         let reader = writer.as_reader();
+        let status_only = Arc::new(StatusOnly::default());
+        let settled: Arc<SettledMap> = Default::default();
+        let asks_whole = status_only.clone();
         let stream = watcher(
             Api::all_with(client.clone(), &ar),
             watcher::Config::default(),
@@ -184,15 +237,17 @@ pub async fn run(client: kube::Client) {
         .modify(crate::resources::typed(&ar))
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(spec_fingerprint, Default::default());
-        let (bindings, binding_stream) = cached(&client, scope.binding());
+        .predicate_filter(spec_fingerprint, Default::default())
+        .inspect_ok(move |p| asks_whole.whole(key(&p.name_any(), p.namespace().as_deref())));
+        let (bindings, binding_events) = cached_events(&client, scope.binding(), |_| {});
+        let binding_stream =
+            decisive_bindings(binding_events, settled.clone(), status_only.clone());
         let binding_reader = bindings.clone();
         let (resource_snapshots, rs_stream) = cached(&client, scope.resource_snapshot());
         tasks.push(follow(rs_stream));
         let (policy_snapshots, ps_stream) = cached(&client, scope.policy_snapshot());
         tasks.push(follow(ps_stream));
         let (runs, run_stream) = cached(&client, scope.update_run());
-        let status_only = Arc::new(StatusOnly::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
             scope,
@@ -200,7 +255,7 @@ pub async fn run(client: kube::Client) {
             fleet: fleet.clone(),
             last_run: Default::default(),
             status_written: Default::default(),
-            settled: Default::default(),
+            settled,
             status_only: status_only.clone(),
             members: members.clone(),
             bindings,
@@ -333,6 +388,20 @@ pub(crate) fn cached_with(
     ar: ApiResource,
     compact: fn(&mut DynamicObject),
 ) -> (Store<DynamicObject>, Watched) {
+    let (store, events) = cached_events(client, ar, compact);
+    (store, events.touched_objects().boxed())
+}
+
+type Events = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send>,
+>;
+
+/// [`cached_with`], as the watch's events (which tell a deletion from a change).
+fn cached_events(
+    client: &kube::Client,
+    ar: ApiResource,
+    compact: fn(&mut DynamicObject),
+) -> (Store<DynamicObject>, Events) {
     let writer = reflector::store::Writer::new(ar.clone());
     let reader = writer.as_reader();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
@@ -344,9 +413,68 @@ pub(crate) fn cached_with(
             compact(o);
         })
         .reflect(writer)
-        .touched_objects()
         .boxed();
     (reader, stream)
+}
+
+/// The binding events a whole pass of their placement must see: a binding created or deleted,
+/// its spec, labels, finalizers or deletion changed (each also marks the placement whole), and
+/// status changes of a placement that rolls out (its plan reads them) or has not settled. The
+/// status changes of a settled placement's bindings are the roll-up's own writes, which its
+/// tally holds already: passing them on would turn each into a whole pass.
+fn decisive_bindings(
+    events: Events,
+    settled: Arc<SettledMap>,
+    status_only: Arc<StatusOnly>,
+) -> Watched {
+    use std::hash::{Hash, Hasher};
+    let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
+    let placement_key = |b: &DynamicObject| {
+        b.labels()
+            .get(label::PARENT_CRP)
+            .map(|p| key(p, b.namespace().as_deref()))
+    };
+    events
+        .filter_map(move |ev| {
+            let out = match ev {
+                Err(e) => Some(Err(e)),
+                Ok(watcher::Event::Init) => {
+                    seen.clear();
+                    None
+                }
+                Ok(watcher::Event::InitDone) => None,
+                Ok(watcher::Event::Delete(b)) => {
+                    seen.remove(&(b.namespace(), b.name_any()));
+                    if let Some(k) = placement_key(&b) {
+                        status_only.whole(k);
+                    }
+                    Some(Ok(b))
+                }
+                Ok(watcher::Event::Apply(b) | watcher::Event::InitApply(b)) => {
+                    let mut h = std::hash::DefaultHasher::new();
+                    b.metadata.generation.hash(&mut h);
+                    b.metadata.deletion_timestamp.is_some().hash(&mut h);
+                    b.metadata.finalizers.hash(&mut h);
+                    b.metadata.labels.hash(&mut h);
+                    let fingerprint = h.finish();
+                    let same = seen.insert((b.namespace(), b.name_any()), fingerprint)
+                        == Some(fingerprint);
+                    match placement_key(&b) {
+                        Some(k) if !same => {
+                            status_only.whole(k);
+                            Some(Ok(b))
+                        }
+                        Some(k) => {
+                            let quiet = settled.lock().get(&k).is_some_and(|s| !s.rolling);
+                            (!quiet).then_some(Ok(b))
+                        }
+                        None => None,
+                    }
+                }
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
 }
 
 /// Follows a stream that only keeps its cache.
@@ -420,6 +548,7 @@ async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Actio
         let key = key(&name, namespace.as_deref());
         ctx.last_run.lock().remove(&key);
         ctx.settled.lock().remove(&key);
+        ctx.status_only.take(&key);
     }
     if ctx.scope == Scope::Cluster {
         if placement.metadata.deletion_timestamp.is_some() {
@@ -459,8 +588,10 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         if let Some(t) = last.get(&key) {
             let since = now.duration_since(*t);
             if since < MIN_RECONCILE_INTERVAL {
-                if let Some(works) = status_only {
-                    ctx.status_only.mark(key, works);
+                // What was asked stays asked.
+                match status_only {
+                    Some(works) => ctx.status_only.mark(key, works),
+                    None => ctx.status_only.whole(key),
                 }
                 return Ok(Action::requeue(MIN_RECONCILE_INTERVAL - since));
             }
@@ -485,7 +616,7 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
                     .iter()
                     .all(|ns| s.clusters.iter().any(|c| c.work_namespace == *ns))
         }) {
-            if let Some(action) = roll_up(ctx, &placement, &key, &settled, &now).await? {
+            if let Some(action) = roll_up(ctx, &placement, &key, &settled, &works, &now).await? {
                 return Ok(action);
             }
         }
@@ -536,37 +667,59 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         generation,
         &now,
     );
-    let mut after = write_placement_status(ctx, &placement, &key, status).await?;
+    let clusters = plan.clusters.len();
+    let written = write_placement_status(ctx, &placement, &key, clusters, status).await?;
+    let mut after = written.after;
     if !plan.waiting.is_empty() {
         tracing::debug!(placement = %key, waiting = ?plan.waiting, "the rollout holds clusters back");
     }
     if let Some(ready) = plan.requeue {
-        // An untrackable cluster becomes ready then: nothing else would say so.
+        // An untrackable cluster becomes ready then, or a failover is due: nothing else would
+        // say so, and only a whole pass decides it.
         after = after.min(ready.max(MIN_RECONCILE_INTERVAL));
+        ctx.status_only.whole(key.clone());
+    }
+    let mut tally = Tally {
+        dirty: written.deferred,
+        ..Tally::default()
+    };
+    let mut by_cluster: HashMap<&str, &execute::Settled> =
+        bindings.iter().map(|b| (b.cluster.as_str(), b)).collect();
+    let mut kept = Vec::with_capacity(clusters);
+    for c in plan.clusters {
+        // A cluster whose binding the pass did not settle is not in the roll-up's view.
+        let Some(b) = by_cluster.remove(c.cluster.as_str()) else {
+            continue;
+        };
+        let chain = status::chain_of(&b.status, &plan.summary);
+        tally.counts.add(&chain);
+        tally.chains.push(chain);
+        if let Some(v) = b.written {
+            tally.pending.insert(kept.len(), (v, b.status.clone()));
+        }
+        kept.push(SettledCluster {
+            cluster: c.cluster,
+            binding_name: c.binding_name,
+            binding_spec: c.binding_spec,
+            work_namespace: c.work_namespace,
+            work_name: c.work_name,
+            work_spec: c.work_spec.as_ref().map(compact::digest),
+            // The roll-up reads which overrides applied, not the manifests.
+            overridden: c.overridden.map(|o| flotilla_api::overrides::Overridden {
+                manifests: Vec::new(),
+                ..o
+            }),
+            rollout: c.rollout,
+            unreachable: c.unreachable,
+        });
     }
     let settled = Settled {
         generation,
         rolling: !plan.waiting.is_empty(),
         summary: plan.summary,
-        clusters: plan
-            .clusters
-            .into_iter()
-            .map(|c| SettledCluster {
-                cluster: c.cluster,
-                binding_name: c.binding_name,
-                binding_spec: c.binding_spec,
-                work_namespace: c.work_namespace,
-                work_name: c.work_name,
-                work_spec: c.work_spec.as_ref().map(compact::digest),
-                // The roll-up reads which overrides applied, not the manifests.
-                overridden: c.overridden.map(|o| flotilla_api::overrides::Overridden {
-                    manifests: Vec::new(),
-                    ..o
-                }),
-                rollout: c.rollout,
-                unreachable: c.unreachable,
-            })
-            .collect(),
+        any_override: kept.iter().any(|c| status::overridden(&c.binding_spec)),
+        clusters: kept,
+        tally: parking_lot::Mutex::new(tally),
     };
     ctx.settled.lock().insert(key, Arc::new(settled));
     Ok(Action::requeue(after))
@@ -717,47 +870,47 @@ fn completed_index(
         .map(|(_, index)| index)
 }
 
-/// The status roll-up alone, from the bindings and Works in the caches (run when only Works
-/// of clusters the last whole pass placed on changed). `None` when the caches do not show
-/// what that pass wrote (a binding or Work changed or went, or the cache has not caught up):
-/// then a whole pass is due.
+/// The status roll-up alone (run when only Works of clusters the last whole pass placed on
+/// changed): the bindings of the clusters whose Works are in `works` are settled from them,
+/// the placement's conditions follow from the tally, and its whole status is built only when
+/// it is to be written. `None` when the caches do not show what that pass wrote (a binding or
+/// Work changed or went, or the cache has not caught up): then a whole pass is due.
 async fn roll_up(
     ctx: &Ctx,
     placement: &DynamicObject,
     key: &str,
     settled: &Settled,
+    works: &std::collections::BTreeSet<String>,
     now: &str,
 ) -> Result<Option<Action>, Error> {
     let scope = ctx.scope;
     let namespace = placement.namespace();
-    let mut found = Vec::with_capacity(settled.clusters.len());
-    for c in &settled.clusters {
-        let mut binding_ref = ObjectRef::new_with(&c.binding_name, scope.binding());
-        if let Some(ns) = &namespace {
-            binding_ref = binding_ref.within(ns);
-        }
-        let Some(binding) = ctx.bindings.get(&binding_ref).filter(|b| {
-            b.metadata.deletion_timestamp.is_none() && b.data["spec"] == c.binding_spec
-        }) else {
-            return Ok(None);
-        };
-        let work = ctx
-            .works
-            .get(&ObjectRef::new_with(&c.work_name, work_resource()).within(&c.work_namespace));
-        if let Some(spec) = c.work_spec {
-            if work.as_ref().is_none_or(|w| !compact::has_spec(w, spec)) {
-                return Ok(None);
-            }
-        }
-        found.push((c, binding, work));
-    }
     let generation = placement.metadata.generation.unwrap_or(0);
     let binding_api = api_in(&ctx.client, &scope.binding(), namespace.as_deref());
-    let mut statuses = Vec::with_capacity(found.len());
-    for (c, binding, work) in &found {
-        let status = execute::settle_binding(
+    for (i, c) in settled.clusters.iter().enumerate() {
+        if !works.contains(&c.work_namespace) {
+            continue;
+        }
+        let Some((binding, work)) = as_settled(ctx, c, namespace.as_deref()) else {
+            return Ok(None);
+        };
+        // The binding as the last write left it, which the cache may not show yet.
+        let pending = {
+            let tally = settled.tally.lock();
+            let status = tally.status(i, &binding);
+            (!std::ptr::eq(status, &binding.data["status"])).then(|| status.clone())
+        };
+        let binding = match pending {
+            Some(status) => {
+                let mut b = (*binding).clone();
+                b.data["status"] = status;
+                Arc::new(b)
+            }
+            None => binding,
+        };
+        let (status, written) = execute::settle_binding(
             &binding_api,
-            binding,
+            &binding,
             work.as_deref(),
             status::Decided {
                 overridden: &c.overridden,
@@ -768,65 +921,173 @@ async fn roll_up(
             now,
         )
         .await?;
-        statuses.push(status);
+        let mut tally = settled.tally.lock();
+        tally.set(i, status::chain_of(&status, &settled.summary));
+        if let Some(v) = written {
+            tally.pending.insert(i, (v, status));
+            tally.dirty = true;
+        }
     }
-    let clusters: Vec<ClusterStatus<'_>> = found
-        .iter()
-        .zip(&statuses)
-        .map(|((c, _, _), status)| ClusterStatus {
-            cluster: &c.cluster,
-            spec: &c.binding_spec,
-            status,
-        })
-        .collect();
-    let status = status::placement_status(
-        scope,
-        &placement.data["status"],
-        &settled.summary,
-        &clusters,
-        generation,
-        now,
-    );
-    write_placement_status(ctx, placement, key, status)
-        .await
-        .map(|after| Some(Action::requeue(after)))
+    // The placement's own conditions, from the counts.
+    let old = &placement.data["status"];
+    let (conds, dirty) = {
+        let tally = settled.tally.lock();
+        let conds = status::placement_conditions(
+            scope,
+            &old["conditions"],
+            &settled.summary,
+            &tally.counts,
+            settled.any_override,
+            generation,
+            now,
+        );
+        (conds, tally.dirty)
+    };
+    if !dirty && conds == old["conditions"] {
+        return Ok(Some(Action::requeue(Duration::from_secs(300))));
+    }
+    let same_conditions =
+        conditions::without_messages(&old["conditions"]) == conditions::without_messages(&conds);
+    if let Err(wait) = ctx.write_due(key, same_conditions, settled.clusters.len()) {
+        return Ok(Some(Action::requeue(wait)));
+    }
+    // The whole status: every cluster's binding as the pass left it.
+    let mut found = Vec::with_capacity(settled.clusters.len());
+    for c in &settled.clusters {
+        let Some((binding, _)) = as_settled(ctx, c, namespace.as_deref()) else {
+            return Ok(None);
+        };
+        found.push(binding);
+    }
+    let status = {
+        let mut tally = settled.tally.lock();
+        let clusters: Vec<ClusterStatus<'_>> = settled
+            .clusters
+            .iter()
+            .zip(&found)
+            .enumerate()
+            .map(|(i, (c, b))| ClusterStatus {
+                cluster: &c.cluster,
+                spec: &c.binding_spec,
+                status: tally.status(i, b),
+            })
+            .collect();
+        let status =
+            status::placement_status(scope, old, &settled.summary, &clusters, generation, now);
+        drop(clusters);
+        // What the cache shows now needs no keeping.
+        tally
+            .pending
+            .retain(|i, (v, _)| execute::version(&found[*i]) < *v);
+        tally.dirty = false;
+        status
+    };
+    if *old != status {
+        let name = placement.name_any();
+        write_status(&ctx.client, scope, &name, namespace.as_deref(), status).await?;
+        ctx.written(key);
+    }
+    Ok(Some(Action::requeue(Duration::from_secs(300))))
 }
 
-/// Writes the placement's status when it changed. While only per-cluster details and progress
-/// messages move (the placement's own conditions keep their status and reason), the large
-/// status is written at most once a second; a change of the placement's conditions is written
-/// at once. Returns when to look again.
-async fn write_placement_status(
+/// The binding and Work of a settled cluster from the caches, when they are as the whole pass
+/// left them (the binding's spec, the Work's spec where the pass wrote one).
+fn as_settled(
     ctx: &Ctx,
-    placement: &DynamicObject,
-    key: &str,
-    status: Value,
-) -> Result<Duration, Error> {
-    let old = &placement.data["status"];
-    if *old != status {
-        let same_conditions = conditions::without_messages(&old["conditions"])
-            == conditions::without_messages(&status["conditions"]);
-        let now = Instant::now();
-        let recent = ctx
+    c: &SettledCluster,
+    namespace: Option<&str>,
+) -> Option<(Arc<DynamicObject>, Option<Arc<DynamicObject>>)> {
+    let mut binding_ref = ObjectRef::new_with(&c.binding_name, ctx.scope.binding());
+    if let Some(ns) = namespace {
+        binding_ref = binding_ref.within(ns);
+    }
+    let binding = ctx
+        .bindings
+        .get(&binding_ref)
+        .filter(|b| b.metadata.deletion_timestamp.is_none() && b.data["spec"] == c.binding_spec)?;
+    let work = ctx
+        .works
+        .get(&ObjectRef::new_with(&c.work_name, work_resource()).within(&c.work_namespace));
+    if let Some(spec) = c.work_spec {
+        if work.as_ref().is_none_or(|w| !compact::has_spec(w, spec)) {
+            return None;
+        }
+    }
+    Some((binding, work))
+}
+
+/// What [`write_placement_status`] did.
+struct Written {
+    /// When to look again.
+    after: Duration,
+    /// The write was put off (only details moved, and the last write was recent).
+    deferred: bool,
+}
+
+impl Ctx {
+    /// Whether the placement's status may be written now: while only per-cluster details and
+    /// progress messages move (its own conditions keep their status and reason), the large
+    /// status is written at most every [`detail_interval`]; a change of its conditions is
+    /// written at once. When it may not, the roll-up is marked due when it may.
+    fn write_due(&self, key: &str, same_conditions: bool, clusters: usize) -> Result<(), Duration> {
+        if !same_conditions {
+            return Ok(());
+        }
+        let interval = detail_interval(clusters);
+        let since = self
             .status_written
             .lock()
             .get(key)
-            .map(|t| now.duration_since(*t));
-        if let Some(since) = recent.filter(|s| same_conditions && *s < STATUS_DETAIL_INTERVAL) {
-            // The roll-up is all that is due then, unless something else asks for more.
-            ctx.status_only.mark(key.to_string(), []);
-            return Ok(STATUS_DETAIL_INTERVAL - since);
+            .map(|t| t.elapsed())
+            .filter(|s| *s < interval);
+        match since {
+            Some(since) => {
+                // The roll-up is all that is due then, unless something else asks for more.
+                self.status_only.mark(key.to_string(), []);
+                Err(interval - since)
+            }
+            None => Ok(()),
         }
-        let name = placement.name_any();
-        let namespace = placement.namespace();
-        write_status(&ctx.client, ctx.scope, &name, namespace.as_deref(), status).await?;
-        let mut written = ctx.status_written.lock();
+    }
+
+    /// Records a write of the placement's status.
+    fn written(&self, key: &str) {
+        let now = Instant::now();
+        let mut written = self.status_written.lock();
         if written.len() > 4096 {
             written.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
         }
         written.insert(key.to_string(), now);
     }
-    Ok(Duration::from_secs(300))
+}
+
+/// Writes the placement's status when it changed, or puts it off ([`Ctx::write_due`]).
+async fn write_placement_status(
+    ctx: &Ctx,
+    placement: &DynamicObject,
+    key: &str,
+    clusters: usize,
+    status: Value,
+) -> Result<Written, Error> {
+    let old = &placement.data["status"];
+    if *old != status {
+        let same_conditions = conditions::without_messages(&old["conditions"])
+            == conditions::without_messages(&status["conditions"]);
+        if let Err(wait) = ctx.write_due(key, same_conditions, clusters) {
+            return Ok(Written {
+                after: wait,
+                deferred: true,
+            });
+        }
+        let name = placement.name_any();
+        let namespace = placement.namespace();
+        write_status(&ctx.client, ctx.scope, &name, namespace.as_deref(), status).await?;
+        ctx.written(key);
+    }
+    Ok(Written {
+        after: Duration::from_secs(300),
+        deferred: false,
+    })
 }
 
 async fn write_status(

@@ -23,27 +23,45 @@ pub(super) fn key(name: &str, namespace: Option<&str>) -> String {
 }
 
 /// Placements for which every event since their last pass asked only for the status roll-up
-/// (a Work's status moved), with the namespaces of the Works whose events asked. Any other
-/// event routed here removes the placement, so its next pass is a whole one; the controller's
-/// own triggers (the placement or one of its bindings changed, a requeue) never find it here
-/// unless a Work event came after them, and a roll-up that finds the caches disagree with its
-/// last plan (or a Work it did not write) makes the pass a whole one anyway.
+/// (a Work's status moved), with the namespaces of the Works whose events asked. An event
+/// that needs a whole pass (the placement or one of its bindings changed, a member, an
+/// override or a resource concerns it) marks the placement whole until its next pass, whatever
+/// comes after it; a pass with no mark (a requeue) is whole too. A roll-up looks only at the
+/// clusters of the Works named, so nothing else may have changed since the last pass.
 #[derive(Default)]
-pub(super) struct StatusOnly(parking_lot::Mutex<HashMap<String, BTreeSet<String>>>);
+pub(super) struct StatusOnly(parking_lot::Mutex<HashMap<String, Asked>>);
+
+/// What the events since a placement's last pass asked of its next one.
+enum Asked {
+    Whole,
+    /// The roll-up, for the Works in these namespaces (none: the placement's own status only).
+    Status(BTreeSet<String>),
+}
 
 impl StatusOnly {
     /// Takes the mark of `key`: `Some` (the Works' namespaces) when only the status roll-up
     /// was asked for.
     pub(super) fn take(&self, key: &str) -> Option<BTreeSet<String>> {
-        self.0.lock().remove(key)
+        match self.0.lock().remove(key)? {
+            Asked::Whole => None,
+            Asked::Status(works) => Some(works),
+        }
     }
     /// Marks `key` (again, for a pass that was put off) with the namespaces of the Works that
-    /// asked.
+    /// asked; a mark for a whole pass stays.
     pub(super) fn mark(&self, key: String, works: impl IntoIterator<Item = String>) {
-        self.0.lock().entry(key).or_default().extend(works);
+        if let Asked::Status(s) = self
+            .0
+            .lock()
+            .entry(key)
+            .or_insert_with(|| Asked::Status(BTreeSet::new()))
+        {
+            s.extend(works);
+        }
     }
-    fn clear(&self, key: &str) {
-        self.0.lock().remove(key);
+    /// Marks `key` for a whole pass.
+    pub(super) fn whole(&self, key: String) {
+        self.0.lock().insert(key, Asked::Whole);
     }
 }
 
@@ -60,7 +78,7 @@ impl Triggered {
     /// A whole pass of `p`.
     fn whole(&self, p: &DynamicObject) {
         self.status_only
-            .clear(&key(&p.name_any(), p.namespace().as_deref()));
+            .whole(key(&p.name_any(), p.namespace().as_deref()));
         let _ = self
             .tx
             .send(ObjectRef::from_obj_with(p, self.scope.placement()));
@@ -141,7 +159,7 @@ impl Triggers {
     /// A whole pass of one placement.
     pub fn one(&self, scope: Scope, name: &str, namespace: Option<&str>) {
         if let Some(t) = self.0.iter().find(|t| t.scope == scope) {
-            t.status_only.clear(&key(name, namespace));
+            t.status_only.whole(key(name, namespace));
             let _ = t.tx.send(scope.placement_ref(name, namespace));
         }
     }

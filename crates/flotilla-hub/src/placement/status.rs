@@ -411,19 +411,11 @@ pub fn placement_status(
     now: &str,
 ) -> Value {
     let chain = condition_chain(&summary.apply_strategy);
-    let mut conds = old["conditions"].clone();
-    let mut per_cluster = Vec::new();
-    // Per condition of the chain: (True, False, Unknown) counts.
-    let mut counts = vec![(0usize, 0usize, 0usize); chain.len()];
+    let mut per_cluster = Vec::with_capacity(clusters.len());
+    let mut counts = Counts::default();
     for c in clusters {
         let (cluster_conds, statuses) = cluster_conditions(c.status, chain);
-        for (count, st) in counts.iter_mut().zip(&statuses) {
-            match *st {
-                "True" => count.0 += 1,
-                "False" => count.1 += 1,
-                _ => count.2 += 1,
-            }
-        }
+        counts.add(&statuses);
         let mut entry = json!({"clusterName": c.cluster,
             "observedResourceIndex": summary.resource_index,
             "conditions": cluster_conds});
@@ -448,6 +440,90 @@ pub fn placement_status(
         }
         per_cluster.push(entry);
     }
+    let any_override = clusters.iter().any(|c| overridden(c.spec));
+    let conds = placement_conditions(
+        scope,
+        &old["conditions"],
+        summary,
+        &counts,
+        any_override,
+        generation,
+        now,
+    );
+    json!({
+        "selectedResources": summary.selected_resources,
+        "observedResourceIndex": summary.resource_index,
+        "placementStatuses": per_cluster,
+        "conditions": conds,
+    })
+}
+
+/// Whether a binding's spec names override snapshots.
+pub fn overridden(binding_spec: &Value) -> bool {
+    [
+        "clusterResourceOverrideSnapshots",
+        "resourceOverrideSnapshots",
+    ]
+    .iter()
+    .any(|f| binding_spec[*f].as_array().is_some_and(|a| !a.is_empty()))
+}
+
+/// Where one cluster stands along its placement's condition chain: the status of each
+/// condition up to the first that is not True.
+pub fn chain_of(binding_status: &Value, summary: &Summary) -> Vec<&'static str> {
+    cluster_conditions(binding_status, condition_chain(&summary.apply_strategy)).1
+}
+
+/// Per condition of the chain, how many clusters report it True, False and Unknown: all the
+/// placement's own conditions need of its clusters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    total: usize,
+    by_condition: Vec<(usize, usize, usize)>,
+}
+
+impl Counts {
+    /// Counts a cluster standing at `chain` ([`chain_of`]).
+    pub fn add(&mut self, chain: &[&str]) {
+        self.total += 1;
+        self.tally(chain, |n| *n += 1);
+    }
+
+    /// Uncounts a cluster counted at `chain`.
+    pub fn remove(&mut self, chain: &[&str]) {
+        self.total -= 1;
+        self.tally(chain, |n| *n -= 1);
+    }
+
+    fn tally(&mut self, chain: &[&str], f: impl Fn(&mut usize)) {
+        if self.by_condition.len() < chain.len() {
+            self.by_condition.resize(chain.len(), (0, 0, 0));
+        }
+        for (count, st) in self.by_condition.iter_mut().zip(chain) {
+            match *st {
+                "True" => f(&mut count.0),
+                "False" => f(&mut count.1),
+                _ => f(&mut count.2),
+            }
+        }
+    }
+}
+
+/// The placement's own conditions from its clusters' `counts` (`old`: the conditions as
+/// stored, whose transition times they keep): Scheduled from the scheduler's summary, then
+/// along the chain, a condition True when it is True on every cluster, Unknown when it is
+/// Unknown on some, else False; the conditions after the first that is not True go.
+pub fn placement_conditions(
+    scope: Scope,
+    old: &Value,
+    summary: &Summary,
+    counts: &Counts,
+    any_override: bool,
+    generation: i64,
+    now: &str,
+) -> Value {
+    let chain = condition_chain(&summary.apply_strategy);
+    let mut conds = old.clone();
     let s = &summary.scheduled;
     condition(
         &mut conds,
@@ -458,25 +534,18 @@ pub fn placement_status(
         generation,
         now,
     );
-    let total = clusters.len();
-    let any_override = clusters.iter().any(|c| {
-        [
-            "clusterResourceOverrideSnapshots",
-            "resourceOverrideSnapshots",
-        ]
-        .iter()
-        .any(|f| c.spec[*f].as_array().is_some_and(|a| !a.is_empty()))
-    });
+    let total = counts.total;
     let mut reported = Vec::new();
-    for (ty, (good, bad, unknown)) in chain.iter().zip(&counts) {
+    for (i, ty) in chain.iter().enumerate() {
+        let (good, bad, unknown) = counts.by_condition.get(i).copied().unwrap_or_default();
         let (ok_reason, bad_reason, pending_reason) = placement_reasons(ty);
-        let (st, reason, msg) = if *unknown > 0 {
+        let (st, reason, msg) = if unknown > 0 {
             (
                 "Unknown",
                 pending_reason,
                 format!("{unknown} of {total} clusters not reported yet"),
             )
-        } else if *bad > 0 {
+        } else if bad > 0 {
             let msg = if *ty == cc::ROLLOUT_STARTED {
                 format!("the rollout strategy holds back {bad} of {total} clusters")
             } else {
@@ -519,12 +588,7 @@ pub fn placement_status(
                 .is_some_and(|t| unreported.iter().any(|u| u == t))
         });
     }
-    json!({
-        "selectedResources": summary.selected_resources,
-        "observedResourceIndex": summary.resource_index,
-        "placementStatuses": per_cluster,
-        "conditions": conds,
-    })
+    conds
 }
 
 /// The status of a placement that places nothing because of `reason` (its Scheduled condition
