@@ -29,8 +29,8 @@
 //!
 //! Events go where they concern ([`routing`]): a change of a placeable resource, an override or
 //! a member to the placements it may change (a whole pass); a Work's status to its placement's
-//! status roll-up only, which reads the bindings and Works from the caches and writes nothing
-//! else.
+//! status roll-up only ([`roll_up`]: the bindings of the clusters whose Works changed, a tally
+//! of the rest, the placement's status; nothing else).
 
 mod compact;
 mod execute;

@@ -821,7 +821,9 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             "clusterScore": {"affinityScore": s.score.affinity, "priorityScore": s.score.topology},
             "reason": s.reason.to_string()})
         })
-        .chain(decision.rejected.iter().take(20).map(
+        // As KubeFleet's scheduler: every picked cluster, then clusters not picked and why in
+        // the room left under 20 (the status holds at most 1,000 decisions).
+        .chain(decision.rejected.iter().take(MAX_UNSELECTED_DECISIONS.saturating_sub(decision.selected.len())).map(
             |r| json!({"clusterName": r.name, "selected": false, "reason": r.reason.to_string()}),
         ))
         .collect();
@@ -1239,6 +1241,10 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         waiting: rolling.waiting.iter().map(|c| c.to_string()).collect(),
     }))
 }
+
+/// How many decisions a policy snapshot's status has at most besides the picked clusters'
+/// (KubeFleet's `maxUnselectedClusterDecisionCount`): the room left under it once they are in.
+const MAX_UNSELECTED_DECISIONS: usize = 20;
 
 #[cfg(test)]
 mod tests;

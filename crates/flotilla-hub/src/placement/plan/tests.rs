@@ -1295,3 +1295,23 @@ fn overrides_apply_to_the_placements_they_name_in_their_scope() {
         Some("other")
     ));
 }
+
+#[test]
+fn a_policy_snapshot_explains_clusters_not_picked_only_in_the_room_left_under_twenty() {
+    // KubeFleet's scheduler: every picked cluster, then unpicked ones until there are 20; the
+    // status holds at most 1,000 decisions, so a placement on 1,000 clusters explains none.
+    let names: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    let fleet: Vec<(&str, &[(&str, &str)])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    let decisions = |n: usize| {
+        let pick = json!({"policy": {"placementType": "PickN", "numberOfClusters": n}});
+        let Decision::Place(plan) = World::new(crp("web", pick), app(), &fleet).plan() else {
+            panic!("placed");
+        };
+        let d = &plan.policy_snapshot.status.as_ref().unwrap()["status"]["clusterDecisions"];
+        let picked = d.as_array().unwrap().iter().filter(|d| d["selected"] == true).count();
+        (picked, d.as_array().unwrap().len() - picked)
+    };
+    assert_eq!(decisions(5), (5, 15));
+    assert_eq!(decisions(20), (20, 0));
+    assert_eq!(decisions(25), (25, 0));
+}
