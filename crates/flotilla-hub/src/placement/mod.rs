@@ -771,8 +771,10 @@ fn observe<'a>(
     let name = placement.name_any();
     let namespace = placement.namespace();
     let selection = select::select(&ctx.resources, scope, &serde_json::to_value(placement)?)?;
+    // No allocation per object: these filters run over every cached object of their kind.
     let of_placement = |o: &DynamicObject| {
-        o.labels().get(label::PARENT_CRP) == Some(&name) && o.namespace() == namespace
+        o.labels().get(label::PARENT_CRP) == Some(&name)
+            && o.metadata.namespace.as_deref() == namespace.as_deref()
     };
     let work_name = work_name(&name, namespace.as_deref());
     let overrides = override_series(
@@ -792,7 +794,7 @@ fn observe<'a>(
         bindings: ctx.bindings.state_filter(of_placement),
         completed_index: completed_index(&ctx.runs, &name, namespace.as_deref()),
         works: ctx.works.state_filter(|w| {
-            w.name_any() == work_name
+            w.metadata.name.as_deref() == Some(work_name.as_str())
                 || (w.labels().get(label::PARENT_CRP) == Some(&name)
                     && w.labels().get(label::PARENT_NAMESPACE) == namespace.as_ref())
         }),

@@ -7,7 +7,7 @@
 //! a cache that lags behind a write makes the executor's create answer 409 AlreadyExists, and
 //! the pass is retried.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -1046,17 +1046,29 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     }
     let delete_strategy = DeleteStrategy::of_placement(spec).as_str();
 
-    // Each picked cluster's binding and Work.
+    // Each picked cluster's binding and Work (looked up by name: a placement on a thousand
+    // clusters has a thousand of each).
+    let bindings_by_name: HashMap<&str, &Arc<DynamicObject>> = o
+        .bindings
+        .iter()
+        .filter_map(|b| Some((b.metadata.name.as_deref()?, b)))
+        .collect();
+    let works_by_namespace: HashMap<&str, &Arc<DynamicObject>> = o
+        .works
+        .iter()
+        .filter(|w| w.metadata.name.as_deref() == Some(work_name.as_str()))
+        .filter_map(|w| Some((w.metadata.namespace.as_deref()?, w)))
+        .collect();
     let mut clusters = Vec::with_capacity(wanted.len());
     for (cluster, s) in &wanted {
         let binding_name = format!(
             "{name}-{cluster}-{}",
             short_hash(&format!("{name}/{cluster}"))
         );
-        let existing = o.bindings.iter().find(|b| b.name_any() == binding_name);
-        let current = o.works.iter().find(|w| {
-            w.name_any() == work_name && w.namespace().as_deref() == Some(&namespace_of(cluster))
-        });
+        let existing = bindings_by_name.get(binding_name.as_str()).copied();
+        let current = works_by_namespace
+            .get(namespace_of(cluster).as_str())
+            .copied();
         // What the binding names: the latest resources, or (held back) what it has; with
         // the External strategy what a run released, or for a cluster new to the placement
         // what the last successful run released.

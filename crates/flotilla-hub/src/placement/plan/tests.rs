@@ -1308,7 +1308,12 @@ fn a_policy_snapshot_explains_clusters_not_picked_only_in_the_room_left_under_tw
             panic!("placed");
         };
         let d = &plan.policy_snapshot.status.as_ref().unwrap()["status"]["clusterDecisions"];
-        let picked = d.as_array().unwrap().iter().filter(|d| d["selected"] == true).count();
+        let picked = d
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["selected"] == true)
+            .count();
         (picked, d.as_array().unwrap().len() - picked)
     };
     assert_eq!(decisions(5), (5, 15));
