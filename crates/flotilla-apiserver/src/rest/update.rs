@@ -263,8 +263,8 @@ impl ApiServer {
             Some("status") => {
                 // Only status changes; everything else comes from the current object.
                 let mut merged = current.clone();
-                match new.get("status") {
-                    Some(s) => merged["status"] = s.clone(),
+                match new.get_mut("status") {
+                    Some(s) => merged["status"] = s.take(),
                     None => {
                         merged.as_object_mut().expect("object").remove("status");
                     }

@@ -76,6 +76,10 @@ pub use kinds::*;
 /// (one per cluster) becomes a few reconciles, not one each.
 const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A status roll-up alone may follow the last pass sooner: it costs the clusters whose Works
+/// changed, and the last of them to become available is what a person waits for.
+const MIN_ROLL_UP_INTERVAL: Duration = Duration::from_millis(50);
+
 /// A placement status whose own conditions did not change is written at most this often, or
 /// [`STATUS_DETAIL_PER_CLUSTER`] per cluster it is on if that is longer, up to
 /// [`STATUS_DETAIL_MAX`]: its size, and what a write of it costs, grow with its clusters.
@@ -587,13 +591,17 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         let mut last = ctx.last_run.lock();
         if let Some(t) = last.get(&key) {
             let since = now.duration_since(*t);
-            if since < MIN_RECONCILE_INTERVAL {
+            let interval = match status_only {
+                Some(_) => MIN_ROLL_UP_INTERVAL,
+                None => MIN_RECONCILE_INTERVAL,
+            };
+            if since < interval {
                 // What was asked stays asked.
                 match status_only {
                     Some(works) => ctx.status_only.mark(key, works),
                     None => ctx.status_only.whole(key),
                 }
-                return Ok(Action::requeue(MIN_RECONCILE_INTERVAL - since));
+                return Ok(Action::requeue(interval - since));
             }
         }
         if last.len() > 4096 {
