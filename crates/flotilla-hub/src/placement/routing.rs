@@ -267,6 +267,31 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_pass_asked_for_is_not_hidden_by_roll_ups_asked_after_it() {
+        let asked = StatusOnly::default();
+        // Nothing asked (a requeue): a whole pass.
+        assert_eq!(asked.take("/web"), None);
+        // Only Works changed: the roll-up, for their namespaces.
+        asked.mark("/web".into(), ["fleet-member-a".to_string()]);
+        asked.mark("/web".into(), ["fleet-member-b".to_string()]);
+        assert_eq!(
+            asked.take("/web"),
+            Some(BTreeSet::from([
+                "fleet-member-a".into(),
+                "fleet-member-b".into()
+            ]))
+        );
+        assert_eq!(asked.take("/web"), None);
+        // A binding changed, then a Work: still a whole pass.
+        asked.whole("/web".into());
+        asked.mark("/web".into(), ["fleet-member-a".to_string()]);
+        assert_eq!(asked.take("/web"), None);
+        // The placement's own status only (a write put off): an empty roll-up.
+        asked.mark("/web".into(), []);
+        assert_eq!(asked.take("/web"), Some(BTreeSet::new()));
+    }
+
+    #[test]
     fn a_resource_placement_is_triggered_by_its_own_namespace_only() {
         let rp = obj(json!({"apiVersion": "placement.kubernetes-fleet.io/v1",
             "kind": "ResourcePlacement", "metadata": {"name": "api", "namespace": "team"},

@@ -631,6 +631,110 @@ mod tests {
     use super::*;
 
     #[test]
+    fn conditions_from_a_tally_kept_change_by_change_are_those_of_the_whole_status() {
+        // The roll-up keeps counts cluster by cluster (a cluster's old chain out, its new one
+        // in) and derives the placement's conditions from them; they must be the conditions
+        // the whole status, built from every cluster, carries.
+        let cond = |ty: &str, st: &str| {
+            json!({"type": ty, "status": st, "reason": "r",
+            "message": "", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        };
+        let binding = |chain: &[(&str, &str)]| {
+            let mut conds = vec![cond(cc::SCHEDULED, "True")];
+            conds.extend(chain.iter().map(|(ty, st)| cond(ty, st)));
+            json!({"conditions": conds})
+        };
+        let started = (cc::ROLLOUT_STARTED, "True");
+        let overridden = (cc::OVERRIDDEN, "True");
+        let synced = (cc::WORK_SYNCHRONIZED, "True");
+        let stages = [
+            binding(&[]),
+            binding(&[started, overridden, synced]),
+            binding(&[started, overridden, synced, (cc::APPLIED, "True")]),
+            binding(&[
+                started,
+                overridden,
+                synced,
+                (cc::APPLIED, "True"),
+                (cc::AVAILABLE, "False"),
+            ]),
+            binding(&[
+                started,
+                overridden,
+                synced,
+                (cc::APPLIED, "True"),
+                (cc::AVAILABLE, "True"),
+            ]),
+        ];
+        let summary = Summary {
+            scheduled: Scheduled {
+                status: "True",
+                reason: "SchedulingPolicyFulfilled",
+                message: "picked all 3 clusters".into(),
+            },
+            resource_index: "0".into(),
+            selected_resources: Vec::new(),
+            apply_strategy: json!({}),
+        };
+        let spec = json!({});
+        let names = ["a", "b", "c"];
+        // Each cluster moves through the stages at its own pace.
+        let paths: [&[usize]; 3] = [&[0, 1, 2, 4], &[0, 1, 3, 4], &[0, 2, 2, 4]];
+        let mut at: Vec<usize> = vec![0; 3];
+        let mut counts = Counts::default();
+        let mut chains: Vec<Vec<&str>> =
+            at.iter().map(|s| chain_of(&stages[*s], &summary)).collect();
+        for c in &chains {
+            counts.add(c);
+        }
+        for step in 1..4 {
+            for (i, path) in paths.iter().enumerate() {
+                at[i] = path[step];
+                let chain = chain_of(&stages[at[i]], &summary);
+                counts.remove(&chains[i]);
+                counts.add(&chain);
+                chains[i] = chain;
+                let clusters: Vec<ClusterStatus<'_>> = names
+                    .iter()
+                    .zip(&at)
+                    .map(|(n, s)| ClusterStatus {
+                        cluster: n,
+                        spec: &spec,
+                        status: &stages[*s],
+                    })
+                    .collect();
+                let whole =
+                    placement_status(Scope::Cluster, &Value::Null, &summary, &clusters, 1, "now");
+                let tallied = placement_conditions(
+                    Scope::Cluster,
+                    &Value::Null,
+                    &summary,
+                    &counts,
+                    false,
+                    1,
+                    "now",
+                );
+                assert_eq!(whole["conditions"], tallied, "step {step}, cluster {i}");
+            }
+        }
+        // At the end every cluster is available: so is the placement.
+        let available = placement_conditions(
+            Scope::Cluster,
+            &Value::Null,
+            &summary,
+            &counts,
+            false,
+            1,
+            "now",
+        );
+        assert!(available
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "ClusterResourcePlacementAvailable" && c["status"] == "True"));
+    }
+
+    #[test]
     fn a_status_patch_removes_what_the_new_status_dropped() {
         let old = json!({"conditions": [], "failedPlacements": [{"name": "a"}]});
         let new = json!({"conditions": [{"type": "Applied"}]});
