@@ -132,13 +132,18 @@ impl Tally {
         self.chains[i] = chain;
     }
 
+    /// A status written for cluster `i` that `binding` (from the cache) does not show yet.
+    fn pending(&self, i: usize, binding: &DynamicObject) -> Option<&Value> {
+        self.pending
+            .get(&i)
+            .filter(|(v, _)| execute::version(binding) < *v)
+            .map(|(_, status)| status)
+    }
+
     /// The binding's status as last written: the cache's, unless a write it does not show
     /// yet is pending.
     fn status<'a>(&'a self, i: usize, binding: &'a DynamicObject) -> &'a Value {
-        match self.pending.get(&i) {
-            Some((v, status)) if execute::version(binding) < *v => status,
-            _ => &binding.data["status"],
-        }
+        self.pending(i, binding).unwrap_or(&binding.data["status"])
     }
 }
 
@@ -905,11 +910,7 @@ async fn roll_up(
             return Ok(None);
         };
         // The binding as the last write left it, which the cache may not show yet.
-        let pending = {
-            let tally = settled.tally.lock();
-            let status = tally.status(i, &binding);
-            (!std::ptr::eq(status, &binding.data["status"])).then(|| status.clone())
-        };
+        let pending = settled.tally.lock().pending(i, &binding).cloned();
         let binding = match pending {
             Some(status) => {
                 let mut b = (*binding).clone();
@@ -989,15 +990,12 @@ async fn roll_up(
         tally
             .pending
             .retain(|i, (v, _)| execute::version(&found[*i]) < *v);
-        tally.dirty = false;
         status
     };
-    if *old != status {
-        let name = placement.name_any();
-        write_status(&ctx.client, scope, &name, namespace.as_deref(), status).await?;
-        ctx.written(key);
-    }
-    Ok(Some(Action::requeue(Duration::from_secs(300))))
+    let clusters = settled.clusters.len();
+    let written = write_placement_status(ctx, placement, key, clusters, status).await?;
+    settled.tally.lock().dirty = written.deferred;
+    Ok(Some(Action::requeue(written.after)))
 }
 
 /// The binding and Work of a settled cluster from the caches, when they are as the whole pass

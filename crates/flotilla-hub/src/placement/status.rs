@@ -676,6 +676,10 @@ mod tests {
             selected_resources: Vec::new(),
             apply_strategy: json!({}),
         };
+        let tallied = |counts: &Counts| {
+            let (scope, old) = (Scope::Cluster, &Value::Null);
+            placement_conditions(scope, old, &summary, counts, false, 1, "now")
+        };
         let spec = json!({});
         let names = ["a", "b", "c"];
         // Each cluster moves through the stages at its own pace.
@@ -705,29 +709,15 @@ mod tests {
                     .collect();
                 let whole =
                     placement_status(Scope::Cluster, &Value::Null, &summary, &clusters, 1, "now");
-                let tallied = placement_conditions(
-                    Scope::Cluster,
-                    &Value::Null,
-                    &summary,
-                    &counts,
-                    false,
-                    1,
-                    "now",
+                assert_eq!(
+                    whole["conditions"],
+                    tallied(&counts),
+                    "step {step}, cluster {i}"
                 );
-                assert_eq!(whole["conditions"], tallied, "step {step}, cluster {i}");
             }
         }
         // At the end every cluster is available: so is the placement.
-        let available = placement_conditions(
-            Scope::Cluster,
-            &Value::Null,
-            &summary,
-            &counts,
-            false,
-            1,
-            "now",
-        );
-        assert!(available
+        assert!(tallied(&counts)
             .as_array()
             .unwrap()
             .iter()
