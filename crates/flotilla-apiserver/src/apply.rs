@@ -1,6 +1,8 @@
 //! Server-side apply requests, and the field manager's view of a request (manager name,
 //! schema root). The field-set engine is in `fieldpath.rs`, the bookkeeping in `managed.rs`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
@@ -60,7 +62,7 @@ fn managed_root(res: &Resource) -> Value {
 
 /// What the field manager needs of a resource and subresource, owned for one request.
 pub(crate) struct ManagedScope {
-    root: Value,
+    root: Arc<Value>,
     api_version: String,
     subresource: &'static str,
     has_status: bool,
@@ -69,7 +71,10 @@ pub(crate) struct ManagedScope {
 impl ManagedScope {
     pub(crate) fn new(res: &Resource, sub: Option<&str>) -> Self {
         Self {
-            root: managed_root(res),
+            root: res
+                .managed_root
+                .get_or_init(|| Arc::new(managed_root(res)))
+                .clone(),
             api_version: res.api_version(),
             subresource: if sub == Some("status") { "status" } else { "" },
             has_status: res.status,

@@ -111,6 +111,7 @@ impl ApiServer {
                 }
                 if new == current || dry_run {
                     return Ok(Reply {
+                        raw: None,
                         code: StatusCode::OK,
                         body: self.present(res, new),
                         warnings: vec![],
@@ -125,6 +126,7 @@ impl ApiServer {
                     Ok(ev) => {
                         self.after_write(res, &ev.object);
                         return Ok(Reply {
+                            raw: None,
                             code: StatusCode::OK,
                             body: self.present(res, parse(&ev.object)),
                             warnings: vec![],
@@ -149,6 +151,7 @@ impl ApiServer {
             });
             if dry_run {
                 return Ok(Reply {
+                    raw: None,
                     code: StatusCode::OK,
                     body: status,
                     warnings: vec![],
@@ -162,6 +165,7 @@ impl ApiServer {
                 Ok(ev) => {
                     crate::crd::serve::on_deleted(self, res, &parse(&ev.object));
                     return Ok(Reply {
+                        raw: None,
                         code: StatusCode::OK,
                         body: status,
                         warnings: vec![],

@@ -85,6 +85,9 @@ pub struct Resource {
     pub storage_version: String,
     /// Whether the resource comes from a CRD.
     pub custom: bool,
+    /// The root schema node the field manager walks, built once on first use (a CRD's schema
+    /// with `metadata` as ObjectMeta): not rebuilt, nor copied, per write.
+    pub(crate) managed_root: std::sync::OnceLock<Arc<Value>>,
 }
 
 /// JSON paths of a scale subresource.
@@ -524,6 +527,7 @@ fn builtin_resources() -> Vec<Arc<Resource>> {
                 },
                 storage_version: bi.version.into(),
                 custom: false,
+                managed_root: Default::default(),
             })
         })
         .collect()

@@ -99,6 +99,7 @@ pub fn resources_of(crd: &Value) -> Vec<Arc<Resource>> {
                 storage_key_group: group.clone(),
                 storage_version: storage_version.clone(),
                 custom: true,
+                managed_root: Default::default(),
             })
         })
         .collect()

@@ -144,6 +144,7 @@ impl ApiServer {
                     return Err(ApiError::already_exists(loc.target()));
                 }
                 return Ok(Reply {
+                    raw: None,
                     code: StatusCode::CREATED,
                     body: obj,
                     warnings,
@@ -158,11 +159,7 @@ impl ApiServer {
             match self.state.store.write(&loc.key(), write).await {
                 Ok(ev) => {
                     self.after_write(res, &ev.object);
-                    return Ok(Reply {
-                        code: StatusCode::CREATED,
-                        body: self.present(res, parse(&ev.object)),
-                        warnings,
-                    });
+                    return Ok(self.written(res, StatusCode::CREATED, &ev.object, warnings));
                 }
                 Err(StoreError::AlreadyExists { .. }) if generate && attempt < 7 => continue,
                 Err(e) => return Err(store_error(e, loc.target())),

@@ -43,6 +43,22 @@ pub(crate) struct Reply {
     pub code: StatusCode,
     pub body: Value,
     pub warnings: Vec<String>,
+    /// The body as stored JSON, when it is exactly what the client gets (a write's result in
+    /// the version it was written in); `body` is then Null and is parsed only when the
+    /// response needs another form (a table, partial metadata).
+    pub raw: Option<Bytes>,
+}
+
+impl Reply {
+    /// A reply whose body is stored JSON, sent as it is.
+    pub(crate) fn stored(code: StatusCode, raw: Bytes, warnings: Vec<String>) -> Self {
+        Self {
+            raw: Some(raw),
+            code,
+            body: Value::Null,
+            warnings,
+        }
+    }
 }
 
 /// Where a request's object lives.
@@ -169,6 +185,14 @@ impl ApiServer {
         mut reply: Reply,
         output: Output,
     ) -> Response<ResponseBody> {
+        if reply.raw.is_some() {
+            if output == Output::Json {
+                return json_with_warnings(reply);
+            }
+            if let Some(raw) = reply.raw.take() {
+                reply.body = serde_json::from_slice(&raw).expect("stored objects are valid JSON");
+            }
+        }
         if reply.body.get("kind").and_then(Value::as_str) != Some("Status") {
             reply.body = crate::table::render_one(res, reply.body, output);
         }
@@ -182,6 +206,7 @@ impl ApiServer {
             .get(&loc.key())
             .ok_or_else(|| ApiError::not_found(loc.target()))?;
         Ok(Reply {
+            raw: None,
             code: StatusCode::OK,
             body: self.present(&loc.res, parse(&obj)),
             warnings: vec![],
@@ -192,6 +217,28 @@ impl ApiServer {
     /// version they were written with and served at any version: conversion strategy None).
     pub(crate) fn present(&self, res: &Resource, v: Value) -> Value {
         crate::convert::to_request(res, v)
+    }
+
+    /// The reply to a write: the stored bytes as they are when they are in the requested form
+    /// (no decode and re-encode), else the stored object presented.
+    pub(crate) fn written(
+        &self,
+        res: &Resource,
+        code: StatusCode,
+        obj: &flotilla_store::Object,
+        warnings: Vec<String>,
+    ) -> Reply {
+        if !crate::convert::needs_conversion(res)
+            || crate::convert::stored_in_version(res, &obj.data)
+        {
+            return Reply::stored(code, obj.data.clone(), warnings);
+        }
+        Reply {
+            raw: None,
+            code,
+            body: self.present(res, parse(obj)),
+            warnings,
+        }
     }
 }
 
@@ -225,7 +272,10 @@ pub(crate) fn store_error(e: StoreError, t: Target<'_>) -> ApiError {
 }
 
 fn json_with_warnings(reply: Reply) -> Response<ResponseBody> {
-    let mut r = json_response(reply.code, &reply.body);
+    let mut r = match reply.raw {
+        Some(raw) => crate::server::bytes_response(reply.code, "application/json", raw),
+        None => json_response(reply.code, &reply.body),
+    };
     for w in reply.warnings {
         if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\"")))
         {

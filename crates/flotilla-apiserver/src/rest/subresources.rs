@@ -31,6 +31,7 @@ impl ApiServer {
             }
         }
         Ok(Reply {
+            raw: None,
             code: StatusCode::OK,
             body: json!({
                 "kind": "Scale",

@@ -193,13 +193,10 @@ impl ApiServer {
                 let mctx = scope.context(&self.state.schema);
                 crate::managed::record_update(&mctx, Some(&current), &mut new, &manager)?;
             }
-            let mut unchanged = current.clone();
-            meta_mut(&mut unchanged).remove("resourceVersion");
-            let mut cmp = new.clone();
-            meta_mut(&mut cmp).remove("resourceVersion");
-            if cmp == unchanged {
+            if same_but_resource_version(&new, &current) {
                 // Nothing changed: no write, no new resourceVersion (as kube-apiserver).
                 return Ok(Reply {
+                    raw: None,
                     code: StatusCode::OK,
                     body: self.present(res, current),
                     warnings,
@@ -211,13 +208,14 @@ impl ApiServer {
                     json!(current_obj.mod_rev.to_string()),
                 );
                 return Ok(Reply {
+                    raw: None,
                     code: StatusCode::OK,
                     body: self.present(res, new),
                     warnings,
                 });
             }
             let deleting = ready_to_delete(res, &new);
-            let stored = crate::convert::to_storage(res, new.clone());
+            let stored = crate::convert::to_storage(res, new);
             let write = if deleting {
                 Write::Delete {
                     last: stored,
@@ -236,11 +234,7 @@ impl ApiServer {
                     if deleting {
                         crate::crd::serve::on_deleted(self, res, &parse(&ev.object));
                     }
-                    return Ok(Reply {
-                        code: StatusCode::OK,
-                        body: self.present(res, parse(&ev.object)),
-                        warnings,
-                    });
+                    return Ok(self.written(res, StatusCode::OK, &ev.object, warnings));
                 }
                 Err(StoreError::Conflict { .. }) if want_rv.is_none() => continue,
                 Err(e) => return Err(store_error(e, loc.target())),
@@ -261,15 +255,21 @@ impl ApiServer {
         let mut new = new;
         match sub {
             Some("status") => {
-                // Only status changes; everything else comes from the current object.
-                let mut merged = current.clone();
-                match new.get_mut("status") {
-                    Some(s) => merged["status"] = s.take(),
-                    None => {
-                        merged.as_object_mut().expect("object").remove("status");
+                // Only status changes; everything else comes from the current object (whose
+                // own status is not copied).
+                let mut status = new.get_mut("status").map(Value::take);
+                let mut merged = Map::new();
+                for (k, v) in current.as_object().into_iter().flatten() {
+                    if k != "status" {
+                        merged.insert(k.clone(), v.clone());
+                    } else if let Some(s) = status.take() {
+                        merged.insert(k.clone(), s);
                     }
                 }
-                new = merged;
+                if let Some(s) = status {
+                    merged.insert("status".into(), s);
+                }
+                new = Value::Object(merged);
             }
             Some("approval") => {
                 // Approval changes the conditions only; the signer writes the certificate.
@@ -307,7 +307,7 @@ impl ApiServer {
                 }
             }
         }
-        let cur_meta = meta(current).clone();
+        let cur_meta = meta(current);
         let m = meta_mut(&mut new);
         for f in [
             "uid",
@@ -350,6 +350,35 @@ impl ApiServer {
     }
 }
 
+/// Whether two objects are equal but for `metadata.resourceVersion` (an update that changes
+/// nothing else is not written), compared in place.
+pub(crate) fn same_but_resource_version(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let empty = Map::new();
+    let (ma, mb) = (
+        a.get("metadata")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty),
+        b.get("metadata")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty),
+    );
+    let kept = |m: &Map<String, Value>| m.len() - usize::from(m.contains_key("resourceVersion"));
+    let same_meta = kept(ma) == kept(mb)
+        && ma
+            .iter()
+            .filter(|(k, _)| *k != "resourceVersion")
+            .all(|(k, v)| mb.get(k) == Some(v));
+    let rest = |o: &Map<String, Value>| o.keys().filter(|k| *k != "metadata").count();
+    same_meta
+        && rest(a) == rest(b)
+        && a.iter()
+            .filter(|(k, _)| *k != "metadata")
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
 /// Everything but metadata and status: what a generation bump looks at.
 pub(crate) fn spec_part(v: &Value) -> Map<String, Value> {
     v.as_object()
@@ -374,4 +403,36 @@ pub(crate) fn ready_to_delete(res: &Resource, v: &Value) -> bool {
         || v["spec"]["finalizers"]
             .as_array()
             .is_none_or(|a| a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_but_resource_version as same;
+    use serde_json::json;
+
+    #[test]
+    fn an_update_is_a_change_unless_only_the_resource_version_differs() {
+        let a = json!({"kind": "K", "metadata": {"name": "a", "resourceVersion": "1", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        // Key order and the resourceVersion (present, different or absent) do not count.
+        let b = json!({"spec": {"n": 1}, "metadata": {"labels": {"x": "1"}, "resourceVersion": "2", "name": "a"}, "kind": "K"});
+        let c =
+            json!({"kind": "K", "metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 1}});
+        assert!(same(&a, &b) && same(&b, &a) && same(&a, &c) && same(&c, &a));
+        // Any other difference does, in metadata or elsewhere, added or removed.
+        for other in [
+            json!({"kind": "K", "metadata": {"name": "a", "labels": {"x": "2"}}, "spec": {"n": 1}}),
+            json!({"kind": "K", "metadata": {"name": "a", "labels": {"x": "1"}, "uid": "u"}, "spec": {"n": 1}}),
+            json!({"kind": "K", "metadata": {"name": "a"}, "spec": {"n": 1}}),
+            json!({"kind": "K", "metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 2}}),
+            json!({"kind": "K", "metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 1}, "status": {}}),
+            json!({"kind": "K", "metadata": {"name": "a", "labels": {"x": "1"}}}),
+        ] {
+            assert!(!same(&a, &other) && !same(&other, &a), "{other}");
+        }
+        // Without metadata, an empty one is the same.
+        assert!(same(
+            &json!({"spec": 1}),
+            &json!({"spec": 1, "metadata": {"resourceVersion": "3"}})
+        ));
+    }
 }
