@@ -4,21 +4,29 @@
 
 use serde_json::{Map, Value};
 
-/// RFC 7396.
-pub fn merge_patch(target: &Value, patch: &Value) -> Value {
-    let Value::Object(p) = patch else {
-        return patch.clone();
+/// RFC 7396. Copies only what the patch leaves as it is; the patch's values are moved in.
+pub fn merge_patch(target: &Value, patch: Value) -> Value {
+    let Value::Object(mut p) = patch else {
+        return patch;
     };
-    let mut out = match target {
-        Value::Object(t) => t.clone(),
-        _ => Map::new(),
-    };
-    for (k, v) in p {
-        if v.is_null() {
-            out.remove(k);
-        } else {
-            let merged = merge_patch(out.get(k).unwrap_or(&Value::Null), v);
-            out.insert(k.clone(), merged);
+    let mut out = Map::new();
+    if let Value::Object(t) = target {
+        for (k, v) in t {
+            match p.remove(k) {
+                None => {
+                    out.insert(k.clone(), v.clone());
+                }
+                Some(Value::Null) => {}
+                Some(pv) => {
+                    out.insert(k.clone(), merge_patch(v, pv));
+                }
+            }
+        }
+    }
+    for (k, pv) in p {
+        if !pv.is_null() {
+            let merged = merge_patch(&Value::Null, pv);
+            out.insert(k, merged);
         }
     }
     Value::Object(out)
@@ -236,7 +244,11 @@ mod tests {
             ),
         ];
         for (target, patch, want) in cases {
-            assert_eq!(merge_patch(&target, &patch), want, "{target} + {patch}");
+            assert_eq!(
+                merge_patch(&target, patch.clone()),
+                want,
+                "{target} + {patch}"
+            );
         }
     }
 

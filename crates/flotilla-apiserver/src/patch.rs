@@ -90,7 +90,7 @@ pub fn apply(
             if !patch.is_object() {
                 return Err(invalid_patch(body, "a merge patch must be a JSON object"));
             }
-            Ok(merge_patch(current, &patch))
+            Ok(merge_patch(current, patch))
         }
         PatchKind::Apply => Err(ApiError::internal(
             "apply patches go through the field manager",

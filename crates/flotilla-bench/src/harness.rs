@@ -52,7 +52,18 @@ pub(crate) async fn spawn_hub_on(
     let kubeconfig = dir.join("admin.kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
     let exe = std::env::current_exe()?;
-    let mut child = std::process::Command::new(exe)
+    // FLOTILLA_BENCH_HUB_WRAP="valgrind --tool=massif ..." runs the hub under a profiler.
+    let wrap = std::env::var("FLOTILLA_BENCH_HUB_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut child = match words.next() {
+        Some(w) => {
+            let mut c = std::process::Command::new(w);
+            c.args(words).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let mut child = child
         .args(["hub", "--store", store, "--bind", bind, "--data-dir"])
         .arg(dir)
         .args(store_args)
@@ -63,7 +74,9 @@ pub(crate) async fn spawn_hub_on(
         .stdout(std::process::Stdio::null())
         .stderr(hub_log(dir)?)
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // A wrapped hub (valgrind) starts tens of times slower.
+    let ready_within = if wrap.is_empty() { 120 } else { 1200 };
+    let deadline = Instant::now() + Duration::from_secs(ready_within);
     while !kubeconfig.exists() {
         if Instant::now() > deadline || child.try_wait()?.is_some() {
             let _ = child.kill();

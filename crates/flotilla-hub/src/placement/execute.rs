@@ -3,6 +3,8 @@
 //! binding and Work, 16 clusters at a time), and writes each binding's status from what its
 //! Work says.
 
+use std::sync::Arc;
+
 use flotilla_api::placement::label;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -127,7 +129,7 @@ pub async fn execute(
             let (status, written) = settle_binding(
                 binding_api,
                 &binding,
-                work.as_ref(),
+                work.as_deref(),
                 Decided {
                     overridden: &c.overridden,
                     rollout: c.rollout,
@@ -153,20 +155,24 @@ pub async fn execute(
         .collect()
 }
 
-async fn write_binding(api: &Api<DynamicObject>, c: &ClusterPlan) -> Result<DynamicObject, Error> {
+/// The binding as it is after the write (a kept one is shared with the cache, not copied).
+async fn write_binding(
+    api: &Api<DynamicObject>,
+    c: &ClusterPlan,
+) -> Result<Arc<DynamicObject>, Error> {
     Ok(match &c.binding {
-        Write::Keep(b) => b.as_ref().clone(),
-        Write::Patch(p) => {
+        Write::Keep(b) => b.clone(),
+        Write::Patch(p) => Arc::new(
             api.patch(&c.binding_name, &PatchParams::default(), &Patch::Merge(p))
-                .await?
-        }
-        Write::Create(obj) => {
+                .await?,
+        ),
+        Write::Create(obj) => Arc::new(
             api.create(
                 &PostParams::default(),
                 &serde_json::from_value(obj.clone())?,
             )
-            .await?
-        }
+            .await?,
+        ),
     })
 }
 
@@ -177,16 +183,16 @@ async fn write_work(
     scope: Scope,
     c: &ClusterPlan,
     binding: &DynamicObject,
-) -> Result<Option<DynamicObject>, Error> {
+) -> Result<Option<Arc<DynamicObject>>, Error> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &c.work_namespace, &work_resource());
     Ok(match &c.work {
-        WorkWrite::Keep(w) => Some(w.as_ref().clone()),
-        WorkWrite::Hold(w) => w.as_ref().map(|w| w.as_ref().clone()),
-        WorkWrite::Patch(p) => Some(
+        WorkWrite::Keep(w) => Some(w.clone()),
+        WorkWrite::Hold(w) => w.clone(),
+        WorkWrite::Patch(p) => Some(Arc::new(
             api.patch(&c.work_name, &PatchParams::default(), &Patch::Merge(p))
                 .await?,
-        ),
+        )),
         WorkWrite::Create {
             object,
             owned_by_binding,
@@ -203,7 +209,7 @@ async fn write_work(
                 .create(&PostParams::default(), &serde_json::from_value(object)?)
                 .await
             {
-                Ok(w) => Some(w),
+                Ok(w) => Some(Arc::new(w)),
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => None,
                 Err(e) => return Err(e.into()),
             }

@@ -36,6 +36,7 @@ mod compact;
 mod execute;
 pub mod failover;
 mod fleet;
+mod index;
 mod kinds;
 pub mod plan;
 pub mod rollout;
@@ -58,6 +59,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
+
+use index::Indexed;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -173,10 +176,10 @@ struct Ctx {
     settled: Arc<SettledMap>,
     status_only: Arc<StatusOnly>,
     members: Store<DynamicObject>,
-    bindings: Store<DynamicObject>,
-    works: Store<DynamicObject>,
-    resource_snapshots: Store<DynamicObject>,
-    policy_snapshots: Store<DynamicObject>,
+    bindings: Arc<Indexed>,
+    works: Arc<Indexed>,
+    resource_snapshots: Arc<Indexed>,
+    policy_snapshots: Arc<Indexed>,
     cros: Store<DynamicObject>,
     ros: Store<DynamicObject>,
     cro_snapshots: Store<DynamicObject>,
@@ -193,10 +196,10 @@ impl Ctx {
     fn caches_ready(&self) -> bool {
         [
             &self.members,
-            &self.bindings,
-            &self.works,
-            &self.resource_snapshots,
-            &self.policy_snapshots,
+            self.bindings.store(),
+            self.works.store(),
+            self.resource_snapshots.store(),
+            self.policy_snapshots.store(),
             &self.cros,
             &self.ros,
             &self.cro_snapshots,
@@ -212,7 +215,13 @@ impl Ctx {
 /// server stops, or until the future is dropped (leadership lost): nothing outlives it.
 pub async fn run(client: kube::Client) {
     let (members, member_stream) = cached(&client, member_cluster_resource());
-    let (works, work_stream) = cached_with(&client, work_resource(), compact::compact_work);
+    let (works, work_events) = cached_indexed(
+        &client,
+        work_resource(),
+        compact::compact_work,
+        index::work_keys,
+    );
+    let work_stream: Watched = work_events.touched_objects().boxed();
     let (cros, cro_stream) = cached(&client, cro_resource());
     let (ros, ro_stream) = cached(&client, ro_resource());
     let (cro_snapshots, cro_snapshot_stream) = cached(&client, cro_snapshot_resource());
@@ -248,14 +257,17 @@ pub async fn run(client: kube::Client) {
         .applied_objects()
         .predicate_filter(spec_fingerprint, Default::default())
         .inspect_ok(move |p| asks_whole.whole(key(&p.name_any(), p.namespace().as_deref())));
-        let (bindings, binding_events) = cached_events(&client, scope.binding(), |_| {});
+        let (bindings, binding_events) =
+            cached_indexed(&client, scope.binding(), |_| {}, index::by_owner);
         let binding_stream =
             decisive_bindings(binding_events, settled.clone(), status_only.clone());
-        let binding_reader = bindings.clone();
-        let (resource_snapshots, rs_stream) = cached(&client, scope.resource_snapshot());
-        tasks.push(follow(rs_stream));
-        let (policy_snapshots, ps_stream) = cached(&client, scope.policy_snapshot());
-        tasks.push(follow(ps_stream));
+        let binding_reader = bindings.store().clone();
+        let (resource_snapshots, rs_events) =
+            cached_indexed(&client, scope.resource_snapshot(), |_| {}, index::by_owner);
+        tasks.push(follow(rs_events.touched_objects().boxed()));
+        let (policy_snapshots, ps_events) =
+            cached_indexed(&client, scope.policy_snapshot(), |_| {}, index::by_owner);
+        tasks.push(follow(ps_events.touched_objects().boxed()));
         let (runs, run_stream) = cached(&client, scope.update_run());
         let (tx, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
@@ -405,6 +417,20 @@ type Events = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send>,
 >;
 
+/// [`cached_with`], with an index ([`index::Indexed`]) kept by the same stream.
+fn cached_indexed(
+    client: &kube::Client,
+    ar: ApiResource,
+    compact: fn(&mut DynamicObject),
+    keys: index::Keys,
+) -> (Arc<Indexed>, Events) {
+    let (store, events) = cached_events(client, ar.clone(), compact);
+    let indexed = Arc::new(Indexed::new(store, ar, keys));
+    let keeper = indexed.clone();
+    let events = events.inspect_ok(move |ev| keeper.apply(ev)).boxed();
+    (indexed, events)
+}
+
 /// [`cached_with`], as the watch's events (which tell a deletion from a change).
 fn cached_events(
     client: &kube::Client,
@@ -523,10 +549,13 @@ fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
 async fn delete_works(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error> {
     let name = placement.name_any();
     let ns = placement.namespace();
-    for w in ctx.works.state().iter().filter(|w| {
-        w.labels().get(label::PARENT_CRP) == Some(&name)
-            && w.labels().get(label::PARENT_NAMESPACE) == ns.as_ref()
-    }) {
+    for w in ctx
+        .works
+        .matching(&index::placement_key(&name, ns.as_deref()), |w| {
+            w.labels().get(label::PARENT_CRP) == Some(&name)
+                && w.labels().get(label::PARENT_NAMESPACE) == ns.as_ref()
+        })
+    {
         if w.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -784,7 +813,8 @@ fn observe<'a>(
     let name = placement.name_any();
     let namespace = placement.namespace();
     let selection = select::select(&ctx.resources, scope, &serde_json::to_value(placement)?)?;
-    // No allocation per object: these filters run over every cached object of their kind.
+    // Candidates come from the caches' indexes by placement; these filters decide.
+    let owner = index::placement_key(&name, namespace.as_deref());
     let of_placement = |o: &DynamicObject| {
         o.labels().get(label::PARENT_CRP) == Some(&name)
             && o.metadata.namespace.as_deref() == namespace.as_deref()
@@ -800,17 +830,32 @@ fn observe<'a>(
         scope,
         placement,
         selection,
-        resource_snapshots: ctx.resource_snapshots.state_filter(of_placement),
-        policy_snapshots: ctx.policy_snapshots.state_filter(of_placement),
+        resource_snapshots: ctx.resource_snapshots.matching(&owner, of_placement),
+        policy_snapshots: ctx.policy_snapshots.matching(&owner, of_placement),
         overrides,
         clusters,
-        bindings: ctx.bindings.state_filter(of_placement),
+        bindings: ctx.bindings.matching(&owner, of_placement),
         completed_index: completed_index(&ctx.runs, &name, namespace.as_deref()),
-        works: ctx.works.state_filter(|w| {
-            w.metadata.name.as_deref() == Some(work_name.as_str())
-                || (w.labels().get(label::PARENT_CRP) == Some(&name)
-                    && w.labels().get(label::PARENT_NAMESPACE) == namespace.as_ref())
-        }),
+        works: {
+            let of_placement = |w: &DynamicObject| {
+                w.metadata.name.as_deref() == Some(work_name.as_str())
+                    || (w.labels().get(label::PARENT_CRP) == Some(&name)
+                        && w.labels().get(label::PARENT_NAMESPACE) == namespace.as_ref())
+            };
+            // By name and by labels, each once.
+            let mut works = ctx.works.matching(&owner, of_placement);
+            let labelled: std::collections::HashSet<(Option<String>, String)> = works
+                .iter()
+                .map(|w| (w.namespace(), w.name_any()))
+                .collect();
+            works.extend(
+                ctx.works
+                    .matching(&index::work_name_key(&work_name), of_placement)
+                    .into_iter()
+                    .filter(|w| !labelled.contains(&(w.namespace(), w.name_any()))),
+            );
+            works
+        },
         now,
     })
 }
@@ -1009,12 +1054,13 @@ fn as_settled(
     if let Some(ns) = namespace {
         binding_ref = binding_ref.within(ns);
     }
-    let binding = ctx
-        .bindings
-        .get(&binding_ref)
-        .filter(|b| b.metadata.deletion_timestamp.is_none() && b.data["spec"] == c.binding_spec)?;
+    let binding =
+        ctx.bindings.store().get(&binding_ref).filter(|b| {
+            b.metadata.deletion_timestamp.is_none() && b.data["spec"] == c.binding_spec
+        })?;
     let work = ctx
         .works
+        .store()
         .get(&ObjectRef::new_with(&c.work_name, work_resource()).within(&c.work_namespace));
     if let Some(spec) = c.work_spec {
         if work.as_ref().is_none_or(|w| !compact::has_spec(w, spec)) {
