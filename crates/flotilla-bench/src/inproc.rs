@@ -59,7 +59,10 @@ impl InProcessHub {
                                 // Controllers end and their writes finish before the runtime
                                 // goes.
                                 server.shutdown();
-                                runtime.block_on(tokio::time::sleep(Duration::from_millis(500)));
+                                // (The timer is made inside the runtime: outside it has none.)
+                                runtime.block_on(async {
+                                    tokio::time::sleep(Duration::from_millis(500)).await
+                                });
                             }
                         }
                         Err(e) => {

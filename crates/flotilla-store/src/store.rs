@@ -566,7 +566,12 @@ async fn run_committer(inner: Weak<Inner>, wake: Arc<Notify>) {
                         std::mem::take(&mut seq.queue)
                     };
                     for q in batch.into_iter().chain(rest) {
-                        let _ = q.done.send(Err(message.clone()));
+                        if cancelled {
+                            // The writers see the store closed, as after it stopped.
+                            drop(q.done);
+                        } else {
+                            let _ = q.done.send(Err(message.clone()));
+                        }
                     }
                 }
             }

@@ -50,6 +50,11 @@ fn settled<T>(
     match r {
         Ok(_) => true,
         Err(e) if e.code == 404 => true,
+        // The server is going away under the collector: nothing to report.
+        Err(e) if e.code == 503 && e.message == crate::rest::STORE_CLOSED => {
+            tracing::debug!(object = %object, error = %e, "{what}");
+            false
+        }
         Err(e) => {
             tracing::warn!(object = %object, error = %e, "{what}");
             false
