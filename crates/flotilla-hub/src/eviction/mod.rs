@@ -19,7 +19,9 @@ use kube::runtime::Controller;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use crate::placement::{api_in, cached, crp_resource, follow, placement_resource, Scope};
+use crate::placement::{
+    api_in, cached, cached_with, compact, crp_resource, follow, placement_resource, Scope,
+};
 use crate::Error;
 use decide::Verdict;
 
@@ -36,7 +38,9 @@ pub async fn run(client: kube::Client) {
         "clusterresourceplacementevictions",
     );
     let (evictions, eviction_stream) = cached(&client, ar.clone());
-    let (placements, placement_stream) = cached(&client, crp_resource());
+    // The decision reads a placement's metadata and policy, not its status.
+    let (placements, placement_stream) =
+        cached_with(&client, crp_resource(), compact::without_status);
     let (bindings, binding_stream) = cached(&client, Scope::Cluster.binding());
     let ctx = Arc::new(Ctx {
         client: client.clone(),

@@ -62,6 +62,15 @@ pub(crate) fn compact_work(w: &mut DynamicObject) {
     w.data["spec"] = json!({ DIGEST: format!("{d:016x}") });
 }
 
+/// Drops a placement's status, for the caches of controllers that read only its metadata and
+/// spec (update runs, evictions): at 100 clusters the status is most of a placement (some
+/// 150 KB of JSON), and each controller would keep its own decoded copy.
+pub(crate) fn without_status(p: &mut DynamicObject) {
+    if let Some(o) = p.data.as_object_mut() {
+        o.remove("status");
+    }
+}
+
 /// Whether the (cached, compacted) Work `w` has the spec whose digest is `spec_digest`.
 pub(crate) fn has_spec(w: &DynamicObject, spec_digest: u64) -> bool {
     w.data["spec"][DIGEST]

@@ -32,7 +32,7 @@
 //! status roll-up only ([`roll_up`]: the bindings of the clusters whose Works changed, a tally
 //! of the rest, the placement's status; nothing else).
 
-mod compact;
+pub(crate) mod compact;
 mod execute;
 pub mod failover;
 mod fleet;

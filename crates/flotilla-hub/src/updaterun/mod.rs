@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::placement::plan::overrides_for;
 use crate::placement::status::replacing;
-use crate::placement::{api_in, cached, follow, override_series, Scope};
+use crate::placement::{api_in, cached, cached_with, compact, follow, override_series, Scope};
 use crate::Error;
 use machine::{Binding, Observed, Policy};
 
@@ -68,7 +68,9 @@ pub async fn run(client: kube::Client) {
     for scope in [Scope::Cluster, Scope::Namespaced] {
         let ar = scope.update_run();
         let (runs, run_stream) = cached(&client, ar.clone());
-        let (placements, placement_stream) = cached(&client, scope.placement());
+        // A run reads its placement's metadata and spec, not its status.
+        let (placements, placement_stream) =
+            cached_with(&client, scope.placement(), compact::without_status);
         let (strategies, strategy_stream) = cached(&client, scope.update_strategy());
         let (approvals, approval_stream) = cached(&client, scope.approval_request());
         let (bindings, binding_stream) = cached(&client, scope.binding());
