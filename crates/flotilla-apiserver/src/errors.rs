@@ -186,6 +186,9 @@ impl Target<'_> {
     }
 }
 
+/// The message of [`ApiError::store_closed`].
+const STORE_CLOSED: &str = "the store is shutting down";
+
 impl ApiError {
     pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -386,6 +389,16 @@ impl ApiError {
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
+    }
+
+    /// 503 for a request the store could not take because it is shutting down.
+    pub fn store_closed() -> Self {
+        Self::unavailable(STORE_CLOSED)
+    }
+
+    /// Whether this is [`Self::store_closed`]: the server is going away.
+    pub fn is_store_closed(&self) -> bool {
+        self.code == 503 && self.message == STORE_CLOSED
     }
 
     /// 504 Timeout.

@@ -51,7 +51,7 @@ fn settled<T>(
         Ok(_) => true,
         Err(e) if e.code == 404 => true,
         // The server is going away under the collector: nothing to report.
-        Err(e) if e.code == 503 && e.message == crate::rest::STORE_CLOSED => {
+        Err(e) if e.is_store_closed() => {
             tracing::debug!(object = %object, error = %e, "{what}");
             false
         }

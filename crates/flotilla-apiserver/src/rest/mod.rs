@@ -247,13 +247,10 @@ pub(crate) fn sync_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Unavailable(m) => ApiError::unavailable(m),
         StoreError::Timeout(m) => ApiError::timeout(m),
-        StoreError::Closed => ApiError::unavailable(STORE_CLOSED),
+        StoreError::Closed => ApiError::store_closed(),
         e => ApiError::internal(e.to_string()),
     }
 }
-
-/// The message of a request the store could not take because it is shutting down.
-pub(crate) const STORE_CLOSED: &str = "the store is shutting down";
 
 pub(crate) fn store_error(e: StoreError, t: Target<'_>) -> ApiError {
     match e {
@@ -267,7 +264,7 @@ pub(crate) fn store_error(e: StoreError, t: Target<'_>) -> ApiError {
             "Too large resource version: {requested}, current: {current}"
         ))
         .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
-        StoreError::Closed => ApiError::unavailable(STORE_CLOSED),
+        StoreError::Closed => ApiError::store_closed(),
         StoreError::Unavailable(m) => ApiError::unavailable(m),
         StoreError::Timeout(m) => ApiError::timeout(m),
         e => ApiError::internal(e.to_string()),

@@ -97,20 +97,22 @@ impl Indexed {
         }
     }
 
-    /// The cached objects under `key` that `pred` accepts: what filtering the whole cache with
-    /// `pred` returns, provided every object `pred` accepts is indexed under `key`.
+    /// The cached objects under any of `keys` (each once) that `pred` accepts: what filtering
+    /// the whole cache with `pred` returns, provided every object `pred` accepts is indexed
+    /// under one of `keys`.
     pub(crate) fn matching(
         &self,
-        key: &str,
+        keys: &[&str],
         pred: impl Fn(&DynamicObject) -> bool,
     ) -> Vec<Arc<DynamicObject>> {
-        let ids: Vec<Id> = self
-            .index
-            .read()
-            .by_key
-            .get(key)
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default();
+        let ids: HashSet<Id> = {
+            let index = self.index.read();
+            keys.iter()
+                .filter_map(|k| index.by_key.get(*k))
+                .flatten()
+                .cloned()
+                .collect()
+        };
         ids.into_iter()
             .filter_map(|(ns, name)| {
                 let mut r = ObjectRef::new_with(&name, self.ar.clone());
@@ -197,7 +199,7 @@ mod tests {
             };
             let mut got: Vec<String> = self
                 .indexed
-                .matching(&placement_key(p, Some(ns)), pred)
+                .matching(&[&placement_key(p, Some(ns))], pred)
                 .iter()
                 .map(|o| o.name_any())
                 .collect();
@@ -226,6 +228,9 @@ mod tests {
         f.feed(watcher::Event::Apply(obj("a", "b4", Some("q"))));
         f.feed(watcher::Event::Apply(obj("a", "b5", None)));
         assert_eq!(f.names("a", "p"), ["b1", "b2"]);
+        // Under several keys, each object once.
+        let k = placement_key("p", Some("a"));
+        assert_eq!(f.indexed.matching(&[&k, &k], |_| true).len(), 2);
         assert_eq!(f.names("b", "p"), ["b3"]);
         assert_eq!(f.names("a", "q"), ["b4"]);
         // A label that changes moves the object.

@@ -551,7 +551,7 @@ async fn delete_works(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Er
     let ns = placement.namespace();
     for w in ctx
         .works
-        .matching(&index::placement_key(&name, ns.as_deref()), |w| {
+        .matching(&[&index::placement_key(&name, ns.as_deref())], |w| {
             w.labels().get(label::PARENT_CRP) == Some(&name)
                 && w.labels().get(label::PARENT_NAMESPACE) == ns.as_ref()
         })
@@ -830,32 +830,20 @@ fn observe<'a>(
         scope,
         placement,
         selection,
-        resource_snapshots: ctx.resource_snapshots.matching(&owner, of_placement),
-        policy_snapshots: ctx.policy_snapshots.matching(&owner, of_placement),
+        resource_snapshots: ctx.resource_snapshots.matching(&[&owner], of_placement),
+        policy_snapshots: ctx.policy_snapshots.matching(&[&owner], of_placement),
         overrides,
         clusters,
-        bindings: ctx.bindings.matching(&owner, of_placement),
+        bindings: ctx.bindings.matching(&[&owner], of_placement),
         completed_index: completed_index(&ctx.runs, &name, namespace.as_deref()),
-        works: {
-            let of_placement = |w: &DynamicObject| {
+        // By name (a placement's Works share it) and by labels.
+        works: ctx
+            .works
+            .matching(&[&owner, &index::work_name_key(&work_name)], |w| {
                 w.metadata.name.as_deref() == Some(work_name.as_str())
                     || (w.labels().get(label::PARENT_CRP) == Some(&name)
                         && w.labels().get(label::PARENT_NAMESPACE) == namespace.as_ref())
-            };
-            // By name and by labels, each once.
-            let mut works = ctx.works.matching(&owner, of_placement);
-            let labelled: std::collections::HashSet<(Option<String>, String)> = works
-                .iter()
-                .map(|w| (w.namespace(), w.name_any()))
-                .collect();
-            works.extend(
-                ctx.works
-                    .matching(&index::work_name_key(&work_name), of_placement)
-                    .into_iter()
-                    .filter(|w| !labelled.contains(&(w.namespace(), w.name_any()))),
-            );
-            works
-        },
+            }),
         now,
     })
 }
