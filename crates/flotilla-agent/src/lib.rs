@@ -89,9 +89,12 @@ struct MemberView {
     pods: Store<DynamicObject>,
 }
 
+/// A cache of `ar`'s objects in the member, each kept as `keep` leaves it (the agent reads
+/// little of the nodes and pods it counts; without managedFields, always).
 fn spawn_reflector(
     client: kube::Client,
     ar: ApiResource,
+    keep: fn(&mut Value),
 ) -> (Store<DynamicObject>, tokio::task::JoinHandle<()>) {
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
     let writer = reflector::store::Writer::new(ar.clone());
@@ -99,6 +102,10 @@ fn spawn_reflector(
     let task = tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(move |o| {
+                o.metadata.managed_fields = None;
+                keep(&mut o.data);
+            })
             .reflect(writer)
             .applied_objects();
         futures::pin_mut!(stream);
@@ -124,10 +131,16 @@ impl Agent {
         let ns = member::namespace_of(&self.name);
         let imc_ar = member::internal_member_cluster_resource();
         let imcs: Api<DynamicObject> = Api::namespaced_with(self.hub.clone(), &ns, &imc_ar);
-        let (nodes, nodes_task) =
-            spawn_reflector(self.member.clone(), resource("", "v1", "Node", "nodes"));
-        let (pods, pods_task) =
-            spawn_reflector(self.member.clone(), resource("", "v1", "Pod", "pods"));
+        let (nodes, nodes_task) = spawn_reflector(
+            self.member.clone(),
+            resource("", "v1", "Node", "nodes"),
+            member::node_usage_fields,
+        );
+        let (pods, pods_task) = spawn_reflector(
+            self.member.clone(),
+            resource("", "v1", "Pod", "pods"),
+            member::pod_usage_fields,
+        );
         let view = MemberView { nodes, pods };
         // The work applier: what the hub's Works say, applied in the member.
         let work_task = tokio::spawn(work::run(

@@ -224,6 +224,71 @@ pub fn pod_holds_resources(pod: &Value) -> bool {
         )
 }
 
+/// Keeps of `pod` only what [`Usage::compute`] reads (its node, phase and requests): what an
+/// agent caches of every pod in its cluster. A whole decoded pod (managedFields, env,
+/// volumes, status) is some 20 KB; this, a few hundred bytes.
+pub fn pod_usage_fields(pod: &mut Value) {
+    let spec = &pod["spec"];
+    let requests = |cs: &Value| -> Value {
+        cs.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let mut k = json!({"resources": {"requests": c["resources"]["requests"].clone()}});
+                if !c["restartPolicy"].is_null() {
+                    k["restartPolicy"] = c["restartPolicy"].clone();
+                }
+                k
+            })
+            .collect()
+    };
+    let mut kept = json!({
+        "spec": {
+            "nodeName": spec["nodeName"].clone(),
+            "containers": requests(&spec["containers"]),
+            "initContainers": requests(&spec["initContainers"]),
+            "overhead": spec["overhead"].clone(),
+        },
+        "status": {"phase": pod["status"]["phase"].clone()},
+    });
+    if let Some(o) = pod.as_object() {
+        for k in ["apiVersion", "kind"] {
+            if let Some(v) = o.get(k) {
+                kept[k] = v.clone();
+            }
+        }
+    }
+    *pod = kept;
+}
+
+/// Keeps of `node` only what [`Usage::compute`] reads (capacity, allocatable, whether it is
+/// cordoned, its conditions' types and statuses): a real node's status lists its images and
+/// volumes, many kilobytes.
+pub fn node_usage_fields(node: &mut Value) {
+    let conditions: Value = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| json!({"type": c["type"].clone(), "status": c["status"].clone()}))
+        .collect();
+    let mut kept = json!({
+        "spec": {"unschedulable": node["spec"]["unschedulable"].clone()},
+        "status": {
+            "capacity": node["status"]["capacity"].clone(),
+            "allocatable": node["status"]["allocatable"].clone(),
+            "conditions": conditions,
+        },
+    });
+    if let Some(o) = node.as_object() {
+        for k in ["apiVersion", "kind"] {
+            if let Some(v) = o.get(k) {
+                kept[k] = v.clone();
+            }
+        }
+    }
+    *node = kept;
+}
+
 /// A member's nodes' totals, with what running pods request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -490,6 +555,48 @@ mod tests {
         assert_eq!(p["gpu-count"], "4");
         assert_eq!(p["bad-line"], "");
         assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn the_usage_fields_alone_give_the_same_usage() {
+        let mut nodes = vec![
+            node("a", "4", "16Gi"),
+            node("b", "8", "32Gi"),
+            node("c", "2", "8Gi"),
+        ];
+        nodes[1]["spec"]["unschedulable"] = json!(true);
+        nodes[2]["status"]["conditions"][0]["status"] = json!("False");
+        nodes[0]["status"]["images"] = json!([{"names": ["registry/app:1"], "sizeBytes": 1}]);
+        nodes[0]["metadata"]["managedFields"] = json!([{"manager": "kubelet"}]);
+        let mut pods = vec![
+            pod("a", "500m", "1Gi", "Running"),
+            pod("a", "250m", "512Mi", "Succeeded"),
+            pod("b", "1", "1Gi", "Running"),
+            pod("", "1", "1Gi", "Pending"),
+        ];
+        pods[0]["spec"]["initContainers"] = json!([
+            {"name": "side", "restartPolicy": "Always",
+             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+            {"name": "init", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}]);
+        pods[0]["spec"]["overhead"] = json!({"cpu": "10m", "memory": "1Mi"});
+        pods[0]["spec"]["containers"][0]["env"] = json!([{"name": "X", "value": "y"}]);
+        let before = Usage::compute(named(&nodes), pods.iter());
+        let mut small_nodes = nodes.clone();
+        for n in &mut small_nodes {
+            let name = n["metadata"].clone();
+            node_usage_fields(n);
+            n["metadata"] = name;
+        }
+        let mut small_pods = pods.clone();
+        small_pods.iter_mut().for_each(pod_usage_fields);
+        assert_eq!(
+            Usage::compute(named(&small_nodes), small_pods.iter()),
+            before
+        );
+        assert!(before.requested.cpu > 2000, "{before:?}");
+        assert!(small_nodes[0]["status"].get("images").is_none());
+        assert!(small_pods[0]["spec"]["containers"][0].get("env").is_none());
+        assert!(small_pods[0].get("metadata").is_none());
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct MembersBenchArgs {
 
 async fn start_member(k: usize) -> anyhow::Result<kube::Client> {
     let server = flotilla_apiserver::ApiServer::new(
-        flotilla_store::Store::memory(),
+        flotilla_sim::memory_store(),
         flotilla_apiserver::ServerConfig::default(),
     );
     server

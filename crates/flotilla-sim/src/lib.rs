@@ -83,6 +83,26 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+/// How a simulated cluster's store keeps its history: recent changes only, as
+/// kube-apiserver's watch cache does (a few hundred events per resource; etcd's older
+/// revisions compacted every five minutes). A watch from an older revision gets 410 Gone and
+/// lists again, as against a real cluster. With the hub's default (100,000 events, 128 MB)
+/// every simulated member of a fleet kept each version of its objects for as long as the
+/// benchmark ran: a thousand members could grow to gigabytes.
+pub fn store_config() -> flotilla_store::StoreConfig {
+    flotilla_store::StoreConfig {
+        event_log_capacity: 2_000,
+        event_log_bytes: 1 << 20,
+        ..Default::default()
+    }
+}
+
+/// A simulated cluster's store in memory, with [`store_config`]'s history.
+pub fn memory_store() -> flotilla_store::Store {
+    flotilla_store::Store::open(flotilla_store::MemoryBackend, store_config())
+        .expect("the memory backend cannot fail to load")
+}
+
 /// Creates the nodes (if missing) and starts the simulation; runs until the server shuts
 /// down.
 pub async fn start(server: &ApiServer, cfg: SimConfig) -> Result<(), Error> {
@@ -178,9 +198,8 @@ async fn run(server: ApiServer, cfg: SimConfig) {
     };
     let mut stopped = Box::pin(server.stopped());
     loop {
-        let snap = server.store().snapshot();
-        sim.reconcile_all(&snap).await;
-        let mut watcher = match server.store().watch("/", snap.rev) {
+        let rev = sim.reconcile_all(server.store()).await;
+        let mut watcher = match server.store().watch("/", rev) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "simulation cannot watch the store");
@@ -204,7 +223,7 @@ async fn run(server: ApiServer, cfg: SimConfig) {
                         sim.timers.remove(&k);
                     }
                     // Let concurrent events settle before one pass over the state.
-                    sim.reconcile_all(&server.store().snapshot()).await;
+                    sim.reconcile_all(server.store()).await;
                 }
                 ev = watcher.next() => match ev {
                     Ok(ev) => {
@@ -216,7 +235,7 @@ async fn run(server: ApiServer, cfg: SimConfig) {
                         // Coalesce a burst of events into one pass.
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         while let Some(Ok(_)) = futures_now(&mut watcher) {}
-                        sim.reconcile_all(&server.store().snapshot()).await;
+                        sim.reconcile_all(server.store()).await;
                     }
                     Err(_) => break,
                 }
@@ -259,10 +278,30 @@ struct State {
     jobs: Vec<Value>,
 }
 
+/// The objects under `prefix`, decoded, without their managedFields (which nothing here
+/// reads, and which were a third of each decoded object).
 fn load(snap: &flotilla_store::Snapshot, prefix: &str) -> Vec<Value> {
     snap.range(prefix, None)
-        .filter_map(|o| serde_json::from_slice(&o.data).ok())
+        .filter_map(|o| serde_json::from_slice::<Value>(&o.data).ok())
+        .map(|mut v| {
+            if let Some(m) = v["metadata"].as_object_mut() {
+                m.remove("managedFields");
+            }
+            v
+        })
         .collect()
+}
+
+/// How many simulated clusters of a process decode and act on their state at once. A pass
+/// holds its cluster's workloads decoded while it writes; a thousand clusters passing at once
+/// (a placement reaching all of them) held gigabytes, for no gain on a machine of a few
+/// cores: the passes' own work is CPU, and their writes go to in-process API servers.
+const CONCURRENT_PASSES: usize = 8;
+
+/// The permits of [`CONCURRENT_PASSES`], shared by every simulated cluster of the process.
+fn passes() -> &'static tokio::sync::Semaphore {
+    static PASSES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PASSES.get_or_init(|| tokio::sync::Semaphore::new(CONCURRENT_PASSES))
 }
 
 fn name(v: &Value) -> &str {
@@ -320,7 +359,14 @@ impl Sim {
         Api::namespaced_with(self.client.clone(), namespace, &ar(group, kind, plural))
     }
 
-    async fn reconcile_all(&mut self, snap: &flotilla_store::Snapshot) {
+    /// One pass over the cluster's latest state (taken once the pass may run); returns the
+    /// revision it read.
+    async fn reconcile_all(&mut self, store: &flotilla_store::Store) -> flotilla_store::Revision {
+        let _permit = passes()
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let snap = &store.snapshot();
         let st = State {
             nodes: load(snap, "/core/nodes/"),
             pods: load(snap, "/core/pods/"),
@@ -348,6 +394,7 @@ impl Sim {
             // A conflict or a vanished object is settled by the next pass.
             tracing::debug!(error = %e, "simulation pass");
         }
+        snap.rev
     }
 
     /// What kube-controller-manager makes in every active namespace: the `default`

@@ -8,7 +8,7 @@ use std::time::Duration;
 use flotilla_apiserver::{ApiServer, Credentials, ServerConfig};
 use kube::api::{Api, DynamicObject};
 
-use crate::serve::{client_from_kubeconfig, open_local, serve, StoreKind};
+use crate::serve::{client_from_kubeconfig, open_member, open_redb, serve, StoreKind};
 
 /// Hub flags of the fleet controllers.
 #[derive(clap::Args, Clone)]
@@ -118,7 +118,7 @@ async fn start_member(
     store: StoreKind,
     sim: flotilla_sim::SimConfig,
 ) -> anyhow::Result<crate::serve::Served> {
-    let store = open_local(store, dir)?;
+    let store = open_member(store, dir)?;
     serve(
         dir,
         bind,
@@ -322,7 +322,7 @@ pub async fn run_up(args: UpArgs) -> anyhow::Result<()> {
         Some(kc) => (None, kc.clone()),
         None => {
             let hub_dir = args.data_dir.join("hub");
-            let store = open_local(StoreKind::Redb, &hub_dir)?;
+            let store = open_redb(&hub_dir)?;
             let hub_config = args.fleet.config();
             let hub = serve(
                 &hub_dir,

@@ -90,24 +90,31 @@ pub async fn open_store(kind: StoreKind, dir: &Path, etcd: &EtcdArgs) -> anyhow:
     })
 }
 
-/// Opens a single-process store of `kind` under `dir` (simulated members).
-pub fn open_local(kind: StoreKind, dir: &Path) -> anyhow::Result<Store> {
+/// Opens a simulated member's store of `kind` under `dir`, with a member's history
+/// ([`flotilla_sim::store_config`]).
+pub fn open_member(kind: StoreKind, dir: &Path) -> anyhow::Result<Store> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     match kind {
-        StoreKind::Memory => Ok(Store::memory()),
-        StoreKind::Redb => open_redb(dir),
+        StoreKind::Memory => Ok(flotilla_sim::memory_store()),
+        StoreKind::Redb => open_redb_with(dir, flotilla_sim::store_config()),
         StoreKind::Etcd => {
             anyhow::bail!("this process keeps its state in memory or redb, not etcd")
         }
     }
 }
 
-/// Opens the embedded store in `dir`.
+/// Opens the embedded store in `dir` (made if missing).
 pub fn open_redb(dir: &Path) -> anyhow::Result<Store> {
+    open_redb_with(dir, StoreConfig::default())
+}
+
+/// Opens the embedded store in `dir` with `config`.
+fn open_redb_with(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     let path = dir.join("store.redb");
     let backend =
         RedbBackend::open(&path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-    Ok(Store::open(backend, StoreConfig::default())?)
+    Ok(Store::open(backend, config)?)
 }
 
 /// With a shared store, makes every replica use the same CA and admin credentials: the first

@@ -50,7 +50,7 @@ async fn serve_member(
 ) -> anyhow::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
     let creds = flotilla_apiserver::Credentials::load_or_create(dir, &["127.0.0.1".into()])?;
     let server = flotilla_apiserver::ApiServer::new(
-        flotilla_store::Store::memory(),
+        flotilla_sim::memory_store(),
         flotilla_apiserver::ServerConfig::default(),
     );
     server.start().await?;
