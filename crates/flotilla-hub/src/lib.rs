@@ -65,16 +65,22 @@ pub fn spawn_controllers(
     leadership.spawn_controller("member-controller", stopped.clone(), move || {
         members::run(c.clone(), config.clone())
     });
+    // Placements, update runs and evictions run as one: they share the binding caches
+    // (placement::SharedBindings), whose watches the placement controller drives.
     let c = client.clone();
-    leadership.spawn_controller("placement-controller", stopped.clone(), move || {
-        placement::run(c.clone())
-    });
-    let c = client.clone();
-    leadership.spawn_controller("updaterun-controller", stopped.clone(), move || {
-        updaterun::run(c.clone())
-    });
-    let c = client.clone();
-    leadership.spawn_controller("eviction-controller", stopped, move || {
-        eviction::run(c.clone())
+    leadership.spawn_controller("placement-controllers", stopped, move || {
+        let mut bindings = placement::SharedBindings::new(&c);
+        let eviction = eviction::run(c.clone(), bindings.reader(placement::Scope::Cluster));
+        let updaterun = updaterun::run(
+            c.clone(),
+            [
+                bindings.subscribe(placement::Scope::Cluster),
+                bindings.subscribe(placement::Scope::Namespaced),
+            ],
+        );
+        let placement = placement::run(c.clone(), bindings);
+        async move {
+            futures::join!(placement, updaterun, eviction);
+        }
     });
 }

@@ -32,7 +32,9 @@ struct Ctx {
 }
 
 /// Runs the eviction controller until the future is dropped.
-pub async fn run(client: kube::Client) {
+/// `bindings` is the cache of ClusterResourcePlacements' bindings (the placement controller's:
+/// [`crate::placement::SharedBindings::reader`]).
+pub async fn run(client: kube::Client, bindings: Store<DynamicObject>) {
     let ar = placement_resource(
         "ClusterResourcePlacementEviction",
         "clusterresourceplacementevictions",
@@ -41,7 +43,6 @@ pub async fn run(client: kube::Client) {
     // The decision reads a placement's metadata and policy, not its status.
     let (placements, placement_stream) =
         cached_with(&client, crp_resource(), compact::without_status);
-    let (bindings, binding_stream) = cached(&client, Scope::Cluster.binding());
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         placements,
@@ -49,7 +50,6 @@ pub async fn run(client: kube::Client) {
     });
     futures::future::join_all([
         follow(placement_stream),
-        follow(binding_stream),
         Controller::for_stream_with(eviction_stream, evictions, ar)
             .run(reconcile, error_policy, ctx)
             .for_each(|_| async {})

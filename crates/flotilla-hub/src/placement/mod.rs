@@ -42,6 +42,7 @@ pub mod plan;
 pub mod rollout;
 mod routing;
 mod select;
+mod shared;
 pub mod status;
 
 use std::collections::HashMap;
@@ -74,6 +75,7 @@ use routing::{fan_out, key, may_select, StatusOnly, Triggered, Triggers};
 use status::{ClusterStatus, Summary};
 
 pub use kinds::*;
+pub use shared::SharedBindings;
 
 /// Reconciles of one placement are at least this far apart: a burst of Work status updates
 /// (one per cluster) becomes a few reconciles, not one each.
@@ -212,8 +214,9 @@ impl Ctx {
 }
 
 /// Runs the controllers (ClusterResourcePlacements and ResourcePlacements) until the client's
-/// server stops, or until the future is dropped (leadership lost): nothing outlives it.
-pub async fn run(client: kube::Client) {
+/// server stops, or until the future is dropped (leadership lost): nothing outlives it. Their
+/// binding caches are `bindings`, whose watches they drive.
+pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
     let (members, member_stream) = cached(&client, member_cluster_resource());
     let (works, work_events) = cached_indexed(
         &client,
@@ -257,8 +260,7 @@ pub async fn run(client: kube::Client) {
         .applied_objects()
         .predicate_filter(spec_fingerprint, Default::default())
         .inspect_ok(move |p| asks_whole.whole(key(&p.name_any(), p.namespace().as_deref())));
-        let (bindings, binding_events) =
-            cached_indexed(&client, scope.binding(), |_| {}, index::by_owner);
+        let (bindings, binding_events) = bindings.take(scope);
         let binding_stream =
             decisive_bindings(binding_events, settled.clone(), status_only.clone());
         let binding_reader = bindings.store().clone();
@@ -413,12 +415,12 @@ pub(crate) fn cached_with(
     (store, events.touched_objects().boxed())
 }
 
-type Events = std::pin::Pin<
+pub(crate) type Events = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send>,
 >;
 
 /// [`cached_with`], with an index ([`index::Indexed`]) kept by the same stream.
-fn cached_indexed(
+pub(crate) fn cached_indexed(
     client: &kube::Client,
     ar: ApiResource,
     compact: fn(&mut DynamicObject),

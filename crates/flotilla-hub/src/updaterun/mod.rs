@@ -25,7 +25,9 @@ use serde_json::{json, Value};
 
 use crate::placement::plan::overrides_for;
 use crate::placement::status::replacing;
-use crate::placement::{api_in, cached, cached_with, compact, follow, override_series, Scope};
+use crate::placement::{
+    api_in, cached, cached_with, compact, follow, override_series, Scope, Watched,
+};
 use crate::Error;
 use machine::{Binding, Observed, Policy};
 
@@ -50,7 +52,9 @@ struct Ctx {
 }
 
 /// Runs the controllers (cluster-scoped and namespaced runs) until the future is dropped.
-pub async fn run(client: kube::Client) {
+/// `bindings` are the caches of both scopes' bindings and streams of their changes
+/// ([`crate::placement::SharedBindings::subscribe`]).
+pub async fn run(client: kube::Client, bindings: [(Store<DynamicObject>, Watched); 2]) {
     let (members, member_stream) = cached(&client, member_cluster_resource());
     let (cros, cro_stream) = cached(&client, crate::placement::cro_resource());
     let (ros, ro_stream) = cached(&client, crate::placement::ro_resource());
@@ -65,7 +69,10 @@ pub async fn run(client: kube::Client) {
         follow(cro_snapshot_stream),
         follow(ro_snapshot_stream),
     ];
-    for scope in [Scope::Cluster, Scope::Namespaced] {
+    for (scope, (bindings, binding_stream)) in [Scope::Cluster, Scope::Namespaced]
+        .into_iter()
+        .zip(bindings)
+    {
         let ar = scope.update_run();
         let (runs, run_stream) = cached(&client, ar.clone());
         // A run reads its placement's metadata and spec, not its status.
@@ -73,7 +80,6 @@ pub async fn run(client: kube::Client) {
             cached_with(&client, scope.placement(), compact::without_status);
         let (strategies, strategy_stream) = cached(&client, scope.update_strategy());
         let (approvals, approval_stream) = cached(&client, scope.approval_request());
-        let (bindings, binding_stream) = cached(&client, scope.binding());
         let (resource_snapshots, rs_stream) = cached(&client, scope.resource_snapshot());
         let (policy_snapshots, ps_stream) = cached(&client, scope.policy_snapshot());
         tasks.extend([
