@@ -81,6 +81,11 @@ pub use shared::SharedBindings;
 /// (one per cluster) becomes a few reconciles, not one each.
 const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How many placements of a scope pass at once. A pass holds its plan (every cluster's Work
+/// spec) while it writes; unbounded, a thousand placements passing together held them all at
+/// once, on a hub whose passes are CPU-bound on a few cores anyway.
+const PASSES_AT_ONCE: u16 = 16;
+
 /// A status roll-up alone may follow the last pass sooner: it costs the clusters whose Works
 /// changed, and the last of them to become available is what a person waits for.
 const MIN_ROLL_UP_INTERVAL: Duration = Duration::from_millis(50);
@@ -306,6 +311,9 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
         };
         tasks.push(
             Controller::for_stream_with(stream, reader.clone(), ar)
+                .with_config(
+                    kube::runtime::controller::Config::default().concurrency(PASSES_AT_ONCE),
+                )
                 .watches_stream_with(binding_stream, parent, scope.binding())
                 // A run that finishes changes what newly picked clusters get.
                 .watches_stream_with(
