@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flotilla_agent::work::install_applied_work;
 use flotilla_agent::Error;
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
@@ -291,6 +292,25 @@ async fn the_documented_agent_role_covers_its_own_calls_and_no_content() {
         .await
         .unwrap();
     applied.list(&Default::default()).await.unwrap();
+    // The janitor follows AppliedWorks by their metadata: a metadata-only list and watch.
+    let metadata: Api<kube::core::PartialObjectMeta<DynamicObject>> = Api::all_with(
+        agent.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("placement.kubernetes-fleet.io", "v1", "AppliedWork"),
+            "appliedworks",
+        ),
+    );
+    let listed = metadata.list(&Default::default()).await.unwrap();
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("w"));
+    let rv = listed.metadata.resource_version.unwrap_or_default();
+    let mut watch = metadata
+        .watch(&kube::api::WatchParams::default().timeout(1), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    while let Some(ev) = watch.next().await {
+        ev.unwrap();
+    }
     applied.delete("w", &Default::default()).await.unwrap();
     for (group, version, kind, plural) in [("", "v1", "Node", "nodes"), ("", "v1", "Pod", "pods")] {
         let api: Api<DynamicObject> = Api::all_with(
