@@ -242,7 +242,7 @@ pub fn pod_usage_fields(pod: &mut Value) {
             })
             .collect()
     };
-    let mut kept = json!({
+    *pod = json!({
         "spec": {
             "nodeName": spec["nodeName"].clone(),
             "containers": requests(&spec["containers"]),
@@ -251,14 +251,6 @@ pub fn pod_usage_fields(pod: &mut Value) {
         },
         "status": {"phase": pod["status"]["phase"].clone()},
     });
-    if let Some(o) = pod.as_object() {
-        for k in ["apiVersion", "kind"] {
-            if let Some(v) = o.get(k) {
-                kept[k] = v.clone();
-            }
-        }
-    }
-    *pod = kept;
 }
 
 /// Keeps of `node` only what [`Usage::compute`] reads (capacity, allocatable, whether it is
@@ -271,7 +263,7 @@ pub fn node_usage_fields(node: &mut Value) {
         .flatten()
         .map(|c| json!({"type": c["type"].clone(), "status": c["status"].clone()}))
         .collect();
-    let mut kept = json!({
+    *node = json!({
         "spec": {"unschedulable": node["spec"]["unschedulable"].clone()},
         "status": {
             "capacity": node["status"]["capacity"].clone(),
@@ -279,14 +271,6 @@ pub fn node_usage_fields(node: &mut Value) {
             "conditions": conditions,
         },
     });
-    if let Some(o) = node.as_object() {
-        for k in ["apiVersion", "kind"] {
-            if let Some(v) = o.get(k) {
-                kept[k] = v.clone();
-            }
-        }
-    }
-    *node = kept;
 }
 
 /// A member's nodes' totals, with what running pods request.
