@@ -173,7 +173,16 @@ fn fleet_controllers_run_against_a_real_kube_apiserver_hub() {
         (joined == 2).then_some(())
     });
     assert!(joined.is_some(), "members did not join: {last}\n{}", logs());
-    let mc = get_json(&hub_kc, &["get", "membercluster", "member-2"]).unwrap();
+    // Joined comes with the first heartbeat; the properties with the first one after the
+    // agent's node and pod caches have listed, which may be the next.
+    let mut mc = Value::Null;
+    for _ in 0..150 {
+        mc = get_json(&hub_kc, &["get", "membercluster", "member-2"]).unwrap();
+        if !mc["status"]["properties"].is_null() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(
         mc["status"]["properties"]["kubernetes-fleet.io/node-count"]["value"], "2",
         "{mc}"
