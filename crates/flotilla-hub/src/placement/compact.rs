@@ -56,10 +56,32 @@ pub(crate) fn digest(v: &Value) -> u64 {
     h
 }
 
-/// Replaces a Work's spec by its digest, as the Work cache keeps it.
+/// Replaces a Work's spec by its digest, and keeps of its manifests' conditions only those the
+/// status roll-up reports ([`super::status::binding_status`]: a manifest that failed to apply or
+/// is unavailable, or has drift or diff details), as the Work cache keeps it. A manifest that
+/// applied and is available (nearly all of them) adds nothing to the roll-up; at four manifests
+/// its conditions were most of a cached Work.
 pub(crate) fn compact_work(w: &mut DynamicObject) {
     let d = digest(&w.data["spec"]);
     w.data["spec"] = json!({ DIGEST: format!("{d:016x}") });
+    if let Some(list) = w
+        .data
+        .get_mut("status")
+        .and_then(|s| s.get_mut("manifestConditions"))
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(reported);
+    }
+}
+
+/// Whether the roll-up reports manifest condition `m`: an Applied or Available condition that
+/// is False, or drift or diff details.
+fn reported(m: &Value) -> bool {
+    let failed = m["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| (c["type"] == "Applied" || c["type"] == "Available") && c["status"] == "False")
+    });
+    failed || m.get("driftDetails").is_some() || m.get("diffDetails").is_some()
 }
 
 /// Drops a placement's status, for the caches of controllers that read only its metadata and
@@ -69,6 +91,32 @@ pub(crate) fn without_status(p: &mut DynamicObject) {
     if let Some(o) = p.data.as_object_mut() {
         o.remove("status");
     }
+}
+
+/// Keeps of a placement's status its conditions and a digest of the rest, as the placement
+/// controller's cache keeps it: the controller reads only the conditions (their transition
+/// times) and asks whether a status it computed is the one written, and the rest (each
+/// cluster's status: some 150 KB of JSON at 100 clusters) was its largest cached object.
+pub(crate) fn placement_status(p: &mut DynamicObject) {
+    let Some(status) = p.data.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let conditions = status.shift_remove("conditions");
+    let d = digest(&Value::Object(std::mem::take(status)));
+    if let Some(c) = conditions {
+        status.insert("conditions".into(), c);
+    }
+    status.insert(DIGEST.into(), json!(format!("{d:016x}")));
+}
+
+/// Whether `status` is what the (cached, compacted) `old` status says was written.
+pub(crate) fn same_status(old: &Value, status: &Value) -> bool {
+    if old["conditions"] != status["conditions"] {
+        return false;
+    }
+    let mut rest = status.as_object().cloned().unwrap_or_default();
+    rest.shift_remove("conditions");
+    old[DIGEST].as_str() == Some(format!("{:016x}", digest(&Value::Object(rest))).as_str())
 }
 
 /// Whether the (cached, compacted) Work `w` has the spec whose digest is `spec_digest`.
@@ -138,5 +186,69 @@ mod tests {
         assert_eq!(w.data["status"], json!({"conditions": []}));
         assert_eq!(w.metadata.labels.unwrap()["k"], "v");
         assert!(w.data["spec"].get("workload").is_none());
+    }
+
+    #[test]
+    fn a_compacted_placement_status_tells_whether_a_status_is_the_one_written() {
+        let status = json!({"conditions": [{"type": "Scheduled", "status": "True"}],
+            "observedResourceIndex": "0",
+            "perClusterPlacementStatuses": [{"clusterName": "a", "conditions": []}]});
+        let mut p: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ClusterResourcePlacement",
+            "metadata": {"name": "web"}, "spec": {"policy": {}}, "status": status.clone()}))
+        .unwrap();
+        placement_status(&mut p);
+        let old = &p.data["status"];
+        assert_eq!(old["conditions"], status["conditions"]);
+        assert!(old.get("perClusterPlacementStatuses").is_none());
+        assert_eq!(p.data["spec"], json!({"policy": {}}));
+        assert!(same_status(old, &status));
+        let mut other = status.clone();
+        other["perClusterPlacementStatuses"][0]["clusterName"] = json!("b");
+        assert!(!same_status(old, &other));
+        let mut other = status.clone();
+        other["conditions"][0]["status"] = json!("False");
+        assert!(!same_status(old, &other));
+        assert!(!same_status(old, &json!({"conditions": status["conditions"]})));
+        // Nothing written yet: no status, and none is the same as any status computed.
+        let mut fresh: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ClusterResourcePlacement",
+            "metadata": {"name": "web"}, "spec": {}}))
+        .unwrap();
+        placement_status(&mut fresh);
+        assert!(fresh.data.get("status").is_none());
+        assert!(!same_status(&fresh.data["status"], &status));
+    }
+
+    #[test]
+    fn a_compacted_work_keeps_the_manifest_conditions_the_roll_up_reports() {
+        let manifest = |name: &str, applied: &str, available: &str| {
+            json!({"identifier": {"kind": "ConfigMap", "name": name},
+                "conditions": [{"type": "Applied", "status": applied},
+                    {"type": "Available", "status": available}]})
+        };
+        let mut drifted = manifest("drifted", "True", "True");
+        drifted["driftDetails"] = json!({"observedDrifts": []});
+        let mut diffed = manifest("diffed", "True", "Unknown");
+        diffed["diffDetails"] = json!({"observedDiffs": []});
+        let mut w: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "Work",
+            "metadata": {"name": "w", "namespace": "fleet-member-a"},
+            "spec": {}, "status": {"conditions": [{"type": "Applied", "status": "False"}],
+                "manifestConditions": [manifest("fine", "True", "True"),
+                    manifest("unapplied", "False", "Unknown"), drifted.clone(),
+                    manifest("unavailable", "True", "False"), diffed.clone(),
+                    manifest("pending", "True", "Unknown")]}}))
+        .unwrap();
+        compact_work(&mut w);
+        assert_eq!(
+            w.data["status"]["manifestConditions"],
+            json!([manifest("unapplied", "False", "Unknown"), drifted,
+                manifest("unavailable", "True", "False"), diffed])
+        );
+        assert_eq!(
+            w.data["status"]["conditions"],
+            json!([{"type": "Applied", "status": "False"}])
+        );
     }
 }

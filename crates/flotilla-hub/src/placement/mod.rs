@@ -260,7 +260,13 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
             watcher::Config::default(),
         )
         .default_backoff()
-        .modify(crate::resources::typed(&ar))
+        .modify({
+            let mut typed = crate::resources::typed(&ar);
+            move |p| {
+                typed(p);
+                compact::placement_status(p);
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_fingerprint, Default::default())
@@ -1122,7 +1128,7 @@ async fn write_placement_status(
     status: Value,
 ) -> Result<Written, Error> {
     let old = &placement.data["status"];
-    if *old != status {
+    if !compact::same_status(old, &status) {
         let same_conditions = conditions::without_messages(&old["conditions"])
             == conditions::without_messages(&status["conditions"]);
         if let Err(wait) = ctx.write_due(key, same_conditions, clusters) {
