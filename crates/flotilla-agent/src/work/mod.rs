@@ -153,7 +153,10 @@ pub async fn run(name: String, hub: kube::Client, member: kube::Client) {
             .default_backoff()
             // Nothing reads a Work's managedFields: the hub's and the agent's own entries,
             // decoded, were about a third of the cached Work.
-            .modify(|w| w.metadata.managed_fields = None)
+            .modify(|w| {
+                w.metadata.managed_fields = None;
+                pack_manifests(w);
+            })
             .reflect(writer)
             .inspect(move |ev| {
                 if matches!(ev, Ok(watcher::Event::Delete(_))) {
@@ -279,7 +282,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     let owner = json!({"apiVersion": applied_work_resource().api_version, "kind": "AppliedWork",
         "name": name, "uid": aw_uid, "blockOwnerDeletion": false});
 
-    let mut manifests = manifests_of(&work.data["spec"]);
+    let mut manifests = unpacked_manifests(&work)?;
     manifests.sort_by_key(|(_, m)| rank_of(m));
     // What each object was last applied from: an object whose manifest is unchanged and that
     // shows no difference in the member is not applied again.
@@ -593,9 +596,64 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     }))
 }
 
+/// Keeps a cached Work's manifests as their JSON text, read again when the Work is applied
+/// ([`unpacked_manifests`]). Decoded, the manifests were most of the agent's memory: a decoded
+/// JSON value takes several times its text, and an agent keeps every Work of its member
+/// (docs/BENCHMARKS.md, fleet scale).
+fn pack_manifests(w: &mut DynamicObject) {
+    let manifests = w
+        .data
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("workload"))
+        .and_then(|w| w.get_mut("manifests"));
+    if let Some(m) = manifests.filter(|m| m.is_array()) {
+        *m = Value::String(m.to_string());
+    }
+}
+
+/// The manifests of a Work, numbered in order, whether its cache packed them or not.
+fn unpacked_manifests(work: &DynamicObject) -> Result<Vec<(usize, Value)>, Error> {
+    match &work.data["spec"]["workload"]["manifests"] {
+        Value::String(text) => {
+            let list: Vec<Value> = serde_json::from_str(text)?;
+            Ok(list.into_iter().enumerate().collect())
+        }
+        _ => Ok(manifests_of(&work.data["spec"])),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_work_keeps_its_manifests_as_text_and_gives_them_back_in_order() {
+        let manifests = json!([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "a"},
+                "data": {"k": "v"}}]);
+        let mut w: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "Work",
+            "metadata": {"name": "w", "namespace": "fleet-member-m"},
+            "spec": {"workload": {"manifests": manifests.clone()},
+                "applyStrategy": {"type": "ClientSideApply"}}}))
+        .unwrap();
+        let unpacked = unpacked_manifests(&w).unwrap();
+        pack_manifests(&mut w);
+        assert!(w.data["spec"]["workload"]["manifests"].is_string());
+        assert_eq!(w.data["spec"]["applyStrategy"]["type"], "ClientSideApply");
+        assert_eq!(unpacked_manifests(&w).unwrap(), unpacked);
+        assert_eq!(unpacked[1], (1, manifests[1].clone()));
+        // Packed twice is packed once; a Work without manifests has none.
+        pack_manifests(&mut w);
+        assert_eq!(unpacked_manifests(&w).unwrap(), unpacked);
+        let mut empty: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "Work",
+            "metadata": {"name": "e"}, "spec": {}}))
+        .unwrap();
+        pack_manifests(&mut empty);
+        assert_eq!(unpacked_manifests(&empty).unwrap(), vec![]);
+        assert_eq!(empty.data["spec"], json!({}));
+    }
 
     #[test]
     fn a_workload_leads_to_the_work_whose_applied_work_owns_it() {
