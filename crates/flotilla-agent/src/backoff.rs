@@ -37,6 +37,7 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     jitter: f64,
+    factor: f64,
 }
 
 impl Backoff {
@@ -48,7 +49,14 @@ impl Backoff {
             min,
             max,
             jitter: jitter.clamp(0.0, 0.9),
+            factor: 2.0,
         }
+    }
+
+    /// The same, each wait `factor` times the last (at least 1), not twice.
+    pub fn growing_by(mut self, factor: f64) -> Self {
+        self.factor = factor.max(1.0);
+        self
     }
 
     /// After a success: the next failure waits `min` again.
@@ -63,7 +71,7 @@ impl Backoff {
             Failure::Throttled(after) => self.next.max(Duration::from_secs(after.unwrap_or(1))),
             Failure::Other => self.next,
         };
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.mul_f64(self.factor).min(self.max);
         let factor = if self.jitter > 0.0 {
             rand::random_range(1.0 - self.jitter..1.0 + self.jitter)
         } else {
@@ -96,6 +104,15 @@ mod tests {
             b.fail(Failure::Other);
         }
         assert_eq!(b.fail(Failure::Other), S(60));
+    }
+
+    #[test]
+    fn a_backoff_may_grow_by_another_factor() {
+        let mut b = Backoff::new(S(10), S(30), 0.0).growing_by(1.5);
+        let waits: Vec<Duration> = (0..5).map(|_| b.fail(Failure::Other)).collect();
+        assert_eq!(waits, [S(10), S(15), Duration::from_millis(22_500), S(30), S(30)]);
+        b.reset();
+        assert_eq!(b.fail(Failure::Other), S(10));
     }
 
     #[test]

@@ -78,6 +78,7 @@ struct Waits {
     errors: Backoff,
     failed: Backoff,
     pending: Backoff,
+    settled: Backoff,
 }
 
 impl Waits {
@@ -89,6 +90,7 @@ impl Waits {
             errors: Backoff::new(ms(200), Duration::from_secs(60), 0.2),
             failed: Backoff::new(Duration::from_secs(5), Duration::from_secs(300), 0.2),
             pending: Backoff::new(ms(250), Duration::from_secs(10), 0.2),
+            settled: settled_backoff(),
         }
     }
 }
@@ -110,6 +112,19 @@ impl Ctx {
         w.touched = std::time::Instant::now();
         f(w)
     }
+}
+
+/// How often a Work that is applied and available (or whose differences are reported) and
+/// whose status did not change is looked at again (for drift): KubeFleet's work applier's
+/// defaults for such Works, which skip to its fast backoff stage: 15 s, then half as long again
+/// each time, up to 15 min (`--work-applier-requeue-rate-limiter-max-slow-backoff-delay-seconds`
+/// 15, `-exponential-base-for-fast-backoff` 1.5, `-max-fast-backoff-delay-seconds` 900). Any
+/// change of its status starts it again at 15 s. Workloads whose status the agent judges are
+/// watched besides, so a change to one brings its Work up at once. A fixed 30 s made an agent
+/// of a member with 100 Works, or a simulated fleet of 100,000, look at each of them twice a
+/// minute forever (docs/BENCHMARKS.md, fleet scale).
+fn settled_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(15), Duration::from_secs(900), 0.2).growing_by(1.5)
 }
 
 /// A Work status whose conditions changed only in their messages (progress such as "0 of 1
@@ -542,7 +557,8 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
     }
     let status = json!({"conditions": wconds, "manifestConditions": manifest_conditions});
     let mut deferred = false;
-    if work.data["status"] != status {
+    let unchanged = work.data["status"] == status;
+    if !unchanged {
         let key = format!("{}/{name}", work.namespace().unwrap_or_default());
         let state_changed = conditions::without_messages(&work.data["status"])
             != conditions::without_messages(&status);
@@ -584,6 +600,9 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
         if !pending {
             w.pending.reset();
         }
+        if !unchanged {
+            w.settled.reset();
+        }
         if deferred && all_applied && !pending {
             Action::requeue(PROGRESS_INTERVAL)
         } else if !all_applied {
@@ -591,7 +610,7 @@ async fn reconcile(work: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Er
         } else if pending {
             Action::requeue(w.pending.fail(Failure::Other))
         } else {
-            Action::requeue(Duration::from_secs(30))
+            Action::requeue(w.settled.fail(Failure::Other))
         }
     }))
 }
@@ -625,6 +644,18 @@ fn unpacked_manifests(work: &DynamicObject) -> Result<Vec<(usize, Value)>, Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_settled_work_is_looked_at_less_and_less_often_up_to_fifteen_minutes() {
+        let mut b = settled_backoff();
+        let first = b.fail(Failure::Other);
+        assert!(first >= Duration::from_secs(12) && first <= Duration::from_secs(18));
+        let waits: Vec<Duration> = (0..20).map(|_| b.fail(Failure::Other)).collect();
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(900)));
+        assert!(*waits.last().unwrap() >= Duration::from_secs(720));
+        b.reset();
+        assert!(b.fail(Failure::Other) <= Duration::from_secs(18));
+    }
 
     #[test]
     fn a_cached_work_keeps_its_manifests_as_text_and_gives_them_back_in_order() {

@@ -737,7 +737,9 @@ fn policies_pick_clusters_by_labels_properties_taints_and_names() {
         ],
     );
     assert!(out.status.success());
-    let drifted = wait_for("the drift to be reported", Duration::from_secs(40), || {
+    // The agent looks at a settled Work again after 15 s, then half as long again each time
+    // (KubeFleet's fast backoff): the edit, moments after Available, is seen at the first.
+    let drifted = wait_for("the drift to be reported", Duration::from_secs(60), || {
         let p = fleet.get(&["crp", "drift"])?;
         let d = p["status"]["placementStatuses"][0]["driftedPlacements"]
             .as_array()?
