@@ -89,7 +89,7 @@ impl Waits {
             touched: std::time::Instant::now(),
             errors: Backoff::new(ms(200), Duration::from_secs(60), 0.2),
             failed: Backoff::new(Duration::from_secs(5), Duration::from_secs(300), 0.2),
-            pending: Backoff::new(ms(250), Duration::from_secs(10), 0.2),
+            pending: pending_backoff(),
             settled: settled_backoff(),
         }
     }
@@ -112,6 +112,18 @@ impl Ctx {
         w.touched = std::time::Instant::now();
         f(w)
     }
+}
+
+/// How often a Work that is applied but not yet available is looked at again: at 250 ms, then
+/// half as long again each time (14 s at the 11th look, some 30 s after it was applied), up to
+/// 15 min, as KubeFleet's work applier backs off from such a Work (5 s, then 2 s growing by 1.2
+/// to 15 s, then by 1.5 to 15 min). The workloads whose availability comes from their
+/// controllers are watched (`availability_triggers`): a change to one brings its Work up at
+/// once, so these looks are the fallback. Looking every 10 s forever, 100,000 Works waiting at
+/// once (the fleet benchmark's headline) asked 10,000 looks a second of the simulated fleet,
+/// which then had no time left to make them available (docs/BENCHMARKS.md, fleet scale).
+fn pending_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(900), 0.2).growing_by(1.5)
 }
 
 /// How often a Work that is applied and available (or whose differences are reported) and
@@ -644,6 +656,27 @@ fn unpacked_manifests(work: &DynamicObject) -> Result<Vec<(usize, Value)>, Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_work_is_looked_at_soon_then_less_and_less_often() {
+        let mut b = pending_backoff();
+        assert!(b.fail(Failure::Other) <= Duration::from_millis(300));
+        let mut total = Duration::ZERO;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let w = b.fail(Failure::Other);
+            total += w;
+            waits.push(w);
+        }
+        // Soon at first: ten more looks within the first minute, the last under 30 s apart.
+        assert!(total < Duration::from_secs(60), "{waits:?}");
+        assert!(*waits.last().unwrap() < Duration::from_secs(30));
+        for _ in 0..20 {
+            b.fail(Failure::Other);
+        }
+        let late = b.fail(Failure::Other);
+        assert!(late >= Duration::from_secs(720) && late <= Duration::from_secs(900));
+    }
 
     #[test]
     fn a_settled_work_is_looked_at_less_and_less_often_up_to_fifteen_minutes() {
