@@ -110,7 +110,10 @@ mod tests {
     fn a_backoff_may_grow_by_another_factor() {
         let mut b = Backoff::new(S(10), S(30), 0.0).growing_by(1.5);
         let waits: Vec<Duration> = (0..5).map(|_| b.fail(Failure::Other)).collect();
-        assert_eq!(waits, [S(10), S(15), Duration::from_millis(22_500), S(30), S(30)]);
+        assert_eq!(
+            waits,
+            [S(10), S(15), Duration::from_millis(22_500), S(30), S(30)]
+        );
         b.reset();
         assert_eq!(b.fail(Failure::Other), S(10));
     }

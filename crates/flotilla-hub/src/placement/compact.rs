@@ -209,7 +209,10 @@ mod tests {
         let mut other = status.clone();
         other["conditions"][0]["status"] = json!("False");
         assert!(!same_status(old, &other));
-        assert!(!same_status(old, &json!({"conditions": status["conditions"]})));
+        assert!(!same_status(
+            old,
+            &json!({"conditions": status["conditions"]})
+        ));
         // Nothing written yet: no status, and none is the same as any status computed.
         let mut fresh: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "placement.kubernetes-fleet.io/v1", "kind": "ClusterResourcePlacement",
@@ -243,8 +246,12 @@ mod tests {
         compact_work(&mut w);
         assert_eq!(
             w.data["status"]["manifestConditions"],
-            json!([manifest("unapplied", "False", "Unknown"), drifted,
-                manifest("unavailable", "True", "False"), diffed])
+            json!([
+                manifest("unapplied", "False", "Unknown"),
+                drifted,
+                manifest("unavailable", "True", "False"),
+                diffed
+            ])
         );
         assert_eq!(
             w.data["status"]["conditions"],
