@@ -1,8 +1,10 @@
-//! What the placement controller keeps in memory of a Work's spec: a digest. The controller
+//! What the hub's caches keep of large objects. Of a Work's spec: a digest. The controller
 //! wrote the spec (the manifests after overrides, the apply strategy) and only ever asks
 //! whether it is still what it would write; the manifests themselves, decoded in the Work
 //! cache and again in every placement's last plan, were most of the hub's memory at fleet
-//! scale (docs/BENCHMARKS.md, fleet scale).
+//! scale (docs/BENCHMARKS.md, fleet scale). Of a Work's status, the manifest conditions the
+//! roll-up reports; of a placement's status, its conditions and a digest of the rest (or, for
+//! the controllers that read no status, nothing).
 
 use kube::api::DynamicObject;
 use serde_json::{json, Value};
@@ -13,47 +15,69 @@ const DIGEST: &str = "flotilla.dev/digest";
 /// A digest of `v` that does not depend on the order of object keys (two equal values, as
 /// `serde_json` compares them, have the same digest): FNV-1a over a canonical walk.
 pub(crate) fn digest(v: &Value) -> u64 {
-    fn walk(v: &Value, h: &mut u64) {
-        let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                *h ^= u64::from(*b);
-                *h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        match v {
-            Value::Null => eat(b"n"),
-            Value::Bool(b) => eat(if *b { b"t" } else { b"f" }),
-            Value::Number(n) => {
-                eat(b"#");
-                eat(n.to_string().as_bytes());
-            }
-            Value::String(s) => {
-                eat(b"\"");
-                eat(&(s.len() as u64).to_le_bytes());
-                eat(s.as_bytes());
-            }
-            Value::Array(a) => {
-                eat(b"[");
-                eat(&(a.len() as u64).to_le_bytes());
-                for x in a {
-                    walk(x, h);
-                }
-            }
-            Value::Object(m) => {
-                eat(b"{");
-                eat(&(m.len() as u64).to_le_bytes());
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                for k in keys {
-                    walk(&Value::String(k.clone()), h);
-                    walk(&m[k], h);
-                }
-            }
+    let mut h = Fnv::new();
+    h.value(v);
+    h.0
+}
+
+/// [`digest`] of the object `m` as if it had no key `skip`, without copying the rest.
+fn digest_except(m: &serde_json::Map<String, Value>, skip: &str) -> u64 {
+    let mut h = Fnv::new();
+    h.object(m, Some(skip));
+    h.0
+}
+
+/// FNV-1a, fed by a canonical walk of JSON values.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    let mut h = 0xcbf2_9ce4_8422_2325;
-    walk(v, &mut h);
-    h
+
+    fn string(&mut self, s: &str) {
+        self.eat(b"\"");
+        self.eat(&(s.len() as u64).to_le_bytes());
+        self.eat(s.as_bytes());
+    }
+
+    fn object(&mut self, m: &serde_json::Map<String, Value>, skip: Option<&str>) {
+        let mut keys: Vec<&String> = m.keys().filter(|k| Some(k.as_str()) != skip).collect();
+        keys.sort();
+        self.eat(b"{");
+        self.eat(&(keys.len() as u64).to_le_bytes());
+        for k in keys {
+            self.string(k);
+            self.value(&m[k]);
+        }
+    }
+
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.eat(b"n"),
+            Value::Bool(b) => self.eat(if *b { b"t" } else { b"f" }),
+            Value::Number(n) => {
+                self.eat(b"#");
+                self.eat(n.to_string().as_bytes());
+            }
+            Value::String(s) => self.string(s),
+            Value::Array(a) => {
+                self.eat(b"[");
+                self.eat(&(a.len() as u64).to_le_bytes());
+                for x in a {
+                    self.value(x);
+                }
+            }
+            Value::Object(m) => self.object(m, None),
+        }
+    }
 }
 
 /// Replaces a Work's spec by its digest, and keeps of its manifests' conditions only those the
@@ -101,11 +125,8 @@ pub(crate) fn placement_status(p: &mut DynamicObject) {
     let Some(status) = p.data.get_mut("status").and_then(Value::as_object_mut) else {
         return;
     };
-    let conditions = status.shift_remove("conditions");
-    let d = digest(&Value::Object(std::mem::take(status)));
-    if let Some(c) = conditions {
-        status.insert("conditions".into(), c);
-    }
+    let d = digest_except(status, "conditions");
+    status.retain(|k, _| k == "conditions");
     status.insert(DIGEST.into(), json!(format!("{d:016x}")));
 }
 
@@ -114,9 +135,9 @@ pub(crate) fn same_status(old: &Value, status: &Value) -> bool {
     if old["conditions"] != status["conditions"] {
         return false;
     }
-    let mut rest = status.as_object().cloned().unwrap_or_default();
-    rest.shift_remove("conditions");
-    old[DIGEST].as_str() == Some(format!("{:016x}", digest(&Value::Object(rest))).as_str())
+    let none = serde_json::Map::new();
+    let rest = digest_except(status.as_object().unwrap_or(&none), "conditions");
+    old[DIGEST].as_str() == Some(format!("{rest:016x}").as_str())
 }
 
 /// Whether the (cached, compacted) Work `w` has the spec whose digest is `spec_digest`.
