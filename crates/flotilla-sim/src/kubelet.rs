@@ -5,16 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_api::member::{node_schedulable, pod_holds_resources, pod_requests, Resources};
 use flotilla_api::quantity::parse_milli;
-use kube::api::{Patch, PatchParams};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use crate::workloads::PODS;
 use crate::*;
 
 impl Sim {
     /// The scheduler and the kubelet: bind pending pods where their requests fit, start bound
     /// pods after the delay, complete Job pods after another.
-    pub(crate) async fn schedule_and_run(&mut self, st: &State) -> Result<(), Error> {
+    pub(crate) fn schedule_and_run(&mut self, st: &State, w: &mut Writes) {
         let mut free: BTreeMap<String, Resources> = BTreeMap::new();
         for n in st.nodes.iter().filter(|n| node_schedulable(n)) {
             let a = &n["status"]["allocatable"];
@@ -38,7 +38,6 @@ impl Sim {
         for p in st.pods.iter().filter(|p| !deleting(p)) {
             let key = format!("{}/{}", ns(p), name(p));
             live.insert(key.clone());
-            let pods = self.api("", "Pod", "pods", ns(p));
             let node = p["spec"]["nodeName"].as_str().unwrap_or("");
             let phase = p["status"]["phase"].as_str().unwrap_or("Pending");
             if node.is_empty() {
@@ -54,12 +53,12 @@ impl Sim {
                         let f = free.get_mut(&n).expect("node");
                         f.cpu -= r.cpu;
                         f.memory -= r.memory;
-                        pods.patch(
+                        w.patch(
+                            self.api("", "Pod", "pods", ns(p)),
                             name(p),
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({"spec": {"nodeName": n}})),
-                        )
-                        .await?;
+                            None,
+                            json!({"spec": {"nodeName": n}}),
+                        );
                     }
                     None => {
                         let mut conds = p["status"]["conditions"].clone();
@@ -69,13 +68,11 @@ impl Sim {
                         );
                         set_cond(&mut conds, "PodScheduled", false, "Unschedulable", &msg);
                         self.set_status(
-                            "",
-                            "Pod",
-                            "pods",
+                            w,
+                            PODS,
                             p,
                             json!({"phase": "Pending", "conditions": conds}),
-                        )
-                        .await?;
+                        );
                     }
                 }
                 continue;
@@ -112,12 +109,11 @@ impl Sim {
                             "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now()}}})).collect();
                         json!({"phase": "Succeeded", "conditions": conds, "containerStatuses": containers})
                     };
-                    self.set_status("", "Pod", "pods", p, status).await?;
+                    self.set_status(w, PODS, p, status);
                 }
                 _ => {}
             }
         }
         self.started.retain(|k, _| live.contains(k));
-        Ok(())
     }
 }

@@ -359,52 +359,55 @@ impl Sim {
         Api::namespaced_with(self.client.clone(), namespace, &ar(group, kind, plural))
     }
 
-    /// One pass over the cluster's latest state (taken once the pass may run); returns the
-    /// revision it read.
+    /// One pass over the cluster's latest state (taken once the pass may run): the writes it
+    /// calls for are decided while the pass holds its permit and its decoded state, then made
+    /// together once both are let go. Returns the revision it read.
+    ///
+    /// A pass used to write one request at a time while holding its permit: with a fleet's
+    /// agents keeping the process's runtime busy, each write waited its turn behind them, a
+    /// pass took many seconds, and the other clusters waited for its permit (a member's
+    /// Deployment stayed unobserved for minutes in the headline run). Writes made together
+    /// share one turn and one commit of the store.
     async fn reconcile_all(&mut self, store: &flotilla_store::Store) -> flotilla_store::Revision {
-        let _permit = passes()
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let snap = &store.snapshot();
-        let st = State {
-            nodes: load(snap, "/core/nodes/"),
-            pods: load(snap, "/core/pods/"),
-            deployments: load(snap, "/apps/deployments/"),
-            replicasets: load(snap, "/apps/replicasets/"),
-            statefulsets: load(snap, "/apps/statefulsets/"),
-            daemonsets: load(snap, "/apps/daemonsets/"),
-            jobs: load(snap, "/batch/jobs/"),
+        let mut w = Writes::default();
+        let rev = {
+            let _permit = passes()
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let snap = &store.snapshot();
+            let st = State {
+                nodes: load(snap, "/core/nodes/"),
+                pods: load(snap, "/core/pods/"),
+                deployments: load(snap, "/apps/deployments/"),
+                replicasets: load(snap, "/apps/replicasets/"),
+                statefulsets: load(snap, "/apps/statefulsets/"),
+                daemonsets: load(snap, "/apps/daemonsets/"),
+                jobs: load(snap, "/batch/jobs/"),
+            };
+            self.deployments(&st, &mut w);
+            self.replicasets(&st, &mut w);
+            self.statefulsets(&st, &mut w);
+            self.daemonsets(&st, &mut w);
+            self.jobs(&st, &mut w);
+            self.schedule_and_run(&st, &mut w);
+            self.namespace_defaults(snap, &mut w);
+            snap.rev
         };
-        let mut errors = Vec::new();
-        for r in [
-            self.deployments(&st).await,
-            self.replicasets(&st).await,
-            self.statefulsets(&st).await,
-            self.daemonsets(&st).await,
-            self.jobs(&st).await,
-            self.schedule_and_run(&st).await,
-            self.namespace_defaults(snap).await,
-        ] {
+        for r in futures::future::join_all(w.0).await {
             if let Err(e) = r {
-                errors.push(e);
+                // A conflict or a vanished object is settled by the next pass.
+                tracing::debug!(error = %e, "simulation pass");
             }
         }
-        for e in errors {
-            // A conflict or a vanished object is settled by the next pass.
-            tracing::debug!(error = %e, "simulation pass");
-        }
-        snap.rev
+        rev
     }
 
     /// What kube-controller-manager makes in every active namespace: the `default`
     /// ServiceAccount (service account controller) and the `kube-root-ca.crt` ConfigMap with
     /// the cluster's CA (root CA publisher), recreated when removed and reset when changed.
-    async fn namespace_defaults(&self, snap: &flotilla_store::Snapshot) -> Result<(), Error> {
-        let pp = PostParams {
-            field_manager: Some("kube-controller-manager".into()),
-            ..Default::default()
-        };
+    fn namespace_defaults(&self, snap: &flotilla_store::Snapshot, w: &mut Writes) {
+        let manager = || Some("kube-controller-manager".to_string());
         for n in load(snap, "/core/namespaces/") {
             if deleting(&n) || n["status"]["phase"] == "Terminating" {
                 continue;
@@ -414,14 +417,12 @@ impl Sim {
                 .get(&format!("/core/serviceaccounts/{ns_name}/default"))
                 .is_none()
             {
-                let sa: DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "ServiceAccount",
-                    "metadata": {"name": "default", "namespace": ns_name}}))?;
-                create_tolerating_conflict(
-                    self.api("", "ServiceAccount", "serviceaccounts", ns_name)
-                        .create(&pp, &sa)
-                        .await,
-                )?;
+                w.create(
+                    self.api("", "ServiceAccount", "serviceaccounts", ns_name),
+                    manager(),
+                    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": "default", "namespace": ns_name}}),
+                );
             }
             if self.cfg.root_ca.is_empty() {
                 continue;
@@ -432,26 +433,20 @@ impl Sim {
                 "data": {"ca.crt": self.cfg.root_ca}});
             let api = self.api("", "ConfigMap", "configmaps", ns_name);
             match snap.get(&format!("/core/configmaps/{ns_name}/kube-root-ca.crt")) {
-                None => {
-                    create_tolerating_conflict(api.create(&pp, &serde_json::from_value(cm)?).await)?
-                }
+                None => w.create(api, manager(), cm),
                 Some(o) => {
-                    let cur: Value = serde_json::from_slice(&o.data)?;
+                    let cur: Value = serde_json::from_slice(&o.data).unwrap_or(Value::Null);
                     if cur["data"] != cm["data"] {
-                        api.patch(
+                        w.patch(
+                            api,
                             "kube-root-ca.crt",
-                            &PatchParams {
-                                field_manager: Some("kube-controller-manager".into()),
-                                ..Default::default()
-                            },
-                            &Patch::Merge(json!({"data": cm["data"]})),
-                        )
-                        .await?;
+                            manager(),
+                            json!({"data": cm["data"]}),
+                        );
                     }
                 }
             }
         }
-        Ok(())
     }
 
     fn owned<'a>(&self, pods: &'a [Value], owner: &Value) -> Vec<&'a Value> {
@@ -460,15 +455,15 @@ impl Sim {
             .collect()
     }
 
-    async fn create_pod(
+    fn create_pod(
         &self,
+        w: &mut Writes,
         owner: &Value,
-        api_version: &str,
-        kind: &str,
+        (api_version, kind): (&str, &str),
         pod_name: Option<&str>,
         extra_labels: Value,
         node: Option<&str>,
-    ) -> Result<(), Error> {
+    ) {
         let template = &owner["spec"]["template"];
         let mut labels = template["metadata"]["labels"].clone();
         if !labels.is_object() {
@@ -504,55 +499,93 @@ impl Sim {
                 .expect("object")
                 .remove("annotations");
         }
-        let obj: DynamicObject = serde_json::from_value(pod)?;
-        match self
-            .api("", "Pod", "pods", ns(owner))
-            .create(&PostParams::default(), &obj)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        w.create(self.api("", "Pod", "pods", ns(owner)), None, pod);
     }
 
-    async fn delete(&self, group: &str, kind: &str, plural: &str, v: &Value) -> Result<(), Error> {
-        match self
-            .api(group, kind, plural, ns(v))
-            .delete(name(v), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    fn delete(&self, w: &mut Writes, (group, kind, plural): Kind, v: &Value) {
+        w.delete(self.api(group, kind, plural, ns(v)), name(v));
     }
 
-    async fn set_status(
-        &self,
-        group: &str,
-        kind: &str,
-        plural: &str,
-        v: &Value,
-        status: Value,
-    ) -> Result<(), Error> {
+    fn set_status(&self, w: &mut Writes, (group, kind, plural): Kind, v: &Value, status: Value) {
         // Only write what changed.
         let cur = &v["status"];
         let changed = status
             .as_object()
             .map(|m| m.iter().any(|(k, val)| &cur[k] != val))
             .unwrap_or(false);
-        if !changed {
-            return Ok(());
+        if changed {
+            w.patch_status(self.api(group, kind, plural, ns(v)), name(v), status);
         }
-        self.api(group, kind, plural, ns(v))
-            .patch_status(
-                name(v),
+    }
+}
+
+/// A kind's API group, kind and plural.
+type Kind = (&'static str, &'static str, &'static str);
+
+/// The writes a pass decided on, made together once it has let go of its state.
+#[derive(Default)]
+struct Writes(Vec<futures::future::BoxFuture<'static, Result<(), Error>>>);
+
+impl Writes {
+    fn push(&mut self, f: impl std::future::Future<Output = Result<(), Error>> + Send + 'static) {
+        self.0.push(Box::pin(f));
+    }
+
+    /// Creates `obj`; another writer having made it first is fine.
+    fn create(&mut self, api: Api<DynamicObject>, field_manager: Option<String>, obj: Value) {
+        self.push(async move {
+            let obj: DynamicObject = serde_json::from_value(obj)?;
+            let pp = PostParams {
+                field_manager,
+                ..Default::default()
+            };
+            create_tolerating_conflict(api.create(&pp, &obj).await)
+        });
+    }
+
+    /// A merge patch of `name`.
+    fn patch(
+        &mut self,
+        api: Api<DynamicObject>,
+        name: &str,
+        field_manager: Option<String>,
+        patch: Value,
+    ) {
+        let name = name.to_string();
+        self.push(async move {
+            let pp = PatchParams {
+                field_manager,
+                ..Default::default()
+            };
+            api.patch(&name, &pp, &Patch::Merge(patch)).await?;
+            Ok(())
+        });
+    }
+
+    /// A merge patch of `name`'s status.
+    fn patch_status(&mut self, api: Api<DynamicObject>, name: &str, status: Value) {
+        let name = name.to_string();
+        self.push(async move {
+            api.patch_status(
+                &name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"status": status})),
             )
             .await?;
-        Ok(())
+            Ok(())
+        });
+    }
+
+    /// Deletes `name`; already gone is fine.
+    fn delete(&mut self, api: Api<DynamicObject>, name: &str) {
+        let name = name.to_string();
+        self.push(async move {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        });
     }
 }
 

@@ -1,13 +1,19 @@
 //! The workload controllers of a simulated cluster: Deployment -> ReplicaSet -> Pods,
 //! StatefulSet, DaemonSet and Job, writing the status fields a real cluster reports.
 
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
 use crate::*;
 
+const DEPLOYMENTS: Kind = ("apps", "Deployment", "deployments");
+const REPLICASETS: Kind = ("apps", "ReplicaSet", "replicasets");
+const STATEFULSETS: Kind = ("apps", "StatefulSet", "statefulsets");
+const DAEMONSETS: Kind = ("apps", "DaemonSet", "daemonsets");
+const JOBS: Kind = ("batch", "Job", "jobs");
+pub(crate) const PODS: Kind = ("", "Pod", "pods");
+
 impl Sim {
-    pub(crate) async fn deployments(&self, st: &State) -> Result<(), Error> {
+    pub(crate) fn deployments(&self, st: &State, w: &mut Writes) {
         for d in st.deployments.iter().filter(|d| !deleting(d)) {
             let hash = template_hash(&d["spec"]["template"]);
             let rss: Vec<&Value> = st
@@ -32,26 +38,18 @@ impl Sim {
                             "annotations": {"deployment.kubernetes.io/revision": (rss.len() + 1).to_string()},
                             "ownerReferences": owner_ref(d, "apps/v1", "Deployment")},
                         "spec": {"replicas": want, "selector": selector, "template": template}});
-                    let obj: DynamicObject = serde_json::from_value(rs)?;
-                    match self
-                        .api("apps", "ReplicaSet", "replicasets", ns(d))
-                        .create(&PostParams::default(), &obj)
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(s)) if s.code == 409 => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    w.create(
+                        self.api("apps", "ReplicaSet", "replicasets", ns(d)),
+                        None,
+                        rs,
+                    );
                 }
-                Some(rs) if replicas(rs) != want => {
-                    self.api("apps", "ReplicaSet", "replicasets", ns(d))
-                        .patch(
-                            name(rs),
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({"spec": {"replicas": want}})),
-                        )
-                        .await?;
-                }
+                Some(rs) if replicas(rs) != want => w.patch(
+                    self.api("apps", "ReplicaSet", "replicasets", ns(d)),
+                    name(rs),
+                    None,
+                    json!({"spec": {"replicas": want}}),
+                ),
                 Some(_) => {}
             }
             // Old ReplicaSets scale down once the new one is available.
@@ -63,13 +61,12 @@ impl Sim {
                 .filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str())
             {
                 if replicas(old) != 0 && new_available >= want {
-                    self.api("apps", "ReplicaSet", "replicasets", ns(d))
-                        .patch(
-                            name(old),
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({"spec": {"replicas": 0}})),
-                        )
-                        .await?;
+                    w.patch(
+                        self.api("apps", "ReplicaSet", "replicasets", ns(d)),
+                        name(old),
+                        None,
+                        json!({"spec": {"replicas": 0}}),
+                    );
                 }
             }
             let sum = |f: &str| {
@@ -120,13 +117,11 @@ impl Sim {
             let status = json!({"observedGeneration": generation(d), "replicas": sum("replicas"),
                 "updatedReplicas": updated, "readyReplicas": sum("readyReplicas"), "availableReplicas": available,
                 "unavailableReplicas": (want - available).max(0), "conditions": conds});
-            self.set_status("apps", "Deployment", "deployments", d, status)
-                .await?;
+            self.set_status(w, DEPLOYMENTS, d, status);
         }
-        Ok(())
     }
 
-    pub(crate) async fn replicasets(&self, st: &State) -> Result<(), Error> {
+    pub(crate) fn replicasets(&self, st: &State, w: &mut Writes) {
         for rs in st.replicasets.iter().filter(|r| !deleting(r)) {
             let pods: Vec<&Value> = self
                 .owned(&st.pods, rs)
@@ -136,27 +131,24 @@ impl Sim {
             let want = replicas(rs) as usize;
             if pods.len() < want {
                 for _ in pods.len()..want {
-                    self.create_pod(rs, "apps/v1", "ReplicaSet", None, json!({}), None)
-                        .await?;
+                    self.create_pod(w, rs, ("apps/v1", "ReplicaSet"), None, json!({}), None);
                 }
             } else if pods.len() > want {
                 // Unready and unscheduled pods go first, as kube's controller prefers.
                 let mut victims = pods.clone();
                 victims.sort_by_key(|p| (pod_ready(p), p["spec"]["nodeName"].is_string()));
                 for p in victims.iter().take(pods.len() - want) {
-                    self.delete("", "Pod", "pods", p).await?;
+                    self.delete(w, PODS, p);
                 }
             }
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
             let status = json!({"replicas": pods.len(), "fullyLabeledReplicas": pods.len(),
                 "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": generation(rs)});
-            self.set_status("apps", "ReplicaSet", "replicasets", rs, status)
-                .await?;
+            self.set_status(w, REPLICASETS, rs, status);
         }
-        Ok(())
     }
 
-    pub(crate) async fn statefulsets(&self, st: &State) -> Result<(), Error> {
+    pub(crate) fn statefulsets(&self, st: &State, w: &mut Writes) {
         for s in st.statefulsets.iter().filter(|s| !deleting(s)) {
             let pods: Vec<&Value> = self.owned(&st.pods, s);
             let want = replicas(s);
@@ -167,8 +159,7 @@ impl Sim {
                     Some(p) if pod_ready(p) => continue,
                     Some(_) => break,
                     None => {
-                        self.create_pod(s, "apps/v1", "StatefulSet", Some(&pn),
-                            json!({"statefulset.kubernetes.io/pod-name": pn, "apps.kubernetes.io/pod-index": i.to_string()}), None).await?;
+                        self.create_pod(w, s, ("apps/v1", "StatefulSet"), Some(&pn), json!({"statefulset.kubernetes.io/pod-name": pn, "apps.kubernetes.io/pod-index": i.to_string()}), None);
                         break;
                     }
                 }
@@ -180,7 +171,7 @@ impl Sim {
                     .and_then(|i| i.parse::<i64>().ok())
                     .unwrap_or(0);
                 if idx >= want && !deleting(p) {
-                    self.delete("", "Pod", "pods", p).await?;
+                    self.delete(w, PODS, p);
                 }
             }
             let live: Vec<&&Value> = pods.iter().filter(|p| !deleting(p)).collect();
@@ -188,13 +179,11 @@ impl Sim {
             let status = json!({"observedGeneration": generation(s), "replicas": live.len(),
                 "readyReplicas": ready, "currentReplicas": live.len(), "updatedReplicas": live.len(),
                 "availableReplicas": ready});
-            self.set_status("apps", "StatefulSet", "statefulsets", s, status)
-                .await?;
+            self.set_status(w, STATEFULSETS, s, status);
         }
-        Ok(())
     }
 
-    pub(crate) async fn daemonsets(&self, st: &State) -> Result<(), Error> {
+    pub(crate) fn daemonsets(&self, st: &State, w: &mut Writes) {
         let nodes: Vec<&Value> = st
             .nodes
             .iter()
@@ -204,8 +193,14 @@ impl Sim {
             let pods = self.owned(&st.pods, ds);
             for n in &nodes {
                 if !pods.iter().any(|p| p["spec"]["nodeName"] == name(n)) {
-                    self.create_pod(ds, "apps/v1", "DaemonSet", None, json!({}), Some(name(n)))
-                        .await?;
+                    self.create_pod(
+                        w,
+                        ds,
+                        ("apps/v1", "DaemonSet"),
+                        None,
+                        json!({}),
+                        Some(name(n)),
+                    );
                 }
             }
             let ready = pods.iter().filter(|p| pod_ready(p)).count();
@@ -213,13 +208,11 @@ impl Sim {
                 "currentNumberScheduled": pods.len(), "updatedNumberScheduled": pods.len(),
                 "numberReady": ready, "numberAvailable": ready, "numberMisscheduled": 0,
                 "numberUnavailable": nodes.len().saturating_sub(ready)});
-            self.set_status("apps", "DaemonSet", "daemonsets", ds, status)
-                .await?;
+            self.set_status(w, DAEMONSETS, ds, status);
         }
-        Ok(())
     }
 
-    pub(crate) async fn jobs(&self, st: &State) -> Result<(), Error> {
+    pub(crate) fn jobs(&self, st: &State, w: &mut Writes) {
         for j in st.jobs.iter().filter(|j| !deleting(j)) {
             let pods = self.owned(&st.pods, j);
             let completions = j["spec"]["completions"].as_i64().unwrap_or(1);
@@ -239,8 +232,7 @@ impl Sim {
                     let mut labels =
                         json!({"batch.kubernetes.io/job-name": name(j), "job-name": name(j)});
                     labels["batch.kubernetes.io/controller-uid"] = json!(uid(j));
-                    self.create_pod(j, "batch/v1", "Job", None, labels, None)
-                        .await?;
+                    self.create_pod(w, j, ("batch/v1", "Job"), None, labels, None);
                 }
             }
             let mut status = json!({"active": active, "succeeded": succeeded, "ready": pods.iter().filter(|p| pod_ready(p)).count(),
@@ -268,8 +260,7 @@ impl Sim {
                     .unwrap_or_else(now));
                 status["active"] = json!(0);
             }
-            self.set_status("batch", "Job", "jobs", j, status).await?;
+            self.set_status(w, JOBS, j, status);
         }
-        Ok(())
     }
 }
