@@ -257,3 +257,64 @@ async fn every_namespace_gets_its_default_service_account_and_the_cluster_ca() {
     })
     .await;
 }
+
+/// A busy member's store moves past the revision a pass read before the pass can watch
+/// from it (its own writes and others'): the simulation passes again over the latest state
+/// instead of stopping for good, which left a member's workloads never available.
+#[tokio::test]
+async fn a_pass_whose_revision_left_the_history_passes_again() {
+    // A store that keeps one event: every pass that writes twice or more moves past it.
+    let store = flotilla_store::Store::open(
+        flotilla_store::MemoryBackend,
+        flotilla_store::StoreConfig {
+            event_log_capacity: 1,
+            ..flotilla_sim::store_config()
+        },
+    )
+    .unwrap();
+    let server =
+        flotilla_apiserver::ApiServer::new(store, flotilla_apiserver::ServerConfig::default());
+    server.start().await.unwrap();
+    let cfg = flotilla_sim::SimConfig {
+        delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    flotilla_sim::start(&server, cfg).await.unwrap();
+    let client = server.client();
+    let namespaces: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ar("", "Namespace", "namespaces"));
+    let ns: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}}),
+    )
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let deployments: Api<DynamicObject> =
+        Api::namespaced_with(client, "web", &ar("apps", "Deployment", "deployments"));
+    let d: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = deployments.get("web").await.unwrap();
+        if d.data["status"]["availableReplicas"] == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Deployment's status after 30 s: {}",
+            d.data["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
