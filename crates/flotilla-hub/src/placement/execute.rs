@@ -232,11 +232,17 @@ pub async fn settle_binding(
     let mut written = None;
     if binding_status_changed(&binding.data["status"], &status) {
         let patch = replacing(&binding.data["status"], &status);
+        // Written only over the version it was worked out from: conditions carry their
+        // transition times over from it, and a stale copy (a cache behind) would move them
+        // on every write. A newer binding answers 409, and the pass runs again.
         let after = api
             .patch_status(
                 &binding.name_any(),
                 &PatchParams::default(),
-                &Patch::Merge(&json!({"status": patch})),
+                &Patch::Merge(
+                    &json!({"metadata": {"resourceVersion": binding.metadata.resource_version},
+                    "status": patch}),
+                ),
             )
             .await?;
         written = Some(version(&after));

@@ -142,18 +142,20 @@ impl Tally {
         self.chains[i] = chain;
     }
 
-    /// A status written for cluster `i` that `binding` (from the cache) does not show yet.
-    fn pending(&self, i: usize, binding: &DynamicObject) -> Option<&Value> {
+    /// A status written for cluster `i` that `binding` (from the cache) does not show yet, and
+    /// the binding's resourceVersion after that write.
+    fn pending(&self, i: usize, binding: &DynamicObject) -> Option<(u64, &Value)> {
         self.pending
             .get(&i)
             .filter(|(v, _)| execute::version(binding) < *v)
-            .map(|(_, status)| status)
+            .map(|(v, status)| (*v, status))
     }
 
     /// The binding's status as last written: the cache's, unless a write it does not show
     /// yet is pending.
     fn status<'a>(&'a self, i: usize, binding: &'a DynamicObject) -> &'a Value {
-        self.pending(i, binding).unwrap_or(&binding.data["status"])
+        self.pending(i, binding)
+            .map_or(&binding.data["status"], |(_, status)| status)
     }
 }
 
@@ -271,9 +273,20 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
         .applied_objects()
         .predicate_filter(spec_fingerprint, Default::default())
         .inspect_ok(move |p| asks_whole.whole(key(&p.name_any(), p.namespace().as_deref())));
+        // The watches that keep the placement and binding caches are followed by tasks of
+        // their own, which hand the controller what to reconcile: a controller polls its
+        // streams only while it has room for another reconcile, so under load its caches fell
+        // minutes behind, and passes that read a stale binding wrote it again and again
+        // (docs/BENCHMARKS.md, fleet scale, seventh session).
+        let (stream, follow_placements) = decoupled(stream.boxed());
+        tasks.push(follow_placements);
         let (bindings, binding_events) = bindings.take(scope);
-        let binding_stream =
-            decisive_bindings(binding_events, settled.clone(), status_only.clone());
+        let (binding_stream, follow_bindings) = decoupled(decisive_bindings(
+            binding_events,
+            settled.clone(),
+            status_only.clone(),
+        ));
+        tasks.push(follow_bindings);
         let binding_reader = bindings.store().clone();
         let (resource_snapshots, rs_events) =
             cached_indexed(&client, scope.resource_snapshot(), |_| {}, index::by_owner);
@@ -531,6 +544,28 @@ fn decisive_bindings(
 /// Follows a stream that only keeps its cache.
 pub(crate) fn follow(stream: Watched) -> futures::future::BoxFuture<'static, ()> {
     stream.for_each(|_| async {}).boxed()
+}
+
+/// Follows `stream` (whose polling keeps a cache) in a task of its own, handing each object
+/// on as its name, namespace and labels (what a controller needs to know which object to
+/// reconcile; the rest it reads from the cache): returns that stream and the task. The
+/// hand-over holds only those few fields while the controller is busy.
+fn decoupled(stream: Watched) -> (Watched, futures::future::BoxFuture<'static, ()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = stream
+        .for_each(move |item| {
+            // A watch error is retried by the watcher; the cache keeps what it had.
+            if let Ok(o) = item {
+                // The controller ends with the leader task that runs this one.
+                let _ = tx.send(Ok(shared::identity(&o)));
+            }
+            async {}
+        })
+        .boxed();
+    (
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed(),
+        task,
+    )
 }
 
 /// Reconcile a placement when its spec, finalizers, failover annotations or deletion change
@@ -959,11 +994,17 @@ async fn roll_up(
             return Ok(None);
         };
         // The binding as the last write left it, which the cache may not show yet.
-        let pending = settled.tally.lock().pending(i, &binding).cloned();
+        let pending = settled
+            .tally
+            .lock()
+            .pending(i, &binding)
+            .map(|(v, status)| (v, status.clone()));
         let binding = match pending {
-            Some(status) => {
+            Some((version, status)) => {
                 let mut b = (*binding).clone();
                 b.data["status"] = status;
+                // The write is made against the version it followed (a precondition).
+                b.metadata.resource_version = Some(version.to_string());
                 Arc::new(b)
             }
             None => binding,

@@ -114,7 +114,7 @@ fn tapped(events: Events, taps: Vec<mpsc::UnboundedSender<DynamicObject>>) -> Ev
 /// (which placement it belongs to), not its spec and status, which it reads from the cache.
 /// Whole copies queued for a subscriber that had not yet caught up were a sixth of the hub's
 /// heap while 40 placements of 50 clusters were placed (docs/BENCHMARKS.md, fleet scale).
-fn identity(b: &DynamicObject) -> DynamicObject {
+pub(super) fn identity(b: &DynamicObject) -> DynamicObject {
     DynamicObject {
         types: b.types.clone(),
         metadata: kube::core::ObjectMeta {
