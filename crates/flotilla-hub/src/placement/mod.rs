@@ -86,6 +86,19 @@ const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 /// once, on a hub whose passes are CPU-bound on a few cores anyway.
 const PASSES_AT_ONCE: u16 = 16;
 
+/// The most of the hub's time that judging member changes may take. Judging a batch reads
+/// every binding (which placements are on the changed clusters, how many clusters each has):
+/// with 1,000 members whose usage changes as workloads land, a batch each heartbeat, over
+/// 100,000 bindings, took a quarter of the hub's CPU in the headline run (docs/BENCHMARKS.md,
+/// fleet scale, seventh session). After a batch the next waits nine times as long as it took,
+/// and the changes in between are judged together.
+const MEMBER_DUTY: u32 = 10;
+
+/// How long judging member changes pauses after a batch that took `took`.
+fn member_pause(took: Duration) -> Duration {
+    took * (MEMBER_DUTY - 1)
+}
+
 /// A status roll-up alone may follow the last pass sooner: it costs the clusters whose Works
 /// changed, and the last of them to become available is what a person waits for.
 const MIN_ROLL_UP_INTERVAL: Duration = Duration::from_millis(50);
@@ -360,13 +373,15 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
     let triggers = Arc::new(Triggers(triggered));
 
     // Members whose scheduling view changed: the placements they concern. Events that arrive
-    // together (the initial list, a burst) are judged together.
+    // together (the initial list, a burst) are judged together, and judging takes at most a
+    // tenth of the time ([`MEMBER_DUTY`]).
     let fleet_view = fleet.clone();
     let for_members = triggers.clone();
     tasks.push(
         member_stream
             .ready_chunks(1024)
             .for_each(move |batch| {
+                let started = Instant::now();
                 let changed: Vec<(Option<Cluster>, Cluster)> = batch
                     .into_iter()
                     .filter_map(Result::ok)
@@ -377,7 +392,7 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
                 if !changed.is_empty() {
                     for_members.members_changed(&changed);
                 }
-                async {}
+                tokio::time::sleep(member_pause(started.elapsed()))
             })
             .boxed(),
     );
