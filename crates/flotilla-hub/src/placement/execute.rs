@@ -258,3 +258,62 @@ pub fn version(o: &DynamicObject) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::status::Rollout;
+
+    /// A binding status worked out from a copy older than the stored binding is not written
+    /// (its conditions' transition times would be moved on by a stale copy): 409, and the
+    /// binding stays as it was; worked out from the latest copy, it is written.
+    #[tokio::test]
+    async fn a_binding_status_is_written_only_over_the_version_it_came_from() {
+        let store = flotilla_store::Store::open(
+            flotilla_store::MemoryBackend,
+            flotilla_store::StoreConfig::default(),
+        )
+        .unwrap();
+        let server = flotilla_apiserver::ApiServer::new(store, Default::default());
+        server.start().await.unwrap();
+        crate::install::install(&server).await.unwrap();
+        let api: Api<DynamicObject> = Api::all_with(server.client(), &Scope::Cluster.binding());
+        let binding = json!({"apiVersion": "placement.kubernetes-fleet.io/v1",
+            "kind": "ClusterResourceBinding", "metadata": {"name": "web-member-1"},
+            "spec": {"state": "Bound", "targetCluster": "member-1",
+                "resourceSnapshotName": "web-0-snapshot", "schedulingPolicySnapshotName": "web-0",
+                "clusterDecision": {"clusterName": "member-1", "selected": true, "reason": "picked"}}});
+        let created = api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(binding).unwrap(),
+            )
+            .await
+            .unwrap();
+        let overridden = Ok(Default::default());
+        let decided = |rollout| Decided {
+            overridden: &overridden,
+            rollout,
+            unreachable: None,
+        };
+        let now = "2026-12-07T10:00:00Z";
+        // Written from the latest copy.
+        let (_, written) = settle_binding(&api, &created, None, decided(Rollout::Started), 1, now)
+            .await
+            .unwrap();
+        let latest = api.get("web-member-1").await.unwrap();
+        assert_eq!(written, Some(version(&latest)));
+        // The copy it was worked out from is now stale: another status is not written over
+        // the newer binding.
+        let err = settle_binding(&api, &created, None, decided(Rollout::Blocked), 1, now)
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        assert_eq!(api.get("web-member-1").await.unwrap(), latest);
+        // From the latest copy it is.
+        let (_, written) = settle_binding(&api, &latest, None, decided(Rollout::Blocked), 1, now)
+            .await
+            .unwrap();
+        assert!(written.is_some_and(|v| v > version(&latest)));
+    }
+}

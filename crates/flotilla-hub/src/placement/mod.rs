@@ -1226,6 +1226,51 @@ mod tests {
     use super::*;
     use flotilla_api::placement::cluster_condition as cc;
 
+    /// The task follows its stream (which keeps a cache) whether or not the controller takes
+    /// what it hands on, and hands on each object as its name, namespace and labels.
+    #[tokio::test]
+    async fn a_decoupled_stream_is_followed_while_nobody_takes_from_it() {
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = seen.clone();
+        let objects = (0..1000).map(|i| {
+            Ok(DynamicObject {
+                types: None,
+                metadata: kube::core::ObjectMeta {
+                    name: Some(format!("b{i}")),
+                    namespace: Some("team".into()),
+                    labels: Some([(label::PARENT_CRP.to_string(), "web".to_string())].into()),
+                    resource_version: Some(i.to_string()),
+                    ..Default::default()
+                },
+                data: json!({"spec": {"targetCluster": "m"}, "status": {"big": "x".repeat(100)}}),
+            })
+        });
+        let stream: Watched = futures::stream::iter(objects)
+            .inspect(move |_| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .boxed();
+        let (handed, task) = decoupled(stream);
+        // Only the task runs: the stream is followed to its end.
+        task.await;
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1000);
+        let handed: Vec<DynamicObject> = handed.map(Result::unwrap).collect().await;
+        assert_eq!(handed.len(), 1000);
+        assert_eq!(handed[7].metadata.name.as_deref(), Some("b7"));
+        assert_eq!(handed[7].metadata.namespace.as_deref(), Some("team"));
+        assert_eq!(handed[7].labels()[label::PARENT_CRP], "web");
+        assert!(handed[7].data.is_null(), "no spec or status is held");
+    }
+
+    /// Judging member changes pauses nine times as long as a batch took: a tenth of the time.
+    #[test]
+    fn judging_member_changes_takes_a_tenth_of_the_time() {
+        let took = Duration::from_millis(20);
+        let pause = member_pause(took);
+        assert_eq!(pause, Duration::from_millis(180));
+        assert_eq!(took * MEMBER_DUTY, took + pause);
+    }
+
     #[test]
     fn works_are_named_after_their_placement() {
         assert_eq!(work_name("web", None), "web-work");
