@@ -15,6 +15,8 @@ fn shared_etcd() -> &'static (EtcdCluster, tempfile::TempDir) {
     static ETCD: OnceLock<(EtcdCluster, tempfile::TempDir)> = OnceLock::new();
     ETCD.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
+        // A static is never dropped: its directory goes when the test binary does.
+        flotilla_store::supervised::remove_when_gone(dir.path()).unwrap();
         (EtcdCluster::start(dir.path(), 1).unwrap(), dir)
     })
 }

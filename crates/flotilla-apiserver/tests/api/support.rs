@@ -67,6 +67,8 @@ fn etcd_endpoints() -> Vec<String> {
     )> = std::sync::OnceLock::new();
     ETCD.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
+        // A static is never dropped: its directory goes when the test binary does.
+        flotilla_store::supervised::remove_when_gone(dir.path()).unwrap();
         let etcd = flotilla_store::etcd_server::EtcdCluster::start(dir.path(), 1)
             .expect("etcd (Debian package etcd-server) starts");
         (etcd, dir)
