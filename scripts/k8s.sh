@@ -17,17 +17,23 @@ KWOK_VERSION=v0.7.0
 cache=${FLOTILLA_K8S_CACHE:-$HOME/.cache/flotilla/k8s}
 out=$cache/$K8S_VERSION-kwok-$KWOK_VERSION
 bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
-ready=1
-for b in "${bins[@]}"; do [ -x "$out/bin/$b" ] || ready=0; done
-if [ "$ready" = 1 ]; then
+# Prints the directory and exits when every binary is there.
+done_if_built() {
+    for b in "${bins[@]}"; do [ -x "$out/bin/$b" ] || return 0; done
     echo "$out/bin"
     exit 0
-fi
+}
+done_if_built
 command -v go >/dev/null 2>&1 || {
     echo "k8s.sh: the Go toolchain (go) is needed to build the Kubernetes test binaries" >&2
     exit 1
 }
 mkdir -p "$out/src" "$out/bin"
+# One build at a time: tests that find no FLOTILLA_K8S_BIN run this themselves, several at
+# once, and two builds sharing the cache moved each other's files away.
+exec 9>"$out/.lock"
+flock 9
+done_if_built
 cd "$out/src"
 log=$out/build.log
 : >"$log"

@@ -11,6 +11,7 @@ pub mod install;
 pub mod lease;
 pub mod members;
 pub mod placement;
+mod queue;
 pub mod resources;
 pub mod updaterun;
 

@@ -56,10 +56,9 @@ use flotilla_scheduler::Cluster;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
-use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::runtime::{watcher, WatchStreamExt};
 
 use index::Indexed;
 use kube::ResourceExt;
@@ -67,6 +66,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::members::member_cluster_resource;
+use crate::queue::{self, Next};
 use crate::resources::{Changed, Resources};
 use crate::Error;
 use fleet::Fleet;
@@ -84,7 +84,7 @@ const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 /// How many placements of a scope pass at once. A pass holds its plan (every cluster's Work
 /// spec) while it writes; unbounded, a thousand placements passing together held them all at
 /// once, on a hub whose passes are CPU-bound on a few cores anyway.
-const PASSES_AT_ONCE: u16 = 16;
+const PASSES_AT_ONCE: usize = 16;
 
 /// The most of the hub's time that judging member changes may take. Judging a batch reads
 /// every binding (which placements are on the changed clusters, how many clusters each has):
@@ -341,26 +341,52 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
                 .get(label::PARENT_CRP)
                 .map(|n| scope.placement_ref(n, b.namespace().as_deref()))
         };
-        tasks.push(
-            Controller::for_stream_with(stream, reader.clone(), ar)
-                .with_config(
-                    kube::runtime::controller::Config::default().concurrency(PASSES_AT_ONCE),
-                )
-                .watches_stream_with(binding_stream, parent, scope.binding())
-                // A run that finishes changes what newly picked clusters get.
-                .watches_stream_with(
-                    run_stream,
-                    move |r: DynamicObject| {
+        // What asks for a pass: the placement (its spec), its bindings, its update runs (a
+        // run that finishes changes what newly picked clusters get), and the routed triggers
+        // (members, Works, overrides, resources).
+        let asks = futures::stream::select_all([
+            stream
+                .filter_map(move |p| {
+                    let r = p
+                        .ok()
+                        .map(|p| scope.placement_ref(&p.name_any(), p.namespace().as_deref()));
+                    futures::future::ready(r)
+                })
+                .boxed(),
+            binding_stream
+                .filter_map(move |b| futures::future::ready(b.ok().and_then(parent)))
+                .boxed(),
+            run_stream
+                .filter_map(move |r| {
+                    let r = r.ok().and_then(|r| {
                         r.data["spec"]["placementName"]
                             .as_str()
                             .map(|n| scope.placement_ref(n, r.namespace().as_deref()))
-                    },
-                    scope.update_run(),
-                )
-                .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-                .run(reconcile, error_policy, ctx)
-                .for_each(|_| async {})
+                    });
+                    futures::future::ready(r)
+                })
                 .boxed(),
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed(),
+        ]);
+        let placements = reader.clone();
+        tasks.push(
+            queue::run(asks, PASSES_AT_ONCE, move |r| {
+                let (placements, ctx) = (placements.clone(), ctx.clone());
+                async move {
+                    if placements.wait_until_ready().await.is_err() {
+                        return Next::on_change();
+                    }
+                    // Gone from the cache: deleted, and its last pass has been.
+                    let Some(placement) = placements.get(&r) else {
+                        return Next::on_change();
+                    };
+                    match reconcile(placement.clone(), ctx).await {
+                        Ok(next) => next,
+                        Err(e) => error_policy(&placement, &e),
+                    }
+                }
+            })
+            .boxed(),
         );
         triggered.push(Triggered {
             scope,
@@ -598,13 +624,13 @@ fn spec_fingerprint(o: &DynamicObject) -> Option<u64> {
     Some(h.finish())
 }
 
-fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
+fn error_policy(crp: &DynamicObject, e: &Error) -> Next {
     match e {
-        e if e.is_conflict() => Action::requeue(Duration::from_millis(100)),
-        Error::Loading(_) => Action::requeue(Duration::from_millis(500)),
+        e if e.is_conflict() => Next::after(Duration::from_millis(100)),
+        Error::Loading(_) => Next::after(Duration::from_millis(500)),
         _ => {
             tracing::warn!(placement = %crp.name_any(), error = %e, "placement reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(2))
+            Next::after(Duration::from_secs(2))
         }
     }
 }
@@ -612,7 +638,7 @@ fn error_policy(crp: Arc<DynamicObject>, e: &Error, _: Arc<Ctx>) -> Action {
 /// A ResourcePlacement's Works live in other namespaces (the members'), where its owner
 /// references cannot reach: a finalizer keeps the placement until its Works are deleted
 /// (kube-runtime's finalizer helper adds it and, once this is done, removes it).
-async fn delete_works(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Error> {
+async fn delete_works(ctx: &Ctx, placement: &DynamicObject) -> Result<Next, Error> {
     let name = placement.name_any();
     let ns = placement.namespace();
     for w in ctx
@@ -639,10 +665,10 @@ async fn delete_works(ctx: &Ctx, placement: &DynamicObject) -> Result<Action, Er
             }
         }
     }
-    Ok(Action::await_change())
+    Ok(Next::on_change())
 }
 
-async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Next, Error> {
     let name = placement.name_any();
     let namespace = placement.namespace();
     if placement.metadata.deletion_timestamp.is_some() {
@@ -656,19 +682,24 @@ async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Actio
     }
     if ctx.scope == Scope::Cluster {
         if placement.metadata.deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
+            return Ok(Next::on_change());
         }
         return place(placement, &ctx).await;
     }
     let api = api_in(&ctx.client, &ctx.scope.placement(), namespace.as_deref());
     let cleanup = finalizer::PLACEMENT_CLEANUP;
+    // kube-runtime's finalizer helper speaks its controller's `Action`, which does not tell
+    // when: the pass's own answer is kept aside.
+    let next = parking_lot::Mutex::new(Next::on_change());
     kube::runtime::finalizer(&api, cleanup, placement, |event| async {
-        match event {
-            FinalizerEvent::Apply(p) => place(p, &ctx).await,
-            FinalizerEvent::Cleanup(p) => delete_works(&ctx, &p).await,
-        }
+        *next.lock() = match event {
+            FinalizerEvent::Apply(p) => place(p, &ctx).await?,
+            FinalizerEvent::Cleanup(p) => delete_works(&ctx, &p).await?,
+        };
+        Ok::<_, Error>(kube::runtime::controller::Action::await_change())
     })
     .await
+    .map(|_| next.into_inner())
     .map_err(|e| match e {
         FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
         FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => {
@@ -679,7 +710,7 @@ async fn reconcile(placement: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Actio
 }
 
 /// A pass over a placement that is not being deleted.
-async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error> {
+async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Next, Error> {
     let scope = ctx.scope;
     let name = placement.name_any();
     let namespace = placement.namespace();
@@ -701,7 +732,7 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
                     Some(works) => ctx.status_only.mark(key, works),
                     None => ctx.status_only.whole(key),
                 }
-                return Ok(Action::requeue(interval - since));
+                return Ok(Next::after(interval - since));
             }
         }
         if last.len() > 4096 {
@@ -744,7 +775,7 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
                 &now,
             );
             write_status(&ctx.client, scope, &name, namespace, status).await?;
-            return Ok(Action::await_change());
+            return Ok(Next::on_change());
         }
         Decision::Place(plan) => *plan,
     };
@@ -830,7 +861,7 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Action, Error
         tally: parking_lot::Mutex::new(tally),
     };
     ctx.settled.lock().insert(key, Arc::new(settled));
-    Ok(Action::requeue(after))
+    Ok(Next::after(after))
 }
 
 /// The overrides (ClusterResourceOverrides, ResourceOverrides) that apply to the placement
@@ -996,7 +1027,7 @@ async fn roll_up(
     settled: &Settled,
     works: &std::collections::BTreeSet<String>,
     now: &str,
-) -> Result<Option<Action>, Error> {
+) -> Result<Option<Next>, Error> {
     let scope = ctx.scope;
     let namespace = placement.namespace();
     let generation = placement.metadata.generation.unwrap_or(0);
@@ -1060,12 +1091,12 @@ async fn roll_up(
         (conds, tally.dirty)
     };
     if !dirty && conds == old["conditions"] {
-        return Ok(Some(Action::requeue(Duration::from_secs(300))));
+        return Ok(Some(Next::after(Duration::from_secs(300))));
     }
     let same_conditions =
         conditions::without_messages(&old["conditions"]) == conditions::without_messages(&conds);
     if let Err(wait) = ctx.write_due(key, same_conditions, settled.clusters.len()) {
-        return Ok(Some(Action::requeue(wait)));
+        return Ok(Some(Next::after(wait)));
     }
     // The whole status: every cluster's binding as the pass left it.
     let mut found = Vec::with_capacity(settled.clusters.len());
@@ -1100,7 +1131,7 @@ async fn roll_up(
     let clusters = settled.clusters.len();
     let written = write_placement_status(ctx, placement, key, clusters, status).await?;
     settled.tally.lock().dirty = written.deferred;
-    Ok(Some(Action::requeue(written.after)))
+    Ok(Some(Next::after(written.after)))
 }
 
 /// The binding and Work of a settled cluster from the caches, when they are as the whole pass
