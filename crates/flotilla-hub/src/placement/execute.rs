@@ -131,7 +131,7 @@ pub async fn execute(
                 &binding,
                 work.as_deref(),
                 Decided {
-                    overridden: &c.overridden,
+                    overridden: c.overridden.as_deref(),
                     rollout: c.rollout,
                     unreachable: c.unreachable.as_deref(),
                 },
@@ -290,9 +290,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let overridden = Ok(Default::default());
+        let overridden = Default::default();
         let decided = |rollout| Decided {
-            overridden: &overridden,
+            overridden: Ok(&overridden),
             rollout,
             unreachable: None,
         };

@@ -181,7 +181,7 @@ struct SettledCluster {
     /// The digest of the Work's spec as written (`None` while an override fails: whatever
     /// is there).
     work_spec: Option<u64>,
-    overridden: Result<flotilla_api::overrides::Overridden, String>,
+    overridden: Result<Arc<flotilla_api::overrides::Overridden>, String>,
     rollout: status::Rollout,
     unreachable: Option<String>,
 }
@@ -842,11 +842,14 @@ async fn place(placement: Arc<DynamicObject>, ctx: &Ctx) -> Result<Next, Error> 
             binding_spec: c.binding_spec,
             work_namespace: c.work_namespace,
             work_name: c.work_name,
-            work_spec: c.work_spec.as_ref().map(compact::digest),
+            work_spec: c.work_spec.as_ref().map(|w| w.digest),
             // The roll-up reads which overrides applied, not the manifests.
-            overridden: c.overridden.map(|o| flotilla_api::overrides::Overridden {
-                manifests: Vec::new(),
-                ..o
+            overridden: c.overridden.map(|o| {
+                Arc::new(flotilla_api::overrides::Overridden {
+                    manifests: Vec::new(),
+                    cluster_overrides: o.cluster_overrides.clone(),
+                    resource_overrides: o.resource_overrides.clone(),
+                })
             }),
             rollout: c.rollout,
             unreachable: c.unreachable,
@@ -1060,7 +1063,7 @@ async fn roll_up(
             &binding,
             work.as_deref(),
             status::Decided {
-                overridden: &c.overridden,
+                overridden: c.overridden.as_deref(),
                 rollout: c.rollout,
                 unreachable: c.unreachable.as_deref(),
             },

@@ -204,11 +204,11 @@ pub struct ClusterPlan {
     /// The Work's name.
     pub work_name: String,
     /// The Work's spec as it should be (`None` while an override fails).
-    pub work_spec: Option<Value>,
+    pub work_spec: Option<WorkSpec>,
     /// How the Work gets there.
     pub work: WorkWrite,
     /// The cluster's manifests after its overrides, or why they could not be applied.
-    pub overridden: Result<Overridden, String>,
+    pub overridden: Result<Arc<Overridden>, String>,
     /// Whether the binding names the latest resources or is held back.
     pub rollout: Rollout,
     /// Why the cluster is reported unavailable whatever its Work says (its member has been
@@ -428,11 +428,87 @@ fn manifests_of_snapshot(snapshot: &DynamicObject) -> Vec<Value> {
         .collect()
 }
 
-/// The index and manifests of the placement's resource snapshot `name`, if the caches hold it.
-fn snapshot_named(o: &Observed<'_>, name: &str) -> Option<(String, Vec<Value>)> {
+/// The index of the placement's resource snapshot `name` and the snapshot, if the caches hold
+/// it.
+fn snapshot_named<'a>(o: &'a Observed<'_>, name: &str) -> Option<(String, &'a DynamicObject)> {
     let snapshot = o.resource_snapshots.iter().find(|s| s.name_any() == name)?;
     let index = snapshot.labels().get(label::RESOURCE_INDEX)?.clone();
-    Some((index, manifests_of_snapshot(snapshot)))
+    Some((index, snapshot))
+}
+
+/// What a plan makes once and shares among its clusters rather than once per cluster: the
+/// manifests of a resource snapshot no override applies to (every cluster gets the same), and
+/// the Work spec (with its digest) of manifests that clusters share. On a placement of 100
+/// clusters the copies and digests made per cluster were a fifth of the hub's CPU in the
+/// headline run (docs/BENCHMARKS.md, fleet scale).
+#[derive(Default)]
+struct Shared {
+    /// By resource snapshot name.
+    plain: HashMap<String, Arc<Overridden>>,
+    /// By the manifests' address (the entry keeps them, so the address is not reused) and
+    /// apply strategy.
+    work_specs: HashMap<usize, Vec<(Arc<Overridden>, Value, WorkSpec)>>,
+}
+
+impl Shared {
+    /// The resource snapshot `name` (whose manifests `manifests` makes) after `cluster`'s
+    /// overrides: shared when there are none.
+    fn overridden(
+        &mut self,
+        name: &str,
+        manifests: impl FnOnce() -> Vec<Value>,
+        cluster: &str,
+        labels: &BTreeMap<String, String>,
+        cluster_overrides: &[Override],
+        resource_overrides: &[Override],
+    ) -> Result<Arc<Overridden>, String> {
+        if cluster_overrides.is_empty() && resource_overrides.is_empty() {
+            // What `overrides::apply` returns when there are none: the manifests as they are.
+            let plain = self.plain.entry(name.to_string()).or_insert_with(|| {
+                Arc::new(Overridden {
+                    manifests: manifests(),
+                    ..Overridden::default()
+                })
+            });
+            return Ok(plain.clone());
+        }
+        overrides::apply(
+            &manifests(),
+            cluster,
+            labels,
+            cluster_overrides,
+            resource_overrides,
+        )
+        .map(Arc::new)
+    }
+
+    /// The Work spec of `overridden` with `apply_strategy`.
+    fn work_spec(&mut self, overridden: &Arc<Overridden>, apply_strategy: &Value) -> WorkSpec {
+        let entries = self
+            .work_specs
+            .entry(Arc::as_ptr(overridden) as usize)
+            .or_default();
+        if let Some((_, _, spec)) = entries.iter().find(|(_, s, _)| s == apply_strategy) {
+            return spec.clone();
+        }
+        let spec = work_spec(&overridden.manifests, apply_strategy);
+        let made = WorkSpec {
+            digest: super::compact::digest(&spec),
+            spec: Arc::new(spec),
+        };
+        entries.push((overridden.clone(), apply_strategy.clone(), made.clone()));
+        made
+    }
+}
+
+/// A Work's spec as it should be, shared among the clusters whose Works carry the same, and
+/// its digest ([`super::compact::digest`]).
+#[derive(Debug, Clone)]
+pub struct WorkSpec {
+    /// `{"workload": {"manifests": [...]}, "applyStrategy": {...}}`.
+    pub spec: Arc<Value>,
+    /// Its digest, as the Work cache keeps it ([`super::compact::has_spec`]).
+    pub digest: u64,
 }
 
 /// The resources a binding names (a resource snapshot and the override snapshots applied)
@@ -447,12 +523,12 @@ struct Content {
     /// `resourceOverrideSnapshots`.
     resource_overrides: Value,
     /// The manifests after the overrides, or why an override cannot be applied.
-    overridden: Result<Overridden, String>,
+    overridden: Result<Arc<Overridden>, String>,
 }
 
 impl Content {
     /// The latest snapshot after the cluster's overrides.
-    fn latest(snapshot: &str, index: &str, overridden: Result<Overridden, String>) -> Self {
+    fn latest(snapshot: &str, index: &str, overridden: Result<Arc<Overridden>, String>) -> Self {
         let (cluster_overrides, resource_overrides) = match &overridden {
             Ok(o) => (
                 json!(o.cluster_overrides),
@@ -478,11 +554,12 @@ impl Content {
     fn of_binding(
         spec: &Value,
         o: &Observed<'_>,
+        shared: &mut Shared,
         cluster: &str,
         labels: &BTreeMap<String, String>,
     ) -> Option<Self> {
         let name = spec["resourceSnapshotName"].as_str()?;
-        let (index, manifests) = snapshot_named(o, name)?;
+        let (index, snapshot) = snapshot_named(o, name)?;
         let list = |f: &str| spec[f].as_array().cloned().unwrap_or_default();
         let (cro_names, ro_names) = (
             list("clusterResourceOverrideSnapshots"),
@@ -515,7 +592,14 @@ impl Content {
             index,
             cluster_overrides: spec["clusterResourceOverrideSnapshots"].clone(),
             resource_overrides: spec["resourceOverrideSnapshots"].clone(),
-            overridden: overrides::apply(&manifests, cluster, labels, &cros, &ros),
+            overridden: shared.overridden(
+                name,
+                || manifests_of_snapshot(snapshot),
+                cluster,
+                labels,
+                &cros,
+                &ros,
+            ),
         })
     }
 
@@ -523,14 +607,16 @@ impl Content {
     fn of_snapshot(
         name: &str,
         o: &Observed<'_>,
+        shared: &mut Shared,
         cluster: &str,
         labels: &BTreeMap<String, String>,
         cluster_overrides: &[Override],
         resource_overrides: &[Override],
     ) -> Option<Self> {
-        let (index, manifests) = snapshot_named(o, name)?;
-        let overridden = overrides::apply(
-            &manifests,
+        let (index, snapshot) = snapshot_named(o, name)?;
+        let overridden = shared.overridden(
+            name,
+            || manifests_of_snapshot(snapshot),
             cluster,
             labels,
             cluster_overrides,
@@ -585,8 +671,8 @@ pub fn overrides_for<'a>(
     clusters
         .into_iter()
         .map(|(c, labels)| {
-            let content =
-                Content::latest("", "", overrides::apply(&manifests, c, labels, &cros, &ros));
+            let overridden = overrides::apply(&manifests, c, labels, &cros, &ros).map(Arc::new);
+            let content = Content::latest("", "", overridden);
             (
                 c.to_string(),
                 (content.cluster_overrides, content.resource_overrides),
@@ -942,11 +1028,13 @@ pub fn plan(o: &Observed<'_>) -> Decision {
     let no_labels = BTreeMap::new();
     let labels_of = |c: &str| cluster_labels.get(c).copied().unwrap_or(&no_labels);
     // Each picked cluster's latest resources after its overrides.
+    let mut shared = Shared::default();
     let fresh: BTreeMap<&str, Content> = wanted
         .keys()
         .map(|c| {
-            let overridden = overrides::apply(
-                &manifests,
+            let overridden = shared.overridden(
+                &rs.name,
+                || manifests.clone(),
                 c,
                 labels_of(c),
                 &cluster_overrides,
@@ -1075,13 +1163,14 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         let had = existing.map_or(Value::Null, |b| b.data["spec"].clone());
         let bound = had["resourceSnapshotName"].is_string() && had["state"] != "Scheduled";
         let (mut bspec, content, rollout) = if external && bound {
-            let content = Content::of_binding(&had, o, cluster, labels_of(cluster));
+            let content = Content::of_binding(&had, o, &mut shared, cluster, labels_of(cluster));
             (had.clone(), content, Rollout::Started)
         } else if external {
             let released = o.completed_index.as_ref().and_then(|i| {
                 Content::of_snapshot(
                     &format!("{name}-{i}-snapshot"),
                     o,
+                    &mut shared,
                     cluster,
                     labels_of(cluster),
                     &cluster_overrides,
@@ -1094,7 +1183,8 @@ pub fn plan(o: &Observed<'_>) -> Decision {
             }
         } else if held.contains(cluster) {
             if bound {
-                let content = Content::of_binding(&had, o, cluster, labels_of(cluster));
+                let content =
+                    Content::of_binding(&had, o, &mut shared, cluster, labels_of(cluster));
                 (had.clone(), content, Rollout::Blocked)
             } else {
                 (json!({"state": "Scheduled"}), None, Rollout::Blocked)
@@ -1150,11 +1240,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         let (work_spec, work, overridden) = match content {
             // Nothing bound yet, or what the binding names is gone from the history: the
             // cluster keeps what it has.
-            None => (
-                None,
-                WorkWrite::Hold(current.cloned()),
-                Ok(Overridden::default()),
-            ),
+            None => (None, WorkWrite::Hold(current.cloned()), Ok(Arc::default())),
             // An override failed: the cluster keeps what it has until it is fixed.
             Some(Content {
                 overridden: Err(e), ..
@@ -1164,7 +1250,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 index,
                 ..
             }) => {
-                let wspec = work_spec(&ov.manifests, &bspec["applyStrategy"]);
+                let wspec = shared.work_spec(&ov, &bspec["applyStrategy"]);
                 let mut work_labels = json!({label::PARENT_CRP: name,
                     label::PARENT_BINDING: binding_name,
                     label::PARENT_RESOURCE_SNAPSHOT_INDEX: index});
@@ -1173,7 +1259,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                 }
                 let write = match current {
                     Some(w)
-                        if super::compact::has_spec(w, super::compact::digest(&wspec))
+                        if super::compact::has_spec(w, wspec.digest)
                             && w.labels().get(label::PARENT_RESOURCE_SNAPSHOT_INDEX)
                                 == Some(&index)
                             && w.annotations()
@@ -1185,14 +1271,14 @@ pub fn plan(o: &Observed<'_>) -> Decision {
                     }
                     Some(_) => WorkWrite::Patch(json!({"metadata": {"labels": work_labels,
                         "annotations": {annotation::DELETE_STRATEGY: delete_strategy}},
-                        "spec": wspec})),
+                        "spec": *wspec.spec})),
                     None => WorkWrite::Create {
                         object: json!({"apiVersion": work_resource().api_version,
                             "kind": "Work",
                             "metadata": {"name": work_name, "namespace": work_namespace,
                                 "labels": work_labels,
                                 "annotations": {annotation::DELETE_STRATEGY: delete_strategy}},
-                            "spec": wspec}),
+                            "spec": *wspec.spec}),
                         // A cluster-scoped binding can own it; a ResourceBinding cannot
                         // (another namespace): its placement's finalizer removes it.
                         owned_by_binding: scope == Scope::Cluster,

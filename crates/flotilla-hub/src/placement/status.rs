@@ -66,7 +66,7 @@ pub struct ClusterStatus<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Decided<'a> {
     /// The cluster's manifests after its overrides, or why they could not be applied.
-    pub overridden: &'a Result<Overridden, String>,
+    pub overridden: Result<&'a Overridden, &'a String>,
     /// Whether the binding names the latest resources.
     pub rollout: Rollout,
     /// The member has been unhealthy past the failover grace period: why.

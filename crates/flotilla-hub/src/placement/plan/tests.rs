@@ -14,7 +14,7 @@ use kube::api::DynamicObject;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 
-use super::{plan, Decision, Observed, OverrideSeries, Plan, WorkWrite, Write};
+use super::{plan, ClusterPlan, Decision, Observed, OverrideSeries, Plan, WorkWrite, Write};
 use crate::placement::status::{self, ClusterStatus, Rollout};
 use crate::placement::Scope;
 
@@ -272,7 +272,7 @@ impl World {
                 &binding,
                 work.as_ref(),
                 status::Decided {
-                    overridden: &c.overridden,
+                    overridden: c.overridden.as_deref(),
                     rollout: c.rollout,
                     unreachable: c.unreachable.as_deref(),
                 },
@@ -481,7 +481,7 @@ fn render(d: &Decision) -> String {
         if let Some(m) = meta {
             out += &format!(" labels {} annotations {}", m["labels"], m["annotations"]);
         }
-        if let Some(spec) = &c.work_spec {
+        if let Some(spec) = c.work_spec.as_ref().map(|w| &w.spec) {
             let manifests: Vec<String> = spec["workload"]["manifests"]
                 .as_array()
                 .unwrap()
@@ -1049,6 +1049,39 @@ fn overrides_change_the_manifests_of_the_clusters_they_select() {
 }
 
 #[test]
+fn clusters_that_get_the_same_manifests_share_one_work_spec() {
+    let plans = |world: &World| match world.plan() {
+        Decision::Place(p) => p.clusters,
+        Decision::Refused { message, .. } => panic!("refused: {message}"),
+    };
+    let spec = |c: &ClusterPlan| c.work_spec.clone().expect("a Work spec");
+    // No override: one copy for every cluster.
+    let mut world = World::new(crp("web", json!({})), app(), ABC);
+    let clusters = plans(&world);
+    let (a, b, c) = (spec(&clusters[0]), spec(&clusters[1]), spec(&clusters[2]));
+    assert!(Arc::ptr_eq(&a.spec, &b.spec) && Arc::ptr_eq(&a.spec, &c.spec));
+    assert_eq!(a.digest, super::super::compact::digest(&a.spec));
+    // An override that picks one cluster out: that one has its own.
+    world.create(json!({"apiVersion": "placement.kubernetes-fleet.io/v1",
+        "kind": "ResourceOverride", "metadata": {"name": "replicas", "namespace": "app"},
+        "spec": {"resourceSelectors": [{"group": "apps", "version": "v1", "kind": "Deployment", "name": "web"}],
+            "policy": {"overrideRules": [{"clusterSelector": {"clusterSelectorTerms":
+                [{"labelSelector": {"matchLabels": {"env": "test"}}}]},
+                "jsonPatchOverrides": [{"op": "replace", "path": "/spec/replicas", "value": 3}]}]}}}));
+    let clusters = plans(&world);
+    let (a, c) = (spec(&clusters[0]), spec(&clusters[2]));
+    assert_ne!(a.digest, c.digest, "c is the test cluster");
+    assert_eq!(
+        c.spec["workload"]["manifests"][2]["spec"]["replicas"],
+        json!(3)
+    );
+    assert_ne!(
+        a.spec["workload"]["manifests"][2]["spec"]["replicas"],
+        json!(3)
+    );
+}
+
+#[test]
 fn an_override_that_fails_holds_the_cluster_at_what_it_has() {
     let mut world = World::new(crp("web", json!({})), app(), ABC);
     world.apply(&world.plan());
@@ -1102,7 +1135,7 @@ fn the_strategy_reaches_every_work() {
     "#]].assert_eq(&format!(
         "binding {}\nWork {}\n",
         c.binding_spec["applyStrategy"],
-        c.work_spec.as_ref().unwrap()["applyStrategy"]
+        c.work_spec.as_ref().unwrap().spec["applyStrategy"]
     ));
     check(
         &world,
