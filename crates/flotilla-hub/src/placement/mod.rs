@@ -32,6 +32,7 @@
 //! status roll-up only ([`roll_up`]: the bindings of the clusters whose Works changed, a tally
 //! of the rest, the placement's status; nothing else).
 
+mod budget;
 pub(crate) mod compact;
 mod execute;
 pub mod failover;
@@ -195,6 +196,8 @@ struct Ctx {
     fleet: Arc<parking_lot::Mutex<Fleet>>,
     last_run: parking_lot::Mutex<HashMap<String, Instant>>,
     status_written: parking_lot::Mutex<HashMap<String, Instant>>,
+    /// Shared by both scopes' controllers.
+    details: Arc<budget::DetailBudget>,
     settled: Arc<SettledMap>,
     status_only: Arc<StatusOnly>,
     members: Store<DynamicObject>,
@@ -252,6 +255,7 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
     let resources = Arc::new(Resources::default());
     let (changed_tx, changed_rx) = mpsc::unbounded_channel::<Changed>();
     let fleet = Arc::new(parking_lot::Mutex::new(Fleet::default()));
+    let details = Arc::new(budget::DetailBudget::default());
 
     let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         resources
@@ -315,6 +319,7 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
             fleet: fleet.clone(),
             last_run: Default::default(),
             status_written: Default::default(),
+            details: details.clone(),
             settled,
             status_only: status_only.clone(),
             members: members.clone(),
@@ -1175,8 +1180,9 @@ struct Written {
 impl Ctx {
     /// Whether the placement's status may be written now: while only per-cluster details and
     /// progress messages move (its own conditions keep their status and reason), the large
-    /// status is written at most every [`detail_interval`]; a change of its conditions is
-    /// written at once. When it may not, the roll-up is marked due when it may.
+    /// status is written at most every [`detail_interval`], and within the hub's budget for
+    /// such writes ([`budget`]); a change of its conditions is written at once. When it may
+    /// not, the roll-up is marked due when it may.
     fn write_due(&self, key: &str, same_conditions: bool, clusters: usize) -> Result<(), Duration> {
         if !same_conditions {
             return Ok(());
@@ -1188,14 +1194,15 @@ impl Ctx {
             .get(key)
             .map(|t| t.elapsed())
             .filter(|s| *s < interval);
-        match since {
-            Some(since) => {
-                // The roll-up is all that is due then, unless something else asks for more.
-                self.status_only.mark(key.to_string(), []);
-                Err(interval - since)
-            }
-            None => Ok(()),
+        let due = match since {
+            Some(since) => Err(interval - since),
+            None => self.details.take(clusters, Instant::now()),
+        };
+        if due.is_err() {
+            // The roll-up is all that is due then, unless something else asks for more.
+            self.status_only.mark(key.to_string(), []);
         }
+        due
     }
 
     /// Records a write of the placement's status.
