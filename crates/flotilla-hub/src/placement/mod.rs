@@ -1196,7 +1196,7 @@ impl Ctx {
             .filter(|s| *s < interval);
         let due = match since {
             Some(since) => Err(interval - since),
-            None => self.details.take(clusters, Instant::now()),
+            None => self.details.take(key, clusters, Instant::now()),
         };
         if due.is_err() {
             // The roll-up is all that is due then, unless something else asks for more.
