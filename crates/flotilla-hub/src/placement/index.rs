@@ -97,6 +97,27 @@ impl Indexed {
         }
     }
 
+    /// How many objects are under `key`.
+    pub(crate) fn count(&self, key: &str) -> usize {
+        self.index.read().by_key.get(key).map_or(0, HashSet::len)
+    }
+
+    /// For each object under `key`, its own keys that start with `prefix` (without it): what
+    /// the index knows of them, without reading the objects.
+    pub(crate) fn keys_beside(&self, key: &str, prefix: &str) -> Vec<String> {
+        let index = self.index.read();
+        index
+            .by_key
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| index.keys_of.get(id))
+            .flatten()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .map(String::from)
+            .collect()
+    }
+
     /// The cached objects under any of `keys` (each once) that `pred` accepts: what filtering
     /// the whole cache with `pred` returns, provided every object `pred` accepts is indexed
     /// under one of `keys`.
@@ -135,6 +156,36 @@ pub(crate) fn by_owner(o: &DynamicObject) -> Vec<String> {
         .get(flotilla_api::placement::label::PARENT_CRP)
         .map(|p| vec![placement_key(p, o.metadata.namespace.as_deref())])
         .unwrap_or_default()
+}
+
+/// Bindings: under their placement ([`by_owner`]) and, unless they are being deleted, under
+/// [`live_key`] of it and [`on_cluster_key`] of their target cluster: which placements are on
+/// a cluster, and on how many clusters each is, without reading every binding.
+pub(crate) fn binding_keys(o: &DynamicObject) -> Vec<String> {
+    let mut keys = by_owner(o);
+    if o.metadata.deletion_timestamp.is_some() {
+        return keys;
+    }
+    if let Some(owner) = keys.first() {
+        keys.push(live_key(owner));
+    }
+    if let Some(c) = o.data["spec"]["targetCluster"].as_str() {
+        keys.push(on_cluster_key(c));
+    }
+    keys
+}
+
+/// The prefix of [`live_key`].
+pub(crate) const LIVE: &str = "live:";
+
+/// The key of the bindings of the placement [`placement_key`] `placement` not being deleted.
+pub(crate) fn live_key(placement: &str) -> String {
+    format!("{LIVE}{placement}")
+}
+
+/// The key of the bindings on cluster `cluster` not being deleted.
+pub(crate) fn on_cluster_key(cluster: &str) -> String {
+    format!("on:{cluster}")
 }
 
 /// The index key of Works named `name`.
@@ -263,5 +314,52 @@ mod tests {
         );
         w.metadata.labels = None;
         assert_eq!(work_keys(&w), [work_name_key("w")]);
+    }
+
+    #[test]
+    fn bindings_tell_which_placements_are_on_a_cluster_and_how_many_clusters_each_has() {
+        let binding = |name: &str, p: &str, cluster: &str, deleting: bool| {
+            let mut b = json!({"apiVersion": "placement.kubernetes-fleet.io/v1",
+                "kind": "ClusterResourceBinding",
+                "metadata": {"name": name,
+                    "labels": {flotilla_api::placement::label::PARENT_CRP: p}},
+                "spec": {"targetCluster": cluster}});
+            if deleting {
+                b["metadata"]["deletionTimestamp"] = json!("2026-12-08T00:00:00Z");
+            }
+            serde_json::from_value::<DynamicObject>(b).unwrap()
+        };
+        let ar = ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(
+                "placement.kubernetes-fleet.io",
+                "v1",
+                "ClusterResourceBinding",
+            ),
+            "clusterresourcebindings",
+        );
+        let mut writer = Writer::new(ar.clone());
+        let indexed = Indexed::new(writer.as_reader(), ar, binding_keys);
+        let mut feed = |ev: watcher::Event<DynamicObject>| {
+            writer.apply_watcher_event(&ev);
+            indexed.apply(&ev);
+        };
+        feed(watcher::Event::Apply(binding("web-a", "web", "a", false)));
+        feed(watcher::Event::Apply(binding("web-b", "web", "b", false)));
+        feed(watcher::Event::Apply(binding("api-a", "api", "a", false)));
+        feed(watcher::Event::Apply(binding("db-a", "db", "a", true)));
+        let on = |c: &str| {
+            let mut p = indexed.keys_beside(&on_cluster_key(c), LIVE);
+            p.sort();
+            p
+        };
+        assert_eq!(on("a"), ["/api", "/web"], "db's binding is being deleted");
+        assert_eq!(indexed.count(&live_key("/web")), 2);
+        assert_eq!(indexed.count(&live_key("/db")), 0);
+        // A binding marked for deletion leaves both keys; one deleted, all of them.
+        feed(watcher::Event::Apply(binding("web-b", "web", "b", true)));
+        assert_eq!(indexed.count(&live_key("/web")), 1);
+        assert!(on("b").is_empty());
+        feed(watcher::Event::Delete(binding("api-a", "api", "a", false)));
+        assert_eq!(on("a"), ["/web"]);
     }
 }

@@ -304,7 +304,7 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
             status_only.clone(),
         ));
         tasks.push(follow_bindings);
-        let binding_reader = bindings.store().clone();
+        let binding_index = bindings.clone();
         let (resource_snapshots, rs_events) =
             cached_indexed(&client, scope.resource_snapshot(), |_| {}, index::by_owner);
         tasks.push(follow(rs_events.touched_objects().boxed()));
@@ -396,7 +396,7 @@ pub async fn run(client: kube::Client, mut bindings: SharedBindings) {
         triggered.push(Triggered {
             scope,
             placements: reader,
-            bindings: binding_reader,
+            bindings: binding_index,
             status_only,
             tx,
         });

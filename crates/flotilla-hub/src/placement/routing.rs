@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use flotilla_api::placement::label;
 use flotilla_api::selectors::LabelSelector;
 use flotilla_scheduler::{Cluster, Policy};
 use futures::{FutureExt, StreamExt};
@@ -69,7 +68,7 @@ impl StatusOnly {
 pub(super) struct Triggered {
     pub scope: Scope,
     pub placements: Store<DynamicObject>,
-    pub bindings: Store<DynamicObject>,
+    pub bindings: Arc<super::index::Indexed>,
     pub status_only: Arc<StatusOnly>,
     pub tx: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
 }
@@ -102,42 +101,30 @@ impl Triggers {
     }
 
     /// Reconcile the placements that changes of member clusters (before, now) concern
-    /// ([`flotilla_scheduler::concerns`]): one pass over the bindings and the placements per
-    /// batch of changes, no scheduling over the fleet.
+    /// ([`flotilla_scheduler::concerns`]): which placements are on the changed clusters and on
+    /// how many clusters each is come from the binding index ([`super::index::binding_keys`]),
+    /// then one pass over the placements per batch of changes, no scheduling over the fleet.
+    /// (A scan of every binding per batch took a quarter of the hub's CPU at 100,000 bindings:
+    /// docs/BENCHMARKS.md, fleet scale, seventh session.)
     pub fn members_changed(&self, changed: &[(Option<Cluster>, Cluster)]) {
-        let names: BTreeSet<&str> = changed.iter().map(|c| c.1.name.as_str()).collect();
+        use super::index::{live_key, on_cluster_key, placement_key, LIVE};
         for t in &self.0 {
-            // Per placement (namespace, name): how many clusters it is on, and which of the
-            // changed ones.
-            type Placed<'a> = (usize, BTreeSet<&'a str>);
-            let mut placed: std::collections::HashMap<(Option<String>, String), Placed> =
-                Default::default();
-            let bindings = t.bindings.state();
-            for b in &bindings {
-                let Some(p) = b.labels().get(label::PARENT_CRP) else {
-                    continue;
-                };
-                if b.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                let e = placed.entry((b.namespace(), p.clone())).or_default();
-                e.0 += 1;
-                if let Some(c) = b.data["spec"]["targetCluster"]
-                    .as_str()
-                    .and_then(|c| names.get(c))
-                {
-                    e.1.insert(c);
+            // Per placement (its index key): which of the changed clusters it is on.
+            let mut on: HashMap<String, BTreeSet<&str>> = HashMap::new();
+            for (_, c) in changed {
+                for p in t.bindings.keys_beside(&on_cluster_key(&c.name), LIVE) {
+                    on.entry(p).or_default().insert(c.name.as_str());
                 }
             }
-            let nowhere = Placed::default();
+            let nowhere = BTreeSet::new();
             for p in t.placements.state() {
-                let (count, on) = placed
-                    .get(&(p.namespace(), p.name_any()))
-                    .unwrap_or(&nowhere);
+                let pkey = placement_key(&p.name_any(), p.namespace().as_deref());
+                let here = on.get(&pkey).unwrap_or(&nowhere);
                 // A policy that does not parse is reported already; no member change fixes it.
                 let Ok(policy) = Policy::parse(&p.data["spec"]["policy"]) else {
                     continue;
                 };
+                let count = t.bindings.count(&live_key(&pkey));
                 // A cluster a share failed over from may take it back (fail-back).
                 let record = p.annotations().get(super::failover::FAILED_OVER).cloned();
                 let failed_over = |c: &str| {
@@ -146,8 +133,8 @@ impl Triggers {
                         .is_some_and(|r| r.contains(&format!("\"{c}\":")))
                 };
                 if changed.iter().any(|(before, now)| {
-                    let here = on.contains(now.name.as_str());
-                    flotilla_scheduler::concerns(&policy, before.as_ref(), now, here, *count)
+                    let is_here = here.contains(now.name.as_str());
+                    flotilla_scheduler::concerns(&policy, before.as_ref(), now, is_here, count)
                         || failed_over(&now.name)
                 }) {
                     t.whole(&p);

@@ -38,7 +38,7 @@ impl SharedBindings {
     pub fn new(client: &kube::Client) -> Self {
         let shared = |scope: Scope| {
             let (indexed, events) =
-                cached_indexed(client, scope.binding(), |_| {}, index::by_owner);
+                cached_indexed(client, scope.binding(), |_| {}, index::binding_keys);
             Shared {
                 indexed,
                 events: Some(events),
