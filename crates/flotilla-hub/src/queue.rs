@@ -14,8 +14,8 @@ use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// When a key should pass next if nothing asks for it sooner.
@@ -134,10 +134,13 @@ impl<K: Clone + Eq + Hash> Queue<K> {
     }
 }
 
-/// Passes the keys `asks` asks for through `pass`, at most `at_once` at a time, each pass a
-/// task of its own (so that passes use every core the runtime has), fairly ([`Queue`]). Ends
-/// when `asks` ends and the passes under way have ended; dropping it aborts them. A pass that
-/// panics panics this.
+/// Passes the keys `asks` asks for through `pass`, at most `at_once` at a time, fairly
+/// ([`Queue`]). The passes are polled by this one task, as kube-runtime's controller polls
+/// its reconciles: they take one core at a time, and the API server's handlers, on the same
+/// runtime, keep the other. (With each pass a task of its own, passes took both cores of the
+/// headline run's machine and the API server dropped agents' connections: docs/BENCHMARKS.md,
+/// fleet scale, eighth session.) Ends when `asks` ends and the passes under way have ended;
+/// dropping it drops them. A pass that panics panics this.
 pub(crate) async fn run<K, A, F, P>(asks: A, at_once: usize, pass: F)
 where
     K: Clone + Eq + Hash + Send + 'static,
@@ -146,7 +149,7 @@ where
     P: Future<Output = Next> + Send + 'static,
 {
     let mut queue: Queue<K> = Queue::default();
-    let mut passes: JoinSet<(K, Next)> = JoinSet::new();
+    let mut passes = FuturesUnordered::new();
     let mut asks = std::pin::pin!(asks.fuse());
     let mut asking = true;
     loop {
@@ -154,7 +157,7 @@ where
         while passes.len() < at_once.max(1) {
             let Some(key) = queue.take() else { break };
             let pass = pass(key.clone());
-            passes.spawn(async move { (key, pass.await) });
+            passes.push(async move { (key, pass.await) });
         }
         if !asking && passes.is_empty() {
             return;
@@ -165,12 +168,9 @@ where
                 Some(key) => queue.add(key),
                 None => asking = false,
             },
-            Some(ended) = passes.join_next() => match ended {
-                Ok((key, next)) => queue.done(key, next, Instant::now()),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // Only dropping this aborts passes, and that ends this too.
-                Err(_) => {}
-            },
+            Some((key, next)) = passes.next(), if !passes.is_empty() => {
+                queue.done(key, next, Instant::now());
+            }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
         }
     }
