@@ -87,12 +87,12 @@ const MIN_RECONCILE_INTERVAL: Duration = Duration::from_millis(200);
 /// once, on a hub whose passes are CPU-bound on a few cores anyway.
 const PASSES_AT_ONCE: usize = 16;
 
-/// The most of the hub's time that judging member changes may take. Judging a batch reads
-/// every binding (which placements are on the changed clusters, how many clusters each has):
-/// with 1,000 members whose usage changes as workloads land, a batch each heartbeat, over
-/// 100,000 bindings, took a quarter of the hub's CPU in the headline run (docs/BENCHMARKS.md,
-/// fleet scale, seventh session). After a batch the next waits nine times as long as it took,
-/// and the changes in between are judged together.
+/// The most of the hub's time that judging member changes may take. Judging a batch weighs
+/// each changed cluster against every placement's policy; when it read every binding too,
+/// with 1,000 members whose usage changes as workloads land (a batch each heartbeat) over
+/// 100,000 bindings, it took a quarter of the hub's CPU in the headline run (docs/BENCHMARKS.md,
+/// fleet scale, seventh session; the bindings now come from an index). After a batch the next
+/// waits nine times as long as it took, and the changes in between are judged together.
 const MEMBER_DUTY: u32 = 10;
 
 /// How long judging member changes pauses after a batch that took `took`.

@@ -7,6 +7,7 @@
 //! a cache that lags behind a write makes the executor's create answer 409 AlreadyExists, and
 //! the pass is retried.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -451,12 +452,12 @@ struct Shared {
 }
 
 impl Shared {
-    /// The resource snapshot `name` (whose manifests `manifests` makes) after `cluster`'s
-    /// overrides: shared when there are none.
-    fn overridden(
+    /// The resource snapshot `name` (whose manifests `manifests` makes, or lends) after
+    /// `cluster`'s overrides: shared when there are none.
+    fn overridden<'m>(
         &mut self,
         name: &str,
-        manifests: impl FnOnce() -> Vec<Value>,
+        manifests: impl FnOnce() -> Cow<'m, [Value]>,
         cluster: &str,
         labels: &BTreeMap<String, String>,
         cluster_overrides: &[Override],
@@ -466,7 +467,7 @@ impl Shared {
             // What `overrides::apply` returns when there are none: the manifests as they are.
             let plain = self.plain.entry(name.to_string()).or_insert_with(|| {
                 Arc::new(Overridden {
-                    manifests: manifests(),
+                    manifests: manifests().into_owned(),
                     ..Overridden::default()
                 })
             });
@@ -594,7 +595,7 @@ impl Content {
             resource_overrides: spec["resourceOverrideSnapshots"].clone(),
             overridden: shared.overridden(
                 name,
-                || manifests_of_snapshot(snapshot),
+                || Cow::Owned(manifests_of_snapshot(snapshot)),
                 cluster,
                 labels,
                 &cros,
@@ -616,7 +617,7 @@ impl Content {
         let (index, snapshot) = snapshot_named(o, name)?;
         let overridden = shared.overridden(
             name,
-            || manifests_of_snapshot(snapshot),
+            || Cow::Owned(manifests_of_snapshot(snapshot)),
             cluster,
             labels,
             cluster_overrides,
@@ -1034,7 +1035,7 @@ pub fn plan(o: &Observed<'_>) -> Decision {
         .map(|c| {
             let overridden = shared.overridden(
                 &rs.name,
-                || manifests.clone(),
+                || Cow::Borrowed(&manifests),
                 c,
                 labels_of(c),
                 &cluster_overrides,
